@@ -1,0 +1,98 @@
+"""Type stubs for ``fcnn._core``, the C kernels of fcnn.
+
+Every kernel takes NumPy arrays of dtype float32 or float64. The dtype of the
+first array argument decides the dtype of the call; every other floating array
+must have that same dtype (``TypeError`` otherwise). Read-only inputs of any
+memory layout (strided, transposed, Fortran order) are accepted and converted;
+the one array updated in place (``param`` of :func:`sgd_step`) must already be
+writable, C-contiguous and of the right dtype, since a silent copy would lose
+the update.
+
+Size letters used below: B = batch size, C = input features, OC = output
+features (classes for the loss).
+
+Errors: ``TypeError`` for a non-array argument or a wrong dtype, ``ValueError``
+for a wrong number of dimensions, a shape mismatch, an empty array, a label out
+of range, a non-finite or negative rate, or a size too large for the BLAS's
+32-bit indices. Every message names the argument, what was expected and what
+arrived.
+
+``fcnn.reference`` holds a pure-NumPy twin of each function, same name, same
+signature, same results.
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.floating]
+IntArray = npt.NDArray[np.integer]
+
+def linear_forward(x: FloatArray, weight: FloatArray, bias: FloatArray) -> FloatArray:
+    """Affine map ``x @ weight + bias``.
+
+    Shape: x (B, C), weight (C, OC), bias (OC,) -> (B, OC).
+    """
+
+def linear_backward(
+    dout: FloatArray, x: FloatArray, weight: FloatArray, compute_dx: bool = True
+) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+    """Gradients of :func:`linear_forward` given the upstream gradient ``dout``.
+
+    Shape: dout (B, OC), x (B, C), weight (C, OC) ->
+    (dweight (C, OC) = x.T @ dout, dbias (OC,) = dout summed over the batch,
+    dx (B, C) = dout @ weight.T, or None when ``compute_dx`` is false).
+    """
+
+def relu_forward(x: FloatArray) -> FloatArray:
+    """``max(x, 0)`` elementwise. Shape: x (B, C) -> (B, C)."""
+
+def relu_backward(dout: FloatArray, x: FloatArray) -> FloatArray:
+    """``dout`` where ``x > 0``, else 0. Shape: dout (B, C), x (B, C) -> (B, C)."""
+
+def softmax_forward(x: FloatArray) -> FloatArray:
+    """Row-wise softmax, computed from the row maximum. Shape: x (B, C) -> (B, C)."""
+
+def softmax_backward(dout: FloatArray, probs: FloatArray) -> FloatArray:
+    """Vector-Jacobian product of softmax given its output ``probs``.
+
+    ``dx = probs * (dout - sum(dout * probs, axis=1, keepdims=True))``.
+    Shape: dout (B, C), probs (B, C) -> (B, C).
+    """
+
+def softmax_cross_entropy_forward(logits: FloatArray, labels: IntArray) -> float:
+    """Mean over the batch of ``logsumexp(logits[i]) - logits[i, labels[i]]``.
+
+    Accumulated in double precision whatever the dtype; stable for logits of
+    any finite size. Labels may have any integer dtype and must lie in [0, C).
+    Shape: logits (B, C), labels (B,) -> Python float.
+    """
+
+def softmax_cross_entropy_backward(logits: FloatArray, labels: IntArray) -> FloatArray:
+    """Gradient of :func:`softmax_cross_entropy_forward` w.r.t. ``logits``.
+
+    ``(softmax(logits) - onehot(labels)) / B``.
+    Shape: logits (B, C), labels (B,) -> (B, C).
+    """
+
+def sgd_step(param: FloatArray, grad: FloatArray, lr: float, weight_decay: float = 0.0) -> None:
+    """In-place SGD step with the original project's weight decay rule.
+
+    ``param <- (1 - weight_decay * lr) * param - lr * grad``. ``param`` must be
+    writable and C-contiguous; ``grad`` must have its shape and dtype. ``lr``
+    and ``weight_decay`` must be finite and >= 0. Any shape.
+    """
+
+def exponential_lr(
+    initial_lr: float,
+    step: int,
+    stage_length: int = 500,
+    decay: float = 0.5,
+    staircase: bool = True,
+) -> float:
+    """Learning rate of the exponential schedule at ``step``.
+
+    ``initial_lr * decay ** floor(step / stage_length)`` when ``staircase``,
+    else ``initial_lr * decay ** (step / stage_length)``. Requires
+    ``initial_lr >= 0`` finite, ``step >= 0``, ``stage_length >= 1`` and
+    ``0 < decay <= 1``.
+    """
