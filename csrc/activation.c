@@ -1,0 +1,50 @@
+// Activation kernels: ReLU and softmax, forward and backward.
+#ifndef FCNN_TEMPLATE
+#define FCNN_TEMPLATE "activation.c"
+#include "template.h"
+#else
+
+// ----------------------------------------------------------------------------
+// inp (N) -> out (N)
+void S(fcnn_relu_forward)(real *out, const real *inp, fcnn_size N) {
+    // "< 0" rather than "> 0" so that a NaN passes through and divergence stays visible.
+    for (fcnn_size i = 0; i < N; i++) out[i] = inp[i] < 0 ? 0 : inp[i];
+}
+
+// dout (N), inp (N) -> dinp (N)
+void S(fcnn_relu_backward)(real *dinp, const real *dout, const real *inp, fcnn_size N) {
+    for (fcnn_size i = 0; i < N; i++) dinp[i] = inp[i] > 0 ? dout[i] : 0;
+}
+
+// ----------------------------------------------------------------------------
+// logits (B, C) -> probs (B, C), each row from its maximum so exp() cannot overflow
+void S(fcnn_softmax_forward)(real *probs, const real *logits, fcnn_size B, fcnn_size C) {
+    for (fcnn_size b = 0; b < B; b++) {
+        const real *row = logits + b * C;
+        real *prob_row = probs + b * C;
+        real maxval = row[0];
+        for (fcnn_size c = 1; c < C; c++) maxval = row[c] > maxval ? row[c] : maxval;
+        real sum = 0;
+        for (fcnn_size c = 0; c < C; c++) {
+            prob_row[c] = EXP(row[c] - maxval);
+            sum += prob_row[c];
+        }
+        real inv_sum = 1 / sum;
+        for (fcnn_size c = 0; c < C; c++) prob_row[c] *= inv_sum;
+    }
+}
+
+// dout (B, C), probs (B, C) -> dinp (B, C) = probs * (dout - <dout, probs>) per row
+void S(fcnn_softmax_backward)(real *dinp, const real *dout, const real *probs, fcnn_size B,
+                              fcnn_size C) {
+    for (fcnn_size b = 0; b < B; b++) {
+        const real *dout_row = dout + b * C;
+        const real *prob_row = probs + b * C;
+        real *dinp_row = dinp + b * C;
+        real dot = 0;
+        for (fcnn_size c = 0; c < C; c++) dot += dout_row[c] * prob_row[c];
+        for (fcnn_size c = 0; c < C; c++) dinp_row[c] = prob_row[c] * (dout_row[c] - dot);
+    }
+}
+
+#endif  // FCNN_TEMPLATE

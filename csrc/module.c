@@ -1,0 +1,539 @@
+// fcnn._core: the Python binding of the kernels. The only file that sees PyObject:
+// it parses and validates arguments, allocates outputs, releases the GIL and calls a kernel.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_2_0_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <math.h>
+#include <stdio.h>
+
+#include "kernels.h"
+
+// ----------------------------------------------------------------------------
+// argument checking
+
+// Calls kernel_f32 or kernel_f64 by the dtype of the call. Array data go in as void *,
+// which C converts to float * or double * by itself.
+#define DISPATCH(typenum, kernel, ...)                                     \
+    do {                                                                   \
+        if ((typenum) == NPY_FLOAT) {                                      \
+            kernel##_f32(__VA_ARGS__);                                     \
+        } else {                                                           \
+            kernel##_f64(__VA_ARGS__);                                     \
+        }                                                                  \
+    } while (0)
+
+#define SHAPE_TEXT_SIZE 96
+
+// Writes "(2, 3, 4)" for a shape.
+static void shape_text(char *text, int ndim, const npy_intp *dims) {
+    int used = snprintf(text, SHAPE_TEXT_SIZE, "(");
+    for (int d = 0; d < ndim && used < SHAPE_TEXT_SIZE; d++) {
+        used += snprintf(text + used, SHAPE_TEXT_SIZE - used, d == 0 ? "%zd" : ", %zd",
+                         (Py_ssize_t)dims[d]);
+    }
+    if (used < SHAPE_TEXT_SIZE) {
+        snprintf(text + used, SHAPE_TEXT_SIZE - used, ndim == 1 ? ",)" : ")");
+    }
+}
+
+// The dtype as users write it ("int64"): formatted with %S in messages.
+static PyObject *dtype_of(PyArrayObject *array) { return (PyObject *)PyArray_DESCR(array); }
+
+// Checks that obj is a non-empty ndarray of ndim dimensions. typenum is the dtype the call
+// requires, or -1 when obj is the argument that decides it (float32 or float64).
+// ref_name names the argument that decided the dtype, for the message.
+static int check_array(PyObject *obj, const char *name, int typenum, const char *ref_name,
+                       int ndim) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyArrayObject *array = (PyArrayObject *)obj;
+    int array_type = PyArray_TYPE(array);
+    if (typenum < 0) {
+        if (array_type != NPY_FLOAT && array_type != NPY_DOUBLE) {
+            PyErr_Format(PyExc_TypeError, "%s must have dtype float32 or float64, got %S", name,
+                         dtype_of(array));
+            return -1;
+        }
+    } else if (array_type != typenum) {
+        PyErr_Format(PyExc_TypeError, "%s must have dtype %s (the dtype of %s), got %S", name,
+                     typenum == NPY_FLOAT ? "float32" : "float64", ref_name, dtype_of(array));
+        return -1;
+    }
+    char text[SHAPE_TEXT_SIZE];
+    shape_text(text, PyArray_NDIM(array), PyArray_DIMS(array));
+    if (ndim > 0 && PyArray_NDIM(array) != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s must be %d-D, got %d-D array of shape %s", name, ndim,
+                     PyArray_NDIM(array), text);
+        return -1;
+    }
+    if (PyArray_SIZE(array) == 0) {
+        PyErr_Format(PyExc_ValueError, "%s must not be empty, got shape %s", name, text);
+        return -1;
+    }
+    for (int d = 0; d < PyArray_NDIM(array); d++) {
+        if (PyArray_DIM(array, d) > FCNN_BLAS_MAX_SIZE) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s is too large: dimension %d has %zd entries, the BLAS takes at "
+                         "most %zd",
+                         name, d, (Py_ssize_t)PyArray_DIM(array, d),
+                         (Py_ssize_t)FCNN_BLAS_MAX_SIZE);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// A C-contiguous, aligned view or copy of a checked array (new reference).
+static PyArrayObject *as_contiguous(PyObject *obj) {
+    return (PyArrayObject *)PyArray_FROM_OTF(obj, PyArray_TYPE((PyArrayObject *)obj),
+                                             NPY_ARRAY_IN_ARRAY);
+}
+
+// Checks and converts a float input: see check_array. Returns a new reference or NULL.
+static PyArrayObject *float_input(PyObject *obj, const char *name, int typenum,
+                                  const char *ref_name, int ndim) {
+    if (check_array(obj, name, typenum, ref_name, ndim) < 0) return NULL;
+    return as_contiguous(obj);
+}
+
+// Raises "name must have shape <expected> to match ref with shape <ref>, got <actual>".
+// An expected dimension of -1 prints as "*".
+static int require_shape(PyArrayObject *array, const char *name, int ndim,
+                         const npy_intp *expected, const char *ref_name, PyArrayObject *ref) {
+    int match = PyArray_NDIM(array) == ndim;
+    for (int d = 0; match && d < ndim; d++) {
+        match = expected[d] < 0 || PyArray_DIM(array, d) == expected[d];
+    }
+    if (match) return 0;
+    char want[SHAPE_TEXT_SIZE], got[SHAPE_TEXT_SIZE], ref_text[SHAPE_TEXT_SIZE];
+    int used = snprintf(want, sizeof want, "(");
+    for (int d = 0; d < ndim; d++) {
+        if (expected[d] < 0) {
+            used += snprintf(want + used, sizeof want - used, d == 0 ? "*" : ", *");
+        } else {
+            used += snprintf(want + used, sizeof want - used, d == 0 ? "%zd" : ", %zd",
+                             (Py_ssize_t)expected[d]);
+        }
+    }
+    snprintf(want + used, sizeof want - used, ndim == 1 ? ",)" : ")");
+    shape_text(got, PyArray_NDIM(array), PyArray_DIMS(array));
+    shape_text(ref_text, PyArray_NDIM(ref), PyArray_DIMS(ref));
+    PyErr_Format(PyExc_ValueError, "%s must have shape %s to match %s with shape %s, got %s",
+                 name, want, ref_name, ref_text, got);
+    return -1;
+}
+
+// Labels: a 1-D integer array of length B with values in [0, C). Returns an int64 copy/view.
+static PyArrayObject *labels_input(PyObject *obj, PyArrayObject *logits) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "labels must be a numpy.ndarray, got %s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *array = (PyArrayObject *)obj;
+    if (!PyArray_ISINTEGER(array)) {
+        PyErr_Format(PyExc_TypeError, "labels must have an integer dtype, got %S",
+                     dtype_of(array));
+        return NULL;
+    }
+    npy_intp B = PyArray_DIM(logits, 0), C = PyArray_DIM(logits, 1);
+    npy_intp expected[1] = {B};
+    if (require_shape(array, "labels", 1, expected, "logits", logits) < 0) return NULL;
+    PyArrayObject *labels = (PyArrayObject *)PyArray_FROM_OTF(
+        obj, NPY_INT64, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    if (labels == NULL) return NULL;
+    const int64_t *values = (const int64_t *)PyArray_DATA(labels);
+    for (npy_intp b = 0; b < B; b++) {
+        if (values[b] < 0 || values[b] >= C) {
+            PyErr_Format(PyExc_ValueError, "labels must be in [0, %zd), got %lld at index %zd",
+                         (Py_ssize_t)C, (long long)values[b], (Py_ssize_t)b);
+            Py_DECREF(labels);
+            return NULL;
+        }
+    }
+    return labels;
+}
+
+// A finite, non-negative real number (lr, weight_decay, initial_lr).
+static int real_arg(PyObject *obj, const char *name, double *value) {
+    if (!PyFloat_Check(obj) && !PyNumber_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *value = PyFloat_AsDouble(obj);
+    if (*value == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (!isfinite(*value) || *value < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must be finite and >= 0, got %R", name, obj);
+        return -1;
+    }
+    return 0;
+}
+
+// An integer >= minimum (step, stage_length).
+static int index_arg(PyObject *obj, const char *name, long long minimum, long long *value) {
+    PyObject *index = PyNumber_Index(obj);
+    if (index == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be an integer, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    *value = PyLong_AsLongLongAndOverflow(index, &overflow);
+    Py_DECREF(index);
+    if (overflow != 0 || *value < minimum) {
+        PyErr_Format(PyExc_ValueError, "%s must be an integer >= %lld, got %R", name, minimum,
+                     obj);
+        return -1;
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// linear
+
+static PyObject *linear_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"x", "weight", "bias", NULL};
+    PyObject *x_obj, *weight_obj, *bias_obj;
+    PyArrayObject *x = NULL, *weight = NULL, *bias = NULL, *out = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO:linear_forward", kwlist, &x_obj,
+                                     &weight_obj, &bias_obj)) {
+        return NULL;
+    }
+    if ((x = float_input(x_obj, "x", -1, NULL, 2)) == NULL) goto fail;
+    int typenum = PyArray_TYPE(x);
+    if ((weight = float_input(weight_obj, "weight", typenum, "x", 2)) == NULL) goto fail;
+    if ((bias = float_input(bias_obj, "bias", typenum, "x", 1)) == NULL) goto fail;
+    npy_intp B = PyArray_DIM(x, 0), C = PyArray_DIM(x, 1), OC = PyArray_DIM(weight, 1);
+    npy_intp weight_shape[2] = {C, -1}, bias_shape[1] = {OC};
+    if (require_shape(weight, "weight", 2, weight_shape, "x", x) < 0) goto fail;
+    if (require_shape(bias, "bias", 1, bias_shape, "weight", weight) < 0) goto fail;
+    npy_intp out_shape[2] = {B, OC};
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(2, out_shape, typenum)) == NULL) goto fail;
+    Py_BEGIN_ALLOW_THREADS;
+    DISPATCH(typenum, fcnn_linear_forward, PyArray_DATA(out), PyArray_DATA(x),
+             PyArray_DATA(weight), PyArray_DATA(bias), B, C, OC);
+    Py_END_ALLOW_THREADS;
+    Py_DECREF(x);
+    Py_DECREF(weight);
+    Py_DECREF(bias);
+    return (PyObject *)out;
+fail:
+    Py_XDECREF(x);
+    Py_XDECREF(weight);
+    Py_XDECREF(bias);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *linear_backward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"dout", "x", "weight", "compute_dx", NULL};
+    PyObject *dout_obj, *x_obj, *weight_obj;
+    int compute_dx = 1;
+    PyArrayObject *dout = NULL, *x = NULL, *weight = NULL;
+    PyArrayObject *dweight = NULL, *dbias = NULL, *dx = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|p:linear_backward", kwlist, &dout_obj,
+                                     &x_obj, &weight_obj, &compute_dx)) {
+        return NULL;
+    }
+    if ((dout = float_input(dout_obj, "dout", -1, NULL, 2)) == NULL) goto fail;
+    int typenum = PyArray_TYPE(dout);
+    if ((x = float_input(x_obj, "x", typenum, "dout", 2)) == NULL) goto fail;
+    if ((weight = float_input(weight_obj, "weight", typenum, "dout", 2)) == NULL) goto fail;
+    npy_intp B = PyArray_DIM(dout, 0), OC = PyArray_DIM(dout, 1), C = PyArray_DIM(x, 1);
+    npy_intp x_shape[2] = {B, -1}, weight_shape[2] = {C, OC};
+    if (require_shape(x, "x", 2, x_shape, "dout", dout) < 0) goto fail;
+    if (require_shape(weight, "weight", 2, weight_shape, "x", x) < 0) goto fail;
+    npy_intp dweight_shape[2] = {C, OC}, dbias_shape[1] = {OC}, dx_shape[2] = {B, C};
+    if ((dweight = (PyArrayObject *)PyArray_SimpleNew(2, dweight_shape, typenum)) == NULL) goto fail;
+    if ((dbias = (PyArrayObject *)PyArray_SimpleNew(1, dbias_shape, typenum)) == NULL) goto fail;
+    if (compute_dx &&
+        (dx = (PyArrayObject *)PyArray_SimpleNew(2, dx_shape, typenum)) == NULL) {
+        goto fail;
+    }
+    void *dx_data = dx == NULL ? NULL : PyArray_DATA(dx);
+    Py_BEGIN_ALLOW_THREADS;
+    DISPATCH(typenum, fcnn_linear_backward, dx_data, PyArray_DATA(dweight), PyArray_DATA(dbias),
+             PyArray_DATA(dout), PyArray_DATA(x), PyArray_DATA(weight), B, C, OC);
+    Py_END_ALLOW_THREADS;
+    Py_DECREF(dout);
+    Py_DECREF(x);
+    Py_DECREF(weight);
+    // "N" steals the references; a missing dx becomes None.
+    return Py_BuildValue("NNN", dweight, dbias, dx == NULL ? Py_NewRef(Py_None) : (PyObject *)dx);
+fail:
+    Py_XDECREF(dout);
+    Py_XDECREF(x);
+    Py_XDECREF(weight);
+    Py_XDECREF(dweight);
+    Py_XDECREF(dbias);
+    Py_XDECREF(dx);
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------
+// activations: each takes one or two (B, C) arrays of one shape and returns one
+
+typedef enum { RELU_FORWARD, RELU_BACKWARD, SOFTMAX_FORWARD, SOFTMAX_BACKWARD } activation_kind;
+
+static PyObject *activation(PyObject *args, PyObject *kwargs, activation_kind kind) {
+    static char *unary_kwlist[] = {"x", NULL};
+    static char *relu_kwlist[] = {"dout", "x", NULL};
+    static char *softmax_kwlist[] = {"dout", "probs", NULL};
+    PyObject *first_obj = NULL, *second_obj = NULL;
+    PyArrayObject *first = NULL, *second = NULL, *out = NULL;
+    const char *first_name = "x", *second_name = NULL;
+    int ok;
+    switch (kind) {
+        case RELU_FORWARD:
+            ok = PyArg_ParseTupleAndKeywords(args, kwargs, "O:relu_forward", unary_kwlist,
+                                             &first_obj);
+            break;
+        case SOFTMAX_FORWARD:
+            ok = PyArg_ParseTupleAndKeywords(args, kwargs, "O:softmax_forward", unary_kwlist,
+                                             &first_obj);
+            break;
+        case RELU_BACKWARD:
+            first_name = "dout", second_name = "x";
+            ok = PyArg_ParseTupleAndKeywords(args, kwargs, "OO:relu_backward", relu_kwlist,
+                                             &first_obj, &second_obj);
+            break;
+        default:
+            first_name = "dout", second_name = "probs";
+            ok = PyArg_ParseTupleAndKeywords(args, kwargs, "OO:softmax_backward", softmax_kwlist,
+                                             &first_obj, &second_obj);
+            break;
+    }
+    if (!ok) return NULL;
+    if ((first = float_input(first_obj, first_name, -1, NULL, 2)) == NULL) goto fail;
+    int typenum = PyArray_TYPE(first);
+    npy_intp B = PyArray_DIM(first, 0), C = PyArray_DIM(first, 1);
+    if (second_obj != NULL) {
+        second = float_input(second_obj, second_name, typenum, first_name, 2);
+        if (second == NULL) goto fail;
+        if (require_shape(second, second_name, 2, PyArray_DIMS(first), first_name, first) < 0) {
+            goto fail;
+        }
+    }
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(2, PyArray_DIMS(first), typenum)) == NULL) {
+        goto fail;
+    }
+    void *out_data = PyArray_DATA(out), *first_data = PyArray_DATA(first);
+    void *second_data = second == NULL ? NULL : PyArray_DATA(second);
+    Py_BEGIN_ALLOW_THREADS;
+    switch (kind) {
+        case RELU_FORWARD:
+            DISPATCH(typenum, fcnn_relu_forward, out_data, first_data, B * C);
+            break;
+        case RELU_BACKWARD:
+            DISPATCH(typenum, fcnn_relu_backward, out_data, first_data, second_data, B * C);
+            break;
+        case SOFTMAX_FORWARD:
+            DISPATCH(typenum, fcnn_softmax_forward, out_data, first_data, B, C);
+            break;
+        case SOFTMAX_BACKWARD:
+            DISPATCH(typenum, fcnn_softmax_backward, out_data, first_data, second_data, B, C);
+            break;
+    }
+    Py_END_ALLOW_THREADS;
+    Py_DECREF(first);
+    Py_XDECREF(second);
+    return (PyObject *)out;
+fail:
+    Py_XDECREF(first);
+    Py_XDECREF(second);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *relu_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return activation(args, kwargs, RELU_FORWARD);
+}
+
+static PyObject *relu_backward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return activation(args, kwargs, RELU_BACKWARD);
+}
+
+static PyObject *softmax_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return activation(args, kwargs, SOFTMAX_FORWARD);
+}
+
+static PyObject *softmax_backward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return activation(args, kwargs, SOFTMAX_BACKWARD);
+}
+
+// ----------------------------------------------------------------------------
+// softmax + cross-entropy
+
+static PyObject *cross_entropy(PyObject *args, PyObject *kwargs, int backward) {
+    static char *kwlist[] = {"logits", "labels", NULL};
+    PyObject *logits_obj, *labels_obj;
+    PyArrayObject *logits = NULL, *labels = NULL, *dlogits = NULL;
+    const char *format = backward ? "OO:softmax_cross_entropy_backward"
+                                  : "OO:softmax_cross_entropy_forward";
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &logits_obj, &labels_obj)) {
+        return NULL;
+    }
+    if ((logits = float_input(logits_obj, "logits", -1, NULL, 2)) == NULL) goto fail;
+    if ((labels = labels_input(labels_obj, logits)) == NULL) goto fail;
+    int typenum = PyArray_TYPE(logits);
+    npy_intp B = PyArray_DIM(logits, 0), C = PyArray_DIM(logits, 1);
+    void *logits_data = PyArray_DATA(logits);
+    const int64_t *label_data = (const int64_t *)PyArray_DATA(labels);
+    PyObject *result;
+    if (backward) {
+        dlogits = (PyArrayObject *)PyArray_SimpleNew(2, PyArray_DIMS(logits), typenum);
+        if (dlogits == NULL) goto fail;
+        void *dlogits_data = PyArray_DATA(dlogits);
+        Py_BEGIN_ALLOW_THREADS;
+        DISPATCH(typenum, fcnn_softmax_cross_entropy_backward, dlogits_data, logits_data,
+                 label_data, B, C);
+        Py_END_ALLOW_THREADS;
+        result = (PyObject *)dlogits;
+    } else {
+        double loss = 0;
+        Py_BEGIN_ALLOW_THREADS;
+        DISPATCH(typenum, fcnn_softmax_cross_entropy_forward, &loss, logits_data, label_data, B,
+                 C);
+        Py_END_ALLOW_THREADS;
+        if ((result = PyFloat_FromDouble(loss)) == NULL) goto fail;
+    }
+    Py_DECREF(logits);
+    Py_DECREF(labels);
+    return result;
+fail:
+    Py_XDECREF(logits);
+    Py_XDECREF(labels);
+    Py_XDECREF(dlogits);
+    return NULL;
+}
+
+static PyObject *softmax_cross_entropy_forward(PyObject *self, PyObject *args,
+                                               PyObject *kwargs) {
+    return cross_entropy(args, kwargs, 0);
+}
+
+static PyObject *softmax_cross_entropy_backward(PyObject *self, PyObject *args,
+                                                PyObject *kwargs) {
+    return cross_entropy(args, kwargs, 1);
+}
+
+// ----------------------------------------------------------------------------
+// optimiser
+
+static PyObject *sgd_step(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"param", "grad", "lr", "weight_decay", NULL};
+    PyObject *param_obj, *grad_obj, *lr_obj, *weight_decay_obj = NULL;
+    PyArrayObject *param = NULL, *grad = NULL;
+    double lr, weight_decay = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|O:sgd_step", kwlist, &param_obj,
+                                     &grad_obj, &lr_obj, &weight_decay_obj)) {
+        return NULL;
+    }
+    if (check_array(param_obj, "param", -1, NULL, 0) < 0) return NULL;
+    param = (PyArrayObject *)param_obj;
+    // A copy would be updated and thrown away: the parameter must be usable as it is.
+    if (!PyArray_ISWRITEABLE(param) || !PyArray_IS_C_CONTIGUOUS(param) ||
+        !PyArray_ISALIGNED(param)) {
+        PyErr_Format(PyExc_TypeError,
+                     "param must be a writable, aligned, C-contiguous array (it is updated in "
+                     "place), got a %s array",
+                     !PyArray_ISWRITEABLE(param) ? "read-only" : "non-contiguous");
+        return NULL;
+    }
+    int typenum = PyArray_TYPE(param);
+    if ((grad = float_input(grad_obj, "grad", typenum, "param", 0)) == NULL) goto fail;
+    if (require_shape(grad, "grad", PyArray_NDIM(param), PyArray_DIMS(param), "param", param) <
+        0) {
+        goto fail;
+    }
+    if (real_arg(lr_obj, "lr", &lr) < 0) goto fail;
+    if (weight_decay_obj != NULL && real_arg(weight_decay_obj, "weight_decay", &weight_decay) < 0) {
+        goto fail;
+    }
+    void *param_data = PyArray_DATA(param), *grad_data = PyArray_DATA(grad);
+    npy_intp N = PyArray_SIZE(param);
+    Py_BEGIN_ALLOW_THREADS;
+    DISPATCH(typenum, fcnn_sgd_step, param_data, grad_data, lr, weight_decay, N);
+    Py_END_ALLOW_THREADS;
+    Py_DECREF(grad);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(grad);
+    return NULL;
+}
+
+static PyObject *exponential_lr(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"initial_lr", "step", "stage_length", "decay", "staircase", NULL};
+    PyObject *initial_lr_obj, *step_obj, *stage_length_obj = NULL, *decay_obj = NULL;
+    int staircase = 1;
+    double initial_lr, decay = 0.5;
+    long long step, stage_length = 500;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OOp:exponential_lr", kwlist,
+                                     &initial_lr_obj, &step_obj, &stage_length_obj, &decay_obj,
+                                     &staircase)) {
+        return NULL;
+    }
+    if (real_arg(initial_lr_obj, "initial_lr", &initial_lr) < 0) return NULL;
+    if (index_arg(step_obj, "step", 0, &step) < 0) return NULL;
+    if (stage_length_obj != NULL &&
+        index_arg(stage_length_obj, "stage_length", 1, &stage_length) < 0) {
+        return NULL;
+    }
+    if (decay_obj != NULL) {
+        if (real_arg(decay_obj, "decay", &decay) < 0) return NULL;
+        if (decay <= 0 || decay > 1) {
+            PyErr_Format(PyExc_ValueError, "decay must be in (0, 1], got %R", decay_obj);
+            return NULL;
+        }
+    }
+    return PyFloat_FromDouble(fcnn_exponential_lr(initial_lr, step, stage_length, decay,
+                                                  staircase));
+}
+
+// ----------------------------------------------------------------------------
+// module
+
+#define KERNEL(name, doc) {#name, (PyCFunction)(void (*)(void))name, METH_VARARGS | METH_KEYWORDS, doc}
+
+static PyMethodDef core_methods[] = {
+    KERNEL(linear_forward, "linear_forward(x, weight, bias) -> x @ weight + bias"),
+    KERNEL(linear_backward,
+           "linear_backward(dout, x, weight, compute_dx=True) -> (dweight, dbias, dx or None)"),
+    KERNEL(relu_forward, "relu_forward(x) -> max(x, 0)"),
+    KERNEL(relu_backward, "relu_backward(dout, x) -> dout where x > 0, else 0"),
+    KERNEL(softmax_forward, "softmax_forward(x) -> row-wise softmax"),
+    KERNEL(softmax_backward, "softmax_backward(dout, probs) -> softmax vector-Jacobian product"),
+    KERNEL(softmax_cross_entropy_forward,
+           "softmax_cross_entropy_forward(logits, labels) -> mean cross-entropy (float)"),
+    KERNEL(softmax_cross_entropy_backward,
+           "softmax_cross_entropy_backward(logits, labels) -> (softmax - onehot) / B"),
+    KERNEL(sgd_step,
+           "sgd_step(param, grad, lr, weight_decay=0.0): param <- (1 - weight_decay*lr)*param - "
+           "lr*grad, in place"),
+    KERNEL(exponential_lr,
+           "exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True) -> lr"),
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT, "_core",
+    "C kernels of fcnn: layers, loss, SGD and the scheduler over float32/float64 arrays.", -1,
+    core_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__core(void) {
+    import_array();
+    return PyModule_Create(&core_module);
+}

@@ -1,0 +1,34 @@
+// Instantiates the kernel file named by FCNN_TEMPLATE once for float and once
+// for double, so the two dtypes come from one source. Inside the template:
+//   real     the element type
+//   S(name)  name with the dtype suffix (_f32 / _f64)
+//   GEMM     the BLAS matrix product for that type
+//   EXP      exp() for that type
+#include <math.h>
+
+#include "cblas.h"
+#include "kernels.h"
+
+#define real float
+#define S(name) name##_f32
+#define GEMM scipy_cblas_sgemm
+#define EXP expf
+#define LOG logf
+#include FCNN_TEMPLATE
+#undef real
+#undef S
+#undef GEMM
+#undef EXP
+#undef LOG
+
+#define real double
+#define S(name) name##_f64
+#define GEMM scipy_cblas_dgemm
+#define EXP exp
+#define LOG log
+#include FCNN_TEMPLATE
+#undef real
+#undef S
+#undef GEMM
+#undef EXP
+#undef LOG
