@@ -9,13 +9,12 @@
 // inp (B, C), weight (C, OC), bias (OC) -> out (B, OC)
 void S(fcnn_linear_forward)(real *out, const real *inp, const real *weight, const real *bias,
                             fcnn_size B, fcnn_size C, fcnn_size OC) {
-    // Seed every row with the bias, then let GEMM accumulate on top (beta = 1).
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)B, (blasint)OC, (blasint)C, 1, inp,
+         (blasint)C, weight, (blasint)OC, 0, out, (blasint)OC);
     for (fcnn_size b = 0; b < B; b++) {
         real *out_row = out + b * OC;
-        for (fcnn_size o = 0; o < OC; o++) out_row[o] = bias[o];
+        for (fcnn_size o = 0; o < OC; o++) out_row[o] += bias[o];
     }
-    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)B, (blasint)OC, (blasint)C, 1, inp,
-         (blasint)C, weight, (blasint)OC, 1, out, (blasint)OC);
 }
 
 // ----------------------------------------------------------------------------

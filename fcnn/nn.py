@@ -1,0 +1,113 @@
+"""``Module``: a network as an ordered list of layers, as in the original project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .functional import Layer, Linear
+
+__all__ = ["Module"]
+
+
+class Module:
+    """A feed-forward network: ``forward`` runs ``layers`` in order, ``backward`` in reverse.
+
+    Build one from layers, or subclass it and set ``self.layers`` as the
+    original project did.
+
+    Args:
+        *layers: the layers, in order (a single list is accepted too).
+
+    Example:
+        >>> from fcnn.functional import Linear, ReLU, Softmax
+        >>> net = Module(Linear(784, 1024), ReLU(), Linear(1024, 10), Softmax())
+        >>> probs = net(images)          # images: (B, 784)
+    """
+
+    def __init__(self, *layers: Layer | list[Layer]) -> None:
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"layers[{index}] must be an fcnn layer, got {type(layer).__name__}"
+                )
+        self.layers: list[Layer] = list(layers)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Runs every layer on the batch ``x`` (B, features) and returns the last output."""
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def backward(self, dout: np.ndarray, start: int | None = None) -> None:
+        """Backpropagates ``dout``, the gradient w.r.t. the output of ``layers[start - 1]``.
+
+        ``start=None`` means the whole net (``dout`` is w.r.t. the net's output);
+        the loss passes the index of a final Softmax whose backward it has fused.
+        Each Linear layer's ``weight_grad`` and ``bias_grad`` are overwritten.
+        """
+        stop = len(self.layers) if start is None else start
+        for index in range(stop - 1, -1, -1):
+            # The first layer's input gradient is never used: skip its matrix product.
+            dout = self.layers[index].backward(dout, compute_dx=index > 0)
+
+    def linear_layers(self) -> list[Linear]:
+        """The Linear layers, in order."""
+        return [layer for layer in self.layers if isinstance(layer, Linear)]
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        """``("layers.<i>.<name>", array)`` for every trainable array, as in ``state_dict``."""
+        for index, layer in enumerate(self.layers):
+            for name, array in layer.parameters().items():
+                yield f"layers.{index}.{name}", array
+
+    def parameters(self) -> list[np.ndarray]:
+        """Every trainable array (the arrays themselves, not copies)."""
+        return [array for _, array in self.named_parameters()]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the parameters (float32 unless built otherwise)."""
+        params = self.parameters()
+        return params[0].dtype if params else np.dtype(np.float32)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter, keyed ``"layers.<i>.weight"`` / ``"layers.<i>.bias"``."""
+        return {name: array.copy() for name, array in self.named_parameters()}
+
+    def load_state_dict(self, state_dict: dict[str, np.ndarray]) -> None:
+        """Copies parameters in place from ``state_dict``.
+
+        Raises:
+            ValueError: a key is missing or unexpected, or an array's shape differs.
+            TypeError: an entry is not an array of a floating dtype.
+        """
+        own = dict(self.named_parameters())
+        missing = sorted(own.keys() - state_dict.keys())
+        unexpected = sorted(state_dict.keys() - own.keys())
+        if missing or unexpected:
+            raise ValueError(
+                f"state_dict must have exactly the keys {sorted(own)}; "
+                f"missing {missing}, unexpected {unexpected}"
+            )
+        for name, target in own.items():
+            value = state_dict[name]
+            if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+                raise TypeError(f"state_dict[{name!r}] must be a floating-point numpy array")
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"state_dict[{name!r}] must have shape {target.shape}, got {value.shape}"
+                )
+        for name, target in own.items():
+            # In place, so optimisers holding these arrays keep working.
+            np.copyto(target, state_dict[name], casting="same_kind")
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  {layer!r}" for layer in self.layers)
+        return f"{type(self).__name__}(\n{inner}\n)"
