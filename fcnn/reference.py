@@ -1,0 +1,306 @@
+"""Pure-NumPy twin of every kernel in ``fcnn._core``.
+
+Each function here has the name, signature, return types and error rules of
+the C kernel it mirrors (see ``fcnn/_core.pyi``, the contract): same results up
+to rounding, same exception classes, messages that start with the argument
+name. The tests run both on one zoo of inputs and compare them, so this file
+favours plain NumPy that is easy to check by eye over speed. Like the C core,
+``sgd_step`` updates ``param`` in place.
+
+Size letters: B = batch size, C = input features, OC = output features
+(classes for the loss).
+"""
+
+import functools
+import math
+import operator
+
+import numpy as np
+
+__all__ = [
+    "KERNELS",
+    "linear_forward",
+    "linear_backward",
+    "relu_forward",
+    "relu_backward",
+    "softmax_forward",
+    "softmax_backward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "sgd_step",
+    "exponential_lr",
+]
+
+# Every function of the stub, in its order; the C module must export exactly these.
+KERNELS = (
+    "linear_forward",
+    "linear_backward",
+    "relu_forward",
+    "relu_backward",
+    "softmax_forward",
+    "softmax_backward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "sgd_step",
+    "exponential_lr",
+)
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The C core hands every dimension to a BLAS with 32-bit indices, and steps to int64.
+_BLAS_MAX_SIZE = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+
+# ----------------------------------------------------------------------------
+# argument checks, shared by all kernels so every message has one wording; each
+# array is checked whole (type, dtype, ndim, emptiness, size) before the next
+
+
+def _require_array(name, value):
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__name__}")
+
+
+def _require_float(name, array, ndim=None, lead_name=None, lead=None):
+    """A float input of ``ndim`` dimensions (None: any), non-empty, within BLAS sizes.
+
+    Without ``lead`` the array decides the dtype of the call (float32 or float64);
+    with it, the array must have the dtype of ``lead``.
+    """
+    _require_array(name, array)
+    if lead is None:
+        if array.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
+    elif array.dtype != lead.dtype:
+        raise TypeError(
+            f"{name} must have dtype {lead.dtype} (the dtype of {lead_name}), got {array.dtype}"
+        )
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(
+            f"{name} must be {ndim}-D, got {array.ndim}-D array of shape {array.shape}"
+        )
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    for axis, size in enumerate(array.shape):
+        if size > _BLAS_MAX_SIZE:
+            raise ValueError(
+                f"{name} is too large: dimension {axis} has {size} entries, "
+                f"the BLAS takes at most {_BLAS_MAX_SIZE}"
+            )
+
+
+def _format_shape(sizes):
+    """(784, None) -> '(784, *)'; (10,) -> '(10,)'."""
+    parts = ["*" if size is None else str(size) for size in sizes]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _require_shape(name, array, expected, lead_name, lead):
+    """``expected`` holds one size or None (any size) per dimension."""
+    if len(expected) != array.ndim or any(
+        want is not None and want != got for want, got in zip(expected, array.shape)
+    ):
+        raise ValueError(
+            f"{name} must have shape {_format_shape(expected)} to match {lead_name} "
+            f"with shape {lead.shape}, got {array.shape}"
+        )
+
+
+def _require_real(name, value):
+    """A Python or NumPy real number (what C's PyFloat_AsDouble takes), as a float."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+
+
+def _require_rate(name, value):
+    """A learning rate or weight decay: finite and >= 0."""
+    number = _require_real(name, value)
+    if not (math.isfinite(number) and number >= 0.0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return number
+
+
+def _require_int(name, value, minimum):
+    """An integer >= minimum that fits the C core's int64."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if not minimum <= number <= _INT64_MAX:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return number
+
+
+def _ieee(kernel):
+    """Runs ``kernel`` with NumPy's floating-point warnings off: like the C core, NaN
+    and inf inputs give NaN and inf outputs, silently."""
+
+    @functools.wraps(kernel)
+    def quiet_kernel(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return kernel(*args, **kwargs)
+
+    return quiet_kernel
+
+
+# ----------------------------------------------------------------------------
+# linear layer
+
+
+@_ieee
+def linear_forward(x, weight, bias):
+    """``x @ weight + bias``; x (B, C), weight (C, OC), bias (OC,) -> (B, OC). See the stub."""
+    _require_float("x", x, 2)
+    _require_float("weight", weight, 2, "x", x)
+    _require_float("bias", bias, 1, "x", x)
+    _require_shape("weight", weight, (x.shape[1], None), "x", x)
+    _require_shape("bias", bias, (weight.shape[1],), "weight", weight)
+    out = x @ weight
+    out += bias
+    return out
+
+
+@_ieee
+def linear_backward(dout, x, weight, compute_dx=True):
+    """(dweight (C, OC), dbias (OC,), dx (B, C) or None) from dout (B, OC). See the stub."""
+    _require_float("dout", dout, 2)
+    _require_float("x", x, 2, "dout", dout)
+    _require_float("weight", weight, 2, "dout", dout)
+    _require_shape("x", x, (dout.shape[0], None), "dout", dout)
+    _require_shape("weight", weight, (x.shape[1], dout.shape[1]), "x", x)
+    dweight = x.T @ dout
+    dbias = dout.sum(axis=0)
+    dx = dout @ weight.T if compute_dx else None
+    return dweight, dbias, dx
+
+
+# ----------------------------------------------------------------------------
+# activations
+
+
+def _require_pair(first_name, first, second_name, second):
+    """Checks for a (B, C) backward kernel: dout and the array saved by the forward pass."""
+    _require_float(first_name, first, 2)
+    _require_float(second_name, second, 2, first_name, first)
+    _require_shape(second_name, second, first.shape, first_name, first)
+
+
+@_ieee
+def relu_forward(x):
+    """``max(x, 0)`` elementwise, NaN kept; x (B, C) -> (B, C). See the stub."""
+    _require_float("x", x, 2)
+    return np.maximum(x, x.dtype.type(0))
+
+
+@_ieee
+def relu_backward(dout, x):
+    """``dout`` where ``x > 0``, else 0; dout, x (B, C) -> (B, C). See the stub."""
+    _require_pair("dout", dout, "x", x)
+    return np.where(x > 0, dout, dout.dtype.type(0))
+
+
+def _softmax(x):
+    shifted = x - x.max(axis=1, keepdims=True)
+    exps = np.exp(shifted)
+    return exps / exps.sum(axis=1, keepdims=True)
+
+
+@_ieee
+def softmax_forward(x):
+    """Row-wise softmax from the row maximum; x (B, C) -> (B, C). See the stub."""
+    _require_float("x", x, 2)
+    return _softmax(x)
+
+
+@_ieee
+def softmax_backward(dout, probs):
+    """VJP of softmax given its output; dout, probs (B, C) -> (B, C). See the stub."""
+    _require_pair("dout", dout, "probs", probs)
+    return probs * (dout - (dout * probs).sum(axis=1, keepdims=True))
+
+
+# ----------------------------------------------------------------------------
+# loss
+
+
+def _require_logits_labels(logits, labels):
+    _require_float("logits", logits, 2)
+    _require_array("labels", labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+    _require_shape("labels", labels, (logits.shape[0],), "logits", logits)
+    classes = logits.shape[1]
+    outside = np.flatnonzero((labels < 0) | (labels >= classes))
+    if outside.size:
+        index = int(outside[0])
+        raise ValueError(f"labels must be in [0, {classes}), got {labels[index]} at index {index}")
+
+
+@_ieee
+def softmax_cross_entropy_forward(logits, labels):
+    """Mean of ``logsumexp(logits[i]) - logits[i, labels[i]]`` as a Python float. See the stub."""
+    _require_logits_labels(logits, labels)
+    # Double precision whatever the dtype, and log-sum-exp of the shifted row,
+    # so logits of 1e4 neither overflow nor lose the small terms.
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    log_sum_exp = np.log(np.exp(shifted).sum(axis=1))
+    true_logit = shifted[np.arange(logits.shape[0]), labels]
+    return float(np.mean(log_sum_exp - true_logit))
+
+
+@_ieee
+def softmax_cross_entropy_backward(logits, labels):
+    """``(softmax(logits) - onehot(labels)) / B`` in the dtype of logits. See the stub."""
+    _require_logits_labels(logits, labels)
+    batch_size = logits.shape[0]
+    dlogits = _softmax(logits)
+    dlogits[np.arange(batch_size), labels] -= 1
+    dlogits /= batch_size
+    return dlogits
+
+
+# ----------------------------------------------------------------------------
+# optimisation
+
+
+@_ieee
+def sgd_step(param, grad, lr, weight_decay=0.0):
+    """``param <- (1 - weight_decay * lr) * param - lr * grad`` in place; returns None. See the stub."""
+    _require_float("param", param)
+    # A copy would be updated and thrown away: param must be usable as it is.
+    flags = param.flags
+    if not (flags.writeable and flags.c_contiguous and flags.aligned):
+        state = [
+            word
+            for word, flaw in (("read-only", not flags.writeable),
+                               ("non-contiguous", not flags.c_contiguous),
+                               ("unaligned", not flags.aligned))
+            if flaw
+        ]
+        raise TypeError(
+            "param must be writable, aligned and C-contiguous (it is updated in place), "
+            f"got a {', '.join(state)} array"
+        )
+    _require_float("grad", grad, None, "param", param)
+    _require_shape("grad", grad, param.shape, "param", param)
+    lr = _require_rate("lr", lr)
+    weight_decay = _require_rate("weight_decay", weight_decay)
+    # The rates are rounded to the dtype of param before use, as in the C kernel.
+    real = param.dtype.type
+    keep = real(1) - real(weight_decay) * real(lr)
+    np.subtract(keep * param, real(lr) * grad, out=param)
+
+
+def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True):
+    """``initial_lr * decay ** (step / stage_length)``, exponent floored when staircase. See the stub."""
+    initial_lr = _require_rate("initial_lr", initial_lr)
+    step = _require_int("step", step, 0)
+    stage_length = _require_int("stage_length", stage_length, 1)
+    decay_value = _require_rate("decay", decay)
+    if not 0.0 < decay_value <= 1.0:
+        raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+    exponent = step // stage_length if staircase else step / stage_length
+    return initial_lr * decay_value ** float(exponent)
