@@ -118,7 +118,7 @@ class Linear(Layer):
         shape = (self.num_inputs, self.num_outputs)
         try:
             weight = generator.standard_normal(shape, dtype=dtype)
-        except MemoryError:
+        except (MemoryError, ValueError):  # ValueError: beyond NumPy's own size limit
             gib = self.num_inputs * self.num_outputs * dtype.itemsize / 2**30
             raise MemoryError(
                 f"Linear({self.num_inputs}, {self.num_outputs}) needs {gib:.3g} GiB for its "

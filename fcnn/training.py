@@ -1,0 +1,321 @@
+"""Training and evaluation: the epoch loop with its history, predictions, and the report.
+
+``train`` runs epochs over a DataLoader and records per-epoch train/validation/
+test loss and accuracy and the learning rate; ``predict``, ``predict_proba`` and
+``evaluate`` run a trained net over a whole image set in batches.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from .dataloader import DataLoader
+from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
+from .metrics import classification_report, confusion_matrix
+from .nn import Module
+from .optim import SGD, ExponentialScheduler
+
+__all__ = ["DivergenceError", "History", "TrainConfig", "build_model", "build_optimizer", "evaluate",
+           "fit", "predict", "predict_proba", "train"]
+
+#: Per-epoch records: "epoch", "train_loss", "train_accuracy", "val_loss",
+#: "val_accuracy", "test_loss", "test_accuracy", "lr" (at the end of the epoch),
+#: "epoch_time" (seconds of training, evaluation excluded). Accuracies are
+#: fractions in [0, 1]. Validation/test keys appear only when that data was
+#: given; "interrupted": True appears when Ctrl-C stopped training.
+History = dict[str, Any]
+
+EVAL_BATCH_SIZE = 1000
+
+
+class DivergenceError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+def _images_2d(images: np.ndarray, name: str = "images") -> np.ndarray:
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(images).__name__}")
+    if images.ndim < 2 or images.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (N, ...) with N >= 1, got {images.shape}")
+    return images.reshape(images.shape[0], -1)
+
+
+def _logits_and_probs(net: Module, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    output = net(batch)
+    last = net.layers[-1] if net.layers else None
+    if isinstance(last, Softmax):
+        return last.logits, output
+    shifted = output - output.max(axis=1, keepdims=True)
+    probs = np.exp(shifted)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return output, probs
+
+
+def _batches(net: Module, images: np.ndarray, batch_size: int):
+    flat = _images_2d(images)
+    loader = DataLoader((flat, np.zeros(flat.shape[0], np.int64)), batch_size=batch_size,
+                        shuffle=False, dtype=net.dtype)
+    for batch, _ in loader:
+        yield _logits_and_probs(net, batch)
+
+
+def predict_proba(net: Module, images: np.ndarray,
+                  batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+    """Class probabilities (N, classes) for images (N, ...), uint8 (rescaled) or float."""
+    return np.concatenate([probs for _, probs in _batches(net, images, batch_size)])
+
+
+def predict(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+    """Predicted class (N,) int64 for images (N, ...)."""
+    return np.concatenate(
+        [logits.argmax(axis=1) for logits, _ in _batches(net, images, batch_size)])
+
+
+def _loss_and_accuracy(net: Module, images: np.ndarray, labels: np.ndarray,
+                       batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, float, np.ndarray]:
+    criterion = CrossEntropyLoss()
+    total_loss = 0.0
+    predictions = []
+    start = 0
+    for logits, _ in _batches(net, images, batch_size):
+        batch_labels = labels[start:start + logits.shape[0]]
+        total_loss += criterion(logits, batch_labels).item() * logits.shape[0]
+        predictions.append(logits.argmax(axis=1))
+        start += logits.shape[0]
+    predicted = np.concatenate(predictions)
+    return total_loss / labels.shape[0], float((predicted == labels).mean()), predicted
+
+
+def evaluate(net: Module, images: np.ndarray, labels: np.ndarray,
+             class_names: list[str] | None = None,
+             batch_size: int = EVAL_BATCH_SIZE) -> dict[str, Any]:
+    """Loss, accuracy, confusion matrix and classification report of ``net`` on a data set.
+
+    Returns:
+        ``{"loss", "accuracy", "confusion_matrix" (K, K) int64 array, "report"
+        (dict, as :func:`fcnn.metrics.classification_report` with output_dict=True),
+        "report_text" (the printed table), "predictions" (N,)}``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != _images_2d(images).shape[0]:
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
+    loss, accuracy, predicted = _loss_and_accuracy(net, images, labels, batch_size)
+    num_classes = net.linear_layers()[-1].num_outputs
+    return {
+        "loss": loss,
+        "accuracy": accuracy,
+        "confusion_matrix": confusion_matrix(labels, predicted, num_classes=num_classes),
+        "report": classification_report(labels, predicted, target_names=class_names,
+                                        output_dict=True, num_classes=num_classes, digits=4),
+        "report_text": classification_report(labels, predicted, target_names=class_names,
+                                             num_classes=num_classes, digits=4),
+        "predictions": predicted,
+    }
+
+
+class _StopOnInterrupt:
+    """Turns Ctrl-C into a request to stop after the current batch (main thread only)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopOnInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            signal.signal(signal.SIGINT, self._previous)
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
+          val_data: tuple[np.ndarray, np.ndarray] | None = None,
+          test_data: tuple[np.ndarray, np.ndarray] | None = None,
+          progress: bool = True,
+          on_epoch_end: Callable[[int, History], None] | None = None) -> History:
+    """Trains ``net`` for ``epochs`` epochs and returns the per-epoch history.
+
+    Args:
+        net: the Module to train, in place.
+        optimizer: the SGD over ``net``.
+        loader: the training batches.
+        epochs: number of passes over ``loader`` (>= 1).
+        val_data: ``(images, labels)`` for model selection, evaluated each epoch.
+        test_data: ``(images, labels)`` for reporting, evaluated each epoch.
+        progress: show a tqdm progress bar (terminal or Jupyter).
+        on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
+
+    Returns:
+        The :data:`History`. If Ctrl-C was pressed, training stops after the
+        current batch, the net holds the weights of the last completed step and
+        the history has ``"interrupted": True`` and the completed epochs only.
+
+    Raises:
+        DivergenceError: the training loss became NaN or infinite; the net keeps
+            the weights from before the failing step.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    criterion = CrossEntropyLoss(net)
+    history: History = {"epoch": [], "train_loss": [], "train_accuracy": [], "lr": [],
+                        "epoch_time": []}
+    for name, data in (("val", val_data), ("test", test_data)):
+        if data is not None:
+            history[f"{name}_loss"], history[f"{name}_accuracy"] = [], []
+    with _StopOnInterrupt() as interrupt:
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            total_loss, correct, seen = 0.0, 0, 0
+            bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress,
+                       leave=False, unit="batch")
+            for step, (images, labels) in enumerate(bar, start=1):
+                output = net(images)
+                loss = criterion(output, labels)
+                value = loss.item()
+                if not math.isfinite(value):
+                    bar.close()
+                    raise DivergenceError(
+                        f"training diverged at epoch {epoch}, step {step}: the loss is {value} "
+                        f"(learning rate {optimizer.lr:g}); try a smaller learning rate"
+                    )
+                loss.backward()
+                optimizer.step()
+                total_loss += value * labels.shape[0]
+                correct += int((output.argmax(axis=1) == labels).sum())
+                seen += labels.shape[0]
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{optimizer.lr:.3g}")
+                if interrupt.requested:
+                    break
+            bar.close()
+            train_seconds = time.perf_counter() - started
+            if interrupt.requested:
+                history["interrupted"] = True
+                break
+            history["epoch"].append(epoch)
+            history["train_loss"].append(total_loss / seen)
+            history["train_accuracy"].append(correct / seen)
+            history["lr"].append(optimizer.lr)
+            for name, data in (("val", val_data), ("test", test_data)):
+                if data is not None:
+                    loss_value, accuracy, _ = _loss_and_accuracy(net, data[0], data[1])
+                    history[f"{name}_loss"].append(loss_value)
+                    history[f"{name}_accuracy"].append(accuracy)
+            history["epoch_time"].append(train_seconds)
+            if progress:
+                tqdm.write(_epoch_line(history))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, history)
+    return history
+
+
+def _epoch_line(history: History) -> str:
+    parts = [f"epoch {history['epoch'][-1]}"]
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+                "test_accuracy"):
+        if key in history:
+            value = history[key][-1]
+            parts.append(f"{key} {value:.2%}" if key.endswith("accuracy") else f"{key} {value:.4f}")
+    parts.append(f"lr {history['lr'][-1]:.3g}")
+    parts.append(f"{history['epoch_time'][-1]:.1f}s")
+    return "  ".join(parts)
+
+
+# ----------------------------------------------------------------------------
+# training from settings, as the command line and the search do it
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of one training run, with the defaults of ``fcnn train``.
+
+    ``lr_decay`` and ``lr_step`` are the exponential schedule's alpha and T
+    (in steps); ``weight_decay`` is the SGD decay lambda.
+    """
+
+    hidden: tuple[int, ...] = (1024,)
+    lr: float = 0.1
+    lr_decay: float = 0.5
+    lr_step: int = 3000
+    staircase: bool = True
+    weight_decay: float = 0.0
+    epochs: int = 30
+    batch_size: int = 64
+    seed: int = 0
+    dtype: str = "float32"
+    init: str = "kaiming"
+
+    def to_dict(self) -> dict[str, Any]:
+        settings = asdict(self)
+        settings["hidden"] = list(self.hidden)
+        return settings
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(settings.keys() - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        values = dict(settings)
+        if "hidden" in values:
+            values["hidden"] = tuple(values["hidden"])
+        return cls(**values)
+
+
+def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Module:
+    """``Linear, ReLU`` per hidden size, then ``Linear, Softmax``, seeded by ``config.seed``."""
+    rng = np.random.default_rng(config.seed)
+    sizes = [num_inputs, *config.hidden, num_classes]
+    layers: list = []
+    for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(inputs, outputs, dtype=config.dtype, init=config.init, rng=rng))
+        layers.append(ReLU() if index < len(sizes) - 2 else Softmax())
+    return Module(layers)
+
+
+def build_optimizer(net: Module, config: TrainConfig) -> SGD:
+    """SGD with the exponential schedule and weight decay of ``config``."""
+    scheduler = ExponentialScheduler(config.lr, stage_length=config.lr_step,
+                                     decay=config.lr_decay, staircase=config.staircase)
+    return SGD(net, lr_scheduler=scheduler, decay=config.weight_decay)
+
+
+def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
+        val_data: tuple[np.ndarray, np.ndarray] | None = None,
+        test_data: tuple[np.ndarray, np.ndarray] | None = None,
+        num_classes: int | None = None, progress: bool = True,
+        ) -> tuple[Module, SGD, History]:
+    """Builds a net and its optimiser from ``config`` and trains it on ``train_data``.
+
+    Returns:
+        ``(net, optimizer, history)``.
+    """
+    images, labels = train_data
+    flat = _images_2d(images, "train images")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    net = build_model(flat.shape[1], num_classes, config)
+    optimizer = build_optimizer(net, config)
+    loader = DataLoader((flat, labels), batch_size=config.batch_size, seed=config.seed,
+                        dtype=config.dtype)
+    history = train(net, optimizer, loader, config.epochs, val_data=val_data,
+                    test_data=test_data, progress=progress)
+    return net, optimizer, history
