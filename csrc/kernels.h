@@ -35,8 +35,8 @@ typedef ptrdiff_t fcnn_size;
     void S(fcnn_softmax_cross_entropy_backward)(real *dlogits, const real *logits,           \
                                                 const int64_t *labels, fcnn_size B,          \
                                                 fcnn_size C);                                \
-    void S(fcnn_sgd_step)(real *param, const real *grad, real lr, real weight_decay,         \
-                          fcnn_size N);
+    void S(fcnn_sgd_step)(real *param, real *velocity, const real *grad, real lr,            \
+                          real weight_decay, real momentum, int nesterov, fcnn_size N);
 
 #define FCNN_SUFFIX_F32(name) name##_f32
 #define FCNN_SUFFIX_F64(name) name##_f64

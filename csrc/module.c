@@ -432,26 +432,37 @@ static PyObject *softmax_cross_entropy_backward(PyObject *self, PyObject *args,
 // ----------------------------------------------------------------------------
 // optimiser
 
-static PyObject *sgd_step(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"param", "grad", "lr", "weight_decay", NULL};
-    PyObject *param_obj, *grad_obj, *lr_obj, *weight_decay_obj = NULL;
-    PyArrayObject *param = NULL, *grad = NULL;
-    double lr, weight_decay = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|O:sgd_step", kwlist, &param_obj,
-                                     &grad_obj, &lr_obj, &weight_decay_obj)) {
-        return NULL;
-    }
-    if (check_array(param_obj, "param", -1, NULL, 0) < 0) return NULL;
-    param = (PyArrayObject *)param_obj;
-    // A copy would be updated and thrown away: the parameter must be usable as it is.
-    if (!PyArray_ISWRITEABLE(param) || !PyArray_IS_C_CONTIGUOUS(param) ||
-        !PyArray_ISALIGNED(param)) {
+// An array updated in place: a copy would be updated and thrown away, so it must be usable as
+// it is. typenum < 0 lets it decide the dtype of the call.
+static int check_in_place(PyObject *obj, const char *name, int typenum, const char *ref_name) {
+    if (check_array(obj, name, typenum, ref_name, 0) < 0) return -1;
+    PyArrayObject *array = (PyArrayObject *)obj;
+    if (!PyArray_ISWRITEABLE(array) || !PyArray_IS_C_CONTIGUOUS(array) ||
+        !PyArray_ISALIGNED(array)) {
         PyErr_Format(PyExc_TypeError,
-                     "param must be a writable, aligned, C-contiguous array (it is updated in "
+                     "%s must be a writable, aligned, C-contiguous array (it is updated in "
                      "place), got a %s array",
-                     !PyArray_ISWRITEABLE(param) ? "read-only" : "non-contiguous");
+                     name, !PyArray_ISWRITEABLE(array) ? "read-only" : "non-contiguous");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *sgd_step(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"param",    "grad",     "lr", "weight_decay", "momentum",
+                             "velocity", "nesterov", NULL};
+    PyObject *param_obj, *grad_obj, *lr_obj, *weight_decay_obj = NULL, *momentum_obj = NULL;
+    PyObject *velocity_obj = Py_None;
+    int nesterov = 0;
+    PyArrayObject *param = NULL, *grad = NULL, *velocity = NULL;
+    double lr, weight_decay = 0.0, momentum = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|OOOp:sgd_step", kwlist, &param_obj,
+                                     &grad_obj, &lr_obj, &weight_decay_obj, &momentum_obj,
+                                     &velocity_obj, &nesterov)) {
         return NULL;
     }
+    if (check_in_place(param_obj, "param", -1, NULL) < 0) return NULL;
+    param = (PyArrayObject *)param_obj;
     int typenum = PyArray_TYPE(param);
     if ((grad = float_input(grad_obj, "grad", typenum, "param", 0)) == NULL) goto fail;
     if (require_shape(grad, "grad", PyArray_NDIM(param), PyArray_DIMS(param), "param", param) <
@@ -462,10 +473,34 @@ static PyObject *sgd_step(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (weight_decay_obj != NULL && real_arg(weight_decay_obj, "weight_decay", &weight_decay) < 0) {
         goto fail;
     }
+    if (momentum_obj != NULL && real_arg(momentum_obj, "momentum", &momentum) < 0) goto fail;
+    if (momentum >= 1) {
+        PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1), got %R", momentum_obj);
+        goto fail;
+    }
+    if (nesterov && momentum == 0) {
+        PyErr_SetString(PyExc_ValueError, "nesterov needs momentum > 0, got momentum 0");
+        goto fail;
+    }
+    if (velocity_obj != Py_None) {
+        if (check_in_place(velocity_obj, "velocity", typenum, "param") < 0) goto fail;
+        velocity = (PyArrayObject *)velocity_obj;
+        if (require_shape(velocity, "velocity", PyArray_NDIM(param), PyArray_DIMS(param),
+                          "param", param) < 0) {
+            goto fail;
+        }
+    } else if (momentum > 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "velocity must be an array like param when momentum > 0, got None");
+        goto fail;
+    }
     void *param_data = PyArray_DATA(param), *grad_data = PyArray_DATA(grad);
+    // Without momentum the velocity is neither read nor kept.
+    void *velocity_data = (velocity == NULL || momentum == 0) ? NULL : PyArray_DATA(velocity);
     npy_intp N = PyArray_SIZE(param);
     Py_BEGIN_ALLOW_THREADS;
-    DISPATCH(typenum, fcnn_sgd_step, param_data, grad_data, lr, weight_decay, N);
+    DISPATCH(typenum, fcnn_sgd_step, param_data, velocity_data, grad_data, lr, weight_decay,
+             momentum, nesterov, N);
     Py_END_ALLOW_THREADS;
     Py_DECREF(grad);
     Py_RETURN_NONE;
@@ -520,8 +555,8 @@ static PyMethodDef core_methods[] = {
     KERNEL(softmax_cross_entropy_backward,
            "softmax_cross_entropy_backward(logits, labels) -> (softmax - onehot) / B"),
     KERNEL(sgd_step,
-           "sgd_step(param, grad, lr, weight_decay=0.0): param <- (1 - weight_decay*lr)*param - "
-           "lr*grad, in place"),
+           "sgd_step(param, grad, lr, weight_decay=0.0, momentum=0.0, velocity=None, "
+           "nesterov=False): in-place SGD step, param <- (1 - weight_decay*lr)*param - lr*step"),
     KERNEL(exponential_lr,
            "exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True) -> lr"),
     {NULL, NULL, 0, NULL},

@@ -74,12 +74,26 @@ def softmax_cross_entropy_backward(logits: FloatArray, labels: IntArray) -> Floa
     Shape: logits (B, C), labels (B,) -> (B, C).
     """
 
-def sgd_step(param: FloatArray, grad: FloatArray, lr: float, weight_decay: float = 0.0) -> None:
+def sgd_step(
+    param: FloatArray,
+    grad: FloatArray,
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    velocity: FloatArray | None = None,
+    nesterov: bool = False,
+) -> None:
     """In-place SGD step with the original project's weight decay rule.
 
-    ``param <- (1 - weight_decay * lr) * param - lr * grad``. ``param`` must be
-    writable and C-contiguous; ``grad`` must have its shape and dtype. ``lr``
-    and ``weight_decay`` must be finite and >= 0. Any shape.
+    ``param <- (1 - weight_decay * lr) * param - lr * step`` where ``step`` is
+    ``grad`` without momentum; with ``momentum > 0``, ``velocity <- momentum *
+    velocity + grad`` (in place) and ``step`` is ``velocity``, or ``grad +
+    momentum * velocity`` when ``nesterov``. ``param`` and ``velocity`` must be
+    writable and C-contiguous (TypeError otherwise); ``grad`` and ``velocity``
+    must have ``param``'s shape and dtype. ``lr``, ``weight_decay`` must be
+    finite and >= 0; ``momentum`` in [0, 1); ``velocity`` is required when
+    ``momentum > 0`` and ignored when it is 0; ``nesterov`` needs
+    ``momentum > 0`` (ValueError otherwise). Any shape.
     """
 
 def exponential_lr(
