@@ -1,0 +1,648 @@
+"""MNIST and Fashion-MNIST on disk: an IDX file reader, loaders that check every
+file against its known SHA-256 before use, a mirror-by-mirror downloader that
+never leaves a half-written file under a final name, and a seeded
+train/validation split.
+
+Both loaders are one generic loader (``_load``) run on a ``_Dataset``
+description; adding an MNIST-like set means adding a description, not a loader.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import http.client
+import numbers
+import os
+import socket
+import struct
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from tqdm.auto import tqdm
+
+__all__ = [
+    "DatasetNotFoundError",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_MIRRORS",
+    "MNIST_CLASSES",
+    "MNIST_MIRRORS",
+    "load_fashion_mnist",
+    "load_mnist",
+    "read_idx",
+    "train_val_split",
+]
+
+PathLike = str | os.PathLike
+
+# ---------------------------------------------------------------------------
+# IDX format
+
+# Type code -> element dtype. The format stores multi-byte items big-endian.
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+# IDX sizes are 32-bit signed integers; NumPy arrays cannot have more than 64 dimensions.
+_IDX_MAX_SIZE = 2**31 - 1
+_IDX_MAX_DIMS = 64
+
+
+def _read_payload(path: PathLike) -> bytes:
+    """Return the bytes of ``path``, decompressed when they start with the gzip magic.
+
+    Raises:
+        OSError: If the file cannot be read.
+        ValueError: If the file is gzip'd but the stream is corrupt or truncated.
+    """
+    with open(path, "rb") as stream:
+        return _decompress(stream.read(), path)
+
+
+def _decompress(data: bytes, source: PathLike) -> bytes:
+    """Gunzip ``data`` if it starts with the gzip magic; ``source`` names it in errors."""
+    if not data.startswith(_GZIP_MAGIC):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"{source}: corrupt gzip stream: {exc}") from exc
+
+
+def _parse_idx(data: bytes, path: PathLike) -> np.ndarray:
+    """Parse the bytes of an uncompressed IDX file into a native-endian array.
+
+    ``path`` only names the file in error messages.
+    """
+    if len(data) < 4:
+        raise ValueError(f"{path}: not an IDX file: {len(data)} bytes, shorter than the 4-byte magic")
+    if data[0] != 0 or data[1] != 0:
+        raise ValueError(
+            f"{path}: not an IDX file: magic starts with bytes 0x{data[0]:02x} 0x{data[1]:02x}, "
+            "expected 0x00 0x00"
+        )
+    type_code, ndim = data[2], data[3]
+    if type_code not in _IDX_DTYPES:
+        known = ", ".join(f"0x{code:02X}" for code in _IDX_DTYPES)
+        raise ValueError(f"{path}: unknown IDX type code 0x{type_code:02X}, expected one of {known}")
+    if not 1 <= ndim <= _IDX_MAX_DIMS:
+        raise ValueError(f"{path}: IDX header has {ndim} dimensions, expected 1 to {_IDX_MAX_DIMS}")
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise ValueError(
+            f"{path}: truncated header: {ndim} dimensions need {header_size} header bytes, "
+            f"file has {len(data)}"
+        )
+    shape = struct.unpack(f">{ndim}I", data[4:header_size])
+    for axis, size in enumerate(shape):
+        if size > _IDX_MAX_SIZE:
+            raise ValueError(
+                f"{path}: dimension {axis} has size {size}, larger than the IDX maximum {_IDX_MAX_SIZE}"
+            )
+    dtype = _IDX_DTYPES[type_code]
+    count = 1
+    for size in shape:
+        count *= size
+    expected_bytes = count * dtype.itemsize
+    found_bytes = len(data) - header_size
+    if found_bytes < expected_bytes:
+        raise ValueError(
+            f"{path}: truncated: header says {expected_bytes} bytes of data (shape {shape}, "
+            f"{dtype.name}), found {found_bytes}"
+        )
+    if found_bytes > expected_bytes:
+        raise ValueError(
+            f"{path}: {found_bytes - expected_bytes} trailing bytes: header says {expected_bytes} "
+            f"bytes of data (shape {shape}, {dtype.name}), found {found_bytes}"
+        )
+    # astype copies: the result is writable and native-endian whatever the file held.
+    items = np.frombuffer(data, dtype=dtype, count=count, offset=header_size)
+    return items.astype(dtype.newbyteorder("=")).reshape(shape)
+
+
+def read_idx(path: PathLike) -> np.ndarray:
+    """Read an IDX file, raw or gzip'd, into a NumPy array.
+
+    Gzip is detected from the first two bytes (``1f 8b``), not from the file name.
+
+    Args:
+        path: The file to read.
+
+    Returns:
+        A writable, native-endian array whose shape is the one in the header and
+        whose dtype follows the type code: 0x08 uint8, 0x09 int8, 0x0B int16,
+        0x0C int32, 0x0D float32, 0x0E float64.
+
+    Raises:
+        OSError: If the file cannot be opened or read.
+        ValueError: If the file is not a well-formed IDX file: corrupt gzip stream,
+            magic not starting with two zero bytes, unknown type code, zero or
+            more than 64 dimensions, a size above 2**31 - 1, or a payload shorter
+            or longer than the header says. The message names the file and the
+            problem.
+    """
+    return _parse_idx(_read_payload(path), path)
+
+
+# ---------------------------------------------------------------------------
+# Dataset descriptions
+
+# Same four file names for every MNIST-like set; key -> base name without ".gz".
+# Labels come first so that a bad mirror or a bad copy is found on a small file,
+# before tens of megabytes of images are fetched or decompressed.
+_FILES = {
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+    "train_images": "train-images-idx3-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+}
+
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+# The publisher's download site, then the data/fashion folder of the publisher's
+# own repository. Plain HTTP is acceptable: every payload is checked by SHA-256.
+FASHION_MNIST_MIRRORS = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+
+# SHA-256 of the decompressed files (hashing the payload, not the .gz, accepts any
+# gzip re-compression and the raw layout alike). MNIST: from the shared datasets
+# README, whose decompressed files are byte-identical to the official ones.
+_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+# Fashion-MNIST: computed here from Debian's dataset-fashion-mnist
+# 0.0~git20200523.55506a9-1 (/usr/share/datasets/fashion-mnist). Debian's .gz files
+# are not byte-identical to the published ones (strip-nondeterminism dropped the
+# file name from the gzip header and reset its mtime), but their deflate streams
+# are the publisher's: restoring the header (flag FNAME, the base name, mtime
+# 2017-08-31 10:50:06 UTC for train-*, 10:50:27 UTC for t10k-*) reproduces the
+# published .gz md5s exactly (8d4fb7e6..., 25c81989..., bef4ecab..., bb300cfd...).
+_FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    """What the generic loader needs to know about one MNIST-like data set."""
+
+    name: str  # for messages: "MNIST"
+    folder: str  # download folder under root, also searched first
+    subfolders: tuple[str, ...]  # searched under root, in order ("" is root itself)
+    system_folders: tuple[str, ...]  # absolute folders searched last (distribution packages)
+    mirrors: tuple[str, ...]
+    sha256: dict[str, str]  # base file name -> SHA-256 of the decompressed file
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int] = (28, 28)
+
+
+_MNIST = _Dataset(
+    name="MNIST",
+    folder="MNIST",
+    subfolders=("MNIST", "MNIST/raw", ""),
+    system_folders=(),
+    mirrors=MNIST_MIRRORS,
+    sha256=_MNIST_SHA256,
+    classes=MNIST_CLASSES,
+)
+_FASHION_MNIST = _Dataset(
+    name="Fashion-MNIST",
+    folder="FashionMNIST",
+    subfolders=("FashionMNIST", "FashionMNIST/raw", "fashion-mnist", ""),
+    system_folders=("/usr/share/datasets/fashion-mnist",),
+    mirrors=FASHION_MNIST_MIRRORS,
+    sha256=_FASHION_MNIST_SHA256,
+    classes=FASHION_MNIST_CLASSES,
+)
+# Both sets use the same file names, so a folder may hold the other set's file
+# under the name we look for: knowing every hash lets the loader tell that case
+# (skip it) from a corrupt or altered file (refuse it).
+_KNOWN_PAYLOADS = {
+    digest: dataset.name for dataset in (_MNIST, _FASHION_MNIST) for digest in dataset.sha256.values()
+}
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class DatasetNotFoundError(RuntimeError):
+    """Raised when data set files are missing and could not be downloaded.
+
+    Attributes:
+        dataset: Name of the data set, e.g. ``"MNIST"``.
+        missing: Names of the missing files (``.gz`` form).
+        folder: The folder the files should be put in.
+        mirrors: The mirror URLs the files can be downloaded from.
+    """
+
+    def __init__(
+        self, message: str, *, dataset: str, missing: Sequence[str], folder: Path, mirrors: Sequence[str]
+    ) -> None:
+        super().__init__(message)
+        self.dataset = dataset
+        self.missing = tuple(missing)
+        self.folder = folder
+        self.mirrors = tuple(mirrors)
+
+
+def _not_found(
+    dataset: _Dataset,
+    missing: Sequence[str],
+    folder: Path,
+    searched: Sequence[Path],
+    mirrors: Sequence[str],
+    reason: str,
+    notes: Sequence[str],
+) -> DatasetNotFoundError:
+    """Build the error that tells the user what is missing, why, and where to put it."""
+    missing_gz = [f"{name}.gz" for name in missing]
+    lines = [
+        f"{dataset.name}: missing {', '.join(missing_gz)}.",
+        reason,
+        *notes,
+        f"Looked in: {', '.join(str(path) for path in searched)}.",
+        f"Put the files (.gz or uncompressed) in {folder}",
+        "They can be downloaded from any of these mirrors:",
+        *(f"  {mirror}" for mirror in mirrors),
+    ]
+    return DatasetNotFoundError(
+        "\n".join(lines), dataset=dataset.name, missing=missing_gz, folder=folder, mirrors=mirrors
+    )
+
+
+# ---------------------------------------------------------------------------
+# Finding and verifying files
+
+
+def _default_root() -> Path:
+    """``$FCNN_DATA`` if set, else ``~/.cache/fcnn``."""
+    env = os.environ.get("FCNN_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "fcnn"
+
+
+def _search_folders(dataset: _Dataset, root: Path) -> list[Path]:
+    """Folders searched for the files, in order."""
+    folders = [root / sub if sub else root for sub in dataset.subfolders]
+    return folders + [Path(folder) for folder in dataset.system_folders]
+
+
+def _sha256_mismatch(source: PathLike, name: str, dataset: _Dataset, actual: str) -> str:
+    """What is wrong with a file (a path or a URL) whose payload is not the known one."""
+    return (
+        f"{source}: SHA-256 of the decompressed data is {actual}, expected {dataset.sha256[name]} "
+        f"for {dataset.name} {name}"
+    )
+
+
+def _locate(dataset: _Dataset, name: str, folders: Sequence[Path], notes: list[str]) -> np.ndarray | None:
+    """Load the first copy of ``name`` (raw or .gz) found in ``folders``, verified.
+
+    Returns None when there is no usable copy. A copy that is the other data set's
+    file of the same name is skipped with a note; any other mismatch raises.
+    """
+    for folder in folders:
+        for path in (folder / name, folder / f"{name}.gz"):
+            if not path.is_file():
+                continue
+            payload = _read_payload(path)
+            actual = hashlib.sha256(payload).hexdigest()
+            if actual == dataset.sha256[name]:
+                return _parse_idx(payload, path)
+            other = _KNOWN_PAYLOADS.get(actual)
+            if other is not None and other != dataset.name:
+                notes.append(f"Skipped {path}: it is the {other} file, not {dataset.name}'s.")
+                continue
+            raise ValueError(
+                f"{_sha256_mismatch(path, name, dataset, actual)}. The file is corrupt or altered: "
+                "delete it to have it downloaded again, or replace it with the official file."
+            )
+    return None
+
+
+def _check_split(dataset: _Dataset, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Check that one split's images and labels agree with each other and the description."""
+    expected_shape = (images.shape[0], *dataset.image_shape)
+    if images.dtype != np.uint8 or images.shape != expected_shape:
+        raise ValueError(
+            f"{dataset.name} {split} images must be uint8 of shape (N, "
+            f"{', '.join(map(str, dataset.image_shape))}), got {images.dtype} {images.shape}"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise ValueError(
+            f"{dataset.name} {split} labels must be 1-D uint8, got {labels.dtype} {labels.shape}"
+        )
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(f"{dataset.name} {split}: {images.shape[0]} images but {labels.shape[0]} labels")
+    if labels.size and labels.max() >= len(dataset.classes):
+        raise ValueError(
+            f"{dataset.name} {split} labels must be in 0..{len(dataset.classes) - 1}, found {labels.max()}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Downloading
+
+DOWNLOAD_TIMEOUT = 30.0
+"""Seconds to wait for a connection or for the next block of data."""
+DOWNLOAD_ATTEMPTS = 3
+"""Tries per file and mirror before moving on to the next mirror (a mirror that
+cannot be reached at all, or answers 4xx or a bad file, gets only one)."""
+RETRY_DELAY = 1.0
+"""Seconds before the second try; doubled before each later one."""
+
+_CHUNK_SIZE = 1 << 16
+
+
+def _fetch(url: str, out: BinaryIO, progress: bool, label: str) -> None:
+    """Stream ``url`` into the open binary file ``out``; raise OSError if cut short."""
+    request = urllib.request.Request(url, headers={"User-Agent": "fcnn"})
+    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        received = 0
+        with tqdm(
+            total=total,
+            desc=label,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+            leave=False,
+        ) as bar:
+            while chunk := response.read(_CHUNK_SIZE):
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    if total is not None and received != total:
+        raise OSError(f"connection closed after {received} of {total} bytes")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True if ``exc`` says the mirror could not be reached at all (no such host,
+    connection refused or timed out, no route): retrying soon would only add delay
+    when offline. Failures after the connection (resets, cut transfers) are retried.
+    """
+    if not isinstance(exc, urllib.error.URLError) or isinstance(exc, urllib.error.HTTPError):
+        return False
+    reason = exc.reason
+    if isinstance(reason, (socket.gaierror, ConnectionRefusedError, TimeoutError)):
+        return True
+    return isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def _download_one(
+    dataset: _Dataset, name: str, folder: Path, mirrors: Sequence[str], progress: bool
+) -> tuple[np.ndarray | None, list[str]]:
+    """Download and verify ``name`` into ``folder``, trying each mirror in turn.
+
+    Returns the file's array and the failures met on the way (one line per failed
+    try), or None and the failures if no mirror gave a good file. The file is
+    written to a temporary name in ``folder`` and renamed only once verified.
+    """
+    failures = []
+    for mirror in mirrors:
+        url = f"{mirror.rstrip('/')}/{name}.gz"
+        for attempt in range(DOWNLOAD_ATTEMPTS):
+            if attempt:
+                time.sleep(RETRY_DELAY * 2 ** (attempt - 1))
+            descriptor, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+            temp_path = Path(temp_name)
+            try:
+                with os.fdopen(descriptor, "wb") as out:
+                    _fetch(url, out, progress, f"{name}.gz")
+                # Verify before the rename: a bad file never appears under the final name.
+                data = temp_path.read_bytes()
+                payload = _decompress(data, url)
+                actual = hashlib.sha256(payload).hexdigest()
+                if actual != dataset.sha256[name]:
+                    raise ValueError(_sha256_mismatch(url, name, dataset, actual))
+                final_path = folder / (f"{name}.gz" if data.startswith(_GZIP_MAGIC) else name)
+                array = _parse_idx(payload, final_path)
+                os.chmod(temp_path, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+                os.replace(temp_path, final_path)
+                return array, failures
+            except urllib.error.HTTPError as exc:
+                failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                exc.close()
+                if exc.code < 500:  # 403, 404: asking again will not help
+                    break
+            except ValueError as exc:  # corrupt gzip, checksum mismatch, bad URL: try the next mirror
+                failures.append(str(exc) if str(exc).startswith(url) else f"{url}: {exc}")
+                break
+            except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
+                failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+                if _unreachable(exc):
+                    break
+            finally:
+                temp_path.unlink(missing_ok=True)
+    return None, failures
+
+
+# ---------------------------------------------------------------------------
+# The generic loader
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def _load(
+    dataset: _Dataset,
+    root: PathLike | None,
+    download: bool,
+    progress: bool,
+    mirrors: Sequence[str] | None,
+) -> tuple[Split, Split]:
+    """Find, download if allowed, verify and return one MNIST-like data set."""
+    root = Path(root).expanduser() if root is not None else _default_root()
+    if isinstance(mirrors, str):
+        raise TypeError(f"mirrors must be a sequence of base URLs, got the string {mirrors!r}")
+    mirrors = dataset.mirrors if mirrors is None else tuple(mirrors)
+    if not mirrors:
+        raise ValueError("mirrors must hold at least one base URL, got none")
+    folder = root / dataset.folder
+    searched = _search_folders(dataset, root)
+    notes: list[str] = []
+    arrays = {name: _locate(dataset, name, searched, notes) for name in _FILES.values()}
+    missing = [name for name, array in arrays.items() if array is None]
+    if missing and not download:
+        raise _not_found(
+            dataset, missing, folder, searched, mirrors, "download=False, so nothing was fetched.", notes
+        )
+    if missing:
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, name in enumerate(missing):
+            arrays[name], failures = _download_one(dataset, name, folder, mirrors, progress)
+            if arrays[name] is None:
+                reason = f"Downloading {name}.gz failed from every mirror:\n" + "\n".join(
+                    f"  {line}" for line in failures
+                )
+                raise _not_found(dataset, missing[index:], folder, searched, mirrors, reason, notes)
+    splits = []
+    for split in ("train", "test"):
+        images = arrays[_FILES[f"{split}_images"]]
+        labels = arrays[_FILES[f"{split}_labels"]]
+        _check_split(dataset, split, images, labels)
+        splits.append((images, labels))
+    return splits[0], splits[1]
+
+
+def load_mnist(
+    root: PathLike | None = None,
+    download: bool = True,
+    progress: bool = True,
+    *,
+    mirrors: Sequence[str] | None = None,
+) -> tuple[Split, Split]:
+    """Load the MNIST handwritten digits, downloading missing files if allowed.
+
+    Every file's decompressed content is checked against its known SHA-256 before
+    use, so a changed file is refused rather than silently trained on.
+
+    Args:
+        root: Folder holding the four IDX files (raw or ``.gz``), in ``MNIST/``,
+            ``MNIST/raw/`` (torchvision's layout) or directly. Defaults to
+            ``$FCNN_DATA`` if set, else ``~/.cache/fcnn``.
+        download: Download missing files into ``<root>/MNIST/``. If False, a
+            missing file raises without touching the network.
+        progress: Show a tqdm progress bar while downloading.
+        mirrors: Base URLs tried in order; defaults to ``MNIST_MIRRORS``.
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``: uint8 images of shape
+        (N, 28, 28) and uint8 labels of shape (N,) in 0..9, N = 60,000 for
+        training and 10,000 for testing.
+
+    Raises:
+        ValueError: If a file is corrupt, fails its checksum (the message names
+            the file, the expected and the actual hash), or images and labels
+            disagree.
+        DatasetNotFoundError: If files are missing and ``download`` is False or
+            every mirror failed; the message names the files, the folder to put
+            them in and the mirror URLs.
+    """
+    return _load(_MNIST, root, download, progress, mirrors)
+
+
+def load_fashion_mnist(
+    root: PathLike | None = None,
+    download: bool = True,
+    progress: bool = True,
+    *,
+    mirrors: Sequence[str] | None = None,
+) -> tuple[Split, Split]:
+    """Load Fashion-MNIST (Zalando's clothing images), downloading missing files if allowed.
+
+    Same contract as :func:`load_mnist`: every file is checked against its known
+    SHA-256 before use. Class names are in ``FASHION_MNIST_CLASSES``.
+
+    Args:
+        root: Folder holding the four IDX files (raw or ``.gz``), in
+            ``FashionMNIST/``, ``FashionMNIST/raw/``, ``fashion-mnist/`` or
+            directly; Debian's copy in /usr/share/datasets/fashion-mnist (package
+            ``dataset-fashion-mnist``) is used when root has none. Defaults to
+            ``$FCNN_DATA`` if set, else ``~/.cache/fcnn``. A file there that is
+            MNIST's file of the same name is skipped.
+        download: Download missing files into ``<root>/FashionMNIST/``. If False,
+            a missing file raises without touching the network.
+        progress: Show a tqdm progress bar while downloading.
+        mirrors: Base URLs tried in order; defaults to ``FASHION_MNIST_MIRRORS``.
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``: uint8 images of shape
+        (N, 28, 28) and uint8 labels of shape (N,) in 0..9, N = 60,000 for
+        training and 10,000 for testing.
+
+    Raises:
+        ValueError: If a file is corrupt, fails its checksum, or images and
+            labels disagree.
+        DatasetNotFoundError: If files are missing and ``download`` is False or
+            every mirror failed.
+    """
+    return _load(_FASHION_MNIST, root, download, progress, mirrors)
+
+
+# ---------------------------------------------------------------------------
+# Validation split
+
+
+def train_val_split(
+    images: np.ndarray, labels: np.ndarray, val_size: int = 10_000, seed: int = 0
+) -> tuple[Split, Split]:
+    """Carve a random validation set out of the training data, for model selection.
+
+    The same ``seed`` gives the same split. Both parts keep the original order of
+    their samples.
+
+    Args:
+        images: Training images, shape (N, ...).
+        labels: Training labels, shape (N,).
+        val_size: Number of samples moved to the validation set, in [1, N - 1].
+        seed: Seed of the random permutation.
+
+    Returns:
+        ``((x_train, y_train), (x_val, y_val))`` with N - val_size and val_size
+        samples: new arrays, the inputs are not modified.
+
+    Raises:
+        TypeError: If ``val_size`` is not an integer.
+        ValueError: If ``labels`` is not 1-D, ``images`` and ``labels`` have
+            different lengths, N < 2, or ``val_size`` is outside [1, N - 1].
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    if images.ndim == 0 or images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"images and labels must have the same number of samples, got shapes {images.shape} "
+            f"and {labels.shape}"
+        )
+    if isinstance(val_size, bool) or not isinstance(val_size, numbers.Integral):
+        raise TypeError(f"val_size must be an integer, got {type(val_size).__name__}")
+    count = labels.shape[0]
+    if count < 2:
+        raise ValueError(f"need at least 2 samples to split off a validation set, got {count}")
+    if not 1 <= val_size <= count - 1:
+        raise ValueError(f"val_size must be in [1, {count - 1}] for {count} samples, got {val_size}")
+    order = np.random.default_rng(seed).permutation(count)
+    val_index = np.sort(order[:val_size])
+    train_index = np.sort(order[val_size:])
+    return (images[train_index], labels[train_index]), (images[val_index], labels[val_index])
