@@ -1,0 +1,492 @@
+"""Saving and loading trained nets: one ``.npz`` file that NumPy alone can read, written atomically.
+
+The file is an ordinary NumPy ``.npz`` archive with no pickled objects in it:
+
+- one array per parameter, under its :meth:`fcnn.nn.Module.state_dict` name
+  (``layers.0.weight``, ``layers.0.bias``, ...), little-endian, C order;
+- ``__fcnn_meta__``: a 1-D ``uint8`` array holding a UTF-8 JSON document::
+
+    {"format": "fcnn-model", "version": 1, "dtype": "float32",
+     "layers": [{"type": "Linear", "num_inputs": 784, "num_outputs": 1024},
+                {"type": "ReLU"},
+                {"type": "Linear", "num_inputs": 1024, "num_outputs": 10},
+                {"type": "Softmax"}],
+     "optimizer": <SGD.state_dict() or null>,
+     "metadata": <the user's dict: history, hyperparameters, ...>,
+     "sha256": "<hex digest of the parameter arrays>"}
+
+Without fcnn::
+
+    with np.load("model.npz", allow_pickle=False) as archive:
+        meta = json.loads(archive["__fcnn_meta__"].tobytes().decode("utf-8"))
+        weight = archive["layers.0.weight"]
+
+``sha256`` is taken over the parameter arrays in sorted name order; for each,
+the UTF-8 bytes of ``json.dumps([name, array.dtype.str, list(array.shape)])``,
+a newline, then ``array.tobytes()`` (C order). It detects damaged or altered
+weights; it is a checksum, not a signature: whoever can edit the file can
+recompute it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .functional import Layer, Linear, ReLU, Softmax
+from .nn import Module
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "META_KEY", "Checkpoint", "load", "load_checkpoint",
+           "restore_optimizer", "save"]
+
+#: The ``format`` field of every fcnn model file.
+FORMAT = "fcnn-model"
+#: The newest format version this module writes and reads.
+FORMAT_VERSION = 1
+#: The archive entry holding the JSON document.
+META_KEY = "__fcnn_meta__"
+
+PathLike = str | os.PathLike
+
+_DTYPES = ("float32", "float64")
+# Each layer type and the JSON fields (besides "type") that rebuild it.
+_LAYER_FIELDS: dict[type[Layer], tuple[str, ...]] = {
+    Linear: ("num_inputs", "num_outputs"),
+    ReLU: (),
+    Softmax: (),
+}
+_LAYER_TYPES = {cls.__name__: cls for cls in _LAYER_FIELDS}
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns: the net and what resuming its training needs.
+
+    Attributes:
+        net: the rebuilt network.
+        optimizer_state: the saved ``optimizer.state_dict()``, or ``None``.
+        metadata: the user's dict given to :func:`save` (``{}`` if none).
+    """
+
+    net: Module
+    optimizer_state: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- saving
+
+def save(net: Module, path: PathLike, optimizer: Any = None,
+         metadata: Mapping[str, Any] | None = None) -> Path:
+    """Writes ``net`` (and optionally its optimiser's state and a metadata dict) to ``path``.
+
+    The file is written at exactly ``path``: unlike ``np.savez``, no ``.npz`` is
+    appended, so ``save(net, "model")`` writes ``model``. It is written to a
+    temporary file beside ``path`` and moved onto it only once complete, so an
+    error or a crash midway leaves any previous file at ``path`` untouched.
+
+    Args:
+        net: a :class:`~fcnn.nn.Module` (or a subclass that does not override
+            ``forward``) made of Linear, ReLU and Softmax layers, all parameters
+            of one dtype (float32 or float64).
+        path: the file to write; its folder must exist.
+        optimizer: an optimiser of ``net`` (e.g. :class:`~fcnn.optim.SGD`) whose
+            ``state_dict()`` is stored for resuming training, or ``None``.
+        metadata: a JSON-serialisable dict (training history, hyperparameters...).
+            Keys must be strings; NumPy scalars are stored as Python numbers,
+            tuples as lists; NaN and infinity are refused (JSON has no such values).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        TypeError: ``net`` is not a Module, holds a layer other than Linear, ReLU
+            or Softmax, or mixes dtypes; ``metadata`` or the optimiser's state is
+            not JSON-serialisable (the message names the offending key).
+        ValueError: a Linear layer's arrays do not match its sizes, or
+            ``optimizer`` trains another net.
+        OSError: the file cannot be written (the previous file, if any, is kept).
+
+    Example:
+        >>> fcnn.save(net, "mnist.npz", optimizer=optimizer,
+        ...           metadata={"epochs": 10, "history": {"loss": losses}})
+        PosixPath('mnist.npz')
+    """
+    path = Path(path)
+    arrays, layers, dtype = _describe(net)
+    optimizer_state = None
+    if optimizer is not None:
+        if getattr(optimizer, "net", net) is not net:
+            raise ValueError("optimizer must be the optimiser of net, but it trains another net")
+        if not callable(getattr(optimizer, "state_dict", None)):
+            raise TypeError(
+                f"optimizer must have a state_dict() method, got {type(optimizer).__name__}"
+            )
+        optimizer_state = _to_json(optimizer.state_dict(), "optimizer.state_dict()")
+        if not isinstance(optimizer_state, dict):
+            raise TypeError("optimizer.state_dict() must return a dict, "
+                            f"got {type(optimizer_state).__name__}")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "dtype": dtype,
+        "layers": layers,
+        "optimizer": optimizer_state,
+        "metadata": _to_json(metadata, "metadata"),
+        "sha256": _checksum(arrays),
+    }
+    text = json.dumps(meta, ensure_ascii=False, allow_nan=False)
+    arrays[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    _write_atomically(path, arrays)
+    return path
+
+
+def _describe(net: Module) -> tuple[dict[str, np.ndarray], list[dict[str, Any]], str]:
+    """The arrays to store, the JSON layer list and the dtype name, after checking ``net``."""
+    if not isinstance(net, Module):
+        raise TypeError(f"net must be an fcnn.nn.Module, got {type(net).__name__}")
+    if type(net).forward is not Module.forward or type(net).__call__ is not Module.__call__:
+        # Only the layer list is stored: a custom forward would silently be lost.
+        raise TypeError(
+            f"{type(net).__name__} overrides forward; only plain layer stacks can be saved"
+        )
+    layers = []
+    for index, layer in enumerate(net.layers):
+        fields = _LAYER_FIELDS.get(type(layer))
+        if fields is None:
+            raise TypeError(
+                f"net.layers[{index}] is a {type(layer).__name__}; only "
+                f"{', '.join(_LAYER_TYPES)} layers can be saved"
+            )
+        layers.append({"type": type(layer).__name__,
+                       **{name: int(getattr(layer, name)) for name in fields}})
+        if isinstance(layer, Linear):
+            expected = {"weight": (layer.num_inputs, layer.num_outputs),
+                        "bias": (layer.num_outputs,)}
+            for name, shape in expected.items():
+                array = getattr(layer, name)
+                if not isinstance(array, np.ndarray) or array.shape != shape:
+                    got = array.shape if isinstance(array, np.ndarray) else type(array).__name__
+                    raise ValueError(
+                        f"net.layers[{index}].{name} must have shape {shape} for {layer!r}, "
+                        f"got {got}"
+                    )
+    params = dict(net.named_parameters())
+    dtype = np.dtype(net.dtype)
+    if dtype.name not in _DTYPES:
+        raise TypeError(f"parameters must be float32 or float64, got {dtype}")
+    for name, array in params.items():
+        if array.dtype != dtype:
+            raise TypeError(
+                f"every parameter must have one dtype: {name} is {array.dtype} while "
+                f"{next(iter(params))} is {dtype}"
+            )
+    # Little-endian and C order, so the file and its checksum are the same on every machine.
+    little = dtype.newbyteorder("<")
+    arrays = {name: np.ascontiguousarray(array, dtype=little) for name, array in params.items()}
+    return arrays, layers, dtype.name
+
+
+def _to_json(value: Any, where: str, _open: frozenset[int] = frozenset()) -> Any:
+    """``value`` as plain JSON types, or a TypeError naming where the unserialisable part is."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        value = value.item()
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{where} is {value}, which JSON cannot hold; use None instead")
+        return float(value)
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in _open:
+            raise TypeError(f"{where} contains itself")
+        inner = _open | {id(value)}
+        if isinstance(value, Mapping):
+            converted = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise TypeError(
+                        f"{where} has the key {key!r} of type {type(key).__name__}; "
+                        "JSON keys must be strings"
+                    )
+                converted[key] = _to_json(item, f"{where}[{key!r}]", inner)
+            return converted
+        return [_to_json(item, f"{where}[{i}]", inner) for i, item in enumerate(value)]
+    hint = "; store array.tolist()" if isinstance(value, np.ndarray) else ""
+    raise TypeError(f"{where} is a {type(value).__name__}, which is not JSON-serialisable{hint}")
+
+
+def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
+    """The format's sha256 over names, dtypes, shapes and bytes (see the module docstring)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = arrays[name]
+        header = json.dumps([name, array.dtype.str, list(array.shape)])
+        digest.update(header.encode("utf-8") + b"\n")
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Writes the archive to a temporary file beside ``path``, then renames it onto ``path``."""
+    folder = path.parent
+    mode = _mode_for(path)
+    # Not a with-block: the file must outlive its closing, to be renamed or removed.
+    temp = tempfile.NamedTemporaryFile(  # noqa: SIM115
+        mode="wb", dir=folder, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    try:
+        with temp:
+            # A file object, not a name: np.savez would append ".npz" to a name.
+            np.savez(temp, **arrays)
+            temp.flush()
+            os.fsync(temp.fileno())
+        # NamedTemporaryFile creates 0600; give the model the mode a plain open() would.
+        os.chmod(temp.name, mode)
+        os.replace(temp.name, path)
+    except BaseException:
+        try:
+            os.unlink(temp.name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits for ``path``: those of the file it replaces, else 0666 minus umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        pass
+    # The umask can only be read by setting it; 022 is the common value, so the
+    # instant it is in force is harmless to other threads creating files.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Makes the rename durable on POSIX; a no-op where folders cannot be opened (Windows)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+# ---------------------------------------------------------------------------- loading
+
+def load(path: PathLike) -> Module:
+    """Reads a net written by :func:`save`.
+
+    Args:
+        path: the file, exactly as given to :func:`save` (no suffix is added).
+
+    Returns:
+        A new :class:`~fcnn.nn.Module` with the saved layers, dtype and parameters.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        ValueError: the file is not an fcnn model, is damaged or truncated, was
+            written by a newer fcnn, or its arrays do not match its layer list,
+            dtype or checksum; the message names the file and the problem.
+
+    Example:
+        >>> net = fcnn.load("mnist.npz")
+        >>> predictions = net(test_images).argmax(axis=1)
+    """
+    return load_checkpoint(path).net
+
+
+def load_checkpoint(path: PathLike) -> Checkpoint:
+    """Reads a net written by :func:`save` together with its optimiser state and metadata.
+
+    Args:
+        path: the file, exactly as given to :func:`save`.
+
+    Returns:
+        A :class:`Checkpoint` with ``net``, ``optimizer_state`` and ``metadata``.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        ValueError: as for :func:`load`.
+
+    Example:
+        >>> checkpoint = fcnn.serialization.load_checkpoint("mnist.npz")
+        >>> optimizer = SGD(checkpoint.net, lr=0.5, decay=1e-5)
+        >>> restore_optimizer(optimizer, checkpoint)
+        >>> history = checkpoint.metadata["history"]
+    """
+    path = Path(path)
+    try:
+        # A missing file raises FileNotFoundError here, as it should.
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:
+        # allow_pickle=False turns "neither .npy nor .npz" into a ValueError.
+        raise _bad(path, f"it is not a NumPy .npz archive ({error})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise _bad(path, "it is a single .npy array, not an .npz archive")
+    with archive:
+        meta = _read_meta(path, archive)
+        expected = _expected_arrays(path, meta["layers"], np.dtype(meta["dtype"]))
+        present = set(archive.files) - {META_KEY}
+        missing = sorted(expected.keys() - present)
+        unexpected = sorted(present - expected.keys())
+        if missing or unexpected:
+            raise _bad(path, f"its arrays do not match its layer list: missing {missing}, "
+                             f"unexpected {unexpected}")
+        arrays = {}
+        for name, (shape, dtype) in expected.items():
+            array = _read_entry(path, archive, name)
+            if array.dtype != dtype:
+                raise _bad(path, f"{name} is {array.dtype}, but the file says dtype "
+                                 f"{meta['dtype']}")
+            if array.shape != shape:
+                raise _bad(path, f"{name} has shape {array.shape}, but its layer needs {shape}")
+            arrays[name] = array
+    if _checksum(arrays) != meta["sha256"]:
+        raise _bad(path, "its parameters do not match their sha256 checksum: the file was "
+                         "damaged or its arrays altered")
+    net = Module([_build_layer(spec, meta["dtype"]) for spec in meta["layers"]])
+    net.load_state_dict(arrays)
+    return Checkpoint(net=net, optimizer_state=meta["optimizer"], metadata=meta["metadata"])
+
+
+def _build_layer(spec: Mapping[str, Any], dtype: str) -> Layer:
+    """A fresh layer from its (already checked) JSON description."""
+    cls = _LAYER_TYPES[spec["type"]]
+    if cls is Linear:
+        # rng=0: the random start is overwritten by the saved weights anyway.
+        return Linear(spec["num_inputs"], spec["num_outputs"], dtype=dtype, rng=0)
+    return cls()
+
+
+def _bad(path: Path, problem: str) -> ValueError:
+    return ValueError(f"{str(path)!r} is not a readable fcnn model file: {problem}")
+
+
+def _read_entry(path: Path, archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
+    """One array of the archive; a damaged entry becomes a ValueError naming the file."""
+    try:
+        return archive[name]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise _bad(path, f"its entry {name!r} cannot be read ({error})") from None
+
+
+def _read_meta(path: Path, archive: np.lib.npyio.NpzFile) -> dict[str, Any]:
+    """The JSON document, checked field by field."""
+    if META_KEY not in archive.files:
+        raise _bad(path, f"it has no {META_KEY!r} entry (an .npz written by something else)")
+    raw = _read_entry(path, archive, META_KEY)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _bad(path, f"{META_KEY!r} must be 1-D uint8, got {raw.dtype} of shape {raw.shape}")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _bad(path, f"{META_KEY!r} is not UTF-8 JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise _bad(path, f"its {META_KEY!r} says format {found!r}, not {FORMAT!r}")
+    version = meta.get("version")
+    if not _is_int(version) or version < 1:
+        raise _bad(path, f"its format version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise _bad(path, f"it has format version {version}, written by a newer fcnn; this one "
+                         f"reads up to version {FORMAT_VERSION}: upgrade fcnn")
+    wanted = {"dtype": str, "layers": list, "metadata": dict, "sha256": str}
+    for key, kind in wanted.items():
+        if not isinstance(meta.get(key), kind):
+            raise _bad(path, f"its {key!r} must be a JSON {kind.__name__}, "
+                             f"got {meta.get(key)!r:.80}")
+    if meta["dtype"] not in _DTYPES:
+        raise _bad(path, f"its dtype must be one of {list(_DTYPES)}, got {meta['dtype']!r}")
+    if not isinstance(meta.get("optimizer"), (dict, type(None))):
+        raise _bad(path, f"its 'optimizer' must be an object or null, "
+                         f"got {meta.get('optimizer')!r:.80}")
+    return meta
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _expected_arrays(path: Path, layers: list[Any],
+                     dtype: np.dtype) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``name -> (shape, dtype)`` of every parameter the layer list calls for."""
+    little = dtype.newbyteorder("<")
+    expected = {}
+    for index, spec in enumerate(layers):
+        cls = _LAYER_TYPES.get(spec.get("type")) if isinstance(spec, dict) else None
+        if cls is None:
+            raise _bad(path, f"layers[{index}] must be one of "
+                             f"{[{'type': name} for name in _LAYER_TYPES]}, got {spec!r:.80}")
+        fields = _LAYER_FIELDS[cls]
+        if set(spec) != {"type", *fields}:
+            raise _bad(path, f"layers[{index}] ({spec['type']}) must have exactly the fields "
+                             f"{['type', *fields]}, got {sorted(spec)}")
+        for name in fields:
+            if not _is_int(spec[name]) or spec[name] < 1:
+                raise _bad(path, f"layers[{index}].{name} must be a positive integer, "
+                                 f"got {spec[name]!r}")
+        if cls is Linear:
+            expected[f"layers.{index}.weight"] = ((spec["num_inputs"], spec["num_outputs"]),
+                                                  little)
+            expected[f"layers.{index}.bias"] = ((spec["num_outputs"],), little)
+    return expected
+
+
+# ---------------------------------------------------------------------------- resuming
+
+def restore_optimizer(optimizer: Any, checkpoint: Checkpoint) -> None:
+    """Loads the optimiser state saved in ``checkpoint`` into ``optimizer``.
+
+    Build the optimiser on ``checkpoint.net`` first, with the same settings as
+    before. :meth:`fcnn.optim.SGD.load_state_dict` restores the step count and
+    the weight decay; the learning-rate schedule is the one ``optimizer`` was
+    built with (the saved one is in ``checkpoint.optimizer_state["scheduler"]``).
+
+    Args:
+        optimizer: an optimiser of ``checkpoint.net`` with ``load_state_dict``.
+        checkpoint: what :func:`load_checkpoint` returned.
+
+    Raises:
+        ValueError: the checkpoint holds no optimiser state, ``optimizer`` trains
+            another net, or the state belongs to another kind of optimiser.
+
+    Example:
+        >>> checkpoint = load_checkpoint("mnist.npz")
+        >>> optimizer = SGD(checkpoint.net, lr=0.5, decay=1e-5)
+        >>> restore_optimizer(optimizer, checkpoint)   # continues at the saved step
+    """
+    state = checkpoint.optimizer_state
+    if state is None:
+        raise ValueError("the checkpoint holds no optimizer state (save was called without "
+                         "optimizer=)")
+    if getattr(optimizer, "net", checkpoint.net) is not checkpoint.net:
+        raise ValueError("optimizer must be built on checkpoint.net, but it trains another net")
+    own_name = optimizer.state_dict().get("name") if hasattr(optimizer, "state_dict") else None
+    if own_name is not None and state.get("name") != own_name:
+        raise ValueError(f"the checkpoint holds the state of a {state.get('name')!r} optimizer, "
+                         f"not of a {own_name!r} one")
+    optimizer.load_state_dict(state)
