@@ -17,20 +17,6 @@ import operator
 
 import numpy as np
 
-__all__ = [
-    "KERNELS",
-    "linear_forward",
-    "linear_backward",
-    "relu_forward",
-    "relu_backward",
-    "softmax_forward",
-    "softmax_backward",
-    "softmax_cross_entropy_forward",
-    "softmax_cross_entropy_backward",
-    "sgd_step",
-    "exponential_lr",
-]
-
 # Every function of the stub, in its order; the C module must export exactly these.
 KERNELS = (
     "linear_forward",
@@ -44,8 +30,22 @@ KERNELS = (
     "sgd_step",
     "exponential_lr",
 )
+__all__ = [
+    "KERNELS",
+    "exponential_lr",
+    "linear_backward",
+    "linear_forward",
+    "relu_backward",
+    "relu_forward",
+    "sgd_step",
+    "softmax_backward",
+    "softmax_cross_entropy_backward",
+    "softmax_cross_entropy_forward",
+    "softmax_forward",
+]
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Scalar types rather than dtypes, so that inputs of either byte order are accepted.
+_FLOAT_TYPES = (np.float32, np.float64)
 # The C core hands every dimension to a BLAS with 32-bit indices, and steps to int64.
 _BLAS_MAX_SIZE = 2**31 - 1
 _INT64_MAX = 2**63 - 1
@@ -68,9 +68,9 @@ def _require_float(name, array, ndim=None, lead_name=None, lead=None):
     """
     _require_array(name, array)
     if lead is None:
-        if array.dtype not in _FLOAT_DTYPES:
+        if array.dtype.type not in _FLOAT_TYPES:
             raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
-    elif array.dtype != lead.dtype:
+    elif array.dtype.type is not lead.dtype.type:
         raise TypeError(
             f"{name} must have dtype {lead.dtype} (the dtype of {lead_name}), got {array.dtype}"
         )
@@ -266,36 +266,61 @@ def softmax_cross_entropy_backward(logits, labels):
 # optimisation
 
 
-@_ieee
-def sgd_step(param, grad, lr, weight_decay=0.0):
-    """``param <- (1 - weight_decay * lr) * param - lr * grad`` in place; returns None. See the stub."""
-    _require_float("param", param)
-    # A copy would be updated and thrown away: param must be usable as it is.
-    flags = param.flags
-    if not (flags.writeable and flags.c_contiguous and flags.aligned):
-        state = [
-            word
-            for word, flaw in (("read-only", not flags.writeable),
-                               ("non-contiguous", not flags.c_contiguous),
-                               ("unaligned", not flags.aligned))
-            if flaw
-        ]
-        raise TypeError(
-            "param must be writable, aligned and C-contiguous (it is updated in place), "
-            f"got a {', '.join(state)} array"
+def _require_in_place(name, array, lead_name=None, lead=None):
+    """An array updated in place: a copy would be updated and thrown away, so it must be
+    usable as it is (writable, aligned, C-contiguous, native byte order)."""
+    _require_float(name, array, None, lead_name, lead)
+    flags = array.flags
+    flaws = [
+        word
+        for word, flaw in (
+            ("read-only", not flags.writeable),
+            ("non-contiguous", not flags.c_contiguous),
+            ("unaligned", not flags.aligned),
+            ("byte-swapped", not array.dtype.isnative),
         )
+        if flaw
+    ]
+    if flaws:
+        raise TypeError(
+            f"{name} must be writable, aligned, C-contiguous and in native byte order "
+            f"(it is updated in place), got a {', '.join(flaws)} array"
+        )
+
+
+@_ieee
+def sgd_step(param, grad, lr, weight_decay=0.0, momentum=0.0, velocity=None, nesterov=False):
+    """``param <- (1 - weight_decay * lr) * param - lr * step`` in place, with optional
+    (Nesterov) momentum through ``velocity``, also in place; returns None. See the stub."""
+    _require_in_place("param", param)
     _require_float("grad", grad, None, "param", param)
     _require_shape("grad", grad, param.shape, "param", param)
     lr = _require_rate("lr", lr)
     weight_decay = _require_rate("weight_decay", weight_decay)
+    momentum_value = _require_rate("momentum", momentum)
+    if momentum_value >= 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    if nesterov and momentum_value == 0.0:
+        raise ValueError("nesterov needs momentum > 0, got momentum 0")
+    if velocity is not None:  # checked even when momentum is 0 and it goes unused
+        _require_in_place("velocity", velocity, "param", param)
+        _require_shape("velocity", velocity, param.shape, "param", param)
+    elif momentum_value > 0.0:
+        raise ValueError("velocity must be an array like param when momentum > 0, got None")
     # The rates are rounded to the dtype of param before use, as in the C kernel.
     real = param.dtype.type
     keep = real(1) - real(weight_decay) * real(lr)
-    np.subtract(keep * param, real(lr) * grad, out=param)
+    step = grad
+    if momentum_value > 0.0:
+        np.add(real(momentum_value) * velocity, grad, out=velocity)
+        step = grad + real(momentum_value) * velocity if nesterov else velocity
+    np.subtract(keep * param, real(lr) * step, out=param)
 
 
 def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True):
-    """``initial_lr * decay ** (step / stage_length)``, exponent floored when staircase. See the stub."""
+    """``initial_lr * decay ** (step / stage_length)``, the exponent floored when staircase.
+
+    See the stub."""
     initial_lr = _require_rate("initial_lr", initial_lr)
     step = _require_int("step", step, 0)
     stage_length = _require_int("stage_length", stage_length, 1)

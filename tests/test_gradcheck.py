@@ -41,7 +41,11 @@ def rng():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_linear_backward(backend, rng):
-    x, weight, bias = rng.standard_normal((B, C)), rng.standard_normal((C, OC)), rng.standard_normal(OC)
+    x, weight, bias = (
+        rng.standard_normal((B, C)),
+        rng.standard_normal((C, OC)),
+        rng.standard_normal(OC),
+    )
     dout = rng.standard_normal((B, OC))
 
     def weighted_output():
@@ -49,7 +53,9 @@ def test_linear_backward(backend, rng):
 
     dweight, dbias, dx = backend.linear_backward(dout, x, weight)
     np.testing.assert_allclose(dx, numerical_gradient(weighted_output, x), atol=ATOL, rtol=0)
-    np.testing.assert_allclose(dweight, numerical_gradient(weighted_output, weight), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        dweight, numerical_gradient(weighted_output, weight), atol=ATOL, rtol=0
+    )
     np.testing.assert_allclose(dbias, numerical_gradient(weighted_output, bias), atol=ATOL, rtol=0)
 
 
@@ -113,7 +119,15 @@ def test_composed_network_gradient(backend, rng):
         backend.linear_forward(hidden, weight2, bias2), labels
     )
     dweight2, dbias2, dhidden = backend.linear_backward(dlogits, hidden, weight2)
-    dweight1, dbias1, dx = backend.linear_backward(backend.relu_backward(dhidden, hidden_pre), x, weight1)
+    dweight1, dbias1, dx = backend.linear_backward(
+        backend.relu_backward(dhidden, hidden_pre), x, weight1
+    )
     assert np.all(np.abs(hidden_pre) > 1e-3), "a unit sits on the ReLU kink: pick another seed"
-    for analytic, array in ((dweight1, weight1), (dbias1, bias1), (dweight2, weight2), (dbias2, bias2), (dx, x)):
+    for analytic, array in (
+        (dweight1, weight1),
+        (dbias1, bias1),
+        (dweight2, weight2),
+        (dbias2, bias2),
+        (dx, x),
+    ):
         np.testing.assert_allclose(analytic, numerical_gradient(loss, array), atol=ATOL, rtol=0)

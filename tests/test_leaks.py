@@ -60,7 +60,10 @@ def arguments(kernel):
         "softmax_backward": ([x, x.T.copy().T], [x, floats(B + 1, C)]),
         "softmax_cross_entropy_forward": ([logits, labels], [logits, bad_labels]),
         "softmax_cross_entropy_backward": ([logits, labels], [logits, bad_labels]),
-        "sgd_step": ([param, strided(floats(C, OC)), 1e-7, 1e-4], [param, strided(floats(C, OC)), float("nan")]),
+        "sgd_step": (
+            [param, strided(floats(C, OC)), 1e-7, 1e-4, 0.9, floats(C, OC), True],
+            [param, strided(floats(C, OC)), 1e-7, 1e-4, 0.9, floats(C, OC + 1)],
+        ),
         "exponential_lr": ([0.1, 1234, 500, 0.5, False], [0.1, 1234, 0]),
     }[kernel]
 
@@ -83,7 +86,14 @@ def run(function, valid, failing, calls):
 def test_binding_does_not_leak(kernel):
     function = getattr(core, kernel)
     valid, failing = arguments(kernel)
-    watched = [*valid, *failing, None, np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)]
+    watched = [
+        *valid,
+        *failing,
+        None,
+        np.dtype(np.float32),
+        np.dtype(np.float64),
+        np.dtype(np.int64),
+    ]
 
     # A fresh result is referenced by the caller alone, its items by the tuple alone
     # (getrefcount adds one for its argument). Counted outside the asserts, whose
@@ -106,7 +116,9 @@ def test_binding_does_not_leak(kernel):
     references_after = [sys.getrefcount(item) for item in watched]
 
     growth = resident_after - resident_before
-    assert growth < RSS_LIMIT, f"{kernel}: resident memory grew by {growth / 2**20:.1f} MiB over {CALLS} calls"
+    assert growth < RSS_LIMIT, (
+        f"{kernel}: resident memory grew by {growth / 2**20:.1f} MiB over {CALLS} calls"
+    )
     for item, before, after in zip(watched, references_before, references_after):
         # A reference leaked (or stolen) per call would show as a change of ~CALLS.
         assert abs(after - before) < CALLS // 100, (
