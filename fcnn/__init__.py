@@ -1,11 +1,24 @@
-"""fcnn: fully-connected neural networks on NumPy arrays, with the work done in C."""
+"""fcnn: fully-connected neural networks on NumPy arrays, with the work done in C.
+
+The modules keep the original project's names: ``fcnn.nn`` (Module),
+``fcnn.functional`` (Linear, ReLU, Softmax, CrossEntropyLoss), ``fcnn.optim``
+(SGD, ExponentialScheduler) and ``fcnn.dataloader`` (DataLoader). Data sets are
+in ``fcnn.datasets``, the training loop and evaluation in ``fcnn.training``,
+metrics in ``fcnn.metrics`` and figures in ``fcnn.plot`` (needs matplotlib).
+"""
 
 # Loads libscipy_openblas into the process before _core, which links against it.
 import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
 from . import _core
 from ._backend import get_backend, set_backend
+from .nn import Module
+from .serialization import load, load_checkpoint, save
+from .training import TrainConfig, evaluate, fit, predict, predict_proba, train
 
 __version__ = "0.1.0"
 
-__all__ = ["get_backend", "set_backend", "__version__"]
+__all__ = [
+    "Module", "TrainConfig", "evaluate", "fit", "get_backend", "load", "load_checkpoint",
+    "predict", "predict_proba", "save", "set_backend", "train", "__version__",
+]

@@ -6,7 +6,10 @@ import math
 import operator
 from typing import Any
 
+import numpy as np
+
 from ._backend import kernels
+from .functional import Linear
 from .nn import Module
 
 __all__ = ["SGD", "ExponentialScheduler", "ConstantScheduler"]
@@ -110,6 +113,9 @@ class SGD:
             original project.
         decay: the weight decay, lambda (``None`` or 0 for none). ``weight_decay``
             is accepted as PyTorch's name for the same setting.
+        momentum: heavy-ball momentum in [0, 1) (0, the default, is the
+            original's plain SGD): ``v <- momentum * v + grad``, step along ``v``.
+        nesterov: step along ``grad + momentum * v`` instead (needs momentum > 0).
 
     Example:
         >>> optimizer = SGD(net, lr=0.5, lr_scheduler=ExponentialScheduler, decay=1e-5)
@@ -118,7 +124,8 @@ class SGD:
 
     def __init__(self, net: Module, lr: float | None = None,
                  lr_scheduler: Any = ExponentialScheduler, decay: float | None = None,
-                 *, weight_decay: float | None = None) -> None:
+                 *, weight_decay: float | None = None, momentum: float = 0.0,
+                 nesterov: bool = False) -> None:
         if not isinstance(net, Module):
             raise TypeError(f"net must be an fcnn.nn.Module, got {type(net).__name__}")
         self.net = net
@@ -146,6 +153,14 @@ class SGD:
                 "lr_scheduler must be a scheduler class, a callable scheduler(step) or None, "
                 f"got {type(lr_scheduler).__name__}"
             )
+        self.momentum = _rate(momentum, "momentum")
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0, got momentum 0")
+        # One velocity per parameter, by state_dict name, created on first use.
+        self.velocities: dict[str, np.ndarray] = {}
         self.step_count = 0
 
     @property
@@ -161,9 +176,17 @@ class SGD:
         """Updates every parameter in place from the gradients of the last backward pass."""
         lr = self.lr
         sgd_step = kernels().sgd_step
-        for layer in self.net.linear_layers():
+        for index, layer in enumerate(self.net.layers):
+            gradients = layer.gradients() if isinstance(layer, Linear) else {}
             for name, param in layer.parameters().items():
-                sgd_step(param, layer.gradients()[name], lr, self.weight_decay)
+                velocity = None
+                if self.momentum > 0:
+                    key = f"layers.{index}.{name}"
+                    velocity = self.velocities.get(key)
+                    if velocity is None:
+                        velocity = self.velocities[key] = np.zeros_like(param)
+                sgd_step(param, gradients[name], lr, self.weight_decay, self.momentum,
+                         velocity, self.nesterov)
         self.step_count += 1
 
     def zero_grad(self) -> None:
@@ -176,12 +199,25 @@ class SGD:
         """The optimiser's settings and step count (JSON-serialisable)."""
         scheduler_state = (self.scheduler.state_dict()
                            if hasattr(self.scheduler, "state_dict") else None)
-        return {"name": "sgd", "weight_decay": self.weight_decay,
-                "step_count": self.step_count, "scheduler": scheduler_state}
+        return {"name": "sgd", "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "nesterov": self.nesterov, "step_count": self.step_count,
+                "scheduler": scheduler_state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores the step count and weight decay saved by :meth:`state_dict`."""
+        """Restores the step count, weight decay, momentum and scheduler of :meth:`state_dict`.
+
+        The momentum velocities are arrays, not part of this JSON state: a resumed
+        run starts them from zero.
+        """
+        scheduler = state.get("scheduler") or {}
+        settings = {key: value for key, value in scheduler.items() if key != "name"}
+        if scheduler.get("name") == "exponential":
+            self.scheduler = ExponentialScheduler(**settings)
+        elif scheduler.get("name") == "constant":
+            self.scheduler = ConstantScheduler(**settings)
         self.weight_decay = _rate(state["weight_decay"], "weight_decay")
+        self.momentum = _rate(state.get("momentum", 0.0), "momentum")
+        self.nesterov = bool(state.get("nesterov", False))
         count = operator.index(state["step_count"])
         if count < 0:
             raise ValueError(f"step_count must be >= 0, got {count}")

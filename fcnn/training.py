@@ -257,6 +257,8 @@ class TrainConfig:
     lr_step: int = 3000
     staircase: bool = True
     weight_decay: float = 0.0
+    momentum: float = 0.0
+    nesterov: bool = False
     epochs: int = 30
     batch_size: int = 64
     seed: int = 0
@@ -292,10 +294,11 @@ def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Modul
 
 
 def build_optimizer(net: Module, config: TrainConfig) -> SGD:
-    """SGD with the exponential schedule and weight decay of ``config``."""
+    """SGD with the exponential schedule, weight decay and momentum of ``config``."""
     scheduler = ExponentialScheduler(config.lr, stage_length=config.lr_step,
                                      decay=config.lr_decay, staircase=config.staircase)
-    return SGD(net, lr_scheduler=scheduler, decay=config.weight_decay)
+    return SGD(net, lr_scheduler=scheduler, decay=config.weight_decay,
+               momentum=config.momentum, nesterov=config.nesterov)
 
 
 def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
