@@ -64,7 +64,8 @@ def _require_float(name, array, ndim=None, lead_name=None, lead=None):
     """A float input of ``ndim`` dimensions (None: any), non-empty, within BLAS sizes.
 
     Without ``lead`` the array decides the dtype of the call (float32 or float64);
-    with it, the array must have the dtype of ``lead``.
+    with it, the array must have the dtype of ``lead``. Returns it as a plain
+    ndarray view, so that subclasses such as np.matrix keep NumPy's semantics.
     """
     _require_array(name, array)
     if lead is None:
@@ -86,6 +87,7 @@ def _require_float(name, array, ndim=None, lead_name=None, lead=None):
                 f"{name} is too large: dimension {axis} has {size} entries, "
                 f"the BLAS takes at most {_BLAS_MAX_SIZE}"
             )
+    return np.asarray(array)
 
 
 def _format_shape(sizes):
@@ -153,9 +155,9 @@ def _ieee(kernel):
 @_ieee
 def linear_forward(x, weight, bias):
     """``x @ weight + bias``; x (B, C), weight (C, OC), bias (OC,) -> (B, OC). See the stub."""
-    _require_float("x", x, 2)
-    _require_float("weight", weight, 2, "x", x)
-    _require_float("bias", bias, 1, "x", x)
+    x = _require_float("x", x, 2)
+    weight = _require_float("weight", weight, 2, "x", x)
+    bias = _require_float("bias", bias, 1, "x", x)
     _require_shape("weight", weight, (x.shape[1], None), "x", x)
     _require_shape("bias", bias, (weight.shape[1],), "weight", weight)
     out = x @ weight
@@ -166,9 +168,9 @@ def linear_forward(x, weight, bias):
 @_ieee
 def linear_backward(dout, x, weight, compute_dx=True):
     """(dweight (C, OC), dbias (OC,), dx (B, C) or None) from dout (B, OC). See the stub."""
-    _require_float("dout", dout, 2)
-    _require_float("x", x, 2, "dout", dout)
-    _require_float("weight", weight, 2, "dout", dout)
+    dout = _require_float("dout", dout, 2)
+    x = _require_float("x", x, 2, "dout", dout)
+    weight = _require_float("weight", weight, 2, "dout", dout)
     _require_shape("x", x, (dout.shape[0], None), "dout", dout)
     _require_shape("weight", weight, (x.shape[1], dout.shape[1]), "x", x)
     dweight = x.T @ dout
@@ -183,22 +185,23 @@ def linear_backward(dout, x, weight, compute_dx=True):
 
 def _require_pair(first_name, first, second_name, second):
     """Checks for a (B, C) backward kernel: dout and the array saved by the forward pass."""
-    _require_float(first_name, first, 2)
-    _require_float(second_name, second, 2, first_name, first)
+    first = _require_float(first_name, first, 2)
+    second = _require_float(second_name, second, 2, first_name, first)
     _require_shape(second_name, second, first.shape, first_name, first)
+    return first, second
 
 
 @_ieee
 def relu_forward(x):
     """``max(x, 0)`` elementwise, NaN kept; x (B, C) -> (B, C). See the stub."""
-    _require_float("x", x, 2)
+    x = _require_float("x", x, 2)
     return np.maximum(x, x.dtype.type(0))
 
 
 @_ieee
 def relu_backward(dout, x):
     """``dout`` where ``x > 0``, else 0; dout, x (B, C) -> (B, C). See the stub."""
-    _require_pair("dout", dout, "x", x)
+    dout, x = _require_pair("dout", dout, "x", x)
     return np.where(x > 0, dout, dout.dtype.type(0))
 
 
@@ -211,14 +214,14 @@ def _softmax(x):
 @_ieee
 def softmax_forward(x):
     """Row-wise softmax from the row maximum; x (B, C) -> (B, C). See the stub."""
-    _require_float("x", x, 2)
+    x = _require_float("x", x, 2)
     return _softmax(x)
 
 
 @_ieee
 def softmax_backward(dout, probs):
     """VJP of softmax given its output; dout, probs (B, C) -> (B, C). See the stub."""
-    _require_pair("dout", dout, "probs", probs)
+    dout, probs = _require_pair("dout", dout, "probs", probs)
     return probs * (dout - (dout * probs).sum(axis=1, keepdims=True))
 
 
@@ -227,22 +230,25 @@ def softmax_backward(dout, probs):
 
 
 def _require_logits_labels(logits, labels):
-    _require_float("logits", logits, 2)
+    """Checks for the loss kernels; returns both as plain ndarrays."""
+    logits = _require_float("logits", logits, 2)
     _require_array("labels", labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+    labels = np.asarray(labels)
     _require_shape("labels", labels, (logits.shape[0],), "logits", logits)
     classes = logits.shape[1]
     outside = np.flatnonzero((labels < 0) | (labels >= classes))
     if outside.size:
         index = int(outside[0])
         raise ValueError(f"labels must be in [0, {classes}), got {labels[index]} at index {index}")
+    return logits, labels
 
 
 @_ieee
 def softmax_cross_entropy_forward(logits, labels):
     """Mean of ``logsumexp(logits[i]) - logits[i, labels[i]]`` as a Python float. See the stub."""
-    _require_logits_labels(logits, labels)
+    logits, labels = _require_logits_labels(logits, labels)
     # Double precision whatever the dtype, and log-sum-exp of the shifted row,
     # so logits of 1e4 neither overflow nor lose the small terms.
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
@@ -254,7 +260,7 @@ def softmax_cross_entropy_forward(logits, labels):
 @_ieee
 def softmax_cross_entropy_backward(logits, labels):
     """``(softmax(logits) - onehot(labels)) / B`` in the dtype of logits. See the stub."""
-    _require_logits_labels(logits, labels)
+    logits, labels = _require_logits_labels(logits, labels)
     batch_size = logits.shape[0]
     dlogits = _softmax(logits)
     dlogits[np.arange(batch_size), labels] -= 1
@@ -268,8 +274,9 @@ def softmax_cross_entropy_backward(logits, labels):
 
 def _require_in_place(name, array, lead_name=None, lead=None):
     """An array updated in place: a copy would be updated and thrown away, so it must be
-    usable as it is (writable, aligned, C-contiguous, native byte order)."""
-    _require_float(name, array, None, lead_name, lead)
+    usable as it is (writable, aligned, C-contiguous, native byte order). Returns a
+    plain ndarray view of it."""
+    array = _require_float(name, array, None, lead_name, lead)
     flags = array.flags
     flaws = [
         word
@@ -286,14 +293,15 @@ def _require_in_place(name, array, lead_name=None, lead=None):
             f"{name} must be writable, aligned, C-contiguous and in native byte order "
             f"(it is updated in place), got a {', '.join(flaws)} array"
         )
+    return array
 
 
 @_ieee
 def sgd_step(param, grad, lr, weight_decay=0.0, momentum=0.0, velocity=None, nesterov=False):
     """``param <- (1 - weight_decay * lr) * param - lr * step`` in place, with optional
     (Nesterov) momentum through ``velocity``, also in place; returns None. See the stub."""
-    _require_in_place("param", param)
-    _require_float("grad", grad, None, "param", param)
+    param = _require_in_place("param", param)
+    grad = _require_float("grad", grad, None, "param", param)
     _require_shape("grad", grad, param.shape, "param", param)
     lr = _require_rate("lr", lr)
     weight_decay = _require_rate("weight_decay", weight_decay)
@@ -303,7 +311,7 @@ def sgd_step(param, grad, lr, weight_decay=0.0, momentum=0.0, velocity=None, nes
     if nesterov and momentum_value == 0.0:
         raise ValueError("nesterov needs momentum > 0, got momentum 0")
     if velocity is not None:  # checked even when momentum is 0 and it goes unused
-        _require_in_place("velocity", velocity, "param", param)
+        velocity = _require_in_place("velocity", velocity, "param", param)
         _require_shape("velocity", velocity, param.shape, "param", param)
     elif momentum_value > 0.0:
         raise ValueError("velocity must be an array like param when momentum > 0, got None")

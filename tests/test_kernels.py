@@ -12,6 +12,7 @@ that a broken zoo cannot hide behind "both raised".
 import ast
 import inspect
 import math
+import warnings
 import zlib
 from pathlib import Path
 
@@ -31,16 +32,28 @@ TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 
 # (B, C, OC): batch size, input features, output features or classes.
 SIZES = {"batch1": (1, 5, 3), "odd": (7, 13, 5), "typical": (64, 784, 10)}
-LAYOUTS = ("c", "fortran", "strided", "transposed", "sliced", "readonly", "byteswapped")
+LAYOUTS = (
+    "c",
+    "fortran",
+    "strided",
+    "transposed",
+    "sliced",
+    "reversed",
+    "broadcast",
+    "unaligned",
+    "readonly",
+    "byteswapped",
+    "subclass",
+)
 # Positions of the arrays a kernel updates in place: sgd_step's param and velocity.
 IN_PLACE = {"sgd_step": (0, 5)}
 LABEL_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 # Zoo cases where _core is known to be wrong, with why; strict, so a fix shows as XPASS.
 CORE_BUGS = {
     f"sgd_step-{name}:byteswapped": (
-        f"_core.sgd_step accepts a byte-swapped {name} (its dtype is float32/float64 by type "
-        "number) and updates its bytes as native floats, corrupting it; the stub's in-place rule asks "
-        "for a TypeError"
+        f"_core.sgd_step accepts a byte-swapped {name} (its dtype is float32/float64 by "
+        "type number) and updates its bytes as native floats, corrupting it; the stub's "
+        "in-place rule asks for a TypeError"
     )
     for name in ("param", "velocity")
 }
@@ -50,8 +63,13 @@ CORE_BUGS = {
 # the zoo
 
 
+class NdarraySubclass(np.ndarray):
+    """An ndarray subclass that changes nothing."""
+
+
 def arrange(array, layout):
-    """The values of ``array`` in the memory layout named ``layout``."""
+    """The values of ``array`` in the memory layout named ``layout`` ("broadcast" repeats
+    the first row instead: a stride-0 view)."""
     if array.ndim == 0:  # np.ascontiguousarray would make it 1-D
         return array.copy()
     if layout == "c":
@@ -71,12 +89,28 @@ def arrange(array, layout):
         view = padded[(slice(1, None, 2),) * array.ndim]
         view[...] = array
         return view
+    if layout == "reversed":  # negative strides on every axis
+        flip = (slice(None, None, -1),) * array.ndim
+        return np.ascontiguousarray(array[flip])[flip]
+    if layout == "broadcast":
+        return np.broadcast_to(array[:1], array.shape)
+    if layout == "unaligned":  # C-contiguous at an odd byte offset
+        buffer = np.zeros(array.nbytes + 1, np.uint8)
+        view = buffer[1:].view(array.dtype).reshape(array.shape)
+        view[...] = array
+        return view
     if layout == "readonly":
         frozen = array.copy()
         frozen.flags.writeable = False
         return frozen
     if layout == "byteswapped":  # same values, non-native byte order
         return array.astype(array.dtype.newbyteorder())
+    if layout == "subclass":  # np.matrix, whose * is a matrix product, or a plain subclass
+        if array.ndim != 2:
+            return array.view(NdarraySubclass)
+        with warnings.catch_warnings():  # np.matrix is discouraged, and still accepted
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            return np.asmatrix(array)
     raise AssertionError(f"unknown layout {layout}")
 
 
