@@ -289,9 +289,10 @@ def _require_in_place(name, array, lead_name=None, lead=None):
         if flaw
     ]
     if flaws:
+        article = "an" if flaws[0][0] in "aeiou" else "a"
         raise TypeError(
-            f"{name} must be writable, aligned, C-contiguous and in native byte order "
-            f"(it is updated in place), got a {', '.join(flaws)} array"
+            f"{name} must be a writable, aligned, C-contiguous array in native byte order "
+            f"(it is updated in place), got {article} {', '.join(flaws)} array"
         )
     return array
 

@@ -187,9 +187,8 @@ INVALID = {
     "empty-batch": lambda kernel, args, dtype: _replace(
         args, 0, args[0][:0] if args[0].ndim else args[0]
     ),
-    "zero-d": lambda kernel, args, dtype: _replace(
-        args, 0, args[0].reshape(-1)[0].copy().reshape(())
-    ),
+    "zero-d": lambda kernel, args, dtype: _replace(args, 0, args[0].reshape(-1)[:1].reshape(())),
+    "numpy-scalar": lambda kernel, args, dtype: _replace(args, 0, args[0].reshape(-1)[0]),
     "three-d": lambda kernel, args, dtype: _replace(args, 0, args[0][np.newaxis]),
     "int64": lambda kernel, args, dtype: _replace(args, 0, args[0].astype(np.int64)),
     "float16": lambda kernel, args, dtype: _replace(args, 0, args[0].astype(np.float16)),
