@@ -437,12 +437,16 @@ static PyObject *softmax_cross_entropy_backward(PyObject *self, PyObject *args,
 static int check_in_place(PyObject *obj, const char *name, int typenum, const char *ref_name) {
     if (check_array(obj, name, typenum, ref_name, 0) < 0) return -1;
     PyArrayObject *array = (PyArrayObject *)obj;
-    if (!PyArray_ISWRITEABLE(array) || !PyArray_IS_C_CONTIGUOUS(array) ||
-        !PyArray_ISALIGNED(array)) {
+    const char *problem = !PyArray_ISWRITEABLE(array)       ? "read-only"
+                          : !PyArray_IS_C_CONTIGUOUS(array) ? "non-contiguous"
+                          : !PyArray_ISALIGNED(array)       ? "misaligned"
+                          : !PyArray_ISNOTSWAPPED(array)    ? "byte-swapped"
+                                                            : NULL;
+    if (problem != NULL) {
         PyErr_Format(PyExc_TypeError,
-                     "%s must be a writable, aligned, C-contiguous array (it is updated in "
-                     "place), got a %s array",
-                     name, !PyArray_ISWRITEABLE(array) ? "read-only" : "non-contiguous");
+                     "%s must be a writable, aligned, C-contiguous array of native byte order "
+                     "(it is updated in place), got a %s array",
+                     name, problem);
         return -1;
     }
     return 0;

@@ -49,14 +49,7 @@ LAYOUTS = (
 IN_PLACE = {"sgd_step": (0, 5)}
 LABEL_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 # Zoo cases where _core is known to be wrong, with why; strict, so a fix shows as XPASS.
-CORE_BUGS = {
-    f"sgd_step-{name}:byteswapped": (
-        f"_core.sgd_step accepts a byte-swapped {name} (its dtype is float32/float64 by "
-        "type number) and updates its bytes as native floats, corrupting it; the stub's "
-        "in-place rule asks for a TypeError"
-    )
-    for name in ("param", "velocity")
-}
+CORE_BUGS: dict[str, str] = {}
 
 
 # ----------------------------------------------------------------------------
