@@ -1,4 +1,4 @@
-"""The ``fcnn`` command: ``fcnn train``, ``fcnn evaluate`` and ``fcnn predict``.
+"""The ``fcnn`` command: ``fcnn train``, ``fcnn evaluate``, ``fcnn predict`` and ``fcnn search``.
 
 Errors a user can fix (a missing file, a bad setting, no data set) print one
 line and exit with status 2, as argparse does for a wrong flag.
@@ -7,10 +7,14 @@ line and exit with status 2, as argparse does for a wrong flag.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +47,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
     return value
+
+
+def _hidden_sizes(text: str) -> tuple[int, ...]:
+    """``"256"`` is one hidden layer of 256, ``"256,128"`` two layers."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be layer sizes like 256 or 256,128, got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
+    return sizes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,7 +105,55 @@ def _parser() -> argparse.ArgumentParser:
     predict_cmd = commands.add_parser("predict", help="print the predicted class of each image")
     predict_cmd.add_argument("--model", type=Path, required=True)
     predict_cmd.add_argument("images", type=Path, help="an IDX (raw or .gz) or .npy file")
+
+    _search_options(commands.add_parser(
+        "search", help="choose settings on the validation set (sequential or grid search)",
+        description="The original's sequential search: the learning rate, then the hidden "
+                    "size, then the weight decay (then the momentum, if given), each stage "
+                    "from the best settings so far, chosen on the validation accuracy of the "
+                    "last epoch; --grid trains every combination instead. A stage with one "
+                    "value fixes that setting. Writes search.csv, search.json and figures."),
+        data_options)
     return parser
+
+
+def _search_options(search: argparse.ArgumentParser,
+                    data_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    from .search import ORIGINAL_BASE, ORIGINAL_STAGES
+
+    grids = dict(ORIGINAL_STAGES)
+    data_options(search)
+    search.add_argument("--lr", type=float, nargs="+", default=list(grids["lr"]), metavar="X",
+                        help="initial learning rates (default: %(default)s)")
+    search.add_argument("--hidden", type=_hidden_sizes, nargs="+",
+                        default=[(size,) for size in grids["hidden"]], metavar="N[,N...]",
+                        help="hidden layer sizes, one candidate each, e.g. 256 or 256,128 "
+                             "(default: 64 128 256 512 1024); the first is used until its stage")
+    search.add_argument("--weight-decay", type=float, nargs="+",
+                        default=list(grids["weight_decay"]), metavar="L",
+                        help="SGD weight decays lambda, 0 for none (default: %(default)s)")
+    search.add_argument("--momentum", type=float, nargs="+", default=None, metavar="M",
+                        help="momentums, searched last (default: no momentum stage)")
+    search.add_argument("--epochs", type=_positive_int, default=ORIGINAL_BASE.epochs,
+                        help="epochs per candidate (default: %(default)s)")
+    search.add_argument("--n-jobs", type=int, default=None, metavar="J",
+                        help="candidates trained at once; -1 for every core (default: 1, or "
+                             "every worker of --backend dask/ray)")
+    search.add_argument("--backend", default=None, metavar="NAME",
+                        help="joblib backend: loky (default), threading, dask (connects to "
+                             "$DASK_SCHEDULER_ADDRESS, else starts a local cluster) or ray")
+    search.add_argument("--grid", action="store_true",
+                        help="train every combination instead of one setting at a time")
+    search.add_argument("--seed", type=int, default=ORIGINAL_BASE.seed,
+                        help="seed of the validation split and of every run (default: "
+                             "%(default)s)")
+    search.add_argument("--val-size", type=_positive_int, default=10_000,
+                        help="training images held out for validation (default: %(default)s)")
+    search.add_argument("--out", type=Path, default=Path("fcnn-search"),
+                        help="folder for search.csv, search.json and the figures "
+                             "(default: %(default)s)")
+    search.add_argument("--no-progress", action="store_true",
+                        help="no line per finished candidate")
 
 
 def _load_data(args: argparse.Namespace):
@@ -178,11 +242,124 @@ def _predict(args: argparse.Namespace) -> None:
     sys.stdout.write("".join(f"{label}\n" for label in predictions))
 
 
+@contextlib.contextmanager
+def _backend_session(backend: str | None) -> Iterator[None]:
+    """For ``--backend dask``: a Client, unless one is already active."""
+    if backend != "dask":
+        yield
+        return
+    try:
+        import dask.config
+        from distributed import Client, LocalCluster, default_client
+    except ImportError:
+        raise UsageError("--backend dask needs Dask: pip install fcnn[dask]") from None
+    try:
+        default_client()
+    except ValueError:
+        pass
+    else:
+        yield
+        return
+    address = dask.config.get("scheduler-address", None)
+    if address:
+        with Client(address):
+            yield
+    else:
+        with LocalCluster(threads_per_worker=1, host="127.0.0.1", dashboard_address=None) \
+                as cluster, Client(cluster):
+            yield
+
+
+def _train_command(params: dict[str, Any], args: argparse.Namespace,
+                   searched: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The ``fcnn train`` command line for ``params``, and the settings it has no option for."""
+    train_defaults = vars(_parser().parse_args(["train"]))
+    command = ["fcnn", "train"]
+    if args.dataset != train_defaults["dataset"]:
+        command += ["--dataset", args.dataset]
+    if args.data_dir is not None:
+        command += ["--data-dir", str(args.data_dir)]
+    if args.no_download:
+        command.append("--no-download")
+    missing = []
+    config_defaults = TrainConfig().to_dict()
+    for field in (f.name for f in fields(TrainConfig)):
+        value = params[field]
+        if field not in train_defaults:
+            if value != config_defaults[field]:
+                missing.append(f"{field}={value}")
+            continue
+        if field in searched or field in ("epochs", "seed") or value != train_defaults[field]:
+            flag = "--" + field.replace("_", "-")
+            command += [flag, *map(str, value)] if field == "hidden" else [flag, str(value)]
+    if args.val_size != train_defaults["val_size"]:
+        command += ["--val-size", str(args.val_size)]
+    return command, missing
+
+
+def _search(args: argparse.Namespace) -> None:
+    from .search import ORIGINAL_BASE, SearchError, grid_search, sequential_search
+
+    stages: list[tuple[str, list[Any]]] = [
+        ("lr", args.lr), ("hidden", args.hidden), ("weight_decay", args.weight_decay)]
+    if args.momentum is not None:
+        stages.append(("momentum", args.momentum))
+    base = replace(ORIGINAL_BASE, hidden=args.hidden[0], seed=args.seed)
+    search = grid_search if args.grid else sequential_search
+    try:
+        # The test images are never looked at: settings are chosen on validation data.
+        (images, labels), _, class_names = _load_data(args)
+        train_data, val_data = train_val_split(images, labels, val_size=args.val_size,
+                                               seed=args.seed)
+        with _backend_session(args.backend):
+            result = search(train_data, val_data, stages, base, epochs=args.epochs,
+                            num_classes=len(class_names), n_jobs=args.n_jobs,
+                            backend=args.backend, progress=not args.no_progress)
+    except (ValueError, TypeError, ImportError, SearchError) as error:
+        raise UsageError(str(error)) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = [result.to_csv(args.out / "search.csv"), result.to_json(args.out / "search.json")]
+    try:
+        from .plot import plot_search
+    except ImportError:
+        print("note: figures need matplotlib: pip install fcnn[plot]", file=sys.stderr)
+    else:
+        for stage in result.stages:
+            records = [record for record in result.stage_records(stage)
+                       if record["error"] is None]
+            title = "grid search" if args.grid else f"sequential search, stage {stage}"
+            slug = stage.replace("#", "-")
+            for part, metrics in (("train", ("train_loss", "train_accuracy")),
+                                  ("val", ("val_accuracy",))):
+                path = args.out / f"search_{slug}_{part}.png"
+                plot_search(records, metrics=metrics, title=title).savefig(path, dpi=100)
+                written.append(path)
+
+    best = result.best_record
+    searched = [field for field, _ in stages]
+    chosen = " ".join(f"{field}={_setting_text(best['params'][field])}" for field in searched)
+    if not args.grid and args.no_progress:  # otherwise the progress lines said it
+        for stage, record in result.stage_best().items():
+            print(f"stage {stage}: {record['name']} (val accuracy {record['val_accuracy']:.2%})")
+    print(f"best settings: {chosen} (val accuracy {best['val_accuracy']:.2%}, "
+          f"val loss {best['val_loss']:.4f})")
+    command, missing = _train_command(best["params"], args, searched)
+    print(f"train them with: {shlex.join(command)}")
+    if missing:
+        print(f"note: fcnn train has no option for {', '.join(missing)}; train with "
+              f"fcnn.fit(TrainConfig.from_dict(best_params)) from {written[1]}")
+    print("wrote " + ", ".join(str(path) for path in written))
+
+
+def _setting_text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fcnn`` command; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict}
+    handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict, "search": _search}
     try:
         handlers[args.command](args)
     except UsageError as error:

@@ -1,0 +1,713 @@
+"""Hyper-parameter search: the original project's sequential search and a grid search.
+
+Both pick settings on the **validation** set only (the final epoch's
+``val_accuracy``); neither function accepts test data. The candidates of a
+stage (or of the whole grid) run in parallel through joblib, so the same search
+runs on the local cores (``n_jobs``), on a Dask cluster (``backend="dask"``
+with a ``dask.distributed.Client`` active) or on Ray (``backend="ray"``).
+
+Every candidate trains with a fixed number of BLAS threads (1 by default),
+whatever the number of workers: OpenBLAS sums in another order with another
+thread count, so a thread count that followed ``n_jobs`` would make the
+results, and perhaps the choice, depend on ``n_jobs``.
+
+A *record* is one trained candidate::
+
+    {"name": "lr=0.1", "stage": "lr", "params": {... every TrainConfig field ...},
+     "history": {... as fcnn.training.train returns it ...},
+     "val_accuracy": 0.97, "val_loss": 0.1, "seconds": 12.3,
+     "reused": False, "error": None}
+
+``reused`` marks a candidate whose settings equal an earlier one's in the same
+search: it is not trained again (training is seeded, so it would give the same
+history) and its record copies the earlier one. ``error`` holds the message of
+a run that diverged; its figures are NaN and it is never selected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .dataloader import DataLoader
+from .training import DivergenceError, History, TrainConfig, build_model, build_optimizer, fit
+
+__all__ = [
+    "ORIGINAL_BASE",
+    "ORIGINAL_STAGES",
+    "SearchError",
+    "SearchResult",
+    "grid_search",
+    "sequential_search",
+    "worker_threads",
+]
+
+PathLike = str | os.PathLike
+Data = tuple[np.ndarray, np.ndarray]
+#: ``[(field, values), ...]`` or ``{field: values}``: a TrainConfig field and its candidates.
+Stages = Mapping[str, Sequence[Any]] | Sequence[tuple[str, Sequence[Any]]]
+#: Called as ``train_fn(config, train_data, val_data=..., num_classes=..., progress=False)``;
+#: returns ``(net, optimizer, history)`` as :func:`fcnn.training.fit` does.
+TrainFn = Callable[..., tuple[Any, Any, History]]
+
+#: The original project's stages: the initial learning rate, then the hidden
+#: size, then the weight decay (0 = none), each from the best settings so far.
+ORIGINAL_STAGES: tuple[tuple[str, tuple[Any, ...]], ...] = (
+    ("lr", (1e-3, 1e-2, 1e-1, 0.5)),
+    ("hidden", (64, 128, 256, 512, 1024)),
+    ("weight_decay", (1e-3, 1e-4, 1e-5, 0.0)),
+)
+#: The settings the original search starts from: one hidden layer of 64, no
+#: weight decay, 10 epochs; the rest as ``fcnn train``.
+ORIGINAL_BASE = TrainConfig(hidden=(64,), weight_decay=0.0, epochs=10)
+
+_FIELDS = tuple(f.name for f in fields(TrainConfig))
+
+
+class SearchError(RuntimeError):
+    """A search could not choose: every candidate of a stage diverged."""
+
+
+# ----------------------------------------------------------------------------
+# results
+
+
+def _select(records: Sequence[Mapping[str, Any]]) -> int | None:
+    """Index of the best record: highest val accuracy, then lowest val loss, then first."""
+    best = None
+    for index, record in enumerate(records):
+        accuracy, loss = record["val_accuracy"], record["val_loss"]
+        if not math.isfinite(accuracy):
+            continue
+        key = (accuracy, -loss if math.isfinite(loss) else -math.inf)
+        if best is None or key > best[0]:
+            best = (key, index)
+    return None if best is None else best[1]
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON can hold it: NumPy scalars and arrays unwrapped, NaN/inf as None."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it onto ``path``."""
+    # Not a with-block: the file must outlive its closing, to be renamed or removed.
+    temp = tempfile.NamedTemporaryFile(  # noqa: SIM115
+        mode="w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.",
+        suffix=".tmp", delete=False)
+    try:
+        with temp:
+            temp.write(text)
+            temp.flush()
+            os.fsync(temp.fileno())
+        # NamedTemporaryFile creates 0600; give the file the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp.name, 0o666 & ~umask)
+        os.replace(temp.name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp.name)
+        raise
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(_format_value(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass
+class SearchResult:
+    """The records of a search and the settings it chose.
+
+    Attributes:
+        records: one dict per candidate (see the module docstring), in the order
+            of the stages and of each stage's values.
+        best_index: index in ``records`` of the chosen candidate: the winner of
+            the last stage for a sequential search, of the whole grid for a
+            grid search.
+        kind: ``"sequential"`` or ``"grid"``.
+
+    Example:
+        >>> result = sequential_search(train_data, val_data, n_jobs=2)
+        >>> result.best_params["lr"], result.best_record["val_accuracy"]
+        >>> result.to_csv("search.csv"); result.to_json("search.json")
+    """
+
+    records: list[dict[str, Any]]
+    best_index: int
+    kind: str = "sequential"
+
+    @property
+    def best_record(self) -> dict[str, Any]:
+        """The chosen candidate's record."""
+        return self.records[self.best_index]
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """Every training setting of the chosen candidate, as ``TrainConfig.to_dict()``."""
+        return dict(self.best_record["params"])
+
+    @property
+    def best_config(self) -> TrainConfig:
+        """The chosen settings as a :class:`~fcnn.training.TrainConfig`."""
+        return TrainConfig.from_dict(self.best_params)
+
+    @property
+    def stages(self) -> list[str]:
+        """The stage names, in the order they ran."""
+        return list(dict.fromkeys(record["stage"] for record in self.records))
+
+    def stage_records(self, stage: str) -> list[dict[str, Any]]:
+        """The records of one stage, in the order of its values."""
+        return [record for record in self.records if record["stage"] == stage]
+
+    def stage_best(self) -> dict[str, dict[str, Any]]:
+        """``{stage: the record that won it}``, for stages where a candidate did not diverge."""
+        winners = {}
+        for stage in self.stages:
+            records = self.stage_records(stage)
+            index = _select(records)
+            if index is not None:
+                winners[stage] = records[index]
+        return winners
+
+    def to_json(self, path: PathLike) -> Path:
+        """Writes everything, histories included, as JSON (NaN as null), atomically.
+
+        Returns:
+            The path written.
+        """
+        path = Path(path)
+        document = {"kind": self.kind, "best_index": self.best_index,
+                    "best_params": self.best_params, "records": self.records}
+        _write_text_atomically(path, json.dumps(_plain(document), indent=1, allow_nan=False))
+        return path
+
+    @classmethod
+    def from_json(cls, path: PathLike) -> SearchResult:
+        """Reads a result written by :meth:`to_json`.
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: the file is not a search result.
+        """
+        path = Path(path)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            records = document["records"]
+            best_index = int(document["best_index"])
+            kind = str(document["kind"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not an fcnn search result: {error}") from None
+        for record in records:
+            for key in ("val_accuracy", "val_loss"):
+                if record.get(key) is None:
+                    record[key] = math.nan
+        return cls(records=records, best_index=best_index, kind=kind)
+
+    def to_csv(self, path: PathLike) -> Path:
+        """Writes one row per candidate: its settings and final figures, atomically.
+
+        Columns: ``name, stage``, every TrainConfig field (``hidden`` as
+        ``"256,128"``), ``val_accuracy, val_loss, train_accuracy, train_loss``
+        of the last epoch, ``seconds, reused, error, best`` (1 on the chosen row).
+
+        Returns:
+            The path written.
+        """
+        path = Path(path)
+        columns = ["name", "stage", *_FIELDS, "val_accuracy", "val_loss", "train_accuracy",
+                   "train_loss", "seconds", "reused", "error", "best"]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for index, record in enumerate(self.records):
+            history = record["history"]
+            row = {"name": record["name"], "stage": record["stage"]}
+            row.update({name: _format_value(record["params"][name]) for name in _FIELDS})
+            for key in ("val_accuracy", "val_loss"):
+                row[key] = repr(float(record[key]))
+            for key in ("train_accuracy", "train_loss"):
+                row[key] = repr(float(history[key][-1])) if history.get(key) else ""
+            row.update(seconds=f"{record['seconds']:.3f}", reused=int(record.get("reused", False)),
+                       error=record.get("error") or "", best=int(index == self.best_index))
+            writer.writerow(row)
+        _write_text_atomically(path, buffer.getvalue())
+        return path
+
+
+# ----------------------------------------------------------------------------
+# running candidates
+
+
+def worker_threads(n_workers: int, cpu_count: int | None = None) -> int:
+    """BLAS/OpenMP threads per worker so that ``n_workers`` x threads <= cores (at least 1).
+
+    Args:
+        n_workers: workers running at the same time on this machine (>= 1).
+        cpu_count: cores; ``os.cpu_count()`` when None.
+
+    Returns:
+        ``max(1, cpu_count // n_workers)``.
+
+    Raises:
+        ValueError: ``n_workers`` < 1.
+
+    Example:
+        >>> worker_threads(3, cpu_count=8)
+        2
+    """
+    if n_workers < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return max(1, cores // n_workers)
+
+
+def _train_candidate(train_fn: TrainFn, settings: dict[str, Any], train_images: np.ndarray,
+                     train_labels: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray,
+                     num_classes: int, threads: int | None) -> tuple[History, float, str | None]:
+    """One candidate, in a worker: ``(history, seconds, error message or None)``.
+
+    The arrays come one by one, not as pairs: joblib's Dask backend sends a large
+    array to the cluster once per stage, but a tuple of arrays with every task.
+    """
+    from threadpoolctl import threadpool_limits
+
+    train_data, val_data = (train_images, train_labels), (val_images, val_labels)
+
+    config = TrainConfig.from_dict(settings)
+    limits = contextlib.nullcontext() if threads is None else threadpool_limits(limits=threads)
+    started = time.perf_counter()
+    error = None
+    with limits:
+        try:
+            _, _, history = train_fn(config, train_data, val_data=val_data,
+                                     num_classes=num_classes, progress=False)
+        except DivergenceError as exc:
+            history, error = {}, str(exc)
+    seconds = time.perf_counter() - started
+    if history.get("interrupted"):
+        # Ctrl-C reached the training loop (n_jobs=1): stop the search, not just this run.
+        raise KeyboardInterrupt
+    return history, seconds, error
+
+
+def _joblib_backend(backend: str | None) -> contextlib.AbstractContextManager:
+    """``joblib.parallel_config(backend=...)``, with Ray registered and install hints."""
+    import joblib
+
+    if backend is None:
+        return contextlib.nullcontext()
+    if backend == "ray":
+        try:
+            from ray.util.joblib import register_ray
+        except ImportError:
+            raise ImportError("backend 'ray' needs Ray: pip install fcnn[ray]") from None
+        register_ray()
+    try:
+        return joblib.parallel_config(backend=backend)
+    except ImportError:
+        raise ImportError(
+            f"backend {backend!r} needs Dask: pip install fcnn[dask]") from None
+
+
+@dataclass
+class _Runner:
+    """What every stage shares: the data, the trainer, the parallelism, the reuse cache."""
+
+    train_data: Data
+    val_data: Data
+    num_classes: int
+    train_fn: TrainFn
+    n_jobs: int | None
+    backend: str | None
+    threads_per_worker: int | Literal["auto"] | None
+    progress: bool
+
+    def __post_init__(self) -> None:
+        self.finished: dict[str, dict[str, Any]] = {}  # settings as JSON -> record
+
+    def run(self, stage: str, candidates: list[tuple[str, TrainConfig]]) -> list[dict[str, Any]]:
+        """Trains the candidates of one stage (those not run before), in parallel."""
+        from joblib import Parallel, delayed, effective_n_jobs
+
+        keys = [json.dumps(config.to_dict(), sort_keys=True) for _, config in candidates]
+        # One run per distinct new setting; the others copy an earlier record.
+        pending = [index for index, key in enumerate(keys)
+                   if key not in self.finished and key not in keys[:index]]
+        records: list[dict[str, Any] | None] = [None] * len(candidates)
+        done = 0
+
+        def report(record: dict[str, Any]) -> None:
+            nonlocal done
+            done += 1
+            if self.progress:
+                print(f"[{stage} {done}/{len(candidates)}] {_describe(record)}", flush=True)
+
+        for index, key in enumerate(keys):
+            if index not in pending and key in self.finished:
+                records[index] = self._copy(self.finished[key], candidates[index][0], stage)
+                report(records[index])
+        with _joblib_backend(self.backend):
+            parallel = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")
+            threads = self.threads_per_worker
+            if threads == "auto":
+                workers = effective_n_jobs(parallel.n_jobs) if pending else 1
+                threads = worker_threads(min(workers, max(1, len(pending))))
+            jobs = (delayed(_tagged)(index, self.train_fn, candidates[index][1].to_dict(),
+                                     *self.train_data, *self.val_data, self.num_classes, threads)
+                    for index in pending)
+            for index, (history, seconds, error) in parallel(jobs):
+                name, config = candidates[index]
+                records[index] = self.finished[keys[index]] = _record(
+                    name, stage, config, history, seconds, error)
+                report(records[index])
+        for index, key in enumerate(keys):
+            if records[index] is None:  # a duplicate within this stage
+                records[index] = self._copy(self.finished[key], candidates[index][0], stage)
+                report(records[index])
+        return records  # type: ignore[return-value]
+
+    @staticmethod
+    def _copy(record: dict[str, Any], name: str, stage: str) -> dict[str, Any]:
+        return {**record, "name": name, "stage": stage, "reused": True}
+
+
+def _tagged(index: int, *args: Any) -> tuple[int, tuple[History, float, str | None]]:
+    """Runs :func:`_train_candidate` and returns its result with the candidate's index."""
+    return index, _train_candidate(*args)
+
+
+def _record(name: str, stage: str, config: TrainConfig, history: History, seconds: float,
+            error: str | None) -> dict[str, Any]:
+    if error is None:
+        if not history.get("val_accuracy") or not history.get("val_loss"):
+            raise ValueError(f"candidate {name}: the trainer returned a history without "
+                             f"val_accuracy/val_loss; got keys {sorted(history)}")
+        val_accuracy = float(history["val_accuracy"][-1])
+        val_loss = float(history["val_loss"][-1])
+    else:
+        val_accuracy = val_loss = math.nan
+    return {"name": name, "stage": stage, "params": config.to_dict(), "history": history,
+            "val_accuracy": val_accuracy, "val_loss": val_loss, "seconds": seconds,
+            "reused": False, "error": error}
+
+
+def _describe(record: Mapping[str, Any]) -> str:
+    if record["error"] is not None:
+        return f"{record['name']}: diverged ({record['error']})"
+    text = (f"{record['name']}: val accuracy {record['val_accuracy']:.2%}, "
+            f"val loss {record['val_loss']:.4f}, {record['seconds']:.1f}s")
+    return text + " (reused)" if record["reused"] else text
+
+
+# ----------------------------------------------------------------------------
+# checking the settings before anything trains
+
+
+def _stage_list(stages: Stages, what: str) -> list[tuple[str, list[Any]]]:
+    items = list(stages.items()) if isinstance(stages, Mapping) else list(stages)
+    if not items:
+        raise ValueError(f"{what} must name at least one setting, got none")
+    result = []
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise TypeError(f"{what} must be (field, values) pairs, got {item!r}")
+        field, values = item
+        if field not in _FIELDS:
+            raise ValueError(f"{what}: unknown setting {field!r}; known: {list(_FIELDS)}")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"{what}: {field} needs a non-empty list of values, got {values!r}")
+        result.append((field, [_normalize(field, value) for value in values]))
+    return result
+
+
+def _normalize(field: str, value: Any) -> Any:
+    """``hidden=256`` means one layer of 256: (256,)."""
+    if field == "hidden" and not isinstance(value, (tuple, list)):
+        return (value,)
+    if field == "hidden":
+        return tuple(value)
+    return value
+
+
+def _check_config(name: str, config: TrainConfig, train_data: Data, num_classes: int) -> None:
+    """Raises what training would raise for these settings, before any training starts."""
+    try:
+        for setting in ("epochs", "batch_size"):
+            value = getattr(config, setting)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{setting} must be an integer >= 1, got {value!r}")
+        # One input is enough: the sizes of the hidden layers are checked all the same.
+        net = build_model(1, num_classes, config)
+        build_optimizer(net, config)
+        DataLoader(train_data, batch_size=config.batch_size, dtype=config.dtype)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"candidate {name}: {error}") from None
+
+
+def _check_data(train_data: Data, val_data: Data, num_classes: int | None) -> int:
+    """The number of classes, after checking both sets are (images, labels) pairs."""
+    for what, data in (("train_data", train_data), ("val_data", val_data)):
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise TypeError(f"{what} must be a pair (images, labels), got {type(data).__name__}")
+        images, labels = data
+        if not isinstance(images, np.ndarray) or not isinstance(labels, np.ndarray):
+            raise TypeError(f"{what} must hold two numpy arrays (images, labels)")
+        if labels.ndim != 1 or images.ndim < 2 or images.shape[0] != labels.shape[0] \
+                or labels.shape[0] == 0:
+            raise ValueError(f"{what} must be images (N, ...) and labels (N,) with N >= 1, got "
+                             f"shapes {images.shape} and {labels.shape}")
+    if train_data[0][0].size != val_data[0][0].size:
+        raise ValueError(f"train and validation images differ in size: "
+                         f"{train_data[0].shape[1:]} and {val_data[0].shape[1:]}")
+    largest = int(max(train_data[1].max(), val_data[1].max()))
+    if num_classes is None:
+        return largest + 1
+    if num_classes <= largest:
+        raise ValueError(f"num_classes must be > the largest label {largest}, got {num_classes}")
+    return num_classes
+
+
+def _check_n_jobs(n_jobs: int | None) -> None:
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int)
+                               or n_jobs == 0):
+        raise ValueError(f"n_jobs must be a non-zero integer (-1: every core) or None, "
+                         f"got {n_jobs!r}")
+
+
+def _check_threads(threads: int | Literal["auto"] | None) -> None:
+    if threads is None or threads == "auto":
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads_per_worker must be an integer >= 1, 'auto' or None, "
+                         f"got {threads!r}")
+
+
+def _base_config(base: TrainConfig | Mapping[str, Any] | None, epochs: int) -> TrainConfig:
+    if base is None:
+        base = ORIGINAL_BASE
+    elif isinstance(base, Mapping):
+        base = TrainConfig.from_dict({**ORIGINAL_BASE.to_dict(), **base})
+    elif not isinstance(base, TrainConfig):
+        raise TypeError(f"base must be a TrainConfig, a dict or None, got {type(base).__name__}")
+    return replace(base, epochs=epochs)
+
+
+# ----------------------------------------------------------------------------
+# the searches
+
+
+def sequential_search(
+    train_data: Data,
+    val_data: Data,
+    stages: Stages = ORIGINAL_STAGES,
+    base: TrainConfig | Mapping[str, Any] | None = None,
+    *,
+    epochs: int = 10,
+    num_classes: int | None = None,
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    threads_per_worker: int | Literal["auto"] | None = 1,
+    progress: bool = True,
+    train_fn: TrainFn | None = None,
+) -> SearchResult:
+    """The original project's search: one setting at a time, each from the best so far.
+
+    Stage by stage, every value of the stage's setting is trained on top of the
+    best settings so far, and the value with the highest final-epoch validation
+    accuracy (ties: the lower validation loss, then the earlier value) is kept
+    for the later stages. A stage with a single value fixes that setting from
+    the start. Candidates whose settings were already trained are not trained
+    again (their records are marked ``"reused"``).
+
+    Args:
+        train_data: ``(images, labels)`` to train on.
+        val_data: ``(images, labels)`` to choose on. There is deliberately no
+            test set argument: choosing on test data would overstate the result.
+        stages: ``[(field, values), ...]`` (or a dict, in its order): any
+            :class:`~fcnn.training.TrainConfig` field, e.g. ``"lr"``,
+            ``"hidden"`` (an int is one layer, a tuple several),
+            ``"weight_decay"``, ``"momentum"``, ``"nesterov"``, ``"lr_decay"``,
+            ``"lr_step"``. A field may appear twice. Default: the original's
+            :data:`ORIGINAL_STAGES`.
+        base: the settings before the first stage, a TrainConfig or a dict of
+            changes to :data:`ORIGINAL_BASE` (hidden (64,), no weight decay).
+        epochs: epochs per candidate; replaces ``base.epochs``.
+        num_classes: classes of the output layer; default: largest label + 1.
+        n_jobs: candidates trained at once, as joblib's ``n_jobs`` (-1: every
+            core). None: joblib's default, i.e. 1 locally and every worker with
+            ``backend="dask"`` or ``"ray"``, unless ``joblib.parallel_config``
+            says otherwise.
+        backend: joblib backend: None (joblib's default, loky processes),
+            ``"loky"``, ``"threading"``, ``"dask"`` (needs an active
+            ``dask.distributed.Client``) or ``"ray"``.
+        threads_per_worker: BLAS/OpenMP threads of each candidate's training:
+            an int (default 1, the same whatever ``n_jobs``, so the results do
+            not depend on it), ``"auto"`` for ``cores // workers`` (faster with
+            few workers on many cores, but the last bits of the results then
+            depend on ``n_jobs``), or None for no limit.
+        progress: print one line per finished candidate and per stage.
+        train_fn: the trainer, called as ``train_fn(config, train_data,
+            val_data=..., num_classes=..., progress=False)`` and returning
+            ``(net, optimizer, history)``; default :func:`fcnn.training.fit`.
+            Must be picklable (a module-level function) for parallel backends.
+
+    Returns:
+        A :class:`SearchResult`; ``best_params`` are the last stage's winner.
+
+    Raises:
+        ValueError, TypeError: a bad setting or value (before anything trains),
+            named with its candidate, or bad data.
+        SearchError: every candidate of a stage diverged.
+        ImportError: the backend's package is missing.
+
+    Example:
+        >>> (images, labels), _ = load_mnist()
+        >>> train_data, val_data = train_val_split(images, labels, val_size=10_000)
+        >>> result = sequential_search(train_data, val_data, n_jobs=2)
+        >>> result.best_params["lr"], result.best_params["hidden"]
+        >>> custom = sequential_search(train_data, val_data,
+        ...     stages=[("lr", [0.05, 0.1]), ("momentum", [0.0, 0.9]), ("lr_decay", [0.5, 0.8])])
+    """
+    stage_list = _stage_list(stages, "stages")
+    config = _base_config(base, epochs)
+    for field, values in stage_list:
+        if len(values) == 1:
+            config = replace(config, **{field: values[0]})
+    num_classes = _check_data(train_data, val_data, num_classes)
+    runner = _runner(train_data, val_data, num_classes, train_fn, n_jobs, backend,
+                     threads_per_worker, progress)
+    # Every value is checked on the base settings before the first stage trains.
+    for field, values in stage_list:
+        for value in values:
+            _check_config(_name({field: value}), replace(config, **{field: value}),
+                          train_data, num_classes)
+
+    records: list[dict[str, Any]] = []
+    best_index = 0
+    seen: dict[str, int] = {}
+    for field, values in stage_list:
+        seen[field] = seen.get(field, 0) + 1
+        stage = field if seen[field] == 1 else f"{field}#{seen[field]}"
+        candidates = [(_name({field: value}), replace(config, **{field: value}))
+                      for value in values]
+        for name, candidate in candidates:
+            _check_config(name, candidate, train_data, num_classes)
+        stage_records = runner.run(stage, candidates)
+        winner = _select(stage_records)
+        if winner is None:
+            raise SearchError(f"every candidate of stage {stage!r} diverged; try smaller "
+                              f"learning rates")
+        config = candidates[winner][1]
+        best_index = len(records) + winner
+        records.extend(stage_records)
+        if progress:
+            print(f"stage {stage}: best {_describe(stage_records[winner])}", flush=True)
+    return SearchResult(records=records, best_index=best_index, kind="sequential")
+
+
+def grid_search(
+    train_data: Data,
+    val_data: Data,
+    grid: Stages,
+    base: TrainConfig | Mapping[str, Any] | None = None,
+    *,
+    epochs: int = 10,
+    num_classes: int | None = None,
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    threads_per_worker: int | Literal["auto"] | None = 1,
+    progress: bool = True,
+    train_fn: TrainFn | None = None,
+) -> SearchResult:
+    """Trains every combination of the given values and keeps the best on validation.
+
+    Args:
+        train_data, val_data: as :func:`sequential_search` (no test data).
+        grid: ``{field: values}`` or ``[(field, values), ...]``; the candidates
+            are their product, the first field varying slowest.
+        base, epochs, num_classes, n_jobs, backend, threads_per_worker,
+            progress, train_fn: as :func:`sequential_search`.
+
+    Returns:
+        A :class:`SearchResult` of kind ``"grid"`` whose records all have
+        stage ``"grid"``; the best has the highest final validation accuracy
+        (ties: lower validation loss, then the earlier candidate).
+
+    Raises:
+        ValueError, TypeError: a bad setting, a field given twice, or bad data.
+        SearchError: every candidate diverged.
+        ImportError: the backend's package is missing.
+
+    Example:
+        >>> result = grid_search(train_data, val_data,
+        ...                      {"lr": [0.05, 0.1], "hidden": [128, 256]}, n_jobs=-1)
+        >>> len(result.records)
+        4
+    """
+    grid_list = _stage_list(grid, "grid")
+    names = [field for field, _ in grid_list]
+    if len(set(names)) != len(names):
+        raise ValueError(f"grid names a setting twice: {names}")
+    config = _base_config(base, epochs)
+    num_classes = _check_data(train_data, val_data, num_classes)
+    runner = _runner(train_data, val_data, num_classes, train_fn, n_jobs, backend,
+                     threads_per_worker, progress)
+    candidates = []
+    for values in itertools.product(*(values for _, values in grid_list)):
+        settings = dict(zip(names, values))
+        candidate = (_name(settings), replace(config, **settings))
+        _check_config(*candidate, train_data, num_classes)
+        candidates.append(candidate)
+    records = runner.run("grid", candidates)
+    best_index = _select(records)
+    if best_index is None:
+        raise SearchError("every candidate of the grid diverged; try smaller learning rates")
+    if progress:
+        print(f"grid: best {_describe(records[best_index])}", flush=True)
+    return SearchResult(records=records, best_index=best_index, kind="grid")
+
+
+def _runner(train_data: Data, val_data: Data, num_classes: int, train_fn: TrainFn | None,
+            n_jobs: int | None, backend: str | None,
+            threads_per_worker: int | Literal["auto"] | None, progress: bool) -> _Runner:
+    _check_n_jobs(n_jobs)
+    _check_threads(threads_per_worker)
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"backend must be a joblib backend name or None, got {backend!r}")
+    return _Runner(tuple(train_data), tuple(val_data), num_classes,  # type: ignore[arg-type]
+                   fit if train_fn is None else train_fn, n_jobs, backend, threads_per_worker,
+                   progress)
+
+
+def _name(settings: Mapping[str, Any]) -> str:
+    """``"lr=0.1 hidden=256,128"``."""
+    return " ".join(f"{field}={_format_value(value)}" for field, value in settings.items())
+
