@@ -27,6 +27,7 @@ a run that diverged; its figures are NaN and it is never selected.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import itertools
@@ -133,10 +134,11 @@ def _write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _format_value(value: Any) -> str:
+def _format_value(value: Any, exact: bool = False) -> str:
+    """``256,128`` for layer sizes; floats shortened (``1e-05``) unless ``exact``."""
     if isinstance(value, (tuple, list)):
         return ",".join(_format_value(item) for item in value)
-    if isinstance(value, float):
+    if isinstance(value, float) and not exact:
         return f"{value:g}"
     return str(value)
 
@@ -250,7 +252,7 @@ class SearchResult:
         for index, record in enumerate(self.records):
             history = record["history"]
             row = {"name": record["name"], "stage": record["stage"]}
-            row.update({name: _format_value(record["params"][name]) for name in _FIELDS})
+            row.update({name: _format_value(record["params"][name], exact=True) for name in _FIELDS})
             for key in ("val_accuracy", "val_loss"):
                 row[key] = repr(float(record[key]))
             for key in ("train_accuracy", "train_loss"):
@@ -297,15 +299,12 @@ def _train_candidate(train_fn: TrainFn, settings: dict[str, Any], train_images: 
     The arrays come one by one, not as pairs: joblib's Dask backend sends a large
     array to the cluster once per stage, but a tuple of arrays with every task.
     """
-    from threadpoolctl import threadpool_limits
-
     train_data, val_data = (train_images, train_labels), (val_images, val_labels)
 
     config = TrainConfig.from_dict(settings)
-    limits = contextlib.nullcontext() if threads is None else threadpool_limits(limits=threads)
     started = time.perf_counter()
     error = None
-    with limits:
+    with _thread_limit(threads):
         try:
             _, _, history = train_fn(config, train_data, val_data=val_data,
                                      num_classes=num_classes, progress=False)
@@ -378,16 +377,20 @@ class _Runner:
             parallel = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")
             threads = self.threads_per_worker
             if threads == "auto":
-                workers = effective_n_jobs(parallel.n_jobs) if pending else 1
-                threads = worker_threads(min(workers, max(1, len(pending))))
+                threads = worker_threads(min(effective_n_jobs(parallel.n_jobs),
+                                             max(1, len(pending))))
             jobs = (delayed(_tagged)(index, self.train_fn, candidates[index][1].to_dict(),
                                      *self.train_data, *self.val_data, self.num_classes, threads)
                     for index in pending)
-            for index, (history, seconds, error) in parallel(jobs):
-                name, config = candidates[index]
-                records[index] = self.finished[keys[index]] = _record(
-                    name, stage, config, history, seconds, error)
-                report(records[index])
+            # The same limit here too: workers that are threads of this process (n_jobs=1,
+            # the threading backend) share its thread pools, and one that finishes restores
+            # the limit it found, which must be this one.
+            with _thread_limit(threads):
+                for index, (history, seconds, error) in parallel(jobs) if pending else ():
+                    name, config = candidates[index]
+                    records[index] = self.finished[keys[index]] = _record(
+                        name, stage, config, history, seconds, error)
+                    report(records[index])
         for index, key in enumerate(keys):
             if records[index] is None:  # a duplicate within this stage
                 records[index] = self._copy(self.finished[key], candidates[index][0], stage)
@@ -396,7 +399,14 @@ class _Runner:
 
     @staticmethod
     def _copy(record: dict[str, Any], name: str, stage: str) -> dict[str, Any]:
-        return {**record, "name": name, "stage": stage, "reused": True}
+        return {**copy.deepcopy(record), "name": name, "stage": stage, "reused": True}
+
+
+def _thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
+    """``threadpool_limits(threads)`` on every BLAS and OpenMP pool; no limit for None."""
+    from threadpoolctl import threadpool_limits
+
+    return contextlib.nullcontext() if threads is None else threadpool_limits(limits=threads)
 
 
 def _tagged(index: int, *args: Any) -> tuple[int, tuple[History, float, str | None]]:
@@ -440,6 +450,8 @@ def _stage_list(stages: Stages, what: str) -> list[tuple[str, list[Any]]]:
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise TypeError(f"{what} must be (field, values) pairs, got {item!r}")
         field, values = item
+        if isinstance(values, np.ndarray):
+            values = values.tolist()
         if field not in _FIELDS:
             raise ValueError(f"{what}: unknown setting {field!r}; known: {list(_FIELDS)}")
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
@@ -449,7 +461,9 @@ def _stage_list(stages: Stages, what: str) -> list[tuple[str, list[Any]]]:
 
 
 def _normalize(field: str, value: Any) -> Any:
-    """``hidden=256`` means one layer of 256: (256,)."""
+    """``hidden=256`` means one layer of 256: (256,); NumPy scalars become Python's."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if field == "hidden" and not isinstance(value, (tuple, list)):
         return (value,)
     if field == "hidden":

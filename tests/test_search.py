@@ -215,10 +215,11 @@ def test_bad_settings_fail_before_anything_trains(calls):
 
 
 def test_grid_search_covers_the_product(calls):
-    grid = {"lr": [0.01, 0.1, 0.5], "hidden": [64, 256], "weight_decay": [0.0]}
+    grid = {"lr": np.array([0.01, 0.1, 0.5]), "hidden": [64, 256], "weight_decay": [0.0]}
     result = grid_search(TRAIN, VAL, grid, train_fn=scored_fit, progress=False)
     combos = [(r["params"]["lr"], r["params"]["hidden"][0]) for r in result.records]
-    assert combos == [(lr, hidden) for lr in grid["lr"] for hidden in grid["hidden"]]
+    assert combos == [(lr, hidden) for lr in [0.01, 0.1, 0.5] for hidden in grid["hidden"]]
+    assert all(type(r["params"]["lr"]) is float for r in result.records)
     assert len(calls) == 6 and {r["stage"] for r in result.records} == {"grid"}
     assert result.records[0]["name"] == "lr=0.01 hidden=64 weight_decay=0"
     assert result.kind == "grid" and result.best_record["name"].startswith("lr=0.1 hidden=256")
@@ -279,6 +280,13 @@ def test_threads_are_limited_inside_the_workers(n_jobs, threads, expected):
         assert seen and all(count == expected for count in seen), seen
     workers = {record["history"]["pid"] for record in result.records}
     assert (os.getpid() in workers) == (n_jobs == 1)
+
+
+def test_threads_of_the_threading_backend_are_limited_too():
+    result = grid_search(TRAIN, VAL, {"lr": [0.1, 0.5]}, epochs=1, n_jobs=2,
+                         backend="threading", train_fn=threads_fit, progress=False)
+    for record in result.records:
+        assert set(record["history"]["blas_threads"]) == {1}
 
 
 # ----------------------------------------------------------------------------
