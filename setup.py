@@ -24,7 +24,10 @@ core = Extension(
     libraries=[scipy_openblas32.get_library()],
     define_macros=[("BLAS_SYMBOL_PREFIX", "scipy_")],
     # -O3 without -ffast-math: NaN checks must keep working.
-    extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    # gnu11 rather than c11 lets the compiler fuse multiply-adds in the AVX2 clones.
+    extra_compile_args=["-O3", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra",
+                        "-Wno-unused-parameter", "-Wno-psabi"],
+    extra_link_args=["-fopenmp"],
 )
 
 setup(ext_modules=[core])

@@ -38,10 +38,41 @@ typedef ptrdiff_t fcnn_size;
     void S(fcnn_sgd_step)(real *param, real *velocity, const real *grad, real lr,            \
                           real weight_decay, real momentum, int nesterov, fcnn_size N);
 
+#define FCNN_DECLARE_EPOCH(real, S)                                                          \
+    fcnn_size S(fcnn_train_epoch)(                                                           \
+        double *loss_sum, int64_t *correct, real *const *weights, real *const *biases,       \
+        real *const *weight_velocities, real *const *bias_velocities, void *workspace,       \
+        const void *images, int images_are_bytes, const int64_t *labels,                     \
+        const int64_t *order, fcnn_size M, const double *lrs, const fcnn_size *sizes,        \
+        fcnn_size L, fcnn_size B, double weight_decay, double momentum, int nesterov,        \
+        double sparse_threshold, int num_threads);
+
 #define FCNN_SUFFIX_F32(name) name##_f32
 #define FCNN_SUFFIX_F64(name) name##_f64
 FCNN_DECLARE_KERNELS(float, FCNN_SUFFIX_F32)
 FCNN_DECLARE_KERNELS(double, FCNN_SUFFIX_F64)
+FCNN_DECLARE_EPOCH(float, FCNN_SUFFIX_F32)
+FCNN_DECLARE_EPOCH(double, FCNN_SUFFIX_F64)
+
+// Most Linear layers a fused epoch takes.
+#define FCNN_MAX_LAYERS 64
+
+// Bytes of workspace fcnn_train_epoch needs: sizes (L+1), batch B, item = sizeof(real).
+fcnn_size fcnn_train_epoch_workspace(const fcnn_size *sizes, fcnn_size L, fcnn_size B,
+                                     fcnn_size item);
+
+// Threads a kernel uses when told 0: OpenMP's current setting (1 without OpenMP).
+int fcnn_default_threads(void);
+
+// Sets the threads of fcnn's OpenMP loops and of the BLAS together.
+void fcnn_set_threads(int count);
+
+// Hot loops get an AVX2+FMA clone picked at load time, so a portable build still runs fast.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define FCNN_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FCNN_HOT
+#endif
 
 // Exponential learning-rate schedule: initial_lr * decay^(step / stage_length),
 // the exponent floored when staircase is non-zero. Dtype-free: computed in double.

@@ -128,35 +128,44 @@ static int require_shape(PyArrayObject *array, const char *name, int ndim,
     return -1;
 }
 
-// Labels: a 1-D integer array of length B with values in [0, C). Returns an int64 copy/view.
-static PyArrayObject *labels_input(PyObject *obj, PyArrayObject *logits) {
+// A 1-D integer array of values in [0, upper), converted to int64. length < 0: any length >= 1,
+// else exactly length (to match ref_name).
+static PyArrayObject *index_array(PyObject *obj, const char *name, npy_intp length,
+                                  npy_intp upper, const char *ref_name, PyArrayObject *ref) {
     if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "labels must be a numpy.ndarray, got %s",
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %s", name,
                      Py_TYPE(obj)->tp_name);
         return NULL;
     }
     PyArrayObject *array = (PyArrayObject *)obj;
     if (!PyArray_ISINTEGER(array)) {
-        PyErr_Format(PyExc_TypeError, "labels must have an integer dtype, got %S",
+        PyErr_Format(PyExc_TypeError, "%s must have an integer dtype, got %S", name,
                      dtype_of(array));
         return NULL;
     }
-    npy_intp B = PyArray_DIM(logits, 0), C = PyArray_DIM(logits, 1);
-    npy_intp expected[1] = {B};
-    if (require_shape(array, "labels", 1, expected, "logits", logits) < 0) return NULL;
-    PyArrayObject *labels = (PyArrayObject *)PyArray_FROM_OTF(
+    if (length >= 0) {
+        npy_intp expected[1] = {length};
+        if (require_shape(array, name, 1, expected, ref_name, ref) < 0) return NULL;
+    } else if (PyArray_NDIM(array) != 1 || PyArray_DIM(array, 0) == 0) {
+        char text[SHAPE_TEXT_SIZE];
+        shape_text(text, PyArray_NDIM(array), PyArray_DIMS(array));
+        PyErr_Format(PyExc_ValueError, "%s must be a non-empty 1-D array, got shape %s", name,
+                     text);
+        return NULL;
+    }
+    PyArrayObject *converted = (PyArrayObject *)PyArray_FROM_OTF(
         obj, NPY_INT64, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-    if (labels == NULL) return NULL;
-    const int64_t *values = (const int64_t *)PyArray_DATA(labels);
-    for (npy_intp b = 0; b < B; b++) {
-        if (values[b] < 0 || values[b] >= C) {
-            PyErr_Format(PyExc_ValueError, "labels must be in [0, %zd), got %lld at index %zd",
-                         (Py_ssize_t)C, (long long)values[b], (Py_ssize_t)b);
-            Py_DECREF(labels);
+    if (converted == NULL) return NULL;
+    const int64_t *values = (const int64_t *)PyArray_DATA(converted);
+    for (npy_intp i = 0; i < PyArray_DIM(converted, 0); i++) {
+        if (values[i] < 0 || values[i] >= upper) {
+            PyErr_Format(PyExc_ValueError, "%s must be in [0, %zd), got %lld at index %zd", name,
+                         (Py_ssize_t)upper, (long long)values[i], (Py_ssize_t)i);
+            Py_DECREF(converted);
             return NULL;
         }
     }
-    return labels;
+    return converted;
 }
 
 // A finite, non-negative real number (lr, weight_decay, initial_lr).
@@ -386,7 +395,9 @@ static PyObject *cross_entropy(PyObject *args, PyObject *kwargs, int backward) {
         return NULL;
     }
     if ((logits = float_input(logits_obj, "logits", -1, NULL, 2)) == NULL) goto fail;
-    if ((labels = labels_input(labels_obj, logits)) == NULL) goto fail;
+    labels = index_array(labels_obj, "labels", PyArray_DIM(logits, 0), PyArray_DIM(logits, 1),
+                         "logits", logits);
+    if (labels == NULL) goto fail;
     int typenum = PyArray_TYPE(logits);
     npy_intp B = PyArray_DIM(logits, 0), C = PyArray_DIM(logits, 1);
     void *logits_data = PyArray_DATA(logits);
@@ -542,6 +553,257 @@ static PyObject *exponential_lr(PyObject *self, PyObject *args, PyObject *kwargs
 }
 
 // ----------------------------------------------------------------------------
+// the fused epoch
+
+// Checks a list of L in-place parameter arrays: arrays[l] must have shape (rows[l], cols[l])
+// (rows NULL: 1-D of cols[l]). typenum decides the dtype (-1: arrays[0] decides).
+static int parameter_list(PyObject *list, const char *name, int L, int *typenum,
+                          const npy_intp *rows, const npy_intp *cols, PyArrayObject **arrays) {
+    if (!PyList_Check(list) && !PyTuple_Check(list)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a list of numpy arrays, got %s", name,
+                     Py_TYPE(list)->tp_name);
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(list) != L) {
+        PyErr_Format(PyExc_ValueError, "%s must hold %d arrays (one per layer), got %zd", name,
+                     L, PySequence_Fast_GET_SIZE(list));
+        return -1;
+    }
+    for (int l = 0; l < L; l++) {
+        char item_name[64];
+        snprintf(item_name, sizeof item_name, "%s[%d]", name, l);
+        PyObject *item = PySequence_Fast_GET_ITEM(list, l);
+        if (check_in_place(item, item_name, *typenum, "weights[0]") < 0) return -1;
+        arrays[l] = (PyArrayObject *)item;
+        *typenum = PyArray_TYPE(arrays[l]);
+        npy_intp expected[2] = {rows == NULL ? cols[l] : rows[l], cols[l]};
+        if (require_shape(arrays[l], item_name, rows == NULL ? 1 : 2, expected, "weights[0]",
+                          arrays[0]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"images",           "labels",          "order",     "weights",
+                             "biases",           "lrs",             "batch_size", "weight_decay",
+                             "momentum",         "weight_velocities", "bias_velocities",
+                             "nesterov",         "sparse_threshold", "num_threads", NULL};
+    PyObject *images_obj, *labels_obj, *order_obj, *weights_obj, *biases_obj, *lrs_obj;
+    PyObject *batch_obj, *weight_decay_obj = NULL, *momentum_obj = NULL;
+    PyObject *weight_velocities_obj = Py_None, *bias_velocities_obj = Py_None;
+    PyObject *threshold_obj = NULL, *threads_obj = NULL;
+    int nesterov = 0;
+    PyArrayObject *images = NULL, *labels = NULL, *order = NULL, *lrs = NULL;
+    PyArrayObject *weights[FCNN_MAX_LAYERS], *biases[FCNN_MAX_LAYERS];
+    PyArrayObject *weight_velocities[FCNN_MAX_LAYERS], *bias_velocities[FCNN_MAX_LAYERS];
+    void *weight_data[FCNN_MAX_LAYERS], *bias_data[FCNN_MAX_LAYERS];
+    void *weight_velocity_data[FCNN_MAX_LAYERS], *bias_velocity_data[FCNN_MAX_LAYERS];
+    fcnn_size sizes[FCNN_MAX_LAYERS + 1];
+    npy_intp rows[FCNN_MAX_LAYERS], cols[FCNN_MAX_LAYERS];
+    void *workspace = NULL;
+    double weight_decay = 0.0, momentum = 0.0, sparse_threshold = 0.5;
+    long long batch_size, num_threads = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOO:train_epoch", kwlist,
+                                     &images_obj, &labels_obj, &order_obj, &weights_obj,
+                                     &biases_obj, &lrs_obj, &batch_obj, &weight_decay_obj,
+                                     &momentum_obj, &weight_velocities_obj,
+                                     &bias_velocities_obj, &nesterov, &threshold_obj,
+                                     &threads_obj)) {
+        return NULL;
+    }
+    // the layers: weights decide the dtype and the sizes
+    if (!PyList_Check(weights_obj) && !PyTuple_Check(weights_obj)) {
+        PyErr_Format(PyExc_TypeError, "weights must be a list of numpy arrays, got %s",
+                     Py_TYPE(weights_obj)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t L = PySequence_Fast_GET_SIZE(weights_obj);
+    if (L < 1 || L > FCNN_MAX_LAYERS) {
+        PyErr_Format(PyExc_ValueError, "weights must hold 1 to %d arrays, got %zd",
+                     FCNN_MAX_LAYERS, L);
+        return NULL;
+    }
+    for (Py_ssize_t l = 0; l < L; l++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(weights_obj, l);
+        if (!PyArray_Check(item) || PyArray_NDIM((PyArrayObject *)item) != 2) {
+            PyErr_Format(PyExc_ValueError, "weights[%zd] must be a 2-D numpy array", l);
+            return NULL;
+        }
+        rows[l] = l == 0 ? PyArray_DIM((PyArrayObject *)item, 0) : cols[l - 1];
+        cols[l] = PyArray_DIM((PyArrayObject *)item, 1);
+    }
+    int typenum = -1;
+    if (parameter_list(weights_obj, "weights", (int)L, &typenum, rows, cols, weights) < 0) {
+        return NULL;
+    }
+    if (parameter_list(biases_obj, "biases", (int)L, &typenum, NULL, cols, biases) < 0) {
+        return NULL;
+    }
+    for (Py_ssize_t l = 0; l < L; l++) {
+        sizes[l] = rows[l];
+        weight_data[l] = PyArray_DATA(weights[l]);
+        bias_data[l] = PyArray_DATA(biases[l]);
+        weight_velocity_data[l] = bias_velocity_data[l] = NULL;
+    }
+    sizes[L] = cols[L - 1];
+    // settings
+    if (index_arg(batch_obj, "batch_size", 1, &batch_size) < 0) return NULL;
+    if (weight_decay_obj != NULL && real_arg(weight_decay_obj, "weight_decay", &weight_decay) < 0) {
+        return NULL;
+    }
+    if (momentum_obj != NULL && real_arg(momentum_obj, "momentum", &momentum) < 0) return NULL;
+    if (momentum >= 1) {
+        PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1), got %R", momentum_obj);
+        return NULL;
+    }
+    if (nesterov && momentum == 0) {
+        PyErr_SetString(PyExc_ValueError, "nesterov needs momentum > 0, got momentum 0");
+        return NULL;
+    }
+    if (threshold_obj != NULL) {
+        if (real_arg(threshold_obj, "sparse_threshold", &sparse_threshold) < 0) return NULL;
+        if (sparse_threshold > 1) {
+            PyErr_Format(PyExc_ValueError, "sparse_threshold must be in [0, 1], got %R",
+                         threshold_obj);
+            return NULL;
+        }
+    }
+    if (threads_obj != NULL && index_arg(threads_obj, "num_threads", 0, &num_threads) < 0) {
+        return NULL;
+    }
+    if (momentum > 0) {
+        if (weight_velocities_obj == Py_None || bias_velocities_obj == Py_None) {
+            PyErr_SetString(PyExc_ValueError,
+                            "weight_velocities and bias_velocities must be lists like weights "
+                            "and biases when momentum > 0, got None");
+            return NULL;
+        }
+        if (parameter_list(weight_velocities_obj, "weight_velocities", (int)L, &typenum, rows,
+                           cols, weight_velocities) < 0 ||
+            parameter_list(bias_velocities_obj, "bias_velocities", (int)L, &typenum, NULL, cols,
+                           bias_velocities) < 0) {
+            return NULL;
+        }
+        for (Py_ssize_t l = 0; l < L; l++) {
+            weight_velocity_data[l] = PyArray_DATA(weight_velocities[l]);
+            bias_velocity_data[l] = PyArray_DATA(bias_velocities[l]);
+        }
+    }
+    // the data
+    if (!PyArray_Check(images_obj)) {
+        PyErr_Format(PyExc_TypeError, "images must be a numpy.ndarray, got %s",
+                     Py_TYPE(images_obj)->tp_name);
+        return NULL;
+    }
+    int images_type = PyArray_TYPE((PyArrayObject *)images_obj);
+    int images_are_bytes = images_type == NPY_UINT8;
+    if (!images_are_bytes && images_type != typenum) {
+        PyErr_Format(PyExc_TypeError, "images must have dtype uint8 or %s (the dtype of the "
+                     "weights), got %S", typenum == NPY_FLOAT ? "float32" : "float64",
+                     dtype_of((PyArrayObject *)images_obj));
+        return NULL;
+    }
+    if (check_array(images_obj, "images", images_type, "weights", 2) < 0) return NULL;
+    npy_intp image_shape[2] = {-1, sizes[0]};
+    if (require_shape((PyArrayObject *)images_obj, "images", 2, image_shape, "weights[0]",
+                      weights[0]) < 0) {
+        return NULL;
+    }
+    npy_intp N = PyArray_DIM((PyArrayObject *)images_obj, 0);
+    if ((images = as_contiguous(images_obj)) == NULL) goto fail;
+    if ((labels = index_array(labels_obj, "labels", N, sizes[L], "images", images)) == NULL) {
+        goto fail;
+    }
+    if ((order = index_array(order_obj, "order", -1, N, NULL, NULL)) == NULL) goto fail;
+    npy_intp M = PyArray_DIM(order, 0);
+    npy_intp num_batches = (M + (npy_intp)batch_size - 1) / (npy_intp)batch_size;
+    lrs = (PyArrayObject *)PyArray_FROM_OTF(lrs_obj, NPY_DOUBLE, NPY_ARRAY_IN_ARRAY);
+    if (lrs == NULL) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "lrs must be a 1-D array of learning rates");
+        goto fail;
+    }
+    if (PyArray_NDIM(lrs) != 1 || PyArray_DIM(lrs, 0) != num_batches) {
+        PyErr_Format(PyExc_ValueError,
+                     "lrs must hold one rate per batch, %zd for %zd samples in batches of %lld, "
+                     "got %zd", (Py_ssize_t)num_batches, (Py_ssize_t)M, batch_size,
+                     (Py_ssize_t)PyArray_SIZE(lrs));
+        goto fail;
+    }
+    const double *rates = (const double *)PyArray_DATA(lrs);
+    for (npy_intp s = 0; s < num_batches; s++) {
+        if (!isfinite(rates[s]) || rates[s] < 0) {
+            PyObject *rate = PyFloat_FromDouble(rates[s]);
+            if (rate != NULL) {
+                PyErr_Format(PyExc_ValueError, "lrs must be finite and >= 0, got %R at index %zd",
+                             rate, (Py_ssize_t)s);
+                Py_DECREF(rate);
+            }
+            goto fail;
+        }
+    }
+    fcnn_size B = batch_size < M ? (fcnn_size)batch_size : (fcnn_size)M;
+    fcnn_size item = typenum == NPY_FLOAT ? 4 : 8;
+    if ((workspace = PyMem_RawMalloc(fcnn_train_epoch_workspace(sizes, L, B, item))) == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    double loss_sum = 0;
+    int64_t correct = 0;
+    fcnn_size steps = 0;
+    const void *image_data = PyArray_DATA(images);
+    const int64_t *label_data = PyArray_DATA(labels), *order_data = PyArray_DATA(order);
+    Py_BEGIN_ALLOW_THREADS;
+    if (typenum == NPY_FLOAT) {
+        steps = fcnn_train_epoch_f32(&loss_sum, &correct, (float *const *)weight_data,
+                                     (float *const *)bias_data,
+                                     (float *const *)weight_velocity_data,
+                                     (float *const *)bias_velocity_data, workspace, image_data,
+                                     images_are_bytes, label_data, order_data, M, rates, sizes,
+                                     L, B, weight_decay, momentum, nesterov, sparse_threshold,
+                                     (int)num_threads);
+    } else {
+        steps = fcnn_train_epoch_f64(&loss_sum, &correct, (double *const *)weight_data,
+                                     (double *const *)bias_data,
+                                     (double *const *)weight_velocity_data,
+                                     (double *const *)bias_velocity_data, workspace, image_data,
+                                     images_are_bytes, label_data, order_data, M, rates, sizes,
+                                     L, B, weight_decay, momentum, nesterov, sparse_threshold,
+                                     (int)num_threads);
+    }
+    Py_END_ALLOW_THREADS;
+    PyMem_RawFree(workspace);
+    Py_DECREF(images);
+    Py_DECREF(labels);
+    Py_DECREF(order);
+    Py_DECREF(lrs);
+    return Py_BuildValue("ndL", (Py_ssize_t)steps, loss_sum, (long long)correct);
+fail:
+    PyMem_RawFree(workspace);
+    Py_XDECREF(images);
+    Py_XDECREF(labels);
+    Py_XDECREF(order);
+    Py_XDECREF(lrs);
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------
+// threads
+
+static PyObject *set_num_threads(PyObject *self, PyObject *arg) {
+    long long count;
+    if (index_arg(arg, "num_threads", 1, &count) < 0) return NULL;
+    fcnn_set_threads((int)(count > 4096 ? 4096 : count));
+    Py_RETURN_NONE;
+}
+
+static PyObject *get_num_threads(PyObject *self, PyObject *unused) {
+    return PyLong_FromLong(fcnn_default_threads());
+}
+
+// ----------------------------------------------------------------------------
 // module
 
 #define KERNEL(name, doc) {#name, (PyCFunction)(void (*)(void))name, METH_VARARGS | METH_KEYWORDS, doc}
@@ -563,6 +825,13 @@ static PyMethodDef core_methods[] = {
            "nesterov=False): in-place SGD step, param <- (1 - weight_decay*lr)*param - lr*step"),
     KERNEL(exponential_lr,
            "exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True) -> lr"),
+    KERNEL(train_epoch,
+           "train_epoch(images, labels, order, weights, biases, lrs, batch_size, ...) -> "
+           "(steps, loss_sum, correct): one fused SGD epoch of a plain MLP"),
+    {"set_num_threads", (PyCFunction)set_num_threads, METH_O,
+     "set_num_threads(n): threads of fcnn's OpenMP loops and of its BLAS"},
+    {"get_num_threads", (PyCFunction)get_num_threads, METH_NOARGS,
+     "get_num_threads() -> threads fcnn's OpenMP loops use"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,6 +12,7 @@ import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
 from . import _core
 from ._backend import get_backend, set_backend
+from ._core import get_num_threads, set_num_threads
 from .nn import Module
 from .serialization import load, load_checkpoint, save
 from .training import TrainConfig, evaluate, fit, predict, predict_proba, train
@@ -19,6 +20,7 @@ from .training import TrainConfig, evaluate, fit, predict, predict_proba, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "Module", "TrainConfig", "evaluate", "fit", "get_backend", "load", "load_checkpoint",
-    "predict", "predict_proba", "save", "set_backend", "train", "__version__",
+    "Module", "TrainConfig", "evaluate", "fit", "get_backend", "get_num_threads", "load",
+    "load_checkpoint", "predict", "predict_proba", "save", "set_backend", "set_num_threads",
+    "train", "__version__",
 ]

@@ -110,3 +110,44 @@ def exponential_lr(
     ``initial_lr >= 0`` finite, ``step >= 0``, ``stage_length >= 1`` and
     ``0 < decay <= 1``.
     """
+
+def train_epoch(
+    images: npt.NDArray[np.uint8] | FloatArray,
+    labels: IntArray,
+    order: IntArray,
+    weights: list[FloatArray],
+    biases: list[FloatArray],
+    lrs: npt.ArrayLike,
+    batch_size: int,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    weight_velocities: list[FloatArray] | None = None,
+    bias_velocities: list[FloatArray] | None = None,
+    nesterov: bool = False,
+    sparse_threshold: float = 0.5,
+    num_threads: int = 0,
+) -> tuple[int, float, int]:
+    """One fused SGD epoch of a plain MLP, in place; returns (steps, loss_sum, correct).
+
+    The net is ``Linear(weights[0], biases[0])``, then ReLU + Linear for each
+    further layer, trained with softmax cross-entropy. Batches are
+    ``images[order[s*batch_size:(s+1)*batch_size]]`` (the last may be smaller):
+    uint8 images are divided by 255, float images (of the weights' dtype) taken
+    as they are. Step ``s`` uses the rate ``lrs[s]`` and :func:`sgd_step`'s rule
+    with ``weight_decay``, ``momentum`` and ``nesterov`` (the velocity lists are
+    required when momentum > 0 and updated in place). A batch whose share of
+    non-zero pixels is below ``sparse_threshold`` goes through the first layer
+    on its non-zeros only. ``num_threads`` 0 means :func:`get_num_threads`.
+
+    Returns the steps done (fewer than the batches when a batch's loss was not
+    finite; that batch's update is not applied), the sum of the per-sample losses
+    and the number of samples whose largest logit was their label.
+    Shape: images (N, C), labels (N,), order (M,) in [0, N), weights[l]
+    (sizes[l], sizes[l+1]), biases[l] (sizes[l+1],), lrs (ceil(M / batch_size),).
+    """
+
+def set_num_threads(num_threads: int) -> None:
+    """Threads for fcnn's OpenMP loops and its BLAS (one setting for both)."""
+
+def get_num_threads() -> int:
+    """Threads fcnn's OpenMP loops use now (threadpoolctl's limits included)."""

@@ -17,7 +17,9 @@ import operator
 
 import numpy as np
 
-# Every function of the stub, in its order; the C module must export exactly these.
+# The per-batch kernels of the stub, in its order; the tests' zoo runs each of them. The
+# C module exports these, train_epoch (twinned below, tested in tests/test_fused.py) and
+# the thread setting (set_num_threads, get_num_threads), which has nothing to twin.
 KERNELS = (
     "linear_forward",
     "linear_backward",
@@ -42,6 +44,7 @@ __all__ = [
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward",
     "softmax_forward",
+    "train_epoch",
 ]
 
 # Scalar types rather than dtypes, so that inputs of either byte order are accepted.
@@ -338,3 +341,100 @@ def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True
         raise ValueError(f"decay must be in (0, 1], got {decay!r}")
     exponent = step // stage_length if staircase else step / stage_length
     return initial_lr * decay_value ** float(exponent)
+
+
+# ----------------------------------------------------------------------------
+# the fused epoch, batch by batch with the kernels above
+
+
+def train_epoch(images, labels, order, weights, biases, lrs, batch_size, weight_decay=0.0,
+                momentum=0.0, weight_velocities=None, bias_velocities=None, nesterov=False,
+                sparse_threshold=0.5, num_threads=0):
+    """One SGD epoch of the MLP ``weights``/``biases`` over ``images[order]``; see the stub.
+
+    ``sparse_threshold`` and ``num_threads`` only steer how the C kernel computes:
+    the twin checks them and computes densely on one thread.
+    """
+    threshold = _require_rate("sparse_threshold", sparse_threshold)
+    if threshold > 1:
+        raise ValueError(f"sparse_threshold must be in [0, 1], got {sparse_threshold!r}")
+    _require_int("num_threads", num_threads, 0)
+    for name, value in (("weights", weights), ("biases", biases)):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be a list of numpy arrays, got {type(value).__name__}")
+    if not 1 <= len(weights) <= 64 or len(biases) != len(weights):
+        raise ValueError(f"weights and biases must hold 1 to 64 arrays each, got "
+                         f"{len(weights)} and {len(biases)}")
+    for index, weight in enumerate(weights):
+        _require_in_place(f"weights[{index}]", weight)
+        if weight.ndim != 2 or weight.dtype != weights[0].dtype:
+            raise ValueError(f"weights[{index}] must be 2-D of the dtype of weights[0]")
+        if index > 0 and weight.shape[0] != weights[index - 1].shape[1]:
+            raise ValueError(f"weights[{index}] must have {weights[index - 1].shape[1]} rows")
+        _require_in_place(f"biases[{index}]", biases[index])
+        if biases[index].shape != (weight.shape[1],):
+            raise ValueError(f"biases[{index}] must have shape ({weight.shape[1]},)")
+    dtype = weights[0].dtype
+    _require_array("images", images)
+    if images.dtype != np.uint8 and images.dtype != dtype:
+        raise TypeError(f"images must have dtype uint8 or {dtype} (the dtype of the weights), "
+                        f"got {images.dtype}")
+    if images.ndim != 2 or images.shape[1] != weights[0].shape[0] or images.shape[0] == 0:
+        raise ValueError(f"images must have shape (*, {weights[0].shape[0]}), got {images.shape}")
+    labels = _index_array("labels", labels, images.shape[0], weights[-1].shape[1])
+    order = _index_array("order", order, None, images.shape[0])
+    batch_size = _require_int("batch_size", batch_size, 1)
+    momentum_value = _require_rate("momentum", momentum)
+    if momentum_value > 0 and (weight_velocities is None or bias_velocities is None):
+        raise ValueError("weight_velocities and bias_velocities must be lists like weights "
+                         "and biases when momentum > 0, got None")
+    batches = -(-order.shape[0] // batch_size)
+    lrs = np.asarray(lrs, np.float64)
+    if lrs.shape != (batches,):
+        raise ValueError(f"lrs must hold one rate per batch, {batches}, got {lrs.size}")
+    if not np.all(np.isfinite(lrs) & (lrs >= 0)):
+        raise ValueError("lrs must be finite and >= 0")
+    loss_sum, correct = 0.0, 0
+    for step in range(batches):
+        indices = order[step * batch_size:(step + 1) * batch_size]
+        x = images[indices].astype(dtype)
+        if images.dtype == np.uint8:
+            x /= dtype.type(255)
+        activations = [x]
+        for index, (weight, bias) in enumerate(zip(weights, biases)):
+            out = linear_forward(activations[-1], weight, bias)
+            activations.append(relu_forward(out) if index + 1 < len(weights) else out)
+        logits, batch_labels = activations[-1], labels[indices]
+        batch_loss = softmax_cross_entropy_forward(logits, batch_labels) * indices.shape[0]
+        if not math.isfinite(batch_loss):
+            return step, loss_sum, correct
+        loss_sum += batch_loss
+        correct += int((logits.argmax(axis=1) == batch_labels).sum())
+        dout = softmax_cross_entropy_backward(logits, batch_labels)
+        for index in range(len(weights) - 1, -1, -1):
+            dweight, dbias, dx = linear_backward(dout, activations[index], weights[index],
+                                                 compute_dx=index > 0)
+            if index > 0:
+                dout = relu_backward(dx, activations[index])
+            for param, grad, velocities in ((weights[index], dweight, weight_velocities),
+                                            (biases[index], dbias, bias_velocities)):
+                velocity = velocities[index] if momentum_value > 0 else None
+                sgd_step(param, grad, float(lrs[step]), weight_decay, momentum, velocity,
+                         nesterov)
+    return batches, loss_sum, correct
+
+
+def _index_array(name, values, length, upper):
+    """A 1-D integer array (of ``length`` entries, unless None) with values in [0, upper)."""
+    _require_array(name, values)
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype, got {values.dtype}")
+    if values.ndim != 1 or values.shape[0] == 0 or (length is not None and
+                                                     values.shape[0] != length):
+        raise ValueError(f"{name} must be a 1-D array of {length or 'some'} entries, "
+                         f"got shape {values.shape}")
+    bad = np.flatnonzero((values < 0) | (values >= upper))
+    if bad.size:
+        raise ValueError(f"{name} must be in [0, {upper}), got {values[bad[0]]} at index "
+                         f"{bad[0]}")
+    return values.astype(np.int64)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
+from ._backend import get_backend
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
@@ -24,7 +26,7 @@ from .nn import Module
 from .optim import SGD, ExponentialScheduler
 
 __all__ = ["DivergenceError", "History", "TrainConfig", "build_model", "build_optimizer", "evaluate",
-           "fit", "predict", "predict_proba", "train"]
+           "fit", "fused_eligible", "predict", "predict_proba", "train"]
 
 #: Per-epoch records: "epoch", "train_loss", "train_accuracy", "val_loss",
 #: "val_accuracy", "test_loss", "test_accuracy", "lr" (at the end of the epoch),
@@ -144,11 +146,122 @@ class _StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
+#: The first layer works on the non-zeros only when fewer than this share of a batch's
+#: pixels are non-zero (see benchmarks/bench_sparse.py for where dense products win).
+SPARSE_THRESHOLD = 0.5
+
+#: Batches per call of the fused kernel: between calls the progress bar moves and
+#: Ctrl-C is honoured.
+FUSED_CHUNK = 64
+
+
+def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | None:
+    """Why the fused C epoch cannot train this setup, or None when it can.
+
+    It takes a plain MLP (Linear, then any number of ReLU + Linear pairs, then an
+    optional Softmax) trained by :class:`~fcnn.optim.SGD` on a :class:`DataLoader`
+    of uint8 images (or float images of the net's dtype), on the C backend.
+    """
+    layers = net.layers
+    if get_backend() != "c":
+        return "the NumPy backend is selected"
+    if type(optimizer) is not SGD:
+        return f"the optimizer is {type(optimizer).__name__}, not fcnn.optim.SGD"
+    if type(loader).__iter__ is not DataLoader.__iter__ or not isinstance(loader, DataLoader):
+        return "the loader is not a plain fcnn DataLoader"
+    body = layers[:-1] if layers and type(layers[-1]) is Softmax else layers
+    if not body or len(body) % 2 == 0:
+        return "the net is not Linear, (ReLU, Linear)*, [Softmax]"
+    for index, layer in enumerate(body):
+        expected = Linear if index % 2 == 0 else ReLU
+        if type(layer) is not expected:
+            return "the net is not Linear, (ReLU, Linear)*, [Softmax]"
+    dtype = net.dtype
+    if loader.images.dtype != np.uint8 and loader.images.dtype != dtype:
+        return f"the images are {loader.images.dtype}, not uint8 or {dtype}"
+    if loader.dtype != dtype:
+        return f"the loader makes {loader.dtype} batches for a {dtype} net"
+    if loader.images.shape[1] != body[0].num_inputs:
+        return "the images do not match the first layer"
+    return None
+
+
+def _module_epoch(net: Module, optimizer: SGD, loader: DataLoader, epoch: int, bar: Any,
+                  interrupt: _StopOnInterrupt) -> tuple[float, int, int]:
+    """One epoch through the Module API, batch by batch; returns (loss sum, correct, seen)."""
+    criterion = CrossEntropyLoss(net)
+    total_loss, correct, seen = 0.0, 0, 0
+    for step, (images, labels) in enumerate(loader, start=1):
+        output = net(images)
+        loss = criterion(output, labels)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise DivergenceError(
+                f"training diverged at epoch {epoch}, step {step}: the loss is {value} "
+                f"(learning rate {optimizer.lr:g}); try a smaller learning rate"
+            )
+        loss.backward()
+        optimizer.step()
+        total_loss += value * labels.shape[0]
+        correct += int((output.argmax(axis=1) == labels).sum())
+        seen += labels.shape[0]
+        bar.update(1)
+        if interrupt.requested:
+            break
+    return total_loss, correct, seen
+
+
+def _fused_epoch(net: Module, optimizer: SGD, loader: DataLoader, epoch: int, bar: Any,
+                 interrupt: _StopOnInterrupt) -> tuple[float, int, int]:
+    """One epoch through fcnn._core.train_epoch, FUSED_CHUNK batches per call."""
+    linears = net.linear_layers()
+    weights = [layer.weight for layer in linears]
+    biases = [layer.bias for layer in linears]
+    weight_velocities = bias_velocities = None
+    if optimizer.momentum > 0:
+        index_of = {id(layer): index for index, layer in enumerate(net.layers)}
+        velocity = optimizer.velocities
+        for layer in linears:
+            for name, param in layer.parameters().items():
+                key = f"layers.{index_of[id(layer)]}.{name}"
+                if key not in velocity:
+                    velocity[key] = np.zeros_like(param)
+        weight_velocities = [velocity[f"layers.{index_of[id(layer)]}.weight"] for layer in linears]
+        bias_velocities = [velocity[f"layers.{index_of[id(layer)]}.bias"] for layer in linears]
+    batch_size = loader.batch_size
+    order = loader.epoch_order()[:len(loader) * batch_size]
+    images = np.ascontiguousarray(loader.images)
+    total_loss, correct, seen = 0.0, 0, 0
+    for first in range(0, len(loader), FUSED_CHUNK):
+        chunk = order[first * batch_size:(first + FUSED_CHUNK) * batch_size]
+        batches = -(-chunk.shape[0] // batch_size)
+        lrs = np.array([optimizer.scheduler(optimizer.step_count + i) for i in range(batches)],
+                       np.float64)
+        steps, loss_sum, chunk_correct = _core.train_epoch(
+            images, loader.labels, chunk, weights, biases, lrs, batch_size,
+            optimizer.weight_decay, optimizer.momentum, weight_velocities, bias_velocities,
+            optimizer.nesterov, SPARSE_THRESHOLD)
+        optimizer.step_count += steps
+        total_loss += loss_sum
+        correct += chunk_correct
+        seen += min(steps * batch_size, chunk.shape[0])
+        bar.update(steps)
+        if steps < batches:
+            raise DivergenceError(
+                f"training diverged at epoch {epoch}, step {first + steps + 1}: the loss is not "
+                f"finite (learning rate {lrs[steps]:g}); try a smaller learning rate"
+            )
+        if interrupt.requested:
+            break
+    return total_loss, correct, seen
+
+
 def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
           val_data: tuple[np.ndarray, np.ndarray] | None = None,
           test_data: tuple[np.ndarray, np.ndarray] | None = None,
           progress: bool = True,
-          on_epoch_end: Callable[[int, History], None] | None = None) -> History:
+          on_epoch_end: Callable[[int, History], None] | None = None,
+          fused: bool | None = None) -> History:
     """Trains ``net`` for ``epochs`` epochs and returns the per-epoch history.
 
     Args:
@@ -160,11 +273,16 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
         test_data: ``(images, labels)`` for reporting, evaluated each epoch.
         progress: show a tqdm progress bar (terminal or Jupyter).
         on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
+        fused: ``None`` (default) trains with the fused C epoch whenever
+            :func:`fused_eligible` allows and batch by batch through the Module API
+            otherwise; ``False`` always goes batch by batch; ``True`` requires the
+            fused epoch (ValueError saying why not).
 
     Returns:
-        The :data:`History`. If Ctrl-C was pressed, training stops after the
-        current batch, the net holds the weights of the last completed step and
-        the history has ``"interrupted": True`` and the completed epochs only.
+        The :data:`History`. If Ctrl-C was pressed, training stops between batches
+        (within FUSED_CHUNK batches on the fused path), the net holds the weights
+        of the last completed step and the history has ``"interrupted": True`` and
+        the completed epochs only.
 
     Raises:
         DivergenceError: the training loss became NaN or infinite; the net keeps
@@ -174,7 +292,10 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
 
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    criterion = CrossEntropyLoss(net)
+    reason = fused_eligible(net, optimizer, loader)
+    if fused and reason is not None:
+        raise ValueError(f"fused=True, but the fused epoch cannot train this: {reason}")
+    run_epoch = _fused_epoch if fused is not False and reason is None else _module_epoch
     history: History = {"epoch": [], "train_loss": [], "train_accuracy": [], "lr": [],
                         "epoch_time": []}
     for name, data in (("val", val_data), ("test", test_data)):
@@ -183,29 +304,10 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
     with _StopOnInterrupt() as interrupt:
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
-            total_loss, correct, seen = 0.0, 0, 0
-            bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress,
-                       leave=False, unit="batch")
-            for step, (images, labels) in enumerate(bar, start=1):
-                output = net(images)
-                loss = criterion(output, labels)
-                value = loss.item()
-                if not math.isfinite(value):
-                    bar.close()
-                    raise DivergenceError(
-                        f"training diverged at epoch {epoch}, step {step}: the loss is {value} "
-                        f"(learning rate {optimizer.lr:g}); try a smaller learning rate"
-                    )
-                loss.backward()
-                optimizer.step()
-                total_loss += value * labels.shape[0]
-                correct += int((output.argmax(axis=1) == labels).sum())
-                seen += labels.shape[0]
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{optimizer.lr:.3g}")
-                if interrupt.requested:
-                    break
-            bar.close()
+            with tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress,
+                      leave=False, unit="batch") as bar:
+                total_loss, correct, seen = run_epoch(net, optimizer, loader, epoch, bar,
+                                                      interrupt)
             train_seconds = time.perf_counter() - started
             if interrupt.requested:
                 history["interrupted"] = True

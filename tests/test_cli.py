@@ -26,7 +26,7 @@ def test_train_writes_model_and_history(trained, capsys):
     record = json.loads((trained / "history.json").read_text())
     history = record["history"]
     assert history["epoch"] == [1]
-    assert history["val_accuracy"][0] > 0.9 and history["test_accuracy"][0] > 0.9
+    assert history["val_accuracy"][0] > 0.85 and history["test_accuracy"][0] > 0.85
     assert record["config"]["hidden"] == [64]
     checkpoint_meta = np.load(trained / "model.npz", allow_pickle=False)
     assert "layers.0.weight" in checkpoint_meta.files

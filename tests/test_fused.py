@@ -1,0 +1,261 @@
+"""The fused C epoch: against its NumPy twin and the Module API path, sparse against dense,
+threads, reproducibility, divergence, Ctrl-C, and bad input."""
+
+import signal
+
+import numpy as np
+import pytest
+import threadpoolctl
+
+import fcnn
+from fcnn import _core, reference
+from fcnn.dataloader import DataLoader
+from fcnn.functional import Linear, ReLU, Softmax
+from fcnn.nn import Module
+from fcnn.optim import SGD, ExponentialScheduler
+from fcnn.training import DivergenceError, fused_eligible, train
+
+CLASSES = 7
+
+
+def digits_like(n=300, features=60, density=0.2, seed=0):
+    """uint8 images with the given share of non-zero pixels, like MNIST's ~19%."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(1, 256, (n, features)).astype(np.uint8)
+    images[rng.random((n, features)) >= density] = 0
+    return images, rng.integers(0, CLASSES, n)
+
+
+def parameters(sizes, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = [(rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(dtype)
+               for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [(0.1 * rng.standard_normal(b)).astype(dtype) for b in sizes[1:]]
+    return weights, biases
+
+
+def run(backend, images, labels, sizes, dtype, batch_size=32, momentum=0.0, nesterov=False,
+        sparse_threshold=0.5, weight_decay=1e-3, order_seed=1):
+    weights, biases = parameters(sizes, dtype)
+    velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
+    order = np.random.default_rng(order_seed).permutation(len(labels))
+    lrs = np.linspace(0.2, 0.05, -(-len(order) // batch_size))
+    result = backend.train_epoch(images, labels, order, weights, biases, lrs, batch_size,
+                                 weight_decay, momentum, *velocities, nesterov, sparse_threshold)
+    return result, weights + biases + velocities[0] + velocities[1]
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+@pytest.mark.parametrize("hidden", [(20,), (70, 13), (130,)])
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+@pytest.mark.parametrize("sparse_threshold", [0.0, 1.0])
+def test_fused_epoch_matches_twin(dtype, rtol, hidden, momentum, nesterov, sparse_threshold):
+    images, labels = digits_like()
+    sizes = [images.shape[1], *hidden, CLASSES]
+    (steps, loss, correct), params = run(_core, images, labels, sizes, dtype,
+                                         momentum=momentum, nesterov=nesterov,
+                                         sparse_threshold=sparse_threshold)
+    (twin_steps, twin_loss, twin_correct), twin_params = run(
+        reference, images, labels, sizes, dtype, momentum=momentum, nesterov=nesterov)
+    assert steps == twin_steps == 10
+    assert loss == pytest.approx(twin_loss, rel=rtol)
+    assert abs(correct - twin_correct) <= (0 if dtype == np.float64 else 2)
+    for value, expected in zip(params, twin_params):
+        assert value.dtype == dtype
+        scale = np.abs(expected).max() + 1e-30
+        np.testing.assert_allclose(value / scale, expected / scale, rtol=0, atol=rtol)
+
+
+@pytest.mark.parametrize("density", [0.05, 0.2, 0.6, 1.0])
+def test_sparse_and_dense_first_layer_agree(density):
+    images, labels = digits_like(density=density)
+    sizes = [images.shape[1], 64, CLASSES]
+    _, sparse = run(_core, images, labels, sizes, np.float64, sparse_threshold=1.0)
+    _, dense = run(_core, images, labels, sizes, np.float64, sparse_threshold=0.0)
+    for a, b in zip(sparse, dense):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_float_images_are_not_rescaled():
+    images, labels = digits_like()
+    floats = images / 255.0
+    _, from_bytes = run(_core, images, labels, [60, 16, CLASSES], np.float64)
+    _, from_floats = run(_core, floats, labels, [60, 16, CLASSES], np.float64)
+    for a, b in zip(from_bytes, from_floats):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def mlp(dtype=np.float64, hidden=(24,), features=60, seed=0):
+    sizes = [features, *hidden, CLASSES]
+    layers = []
+    for index, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(a, b, dtype=dtype, rng=seed + index))
+        layers.append(ReLU() if index < len(sizes) - 2 else Softmax())
+    return Module(layers)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_train_fused_equals_module_path_in_float64(momentum):
+    images, labels = digits_like(n=500)
+    finals = []
+    for fused in (True, False):
+        net = mlp()
+        optimizer = SGD(net, lr_scheduler=ExponentialScheduler(0.3, stage_length=7),
+                        decay=1e-4, momentum=momentum)
+        loader = DataLoader((images, labels), batch_size=40, seed=3, dtype=np.float64)
+        history = train(net, optimizer, loader, epochs=2, progress=False, fused=fused)
+        finals.append((net.state_dict(), history, optimizer.step_count))
+    (fused_state, fused_history, fused_steps), (module_state, module_history, module_steps) = finals
+    assert fused_steps == module_steps == 2 * 13
+    np.testing.assert_allclose(fused_history["train_loss"], module_history["train_loss"],
+                               rtol=1e-12)
+    assert fused_history["train_accuracy"] == module_history["train_accuracy"]
+    for key, value in fused_state.items():
+        np.testing.assert_allclose(value, module_state[key], rtol=1e-10, atol=1e-12)
+
+
+def test_fused_training_is_bitwise_reproducible():
+    images, labels = digits_like(n=400)
+    runs = []
+    for _ in range(2):
+        net = mlp(np.float32, hidden=(200,))
+        optimizer = SGD(net, lr=0.1, momentum=0.5)
+        train(net, optimizer, DataLoader((images, labels), seed=5), epochs=2, progress=False,
+              fused=True)
+        runs.append(net.state_dict())
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+
+
+def test_sparse_path_does_not_depend_on_thread_count():
+    images, labels = digits_like(n=200)
+    results = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads):
+            assert _core.get_num_threads() == threads
+            results.append(run(_core, images, labels, [60, 256, CLASSES], np.float32,
+                               sparse_threshold=1.0)[1])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_one_thread_setting_reaches_openmp_and_blas():
+    previous = _core.get_num_threads()
+    try:
+        fcnn.set_num_threads(1)
+        assert _core.get_num_threads() == 1
+        blas = [info for info in threadpoolctl.threadpool_info()
+                if "scipy_openblas" in info["filepath"] and "64_" not in info["filepath"]]
+        assert blas and blas[0]["num_threads"] == 1
+    finally:
+        fcnn.set_num_threads(previous)
+    libraries = {info["user_api"] for info in threadpoolctl.threadpool_info()}
+    assert {"openmp", "blas"} <= libraries
+
+
+def test_divergence_on_fused_path_names_the_step():
+    images, labels = digits_like()
+    net = mlp(np.float32)
+    optimizer = SGD(net, lr=1e30, lr_scheduler=None)
+    with pytest.raises(DivergenceError, match=r"diverged at epoch 1, step \d+: the loss is not"):
+        train(net, optimizer, DataLoader((images, labels), seed=0), epochs=1, progress=False,
+              fused=True)
+    assert all(np.isfinite(p).all() for p in net.parameters())
+
+
+def test_ctrl_c_on_fused_path_stops_between_chunks(monkeypatch):
+    import fcnn.training
+
+    monkeypatch.setattr(fcnn.training, "FUSED_CHUNK", 2)
+    calls = []
+    real = _core.train_epoch
+
+    def interrupted_after_first_call(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+        return real(*args)
+
+    monkeypatch.setattr(fcnn.training._core, "train_epoch", interrupted_after_first_call)
+    images, labels = digits_like(n=400)
+    net = mlp(np.float32)
+    optimizer = SGD(net, lr=0.1)
+    history = train(net, optimizer, DataLoader((images, labels), batch_size=32, seed=0),
+                    epochs=3, progress=False, fused=True)
+    assert history["interrupted"] is True and history["epoch"] == []
+    assert optimizer.step_count == 2 and len(calls) == 1
+
+
+def test_fused_eligibility():
+    images, labels = digits_like()
+    net = mlp(np.float32)
+    loader = DataLoader((images, labels))
+    assert fused_eligible(net, SGD(net, lr=0.1), loader) is None
+    assert fused_eligible(Module(Linear(60, CLASSES)), SGD(net, lr=0.1), loader) is None
+    odd = Module(Linear(60, 10), ReLU())
+    assert "not Linear, (ReLU, Linear)*" in fused_eligible(odd, SGD(odd, lr=0.1), loader)
+    float64_loader = DataLoader((images / 255.0, labels))
+    assert "float64" in fused_eligible(net, SGD(net, lr=0.1), float64_loader)
+
+    class MyLoader(DataLoader):
+        def __iter__(self):
+            yield from super().__iter__()
+
+    assert "plain fcnn DataLoader" in fused_eligible(net, SGD(net, lr=0.1),
+                                                     MyLoader((images, labels)))
+    fcnn.set_backend("numpy")
+    try:
+        assert "NumPy backend" in fused_eligible(net, SGD(net, lr=0.1), loader)
+    finally:
+        fcnn.set_backend("c")
+    with pytest.raises(ValueError, match="fused=True, but the fused epoch cannot train this"):
+        train(odd, SGD(odd, lr=0.1), loader, epochs=1, progress=False, fused=True)
+
+
+def bad_cases():
+    images, labels = digits_like(n=64)
+    weights, biases = parameters([60, 16, CLASSES], np.float32)
+    order = np.arange(64)
+    lrs = np.full(2, 0.1)
+
+    def call(**changes):
+        arguments = dict(images=images, labels=labels, order=order, weights=weights,
+                         biases=biases, lrs=lrs, batch_size=32)
+        arguments.update(changes)
+        return arguments
+
+    read_only = weights[0].copy()
+    read_only.flags.writeable = False
+    return [
+        (call(lrs=np.full(3, 0.1)), ValueError, r"^lrs must hold one rate per batch, 2"),
+        (call(lrs=np.array([0.1, np.nan])), ValueError, r"^lrs must be finite and >= 0"),
+        (call(labels=labels + CLASSES), ValueError, r"^labels must be in \[0, 7\)"),
+        (call(order=np.array([0, 64])), ValueError, r"^order must be in \[0, 64\)"),
+        (call(order=order[:0]), ValueError, r"^order must be a non-empty 1-D array"),
+        (call(weights=[weights[0], weights[0]]), ValueError, r"^weights\[1\] must have shape"),
+        (call(weights=weights[0]), TypeError, r"^weights must be a list"),
+        (call(biases=biases[:1]), ValueError, r"^biases must hold 2 arrays"),
+        (call(weights=[read_only, weights[1]]), TypeError, r"^weights\[0\] must be a writable"),
+        (call(biases=[biases[0].astype(np.float64), biases[1]]), TypeError,
+         r"^biases\[0\] must have dtype float32"),
+        (call(images=images.astype(np.int16)), TypeError, r"^images must have dtype uint8"),
+        (call(images=images[:, :50].copy()), ValueError, r"^images must have shape"),
+        (call(batch_size=0), ValueError, r"^batch_size must be an integer >= 1"),
+        (call(momentum=0.9), ValueError, r"^weight_velocities and bias_velocities must be"),
+        (call(nesterov=True), ValueError, r"^nesterov needs momentum > 0"),
+        (call(sparse_threshold=2.0), ValueError, r"^sparse_threshold must be in \[0, 1\]"),
+        (call(labels=labels[:10]), ValueError, r"^labels must have shape \(64,\)"),
+    ]
+
+
+@pytest.mark.parametrize("arguments, error, pattern", bad_cases())
+def test_train_epoch_bad_input(arguments, error, pattern):
+    with pytest.raises(error, match=pattern):
+        _core.train_epoch(**arguments)
+    with pytest.raises((TypeError, ValueError)):
+        reference.train_epoch(**arguments)
+
+
+def test_set_num_threads_rejects_zero():
+    with pytest.raises(ValueError, match=r"^num_threads must be an integer >= 1"):
+        fcnn.set_num_threads(0)
