@@ -24,13 +24,16 @@
 static fcnn_size round_up(fcnn_size bytes) { return (bytes + 63) / 64 * 64; }
 
 fcnn_size fcnn_train_epoch_workspace(const fcnn_size *sizes, fcnn_size L, fcnn_size B,
-                                     fcnn_size item) {
+                                     fcnn_size item, int num_threads) {
     fcnn_size C0 = sizes[0], widest = 0, largest_weight = 0, total = 0;
     for (fcnn_size l = 1; l <= L; l++) widest = sizes[l] > widest ? sizes[l] : widest;
     for (fcnn_size l = 0; l < L; l++) {
         fcnn_size weight = sizes[l] * sizes[l + 1];
         largest_weight = weight > largest_weight ? weight : largest_weight;
     }
+    fcnn_size block = FCNN_PANEL_BYTES / item;
+    fcnn_size panels = (sizes[1] + block - 1) / block * C0 * block;
+    fcnn_size scratch = (B > C0 ? B : C0) * block;
     total += round_up(B * C0 * item);                      // dense batch, or CSR values
     total += round_up(B * C0 * item);                      // CSC values
     total += 2 * round_up(B * C0 * (fcnn_size)sizeof(int32_t));  // CSR columns, CSC rows
@@ -40,7 +43,17 @@ fcnn_size fcnn_train_epoch_workspace(const fcnn_size *sizes, fcnn_size L, fcnn_s
     total += 2 * round_up(B * widest * item);              // gradient ping-pong
     total += round_up(largest_weight * item);              // a dense weight gradient
     total += round_up(widest * item);                      // a bias gradient
+    total += 2 * round_up(panels * item);                  // first-layer weight, velocity panels
+    total += round_up(num_threads * scratch * item);       // per-thread panel scratch
     return total;
+}
+
+int fcnn_thread_index(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
 }
 
 void fcnn_set_threads(int count) {
@@ -67,12 +80,14 @@ int fcnn_default_threads(void) {
 // first layer on a sparse batch
 
 // Columns per block: eight 32-byte vectors of accumulators (eight AVX registers; sixteen SSE
-// registers in the portable build). GCC's vector extension makes the register blocking explicit.
+// registers in the portable build), FCNN_PANEL_BYTES in all. GCC's vector extension makes the
+// register blocking explicit.
 typedef real S(vector) __attribute__((vector_size(32)));
 #define VECTOR S(vector)
 #define LANES ((fcnn_size)(32 / sizeof(real)))
 #define VECTORS 8
-#define BLOCK (VECTORS * LANES)
+#define BLOCK ((fcnn_size)(FCNN_PANEL_BYTES / sizeof(real)))
+_Static_assert(VECTORS * 32 == FCNN_PANEL_BYTES, "a panel row is VECTORS vectors");
 
 static inline VECTOR S(load)(const real *p) {
     VECTOR v;
@@ -81,47 +96,6 @@ static inline VECTOR S(load)(const real *p) {
 }
 
 static inline void S(store)(real *p, VECTOR v) { memcpy(p, &v, sizeof v); }
-
-// CSR (row_start (B+1), cols, vals) x weight (C, H) + bias -> out (B, H), ReLU'd if relu
-FCNN_HOT static void S(sparse_forward)(real *out, const fcnn_size *row_start,
-                                        const int32_t *cols, const real *vals,
-                                        const real *weight, const real *bias, fcnn_size B,
-                                        fcnn_size H, int relu, int num_threads) {
-    fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static) num_threads(num_threads)
-    for (fcnn_size block = 0; block < num_blocks; block++) {
-        fcnn_size j0 = block * BLOCK;
-        if (j0 + BLOCK <= H) {
-            for (fcnn_size b = 0; b < B; b++) {
-                VECTOR acc[VECTORS];
-                for (int v = 0; v < VECTORS; v++) acc[v] = S(load)(bias + j0 + v * LANES);
-                for (fcnn_size p = row_start[b]; p < row_start[b + 1]; p++) {
-                    const real x = vals[p];
-                    const real *w = weight + (fcnn_size)cols[p] * H + j0;
-                    for (int v = 0; v < VECTORS; v++) acc[v] += x * S(load)(w + v * LANES);
-                }
-                real *o = out + b * H + j0;
-                for (int v = 0; v < VECTORS; v++) S(store)(o + v * LANES, acc[v]);
-                if (relu) {
-                    for (fcnn_size j = 0; j < BLOCK; j++) o[j] = o[j] < 0 ? 0 : o[j];
-                }
-            }
-        } else {  // the last, narrower block
-            for (fcnn_size b = 0; b < B; b++) {
-                real *o = out + b * H;
-                for (fcnn_size j = j0; j < H; j++) o[j] = bias[j];
-                for (fcnn_size p = row_start[b]; p < row_start[b + 1]; p++) {
-                    const real x = vals[p];
-                    const real *w = weight + (fcnn_size)cols[p] * H;
-                    for (fcnn_size j = j0; j < H; j++) o[j] += x * w[j];
-                }
-                if (relu) {
-                    for (fcnn_size j = j0; j < H; j++) o[j] = o[j] < 0 ? 0 : o[j];
-                }
-            }
-        }
-    }
-}
 
 // Applies one SGD step to n parameters given their gradient g (see fcnn_sgd_step).
 static inline void S(update)(real *param, real *velocity, const real *g, real lr, real keep,
@@ -137,40 +111,117 @@ static inline void S(update)(real *param, real *velocity, const real *g, real lr
     }
 }
 
-// weight (C, H) updated with the gradient CSC^T dout, never stored:
-// for each input k, g = sum over the batch's non-zeros x_bk of x_bk * dout[b], then one step.
-FCNN_HOT static void S(sparse_update)(real *weight, real *velocity, const fcnn_size *col_start,
-                                       const int32_t *rows, const real *vals, const real *dout,
-                                       fcnn_size C, fcnn_size H, real lr, real keep,
-                                       real momentum, int nesterov, int num_threads) {
-    // Without decay or momentum an input absent from the batch leaves its row unchanged.
-    const int touch_all = keep != 1 || velocity != NULL;
+// The first layer's weight (C, H) is kept during a call as panels (ceil(H / BLOCK), C, BLOCK):
+// panel p holds columns [p * BLOCK, p * BLOCK + BLOCK), zero-padded, contiguous. Read straight
+// from the (C, H) array, rows 4 KB apart (H = 1024 floats) all fall in a few cache sets and the
+// block thrashes; as a panel it streams from L2.
+
+// weight (C, H) -> panels; panels -> weight when unpack
+static void S(repack)(real *panels, real *weight, fcnn_size C, fcnn_size H, int unpack) {
     fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static) num_threads(num_threads)
     for (fcnn_size block = 0; block < num_blocks; block++) {
-        fcnn_size j0 = block * BLOCK, width = j0 + BLOCK <= H ? BLOCK : H - j0;
-        real g[BLOCK];
+        fcnn_size j0 = block * BLOCK, width = H - j0 < BLOCK ? H - j0 : BLOCK;
+        real *panel = panels + block * C * BLOCK;
         for (fcnn_size k = 0; k < C; k++) {
-            if (!touch_all && col_start[k] == col_start[k + 1]) continue;
-            if (width == BLOCK) {
+            if (unpack) {
+                memcpy(weight + k * H + j0, panel + k * BLOCK, width * sizeof(real));
+            } else {
+                memcpy(panel + k * BLOCK, weight + k * H + j0, width * sizeof(real));
+                for (fcnn_size j = width; j < BLOCK; j++) panel[k * BLOCK + j] = 0;
+            }
+        }
+    }
+}
+
+// batch (sparse: CSR row_start (B+1), cols, vals; dense: x (B, C)) x panels + bias
+// -> out (B, H), ReLU'd if relu
+FCNN_HOT static void S(first_forward)(real *out, const real *panels, const real *bias,
+                                       const fcnn_size *row_start, const int32_t *cols,
+                                       const real *vals, const real *x, int sparse, fcnn_size B,
+                                       fcnn_size C, fcnn_size H, int relu, int num_threads) {
+    fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
+    for (fcnn_size block = 0; block < num_blocks; block++) {
+        fcnn_size j0 = block * BLOCK, width = H - j0 < BLOCK ? H - j0 : BLOCK;
+        const real *panel = panels + block * C * BLOCK;
+        if (sparse) {
+            real start[BLOCK], result[BLOCK];
+            for (fcnn_size j = 0; j < BLOCK; j++) start[j] = j < width ? bias[j0 + j] : 0;
+            for (fcnn_size b = 0; b < B; b++) {
+                VECTOR acc[VECTORS];
+                for (int v = 0; v < VECTORS; v++) acc[v] = S(load)(start + v * LANES);
+                for (fcnn_size p = row_start[b]; p < row_start[b + 1]; p++) {
+                    const real value = vals[p];
+                    const real *w = panel + (fcnn_size)cols[p] * BLOCK;
+                    for (int v = 0; v < VECTORS; v++) acc[v] += value * S(load)(w + v * LANES);
+                }
+                for (int v = 0; v < VECTORS; v++) S(store)(result + v * LANES, acc[v]);
+                real *o = out + b * H + j0;
+                for (fcnn_size j = 0; j < width; j++) {
+                    o[j] = relu && result[j] < 0 ? 0 : result[j];
+                }
+            }
+        } else {
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)B, (blasint)width,
+                 (blasint)C, 1, x, (blasint)C, panel, (blasint)BLOCK, 0, out + j0, (blasint)H);
+            for (fcnn_size b = 0; b < B; b++) {
+                real *o = out + b * H + j0;
+                for (fcnn_size j = 0; j < width; j++) {
+                    real z = o[j] + bias[j0 + j];
+                    o[j] = relu && z < 0 ? 0 : z;
+                }
+            }
+        }
+    }
+}
+
+// panels (and velocity panels, or NULL) updated with the gradient batch^T dout, which is never
+// stored whole: per panel, sparse: for each input k, g = sum over the non-zeros x_bk of column
+// k (CSC col_start, rows, vals) of x_bk * dout[b]; dense: one GEMM into the thread's scratch.
+// scratch holds max(B, C) * BLOCK reals per thread.
+FCNN_HOT static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
+                                      const fcnn_size *col_start, const int32_t *rows,
+                                      const real *vals, const real *x, int sparse,
+                                      const real *dout, fcnn_size B, fcnn_size C, fcnn_size H,
+                                      real lr, real keep, real momentum, int nesterov,
+                                      int num_threads) {
+    // Without decay or momentum an input absent from the batch leaves its row unchanged.
+    const int touch_all = keep != 1 || velocity_panels != NULL;
+    fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
+    fcnn_size scratch_size = (B > C ? B : C) * BLOCK;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
+    for (fcnn_size block = 0; block < num_blocks; block++) {
+        fcnn_size j0 = block * BLOCK, width = H - j0 < BLOCK ? H - j0 : BLOCK;
+        real *panel = panels + block * C * BLOCK;
+        real *velocity = velocity_panels == NULL ? NULL : velocity_panels + block * C * BLOCK;
+        real *mine = scratch + fcnn_thread_index() * scratch_size;
+        if (sparse) {
+            // This block of dout, contiguous and zero-padded: (B, BLOCK), in L1.
+            for (fcnn_size b = 0; b < B; b++) {
+                memcpy(mine + b * BLOCK, dout + b * H + j0, width * sizeof(real));
+                for (fcnn_size j = width; j < BLOCK; j++) mine[b * BLOCK + j] = 0;
+            }
+            real g[BLOCK];
+            for (fcnn_size k = 0; k < C; k++) {
+                if (!touch_all && col_start[k] == col_start[k + 1]) continue;
                 VECTOR acc[VECTORS];
                 for (int v = 0; v < VECTORS; v++) acc[v] = (VECTOR){0};
                 for (fcnn_size p = col_start[k]; p < col_start[k + 1]; p++) {
-                    const real x = vals[p];
-                    const real *d = dout + (fcnn_size)rows[p] * H + j0;
-                    for (int v = 0; v < VECTORS; v++) acc[v] += x * S(load)(d + v * LANES);
+                    const real value = vals[p];
+                    const real *d = mine + (fcnn_size)rows[p] * BLOCK;
+                    for (int v = 0; v < VECTORS; v++) acc[v] += value * S(load)(d + v * LANES);
                 }
                 for (int v = 0; v < VECTORS; v++) S(store)(g + v * LANES, acc[v]);
-            } else {
-                for (fcnn_size j = 0; j < width; j++) g[j] = 0;
-                for (fcnn_size p = col_start[k]; p < col_start[k + 1]; p++) {
-                    const real x = vals[p];
-                    const real *d = dout + (fcnn_size)rows[p] * H + j0;
-                    for (fcnn_size j = 0; j < width; j++) g[j] += x * d[j];
-                }
+                S(update)(panel + k * BLOCK, velocity == NULL ? NULL : velocity + k * BLOCK, g,
+                          lr, keep, momentum, nesterov, width);
             }
-            S(update)(weight + k * H + j0, velocity == NULL ? NULL : velocity + k * H + j0, g,
-                      lr, keep, momentum, nesterov, width);
+        } else {
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)C, (blasint)width, (blasint)B,
+                 1, x, (blasint)C, dout + j0, (blasint)H, 0, mine, (blasint)BLOCK);
+            for (fcnn_size k = 0; k < C; k++) {
+                S(update)(panel + k * BLOCK, velocity == NULL ? NULL : velocity + k * BLOCK,
+                          mine + k * BLOCK, lr, keep, momentum, nesterov, width);
+            }
         }
     }
 }
@@ -283,17 +334,18 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
                               const fcnn_size *sizes, fcnn_size L, fcnn_size B,
                               double weight_decay, double momentum, int nesterov,
                               double sparse_threshold, int num_threads) {
-    fcnn_size C0 = sizes[0], K = sizes[L], widest = 0, largest_weight = 0;
-    if (num_threads <= 0) num_threads = fcnn_default_threads();
+    fcnn_size C0 = sizes[0], H = sizes[1], K = sizes[L], widest = 0, largest_weight = 0;
     for (fcnn_size l = 1; l <= L; l++) widest = sizes[l] > widest ? sizes[l] : widest;
     for (fcnn_size l = 0; l < L; l++) {
         fcnn_size weight = sizes[l] * sizes[l + 1];
         largest_weight = weight > largest_weight ? weight : largest_weight;
     }
+    fcnn_size panel_size = (H + BLOCK - 1) / BLOCK * C0 * BLOCK;
     // Carve the workspace in the order fcnn_train_epoch_workspace counted it.
     char *cursor = (char *)workspace;
-#define CARVE(type, count) \
-    ((type *)(cursor += round_up((count) * (fcnn_size)sizeof(type)), cursor - round_up((count) * (fcnn_size)sizeof(type))))
+#define CARVE(type, count)                                                  \
+    ((type *)(cursor += round_up((count) * (fcnn_size)sizeof(type)),       \
+              cursor - round_up((count) * (fcnn_size)sizeof(type))))
     real *x = CARVE(real, B * C0);  // dense batch; shares room with the CSR values
     real *csr_vals = x;
     real *csc_vals = CARVE(real, B * C0);
@@ -307,17 +359,26 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
     real *grad_b = CARVE(real, B * widest);
     real *dweight = CARVE(real, largest_weight);
     real *dbias = CARVE(real, widest);
+    real *panels = CARVE(real, panel_size);
+    real *velocity_panels = CARVE(real, panel_size);
+    real *scratch = CARVE(real, num_threads * (B > C0 ? B : C0) * BLOCK);
 #undef CARVE
 
     const real momentum_r = (real)momentum;
     const int use_velocity = momentum > 0;
+    // Sparse batches are possible only from bytes; then the first layer lives in panels.
+    const int packed = images_are_bytes && sparse_threshold > 0;
+    if (packed) {
+        S(repack)(panels, weights[0], C0, H, 0);
+        if (use_velocity) S(repack)(velocity_panels, weight_velocities[0], C0, H, 0);
+    }
     // Every thread of the epoch is OpenMP's; the BLAS runs on the thread that calls it.
     const int blas_threads = scipy_openblas_get_num_threads();
     scipy_openblas_set_num_threads(1);
-    fcnn_size num_batches = (M + B - 1) / B;
+    fcnn_size num_batches = (M + B - 1) / B, step;
     double total_loss = 0;
     int64_t total_correct = 0;
-    for (fcnn_size step = 0; step < num_batches; step++) {
+    for (step = 0; step < num_batches; step++) {
         fcnn_size first = step * B, rows = M - first < B ? M - first : B;
         const int64_t *indices = order + first;
         const real lr = (real)lrs[step], keep = (real)(1 - weight_decay * lrs[step]);
@@ -325,40 +386,37 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
                                      csc_vals, images, images_are_bytes, indices, rows, C0,
                                      sparse_threshold);
         // forward
-        if (sparse) {
-            S(sparse_forward)(acts[1], row_start, cols, csr_vals, weights[0], biases[0], rows,
-                              sizes[1], L > 1, num_threads);
+        if (packed) {
+            S(first_forward)(acts[1], panels, biases[0], row_start, cols, csr_vals, x, sparse,
+                             rows, C0, H, L > 1, num_threads);
         } else {
-            S(dense_forward)(acts[1], x, weights[0], biases[0], rows, C0, sizes[1], L > 1,
+            S(dense_forward)(acts[1], x, weights[0], biases[0], rows, C0, H, L > 1,
                              num_threads);
         }
         for (fcnn_size l = 1; l < L; l++) {
             S(dense_forward)(acts[l + 1], acts[l], weights[l], biases[l], rows, sizes[l],
                              sizes[l + 1], l + 1 < L, num_threads);
         }
-        // loss, accuracy and dlogits = (softmax - onehot) / rows, written over the logits
+        // loss and accuracy, then dlogits = (softmax - onehot) / rows over the logits
         real *logits = acts[L];
         double batch_loss = 0;
+        int64_t batch_correct = 0;
         for (fcnn_size b = 0; b < rows; b++) {
             real *row = logits + b * K;
             int64_t label = labels[indices[b]];
             fcnn_size best = 0;
             for (fcnn_size c = 1; c < K; c++) best = row[c] > row[best] ? c : best;
-            total_correct += best == label;
+            batch_correct += best == label;
             double maxval = row[best], sum = 0;
             for (fcnn_size c = 0; c < K; c++) sum += exp((double)row[c] - maxval);
             batch_loss += maxval + log(sum) - (double)row[label];
         }
-        if (!isfinite(batch_loss)) {
-            scipy_openblas_set_num_threads(blas_threads);
-            *loss_sum = total_loss;
-            *correct = total_correct;
-            return step;
-        }
+        if (!isfinite(batch_loss)) break;  // stop before this batch's update
         total_loss += batch_loss;
+        total_correct += batch_correct;
+        const real inv_rows = (real)1 / (real)rows;
         for (fcnn_size b = 0; b < rows; b++) {
             real *row = logits + b * K;
-            int64_t label = labels[indices[b]];
             real maxval = row[0];
             for (fcnn_size c = 1; c < K; c++) maxval = row[c] > maxval ? row[c] : maxval;
             real sum = 0;
@@ -366,9 +424,9 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
                 row[c] = EXP(row[c] - maxval);
                 sum += row[c];
             }
-            real inv_sum = 1 / sum, inv_rows = (real)1 / (real)rows;
+            real inv_sum = 1 / sum;
             for (fcnn_size c = 0; c < K; c++) row[c] *= inv_sum;
-            row[label] -= 1;
+            row[labels[indices[b]]] -= 1;
             for (fcnn_size c = 0; c < K; c++) row[c] *= inv_rows;
         }
         // backward through the dense layers; each layer's input gradient is taken before
@@ -391,15 +449,14 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
             dout = din;
         }
         // the first layer
-        fcnn_size H = sizes[1];
         for (fcnn_size j = 0; j < H; j++) dbias[j] = 0;
         for (fcnn_size b = 0; b < rows; b++) {
             for (fcnn_size j = 0; j < H; j++) dbias[j] += dout[b * H + j];
         }
-        if (sparse) {
-            S(sparse_update)(weights[0], use_velocity ? weight_velocities[0] : NULL, col_start,
-                             csc_rows, csc_vals, dout, C0, H, lr, keep, momentum_r, nesterov,
-                             num_threads);
+        if (packed) {
+            S(first_update)(panels, use_velocity ? velocity_panels : NULL, scratch, col_start,
+                            csc_rows, csc_vals, x, sparse, dout, rows, C0, H, lr, keep,
+                            momentum_r, nesterov, num_threads);
         } else {
             S(gemm)(1, 0, C0, H, rows, x, C0, dout, H, dweight, H, num_threads);
             S(update)(weights[0], use_velocity ? weight_velocities[0] : NULL, dweight, lr, keep,
@@ -409,9 +466,13 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
                   momentum_r, nesterov, H);
     }
     scipy_openblas_set_num_threads(blas_threads);
+    if (packed) {
+        S(repack)(panels, weights[0], C0, H, 1);
+        if (use_velocity) S(repack)(velocity_panels, weight_velocities[0], C0, H, 1);
+    }
     *loss_sum = total_loss;
     *correct = total_correct;
-    return num_batches;
+    return step;
 }
 
 #undef BLOCK

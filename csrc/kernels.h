@@ -57,9 +57,16 @@ FCNN_DECLARE_EPOCH(double, FCNN_SUFFIX_F64)
 // Most Linear layers a fused epoch takes.
 #define FCNN_MAX_LAYERS 64
 
-// Bytes of workspace fcnn_train_epoch needs: sizes (L+1), batch B, item = sizeof(real).
+// Bytes of workspace fcnn_train_epoch needs: sizes (L+1), batch B, item = sizeof(real),
+// and the threads it will run on.
 fcnn_size fcnn_train_epoch_workspace(const fcnn_size *sizes, fcnn_size L, fcnn_size B,
-                                     fcnn_size item);
+                                     fcnn_size item, int num_threads);
+
+// Width in bytes of the column blocks (panels) of the fused epoch's first layer.
+#define FCNN_PANEL_BYTES 256
+
+// The calling thread's index within its OpenMP team (0 outside one).
+int fcnn_thread_index(void);
 
 // Threads a kernel uses when told 0: OpenMP's current setting (1 without OpenMP).
 int fcnn_default_threads(void);

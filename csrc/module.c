@@ -746,7 +746,9 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     }
     fcnn_size B = batch_size < M ? (fcnn_size)batch_size : (fcnn_size)M;
     fcnn_size item = typenum == NPY_FLOAT ? 4 : 8;
-    if ((workspace = PyMem_RawMalloc(fcnn_train_epoch_workspace(sizes, L, B, item))) == NULL) {
+    int threads = num_threads > 0 ? (int)num_threads : fcnn_default_threads();
+    workspace = PyMem_RawMalloc(fcnn_train_epoch_workspace(sizes, L, B, item, threads));
+    if (workspace == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
@@ -763,7 +765,7 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
                                      (float *const *)bias_velocity_data, workspace, image_data,
                                      images_are_bytes, label_data, order_data, M, rates, sizes,
                                      L, B, weight_decay, momentum, nesterov, sparse_threshold,
-                                     (int)num_threads);
+                                     threads);
     } else {
         steps = fcnn_train_epoch_f64(&loss_sum, &correct, (double *const *)weight_data,
                                      (double *const *)bias_data,
@@ -771,7 +773,7 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
                                      (double *const *)bias_velocity_data, workspace, image_data,
                                      images_are_bytes, label_data, order_data, M, rates, sizes,
                                      L, B, weight_decay, momentum, nesterov, sparse_threshold,
-                                     (int)num_threads);
+                                     threads);
     }
     Py_END_ALLOW_THREADS;
     PyMem_RawFree(workspace);
