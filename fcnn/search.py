@@ -71,9 +71,12 @@ ORIGINAL_STAGES: tuple[tuple[str, tuple[Any, ...]], ...] = (
     ("hidden", (64, 128, 256, 512, 1024)),
     ("weight_decay", (1e-3, 1e-4, 1e-5, 0.0)),
 )
-#: The settings the original search starts from: one hidden layer of 64, no
-#: weight decay, 10 epochs; the rest as ``fcnn train``.
-ORIGINAL_BASE = TrainConfig(hidden=(64,), weight_decay=0.0, epochs=10)
+#: The settings the original search starts from: one hidden layer of 64, no weight
+#: decay, plain SGD (no momentum), the schedule halving the rate every 3000 steps,
+#: 10 epochs. Every field is spelled out so that new TrainConfig defaults leave it be.
+ORIGINAL_BASE = TrainConfig(hidden=(64,), lr=0.1, lr_decay=0.5, lr_step=3000, staircase=True,
+                            weight_decay=0.0, momentum=0.0, nesterov=False, epochs=10,
+                            batch_size=64, seed=0, dtype="float32", init="kaiming")
 
 _FIELDS = tuple(f.name for f in fields(TrainConfig))
 
