@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._core import set_num_threads
 from .datasets import (
     FASHION_MNIST_CLASSES,
     MNIST_CLASSES,
@@ -61,6 +62,13 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
@@ -87,12 +95,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="schedule stage length T in steps (default: %(default)s)")
     train.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
                        help="SGD weight decay lambda (default: %(default)s)")
+    train.add_argument("--momentum", type=float, default=defaults.momentum,
+                       help="SGD momentum in [0, 1) (default: %(default)s)")
+    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
+                       default=defaults.nesterov,
+                       help="Nesterov momentum (default: %(default)s)")
     train.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
     train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--dtype", choices=["float32", "float64"], default=defaults.dtype)
-    train.add_argument("--val-size", type=_positive_int, default=10_000,
-                       help="training images held out for validation (default: %(default)s)")
+    train.add_argument("--val-size", type=_count, default=10_000,
+                       help="training images held out for validation; 0 trains on all of "
+                            "them (default: %(default)s)")
+    train.add_argument("--threads", type=_positive_int, default=None,
+                       help="threads for fcnn's C core (default: all cores)")
     train.add_argument("--out", type=Path, default=Path("fcnn-run"),
                        help="folder for model.npz and history.json (default: %(default)s)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -170,11 +186,17 @@ def _train(args: argparse.Namespace) -> None:
     try:
         config = TrainConfig(hidden=tuple(args.hidden), lr=args.lr, lr_decay=args.lr_decay,
                              lr_step=args.lr_step, weight_decay=args.weight_decay,
+                             momentum=args.momentum, nesterov=args.nesterov,
                              epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                              dtype=args.dtype)
+        if args.threads is not None:
+            set_num_threads(args.threads)
         (train_images, train_labels), test_data, class_names = _load_data(args)
-        train_data, val_data = train_val_split(train_images, train_labels,
-                                               val_size=args.val_size, seed=args.seed)
+        if args.val_size == 0:
+            train_data, val_data = (train_images, train_labels), None
+        else:
+            train_data, val_data = train_val_split(train_images, train_labels,
+                                                   val_size=args.val_size, seed=args.seed)
         net, optimizer, history = fit(config, train_data, val_data=val_data,
                                       test_data=test_data, num_classes=len(class_names),
                                       progress=not args.no_progress)
@@ -291,7 +313,10 @@ def _train_command(params: dict[str, Any], args: argparse.Namespace,
             continue
         if field in searched or field in ("epochs", "seed") or value != train_defaults[field]:
             flag = "--" + field.replace("_", "-")
-            command += [flag, *map(str, value)] if field == "hidden" else [flag, str(value)]
+            if isinstance(value, bool):
+                command.append(flag if value else "--no-" + flag[2:])
+            else:
+                command += [flag, *map(str, value)] if field == "hidden" else [flag, str(value)]
     if args.val_size != train_defaults["val_size"]:
         command += ["--val-size", str(args.val_size)]
     return command, missing

@@ -355,12 +355,12 @@ class TrainConfig:
 
     hidden: tuple[int, ...] = (1024,)
     lr: float = 0.1
-    lr_decay: float = 0.5
-    lr_step: int = 3000
+    lr_decay: float = 0.3
+    lr_step: int = 9380
     staircase: bool = True
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    nesterov: bool = False
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = True
     epochs: int = 30
     batch_size: int = 64
     seed: int = 0
