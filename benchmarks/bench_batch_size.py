@@ -32,6 +32,7 @@ def plot(cases: list[common.Case], path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullLocator
 
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     names = dict.fromkeys(case.info["name"] for case in cases)
@@ -43,7 +44,11 @@ def plot(cases: list[common.Case], path, title: str) -> None:
     axes.set_yscale("log")
     batch_sizes = sorted({case.info["batch_size"] for case in cases})
     axes.set_xticks(batch_sizes, labels=[str(size) for size in batch_sizes])
-    axes.minorticks_off()
+    axes.xaxis.set_minor_locator(NullLocator())  # log-2 minor ticks would hide the sizes
+    # 2, 5, 10, 20, ... rather than 2 x 10^0, and not every minor tick
+    plain = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "125" else "")
+    axes.yaxis.set_major_formatter(plain)
+    axes.yaxis.set_minor_formatter(plain)
     axes.set_xlabel("batch size")
     axes.set_ylabel(f"seconds per {common.EPOCH_SAMPLES:,} samples")
     axes.set_title(title, fontsize=9)
@@ -100,7 +105,7 @@ def main() -> None:
     plot(cases, common.output_path(args, "batch_size", ".png"),
          f"one epoch of 784-{args.hidden}-10 on MNIST, {threads} thread(s), median of "
          f"{args.repeats}{quick}\nbatches below {SUBSET_BELOW}: scaled from the first "
-         f"{args.samples:,} samples")
+         f"{args.samples:,} samples{f', the others from {QUICK_SAMPLES:,}' if args.quick else ''}")
 
 
 if __name__ == "__main__":
