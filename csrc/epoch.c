@@ -97,20 +97,6 @@ static inline VECTOR S(load)(const real *p) {
 
 static inline void S(store)(real *p, VECTOR v) { memcpy(p, &v, sizeof v); }
 
-// Applies one SGD step to n parameters given their gradient g (see fcnn_sgd_step).
-static inline void S(update)(real *param, real *velocity, const real *g, real lr, real keep,
-                             real momentum, int nesterov, fcnn_size n) {
-    if (velocity == NULL) {
-        for (fcnn_size j = 0; j < n; j++) param[j] = keep * param[j] - lr * g[j];
-        return;
-    }
-    for (fcnn_size j = 0; j < n; j++) {
-        real v = momentum * velocity[j] + g[j];
-        velocity[j] = v;
-        param[j] = keep * param[j] - lr * (nesterov ? g[j] + momentum * v : v);
-    }
-}
-
 // The first layer's weight (C, H) is kept during a call as panels (ceil(H / BLOCK), C, BLOCK):
 // panel p holds columns [p * BLOCK, p * BLOCK + BLOCK), zero-padded, contiguous. Read straight
 // from the (C, H) array, rows 4 KB apart (H = 1024 floats) all fall in a few cache sets and the
@@ -183,10 +169,10 @@ FCNN_HOT static void S(first_update)(real *panels, real *velocity_panels, real *
                                       const fcnn_size *col_start, const int32_t *rows,
                                       const real *vals, const real *x, int sparse,
                                       const real *dout, fcnn_size B, fcnn_size C, fcnn_size H,
-                                      real lr, real keep, real momentum, int nesterov,
+                                      real lr, real weight_decay, real momentum, int nesterov,
                                       int num_threads) {
     // Without decay or momentum an input absent from the batch leaves its row unchanged.
-    const int touch_all = keep != 1 || velocity_panels != NULL;
+    const int touch_all = weight_decay != 0 || velocity_panels != NULL;
     fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
     fcnn_size scratch_size = (B > C ? B : C) * BLOCK;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
@@ -212,15 +198,17 @@ FCNN_HOT static void S(first_update)(real *panels, real *velocity_panels, real *
                     for (int v = 0; v < VECTORS; v++) acc[v] += value * S(load)(d + v * LANES);
                 }
                 for (int v = 0; v < VECTORS; v++) S(store)(g + v * LANES, acc[v]);
-                S(update)(panel + k * BLOCK, velocity == NULL ? NULL : velocity + k * BLOCK, g,
-                          lr, keep, momentum, nesterov, width);
+                real *velocity_row = velocity == NULL ? NULL : velocity + k * BLOCK;
+                S(fcnn_sgd_step)(panel + k * BLOCK, velocity_row, g, lr, weight_decay, momentum,
+                                 nesterov, width);
             }
         } else {
             GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)C, (blasint)width, (blasint)B,
                  1, x, (blasint)C, dout + j0, (blasint)H, 0, mine, (blasint)BLOCK);
             for (fcnn_size k = 0; k < C; k++) {
-                S(update)(panel + k * BLOCK, velocity == NULL ? NULL : velocity + k * BLOCK,
-                          mine + k * BLOCK, lr, keep, momentum, nesterov, width);
+                real *velocity_row = velocity == NULL ? NULL : velocity + k * BLOCK;
+                S(fcnn_sgd_step)(panel + k * BLOCK, velocity_row, mine + k * BLOCK, lr,
+                                 weight_decay, momentum, nesterov, width);
             }
         }
     }
@@ -279,7 +267,9 @@ static int S(gather_batch)(real *x, fcnn_size *row_start, int32_t *cols, real *c
         return 0;
     }
     const real *values = (const real *)images;
-    for (fcnn_size b = 0; b < rows; b++) memcpy(x + b * C, values + indices[b] * C, C * sizeof(real));
+    for (fcnn_size b = 0; b < rows; b++) {
+        memcpy(x + b * C, values + indices[b] * C, C * sizeof(real));
+    }
     return 0;
 }
 
@@ -381,7 +371,7 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
     for (step = 0; step < num_batches; step++) {
         fcnn_size first = step * B, rows = M - first < B ? M - first : B;
         const int64_t *indices = order + first;
-        const real lr = (real)lrs[step], keep = (real)(1 - weight_decay * lrs[step]);
+        const real lr = (real)lrs[step], decay = (real)weight_decay;
         int sparse = S(gather_batch)(x, row_start, cols, csr_vals, col_start, csc_rows,
                                      csc_vals, images, images_are_bytes, indices, rows, C0,
                                      sparse_threshold);
@@ -414,18 +404,10 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
         if (!isfinite(batch_loss)) break;  // stop before this batch's update
         total_loss += batch_loss;
         total_correct += batch_correct;
+        S(fcnn_softmax_forward)(logits, logits, rows, K);  // in place: a row is read first
         const real inv_rows = (real)1 / (real)rows;
         for (fcnn_size b = 0; b < rows; b++) {
             real *row = logits + b * K;
-            real maxval = row[0];
-            for (fcnn_size c = 1; c < K; c++) maxval = row[c] > maxval ? row[c] : maxval;
-            real sum = 0;
-            for (fcnn_size c = 0; c < K; c++) {
-                row[c] = EXP(row[c] - maxval);
-                sum += row[c];
-            }
-            real inv_sum = 1 / sum;
-            for (fcnn_size c = 0; c < K; c++) row[c] *= inv_sum;
             row[labels[indices[b]]] -= 1;
             for (fcnn_size c = 0; c < K; c++) row[c] *= inv_rows;
         }
@@ -442,10 +424,10 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
             }
             S(gemm)(0, 1, rows, in, out, dout, out, weights[l], out, din, in, num_threads);
             for (fcnn_size i = 0; i < rows * in; i++) din[i] = acts[l][i] > 0 ? din[i] : 0;
-            S(update)(weights[l], use_velocity ? weight_velocities[l] : NULL, dweight, lr, keep,
-                      momentum_r, nesterov, in * out);
-            S(update)(biases[l], use_velocity ? bias_velocities[l] : NULL, dbias, lr, keep,
-                      momentum_r, nesterov, out);
+            S(fcnn_sgd_step)(weights[l], use_velocity ? weight_velocities[l] : NULL, dweight,
+                             lr, decay, momentum_r, nesterov, in * out);
+            S(fcnn_sgd_step)(biases[l], use_velocity ? bias_velocities[l] : NULL, dbias, lr,
+                             decay, momentum_r, nesterov, out);
             dout = din;
         }
         // the first layer
@@ -455,15 +437,15 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
         }
         if (packed) {
             S(first_update)(panels, use_velocity ? velocity_panels : NULL, scratch, col_start,
-                            csc_rows, csc_vals, x, sparse, dout, rows, C0, H, lr, keep,
+                            csc_rows, csc_vals, x, sparse, dout, rows, C0, H, lr, decay,
                             momentum_r, nesterov, num_threads);
         } else {
             S(gemm)(1, 0, C0, H, rows, x, C0, dout, H, dweight, H, num_threads);
-            S(update)(weights[0], use_velocity ? weight_velocities[0] : NULL, dweight, lr, keep,
-                      momentum_r, nesterov, C0 * H);
+            S(fcnn_sgd_step)(weights[0], use_velocity ? weight_velocities[0] : NULL, dweight,
+                             lr, decay, momentum_r, nesterov, C0 * H);
         }
-        S(update)(biases[0], use_velocity ? bias_velocities[0] : NULL, dbias, lr, keep,
-                  momentum_r, nesterov, H);
+        S(fcnn_sgd_step)(biases[0], use_velocity ? bias_velocities[0] : NULL, dbias, lr, decay,
+                         momentum_r, nesterov, H);
     }
     scipy_openblas_set_num_threads(blas_threads);
     if (packed) {

@@ -265,7 +265,8 @@ static PyObject *linear_backward(PyObject *self, PyObject *args, PyObject *kwarg
     if (require_shape(x, "x", 2, x_shape, "dout", dout) < 0) goto fail;
     if (require_shape(weight, "weight", 2, weight_shape, "x", x) < 0) goto fail;
     npy_intp dweight_shape[2] = {C, OC}, dbias_shape[1] = {OC}, dx_shape[2] = {B, C};
-    if ((dweight = (PyArrayObject *)PyArray_SimpleNew(2, dweight_shape, typenum)) == NULL) goto fail;
+    dweight = (PyArrayObject *)PyArray_SimpleNew(2, dweight_shape, typenum);
+    if (dweight == NULL) goto fail;
     if ((dbias = (PyArrayObject *)PyArray_SimpleNew(1, dbias_shape, typenum)) == NULL) goto fail;
     if (compute_dx &&
         (dx = (PyArrayObject *)PyArray_SimpleNew(2, dx_shape, typenum)) == NULL) {
@@ -808,7 +809,8 @@ static PyObject *get_num_threads(PyObject *self, PyObject *unused) {
 // ----------------------------------------------------------------------------
 // module
 
-#define KERNEL(name, doc) {#name, (PyCFunction)(void (*)(void))name, METH_VARARGS | METH_KEYWORDS, doc}
+#define KERNEL(name, doc) \
+    {#name, (PyCFunction)(void (*)(void))name, METH_VARARGS | METH_KEYWORDS, doc}
 
 static PyMethodDef core_methods[] = {
     KERNEL(linear_forward, "linear_forward(x, weight, bias) -> x @ weight + bias"),
