@@ -62,28 +62,46 @@ _IDX_MAX_SIZE = 2**31 - 1
 _IDX_MAX_DIMS = 64
 
 
-def _read_payload(path: PathLike) -> bytes:
+def _read_payload(path: PathLike) -> bytearray:
     """Return the bytes of ``path``, decompressed when they start with the gzip magic.
+
+    The result is a bytearray filled in place, so that the arrays parsed from it can
+    be views (one copy of MNIST's 47 MB of pixels in memory, not three).
 
     Raises:
         OSError: If the file cannot be read.
         ValueError: If the file is gzip'd but the stream is corrupt or truncated.
     """
     with open(path, "rb") as stream:
-        return _decompress(stream.read(), path)
+        if stream.read(2) != _GZIP_MAGIC:
+            data = bytearray(os.fstat(stream.fileno()).st_size)
+            stream.seek(0)
+            stream.readinto(data)
+            return data
+        # The gzip trailer holds the decompressed size (mod 2**32): allocate it once.
+        stream.seek(-4, os.SEEK_END)
+        expected = struct.unpack("<I", stream.read(4))[0]
+        stream.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=stream) as unzipped:
+                data = bytearray(expected)
+                view, filled = memoryview(data), 0
+                # In chunks: one readinto of it all would decompress into a temporary copy.
+                while filled < expected:
+                    count = unzipped.readinto(view[filled:filled + _CHUNK_SIZE])
+                    if count == 0:
+                        break
+                    filled += count
+                view.release()
+                rest = unzipped.read()
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: corrupt gzip stream: {exc}") from exc
+    if filled != expected or rest:  # several members, or over 4 GiB: the size was no guide
+        return bytearray(data[:filled] + rest)
+    return data
 
 
-def _decompress(data: bytes, source: PathLike) -> bytes:
-    """Gunzip ``data`` if it starts with the gzip magic; ``source`` names it in errors."""
-    if not data.startswith(_GZIP_MAGIC):
-        return data
-    try:
-        return gzip.decompress(data)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise ValueError(f"{source}: corrupt gzip stream: {exc}") from exc
-
-
-def _parse_idx(data: bytes, path: PathLike) -> np.ndarray:
+def _parse_idx(data: bytearray, path: PathLike) -> np.ndarray:
     """Parse the bytes of an uncompressed IDX file into a native-endian array.
 
     ``path`` only names the file in error messages.
@@ -129,8 +147,10 @@ def _parse_idx(data: bytes, path: PathLike) -> np.ndarray:
             f"{path}: {found_bytes - expected_bytes} trailing bytes: header says {expected_bytes} "
             f"bytes of data (shape {shape}, {dtype.name}), found {found_bytes}"
         )
-    # astype copies: the result is writable and native-endian whatever the file held.
     items = np.frombuffer(data, dtype=dtype, count=count, offset=header_size)
+    if dtype.itemsize == 1:  # a writable view of the bytearray: no copy of the pixels
+        return items.reshape(shape)
+    # Multi-byte values are stored big-endian: astype gives a native-endian copy.
     return items.astype(dtype.newbyteorder("=")).reshape(shape)
 
 
@@ -450,12 +470,13 @@ def _download_one(
                 with os.fdopen(descriptor, "wb") as out:
                     _fetch(url, out, progress, f"{name}.gz")
                 # Verify before the rename: a bad file never appears under the final name.
-                data = temp_path.read_bytes()
-                payload = _decompress(data, url)
+                payload = _read_payload(temp_path)
                 actual = hashlib.sha256(payload).hexdigest()
                 if actual != dataset.sha256[name]:
                     raise ValueError(_sha256_mismatch(url, name, dataset, actual))
-                final_path = folder / (f"{name}.gz" if data.startswith(_GZIP_MAGIC) else name)
+                with open(temp_path, "rb") as downloaded:
+                    gzipped = downloaded.read(2) == _GZIP_MAGIC
+                final_path = folder / (f"{name}.gz" if gzipped else name)
                 array = _parse_idx(payload, final_path)
                 os.chmod(temp_path, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
                 os.replace(temp_path, final_path)
