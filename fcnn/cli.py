@@ -191,12 +191,13 @@ def _train(args: argparse.Namespace) -> None:
                              dtype=args.dtype)
         if args.threads is not None:
             set_num_threads(args.threads)
-        (train_images, train_labels), test_data, class_names = _load_data(args)
+        full_train, test_data, class_names = _load_data(args)
         if args.val_size == 0:
-            train_data, val_data = (train_images, train_labels), None
+            train_data, val_data = full_train, None
         else:
-            train_data, val_data = train_val_split(train_images, train_labels,
-                                                   val_size=args.val_size, seed=args.seed)
+            train_data, val_data = train_val_split(*full_train, val_size=args.val_size,
+                                                   seed=args.seed)
+        del full_train  # the split made copies: let the original go (47 MB for MNIST)
         net, optimizer, history = fit(config, train_data, val_data=val_data,
                                       test_data=test_data, num_classes=len(class_names),
                                       progress=not args.no_progress)
