@@ -55,6 +55,8 @@ FORMAT = "fcnn-model"
 FORMAT_VERSION = 1
 #: The archive entry holding the JSON document.
 META_KEY = "__fcnn_meta__"
+# Arrays named this + a parameter's name hold the optimiser's velocity for it.
+_VELOCITY_PREFIX = "optimizer.velocity."
 
 PathLike = str | os.PathLike
 
@@ -76,11 +78,14 @@ class Checkpoint:
         net: the rebuilt network.
         optimizer_state: the saved ``optimizer.state_dict()``, or ``None``.
         metadata: the user's dict given to :func:`save` (``{}`` if none).
+        velocities: the optimiser's momentum buffers by parameter name
+            (``optimizer.velocities``), ``{}`` when there were none.
     """
 
     net: Module
     optimizer_state: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    velocities: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- saving
@@ -135,6 +140,14 @@ def save(net: Module, path: PathLike, optimizer: Any = None,
         if not isinstance(optimizer_state, dict):
             raise TypeError("optimizer.state_dict() must return a dict, "
                             f"got {type(optimizer_state).__name__}")
+        # Momentum buffers are arrays: stored beside the parameters, listed in the JSON.
+        velocities = getattr(optimizer, "velocities", None) or {}
+        for name, velocity in sorted(velocities.items()):
+            if name not in arrays or np.shape(velocity) != arrays[name].shape:
+                raise ValueError(f"optimizer.velocities[{name!r}] matches no parameter of net")
+            arrays[_VELOCITY_PREFIX + name] = np.asarray(velocity, arrays[name].dtype)
+        if velocities:
+            optimizer_state["velocities"] = sorted(velocities)
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, Mapping):
@@ -350,6 +363,11 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     with archive:
         meta = _read_meta(path, archive)
         expected = _expected_arrays(path, meta["layers"], np.dtype(meta["dtype"]))
+        velocity_names = (meta["optimizer"] or {}).get("velocities", [])
+        if not isinstance(velocity_names, list) or not set(velocity_names) <= expected.keys():
+            raise _bad(path, "its optimizer velocities name no parameter of its layer list")
+        for name in velocity_names:
+            expected[_VELOCITY_PREFIX + name] = expected[name]
         present = set(archive.files) - {META_KEY}
         missing = sorted(expected.keys() - present)
         unexpected = sorted(present - expected.keys())
@@ -368,9 +386,13 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     if _checksum(arrays) != meta["sha256"]:
         raise _bad(path, "its parameters do not match their sha256 checksum: the file was "
                          "damaged or its arrays altered")
+    velocities = {name[len(_VELOCITY_PREFIX):]: arrays.pop(name) for name in list(arrays)
+                  if name.startswith(_VELOCITY_PREFIX)}
     net = Module([_build_layer(spec, meta["dtype"]) for spec in meta["layers"]])
     net.load_state_dict(arrays)
-    return Checkpoint(net=net, optimizer_state=meta["optimizer"], metadata=meta["metadata"])
+    return Checkpoint(net=net, optimizer_state=meta["optimizer"], metadata=meta["metadata"],
+                      velocities={name: np.ascontiguousarray(value, net.dtype)
+                                  for name, value in velocities.items()})
 
 
 def _build_layer(spec: Mapping[str, Any], dtype: str) -> Layer:
@@ -461,10 +483,10 @@ def _expected_arrays(path: Path, layers: list[Any],
 def restore_optimizer(optimizer: Any, checkpoint: Checkpoint) -> None:
     """Loads the optimiser state saved in ``checkpoint`` into ``optimizer``.
 
-    Build the optimiser on ``checkpoint.net`` first, with the same settings as
-    before. :meth:`fcnn.optim.SGD.load_state_dict` restores the step count and
-    the weight decay; the learning-rate schedule is the one ``optimizer`` was
-    built with (the saved one is in ``checkpoint.optimizer_state["scheduler"]``).
+    Build the optimiser on ``checkpoint.net`` first. :meth:`fcnn.optim.SGD.load_state_dict`
+    restores the step count, weight decay, momentum settings and the saved
+    exponential or constant schedule; the momentum velocities are restored from
+    the checkpoint's arrays, so training continues exactly where it stopped.
 
     Args:
         optimizer: an optimiser of ``checkpoint.net`` with ``load_state_dict``.
@@ -490,3 +512,6 @@ def restore_optimizer(optimizer: Any, checkpoint: Checkpoint) -> None:
         raise ValueError(f"the checkpoint holds the state of a {state.get('name')!r} optimizer, "
                          f"not of a {own_name!r} one")
     optimizer.load_state_dict(state)
+    if checkpoint.velocities and hasattr(optimizer, "velocities"):
+        optimizer.velocities = {name: value.copy() for name, value in
+                                checkpoint.velocities.items()}

@@ -441,3 +441,38 @@ def test_optimizer_of_another_net(tmp_path):
     _, other_optimizer = trained_net(seed=3)
     with pytest.raises(ValueError, match="trains another net"):
         save(net, tmp_path / "model.npz", optimizer=other_optimizer)
+
+
+def test_resume_with_momentum_continues_exactly(tmp_path):
+    """Saved velocities and schedule: 3 + 3 steps after a reload equal 6 steps in one go."""
+    from fcnn.dataloader import DataLoader
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (6 * 16, 12), dtype=np.uint8), rng.integers(0, 3, 96)
+    batches = list(DataLoader((images, labels), batch_size=16, shuffle=False))
+
+    def steps(net, optimizer, part):
+        criterion = CrossEntropyLoss(net)
+        for x, y in part:
+            criterion(net(x), y).backward()
+            optimizer.step()
+
+    def fresh():
+        net = Module(Linear(12, 8, rng=0), ReLU(), Linear(8, 3, rng=1), Softmax())
+        return net, SGD(net, lr_scheduler=ExponentialScheduler(0.1, stage_length=2),
+                        decay=1e-3, momentum=0.9, nesterov=True)
+
+    straight_net, straight_optimizer = fresh()
+    steps(straight_net, straight_optimizer, batches)
+    net, optimizer = fresh()
+    steps(net, optimizer, batches[:3])
+    save(net, tmp_path / "half.npz", optimizer=optimizer)
+    checkpoint = load_checkpoint(tmp_path / "half.npz")
+    assert sorted(checkpoint.velocities) == sorted(optimizer.velocities)
+    resumed = SGD(checkpoint.net, lr=0.5)  # settings come back from the checkpoint
+    restore_optimizer(resumed, checkpoint)
+    assert resumed.step_count == 3 and resumed.momentum == 0.9 and resumed.nesterov
+    steps(checkpoint.net, resumed, batches[3:])
+    for (name, value), (_, expected) in zip(checkpoint.net.named_parameters(),
+                                            straight_net.named_parameters()):
+        np.testing.assert_array_equal(value, expected, err_msg=name)
