@@ -60,7 +60,10 @@ __all__ = [
 PathLike = str | os.PathLike
 Data = tuple[np.ndarray, np.ndarray]
 #: ``[(field, values), ...]`` or ``{field: values}``: a TrainConfig field and its candidates.
-Stages = Mapping[str, Sequence[Any]] | Sequence[tuple[str, Sequence[Any]]]
+#: A stage's setting: a TrainConfig field, or a tuple of fields changed together
+#: (linked), whose values are then tuples, e.g. (("momentum", "lr"), [(0, 0.5), (0.9, 0.05)]).
+Field = str | tuple[str, ...]
+Stages = Mapping[str, Sequence[Any]] | Sequence[tuple[Field, Sequence[Any]]]
 #: Called as ``train_fn(config, train_data, val_data=..., num_classes=..., progress=False)``;
 #: returns ``(net, optimizer, history)`` as :func:`fcnn.training.fit` does.
 TrainFn = Callable[..., tuple[Any, Any, History]]
@@ -73,14 +76,15 @@ ORIGINAL_STAGES: tuple[tuple[str, tuple[Any, ...]], ...] = (
     ("weight_decay", (1e-3, 1e-4, 1e-5, 0.0)),
 )
 #: What fcnn searches after the original's stages: the schedule's stage length T
-#: (steps) and factor alpha, momentum, then the learning rate and weight decay again,
-#: since the best rate and decay change once momentum is on.
-FURTHER_STAGES: tuple[tuple[str, tuple[Any, ...]], ...] = (
+#: (steps) and factor alpha; momentum together with the learning rate (momentum m
+#: multiplies the step by about 1 / (1 - m), so a rate good without momentum diverges
+#: with it: the two are searched as linked pairs); Nesterov; then the weight decay again.
+FURTHER_STAGES: tuple[tuple[Field, tuple[Any, ...]], ...] = (
     ("lr_step", (500, 2000, 5000, 10000)),
     ("lr_decay", (0.3, 0.5, 0.8)),
-    ("momentum", (0.0, 0.5, 0.9)),
-    ("lr", (0.01, 0.05, 0.1, 0.5)),
-    ("weight_decay", (0.0, 1e-4, 5e-4, 1e-3)),
+    (("momentum", "lr"), ((0.0, 0.5), (0.0, 0.1), (0.9, 0.05), (0.9, 0.01))),
+    ("nesterov", (False, True)),
+    ("weight_decay", (0.0, 1e-4, 5e-4)),
 )
 #: The settings the original search starts from: one hidden layer of 64, no weight
 #: decay, plain SGD (no momentum), the original's schedule (alpha 0.5 every T = 500
@@ -457,7 +461,7 @@ def _describe(record: Mapping[str, Any]) -> str:
 # checking the settings before anything trains
 
 
-def _stage_list(stages: Stages, what: str) -> list[tuple[str, list[Any]]]:
+def _stage_list(stages: Stages, what: str) -> list[tuple[Field, list[Any]]]:
     items = list(stages.items()) if isinstance(stages, Mapping) else list(stages)
     if not items:
         raise ValueError(f"{what} must name at least one setting, got none")
@@ -468,12 +472,36 @@ def _stage_list(stages: Stages, what: str) -> list[tuple[str, list[Any]]]:
         field, values = item
         if isinstance(values, np.ndarray):
             values = values.tolist()
-        if field not in _FIELDS:
-            raise ValueError(f"{what}: unknown setting {field!r}; known: {list(_FIELDS)}")
+        linked = tuple(field) if isinstance(field, (tuple, list)) else (field,)
+        for name in linked:
+            if name not in _FIELDS:
+                raise ValueError(f"{what}: unknown setting {name!r}; known: {list(_FIELDS)}")
+        label = _label(field)
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-            raise ValueError(f"{what}: {field} needs a non-empty list of values, got {values!r}")
-        result.append((field, [_normalize(field, value) for value in values]))
+            raise ValueError(f"{what}: {label} needs a non-empty list of values, got {values!r}")
+        if isinstance(field, (tuple, list)):
+            for value in values:
+                if not isinstance(value, (tuple, list)) or len(value) != len(linked):
+                    raise ValueError(f"{what}: each value of {label} must give {len(linked)} "
+                                     f"settings, got {value!r}")
+            result.append((linked, [tuple(_normalize(name, part) for name, part in
+                                          zip(linked, value)) for value in values]))
+        else:
+            result.append((field, [_normalize(field, value) for value in values]))
     return result
+
+
+def _label(field: Field) -> str:
+    """A stage's name: the field, or the linked fields joined by "+"."""
+    return "+".join(field) if isinstance(field, (tuple, list)) else field
+
+
+def _settings(field: Field, value: Any) -> dict[str, Any]:
+    """The settings one candidate of a stage changes: ``{field: value}``, or for linked
+    fields (a tuple of names) each name with its part of ``value``."""
+    if isinstance(field, tuple):
+        return dict(zip(field, value))
+    return {field: value}
 
 
 def _normalize(field: str, value: Any) -> Any:
@@ -630,24 +658,25 @@ def sequential_search(
     config = _base_config(base, epochs)
     for field, values in stage_list:
         if len(values) == 1:
-            config = replace(config, **{field: values[0]})
+            config = replace(config, **_settings(field, values[0]))
     num_classes = _check_data(train_data, val_data, num_classes)
     runner = _runner(train_data, val_data, num_classes, train_fn, n_jobs, backend,
                      threads_per_worker, progress)
     # Every value is checked on the base settings before the first stage trains.
     for field, values in stage_list:
         for value in values:
-            _check_config(_name({field: value}), replace(config, **{field: value}),
-                          train_data, num_classes)
+            _check_config(_name(_settings(field, value)),
+                          replace(config, **_settings(field, value)), train_data, num_classes)
 
     records: list[dict[str, Any]] = []
     best_index = 0
     seen: dict[str, int] = {}
     for field, values in stage_list:
-        seen[field] = seen.get(field, 0) + 1
-        stage = field if seen[field] == 1 else f"{field}#{seen[field]}"
-        candidates = [(_name({field: value}), replace(config, **{field: value}))
-                      for value in values]
+        label = _label(field)
+        seen[label] = seen.get(label, 0) + 1
+        stage = label if seen[label] == 1 else f"{label}#{seen[label]}"
+        candidates = [(_name(_settings(field, value)),
+                       replace(config, **_settings(field, value))) for value in values]
         for name, candidate in candidates:
             _check_config(name, candidate, train_data, num_classes)
         stage_records = runner.run(stage, candidates)
@@ -703,7 +732,8 @@ def grid_search(
         4
     """
     grid_list = _stage_list(grid, "grid")
-    names = [field for field, _ in grid_list]
+    names = [name for field, _ in grid_list
+             for name in (field if isinstance(field, tuple) else (field,))]
     if len(set(names)) != len(names):
         raise ValueError(f"grid names a setting twice: {names}")
     config = _base_config(base, epochs)
@@ -712,7 +742,8 @@ def grid_search(
                      threads_per_worker, progress)
     candidates = []
     for values in itertools.product(*(values for _, values in grid_list)):
-        settings = dict(zip(names, values))
+        settings = {name: part for (field, _), value in zip(grid_list, values)
+                    for name, part in _settings(field, value).items()}
         candidate = (_name(settings), replace(config, **settings))
         _check_config(*candidate, train_data, num_classes)
         candidates.append(candidate)

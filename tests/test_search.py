@@ -179,6 +179,26 @@ def test_any_train_config_field_can_be_a_stage(calls):
     assert all(r["params"]["lr"] == 0.1 for r in result.records)
 
 
+def test_linked_settings_change_together(calls):
+    """A stage over (lr, hidden) pairs: each candidate sets both; the best pair carries on."""
+    stages = [(("lr", "hidden"), [(0.5, 64), (0.1, 256), (0.1, 512)]),
+              ("weight_decay", [1e-3, 1e-4])]
+    result = sequential_search(TRAIN, VAL, stages, train_fn=scored_fit, progress=False)
+    assert [r["name"] for r in result.records[:3]] == [
+        "lr=0.5 hidden=64", "lr=0.1 hidden=256", "lr=0.1 hidden=512"]
+    assert result.records[0]["stage"] == "lr+hidden"
+    assert [(c["config"].lr, c["config"].hidden) for c in calls[3:]] == [
+        (0.1, (256,)), (0.1, (256,))]
+    assert result.best_params["weight_decay"] == 1e-4
+    with pytest.raises(ValueError, match=r"each value of lr\+hidden must give 2 settings"):
+        sequential_search(TRAIN, VAL, [(("lr", "hidden"), [(0.1,)])], train_fn=scored_fit,
+                          progress=False)
+    grid = grid_search(TRAIN, VAL, [(("lr", "hidden"), [(0.1, 256), (0.5, 64)]),
+                                    ("weight_decay", [0.0, 1e-4])],
+                       train_fn=scored_fit, progress=False)
+    assert len(grid.records) == 4 and grid.best_params["hidden"] == [256]
+
+
 def test_bad_settings_fail_before_anything_trains(calls):
     with pytest.raises(ValueError, match="unknown setting 'learning_rate'"):
         sequential_search(TRAIN, VAL, [("learning_rate", [0.1])], train_fn=scored_fit)
