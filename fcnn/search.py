@@ -76,14 +76,16 @@ ORIGINAL_STAGES: tuple[tuple[str, tuple[Any, ...]], ...] = (
     ("weight_decay", (1e-3, 1e-4, 1e-5, 0.0)),
 )
 #: What fcnn searches after the original's stages: the schedule's stage length T
-#: (steps) and factor alpha; momentum together with the learning rate (momentum m
-#: multiplies the step by about 1 / (1 - m), so a rate good without momentum diverges
-#: with it: the two are searched as linked pairs); Nesterov; then the weight decay again.
+#: (steps) and factor alpha; then momentum, Nesterov and the learning rate together
+#: (momentum m multiplies the step by about 1 / (1 - m), so a rate good without momentum
+#: diverges with it, and Nesterov needs momentum: they are searched as linked triples);
+#: then the weight decay again.
 FURTHER_STAGES: tuple[tuple[Field, tuple[Any, ...]], ...] = (
     ("lr_step", (500, 2000, 5000, 10000)),
     ("lr_decay", (0.3, 0.5, 0.8)),
-    (("momentum", "lr"), ((0.0, 0.5), (0.0, 0.1), (0.9, 0.05), (0.9, 0.01))),
-    ("nesterov", (False, True)),
+    (("momentum", "nesterov", "lr"), ((0.0, False, 0.5), (0.0, False, 0.1),
+                                      (0.9, False, 0.05), (0.9, True, 0.05),
+                                      (0.9, True, 0.01))),
     ("weight_decay", (0.0, 1e-4, 5e-4)),
 )
 #: The settings the original search starts from: one hidden layer of 64, no weight

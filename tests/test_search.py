@@ -363,3 +363,13 @@ def test_dask_cluster_gives_the_same_records(serial_result):
 def test_unknown_backend_is_an_error():
     with pytest.raises(ValueError, match="Invalid backend"):
         grid_search(TRAIN, VAL, {"lr": [0.1]}, backend="no-such-backend", train_fn=scored_fit)
+
+
+def test_further_stages_are_valid_from_the_original_base(calls):
+    """Every candidate of ORIGINAL_STAGES + FURTHER_STAGES passes the up-front checks."""
+    from fcnn.search import FURTHER_STAGES
+
+    result = sequential_search(TRAIN, VAL, ORIGINAL_STAGES + FURTHER_STAGES, epochs=1,
+                               train_fn=scored_fit, progress=False)
+    assert len(result.records) == sum(len(values) for _, values in
+                                      ORIGINAL_STAGES + FURTHER_STAGES)
