@@ -85,7 +85,7 @@ FURTHER_STAGES: tuple[tuple[Field, tuple[Any, ...]], ...] = (
     ("lr_decay", (0.3, 0.5, 0.8)),
     (("momentum", "nesterov", "lr"), ((0.0, False, 0.5), (0.0, False, 0.1),
                                       (0.9, False, 0.05), (0.9, True, 0.05),
-                                      (0.9, True, 0.01))),
+                                      (0.9, True, 0.1), (0.9, True, 0.01))),
     ("weight_decay", (0.0, 1e-4, 5e-4)),
 )
 #: The settings the original search starts from: one hidden layer of 64, no weight
