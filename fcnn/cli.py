@@ -104,9 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--dtype", choices=["float32", "float64"], default=defaults.dtype)
-    train.add_argument("--val-size", type=_count, default=10_000,
-                       help="training images held out for validation; 0 trains on all of "
-                            "them (default: %(default)s)")
+    train.add_argument("--val-size", type=_count, default=0,
+                       help="training images held out to watch validation figures; the "
+                            "default, 0, trains on all of them")
     train.add_argument("--threads", type=_positive_int, default=None,
                        help="threads for fcnn's C core (default: all cores)")
     train.add_argument("--out", type=Path, default=Path("fcnn-run"),

@@ -16,7 +16,8 @@ def trained(mnist_dir, tmp_path_factory):
     """A one-epoch run of a small net through `fcnn train`."""
     out = tmp_path_factory.mktemp("run")
     status = main(["train", "--data-dir", str(mnist_dir), "--no-download", "--epochs", "1",
-                   "--hidden", "64", "--lr", "0.05", "--out", str(out), "--no-progress"])
+                   "--hidden", "64", "--lr", "0.05", "--val-size", "10000", "--out", str(out),
+                   "--no-progress"])
     assert status == 0
     return out
 
@@ -35,7 +36,7 @@ def test_train_writes_model_and_history(trained, capsys):
 def test_train_on_all_images_with_plain_sgd(mnist_dir, tmp_path):
     assert main(["train", "--data-dir", str(mnist_dir), "--no-download", "--epochs", "1",
                  "--hidden", "16", "--lr", "0.1", "--momentum", "0", "--no-nesterov",
-                 "--val-size", "0", "--threads", "1", "--out", str(tmp_path),
+                 "--threads", "1", "--out", str(tmp_path),
                  "--no-progress"]) == 0
     record = json.loads((tmp_path / "history.json").read_text())
     assert "val_accuracy" not in record["history"]
