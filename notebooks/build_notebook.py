@@ -77,18 +77,19 @@ code("""
     VAL_SIZE = 1_000 if FAST else 10_000     # training images held out for model selection
     TRAIN_SIZE = 6_000 if FAST else None     # training images kept (None: all the rest)
     SEARCH_EPOCHS = 2 if FAST else 10        # per candidate of the original's stages
-    FINAL_EPOCHS = 2 if FAST else 30         # the final run, and fcnn's further search
+    FINAL_EPOCHS = 2 if FAST else 30         # the final run, and fcnn's last search stage
 
     # The original's stages.
     LRS = [1e-2, 0.5] if FAST else [1e-3, 1e-2, 1e-1, 0.5]
     HIDDEN_SIZES = [64, 128] if FAST else [64, 128, 256, 512, 1024]
     WEIGHT_DECAYS = [1e-4, 0.0] if FAST else [1e-3, 1e-4, 1e-5, 0.0]
 
-    # fcnn's further search: the stages of fcnn.search.FURTHER_STAGES (T, alpha, then
-    # momentum+Nesterov+lr linked, then weight decay); fast: the first and last value of each.
-    from fcnn.search import FURTHER_STAGES
-    FURTHER = [(field, [values[0], values[-1]] if FAST else list(values))
-               for field, values in FURTHER_STAGES]
+    # fcnn's further search, as fcnn.search defines it: FURTHER_STAGES (T, alpha, then
+    # momentum+Nesterov+lr linked) at SEARCH_EPOCHS, then FINAL_STAGES (weight decay) at
+    # FINAL_EPOCHS; fast: the first and last value of each stage.
+    from fcnn.search import FINAL_STAGES, FURTHER_STAGES
+    FURTHER, FINAL = ([(field, [values[0], values[-1]] if FAST else list(values))
+                       for field, values in stages] for stages in (FURTHER_STAGES, FINAL_STAGES))
 
     ORIGINAL_TEST_ACCURACY = 0.93            # what the original project reported
 """)
@@ -264,27 +265,32 @@ code("""
 markdown("""
     ## 2b. The further search fcnn adds
 
-    From the original's choice, `fcnn` searches what the original left fixed, with the
-    stages of `fcnn.search.FURTHER_STAGES`: the schedule's T and α; then momentum (heavy
-    ball, `v ← m·v + g`; 0 is the original's plain SGD), Nesterov and the learning rate
-    together, as linked triples, since momentum multiplies the step by about `1 / (1 − m)`
-    (a rate good without momentum diverges with it) and Nesterov needs momentum; then the
-    weight decay again.
+    From the original's choice, `fcnn` searches what the original left fixed, as
+    `fcnn.search` defines it. First `FURTHER_STAGES`, 10 epochs per candidate like the
+    original's: the schedule's T and α, then momentum (heavy ball, `v ← m·v + g`; 0 is the
+    original's plain SGD), Nesterov and the learning rate together, as linked triples, since
+    momentum multiplies the step by about `1 / (1 − m)` (a rate good without momentum
+    diverges with it) and Nesterov needs momentum.
+
+    Then `FINAL_STAGES`: the weight decay again, with the final run's 30 epochs per
+    candidate, since a regulariser's effect shows in long runs only. Its winner is exactly
+    the configuration trained in section 3, and the `fcnn train` defaults come from this
+    same search.
 
     Each stage keeps the best of its own values, so when the value carried in is not among
     them (a weight decay of 1e-5, say), a stage can end slightly below the one before;
     differences of a few images in 10,000 are within noise.
-
-    T is counted in steps, so it means something only relative to the length of training:
-    these candidates therefore train for `FINAL_EPOCHS` epochs, the length of the final run,
-    and the last winner is exactly the configuration trained in section 3.
 """)
 
 code("""
-    for field, values in FURTHER:
-        print("+".join(field) if isinstance(field, tuple) else field, values)
+    def print_stages(stages):
+        for field, values in stages:
+            print("+".join(field) if isinstance(field, tuple) else field, values)
+
+
+    print_stages(FURTHER)
     further = sequential_search(train_data, val_data, stages=FURTHER, base=original.best_config,
-                                epochs=FINAL_EPOCHS, n_jobs=N_JOBS)
+                                epochs=SEARCH_EPOCHS, n_jobs=N_JOBS)
 """)
 
 code("""
@@ -293,12 +299,27 @@ code("""
 
 code("""
     print_search_table(further)
+""")
+
+code("""
+    print_stages(FINAL)
+    final_search = sequential_search(train_data, val_data, stages=FINAL,
+                                     base=further.best_config, epochs=FINAL_EPOCHS, n_jobs=N_JOBS)
+    chosen = final_search
+""")
+
+code("""
+    show_search(final_search, f"The last stage, {FINAL_EPOCHS} epochs each")
+""")
+
+code("""
+    print_search_table(final_search)
     print()
-    for title, result in (("original search", original), ("further search", further)):
+    for title, result in (("original search", original), ("further search", further),
+                          ("last stage", final_search)):
         epochs = result.best_config.epochs
         print(f"{title:>15}: {describe(result.best_config)}; validation accuracy "
               f"{result.best_record['val_accuracy']:.2%} after {epochs} epoch{'s' * (epochs > 1)}")
-    chosen = further
 """)
 
 markdown("""
