@@ -76,6 +76,8 @@ int fcnn_default_threads(void) {
 
 #else
 
+#include "sgd_rule.h"
+
 // ----------------------------------------------------------------------------
 // first layer on a sparse batch
 
@@ -199,16 +201,16 @@ FCNN_HOT static void S(first_update)(real *panels, real *velocity_panels, real *
                 }
                 for (int v = 0; v < VECTORS; v++) S(store)(g + v * LANES, acc[v]);
                 real *velocity_row = velocity == NULL ? NULL : velocity + k * BLOCK;
-                S(fcnn_sgd_step)(panel + k * BLOCK, velocity_row, g, lr, weight_decay, momentum,
-                                 nesterov, width);
+                S(sgd_rule)(panel + k * BLOCK, velocity_row, g, lr, weight_decay, momentum,
+                            nesterov, width);
             }
         } else {
             GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)C, (blasint)width, (blasint)B,
                  1, x, (blasint)C, dout + j0, (blasint)H, 0, mine, (blasint)BLOCK);
             for (fcnn_size k = 0; k < C; k++) {
                 real *velocity_row = velocity == NULL ? NULL : velocity + k * BLOCK;
-                S(fcnn_sgd_step)(panel + k * BLOCK, velocity_row, mine + k * BLOCK, lr,
-                                 weight_decay, momentum, nesterov, width);
+                S(sgd_rule)(panel + k * BLOCK, velocity_row, mine + k * BLOCK, lr,
+                            weight_decay, momentum, nesterov, width);
             }
         }
     }

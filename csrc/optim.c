@@ -15,25 +15,13 @@ double fcnn_exponential_lr(double initial_lr, int64_t step, int64_t stage_length
 
 #else
 
+#include "sgd_rule.h"
+
 // ----------------------------------------------------------------------------
-// param (N), velocity (N) or NULL, grad (N) -> param and velocity updated in place:
-//   velocity <- momentum * velocity + grad                       (when velocity is given)
-//   step      = grad, velocity, or grad + momentum * velocity    (plain, momentum, Nesterov)
-//   param    <- (1 - weight_decay * lr) * param - lr * step
-// The decay stays the original project's multiplicative rule, the same for weights and biases.
+// param (N), velocity (N) or NULL, grad (N) -> param and velocity updated in place (sgd_rule.h)
 void S(fcnn_sgd_step)(real *param, real *velocity, const real *grad, real lr, real weight_decay,
                       real momentum, int nesterov, fcnn_size N) {
-    const real keep = 1 - weight_decay * lr;
-    if (velocity == NULL) {
-        for (fcnn_size i = 0; i < N; i++) param[i] = keep * param[i] - lr * grad[i];
-        return;
-    }
-    for (fcnn_size i = 0; i < N; i++) {
-        real v = momentum * velocity[i] + grad[i];
-        velocity[i] = v;
-        real step = nesterov ? grad[i] + momentum * v : v;
-        param[i] = keep * param[i] - lr * step;
-    }
+    S(sgd_rule)(param, velocity, grad, lr, weight_decay, momentum, nesterov, N);
 }
 
 #endif  // FCNN_TEMPLATE
