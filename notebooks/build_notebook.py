@@ -58,8 +58,8 @@ markdown("""
     5. the test report, beside the original's 93 %.
 
     **Running it.** MNIST is read from `$FCNN_DATA` if set, else from `~/.cache/fcnn`
-    (downloaded and checksummed on first use). The full run takes about 15 minutes
-    on two cores shared with other jobs. With `FCNN_NOTEBOOK_FAST=1` the same cells run a
+    (downloaded and checksummed on first use). The full run takes about 6 minutes on
+    two cores. With `FCNN_NOTEBOOK_FAST=1` the same cells run a
     reduced version (6,000 training and 1,000 validation images, two epochs per run,
     smaller grids) in well under two minutes; `tests/test_notebook.py` runs it that way.
     All the switches are in the next cell.
@@ -277,9 +277,12 @@ markdown("""
     the configuration trained in section 3, and the `fcnn train` defaults come from this
     same search.
 
-    Each stage keeps the best of its own values, so when the value carried in is not among
-    them (a weight decay of 1e-5, say), a stage can end slightly below the one before;
-    differences of a few images in 10,000 are within noise.
+    How to read the tables: each stage keeps the best of its own values, so when the value
+    carried in is not among them (a weight decay of 1e-5, say), a stage can end slightly
+    below the one before; differences of a few images in 10,000 are within noise. And 10
+    epochs are 7,820 steps here: with a T longer than that, the rate never decays within a
+    candidate's run, so the α stage cannot tell its values apart and the tie goes to the
+    first value.
 """)
 
 code("""
