@@ -604,7 +604,7 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     fcnn_size sizes[FCNN_MAX_LAYERS + 1];
     npy_intp rows[FCNN_MAX_LAYERS], cols[FCNN_MAX_LAYERS];
     void *workspace = NULL;
-    double weight_decay = 0.0, momentum = 0.0, sparse_threshold = 0.5;
+    double weight_decay = 0.0, momentum = 0.0, sparse_threshold = 0.65;
     long long batch_size, num_threads = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOO:train_epoch", kwlist,
                                      &images_obj, &labels_obj, &order_obj, &weights_obj,

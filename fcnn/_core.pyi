@@ -124,7 +124,7 @@ def train_epoch(
     weight_velocities: list[FloatArray] | None = None,
     bias_velocities: list[FloatArray] | None = None,
     nesterov: bool = False,
-    sparse_threshold: float = 0.5,
+    sparse_threshold: float = 0.65,
     num_threads: int = 0,
 ) -> tuple[int, float, int]:
     """One fused SGD epoch of a plain MLP, in place; returns (steps, loss_sum, correct).

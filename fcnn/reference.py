@@ -349,7 +349,7 @@ def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True
 
 def train_epoch(images, labels, order, weights, biases, lrs, batch_size, weight_decay=0.0,
                 momentum=0.0, weight_velocities=None, bias_velocities=None, nesterov=False,
-                sparse_threshold=0.5, num_threads=0):
+                sparse_threshold=0.65, num_threads=0):
     """One SGD epoch of the MLP ``weights``/``biases`` over ``images[order]``; see the stub.
 
     ``sparse_threshold`` and ``num_threads`` only steer how the C kernel computes:
