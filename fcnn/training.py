@@ -359,10 +359,10 @@ class TrainConfig:
 
     hidden: tuple[int, ...] = (1024,)
     lr: float = 0.1
-    lr_decay: float = 0.3
-    lr_step: int = 10000
+    lr_decay: float = 0.8
+    lr_step: int = 5000
     staircase: bool = True
-    weight_decay: float = 0.0
+    weight_decay: float = 5e-4
     momentum: float = 0.9
     nesterov: bool = True
     epochs: int = 30
