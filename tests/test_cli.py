@@ -119,7 +119,8 @@ def test_bad_setting_is_one_line_error(tmp_path, mnist_dir, capsys):
     assert "lr must be finite and >= 0" in capsys.readouterr().err
 
 
-def test_python_dash_m_fcnn():
+def test_python_dash_m_fcnn(tmp_path):
+    # Away from the checkout, whose fcnn/ (no compiled core) would shadow the installed one.
     done = subprocess.run([sys.executable, "-m", "fcnn", "--help"], capture_output=True,
-                          text=True, check=True)
+                          text=True, check=True, cwd=tmp_path)
     assert "train" in done.stdout and "evaluate" in done.stdout and "predict" in done.stdout
