@@ -13,22 +13,18 @@
 #define S(name) name##_f32
 #define GEMM scipy_cblas_sgemm
 #define EXP expf
-#define LOG logf
 #include FCNN_TEMPLATE
 #undef real
 #undef S
 #undef GEMM
 #undef EXP
-#undef LOG
 
 #define real double
 #define S(name) name##_f64
 #define GEMM scipy_cblas_dgemm
 #define EXP exp
-#define LOG log
 #include FCNN_TEMPLATE
 #undef real
 #undef S
 #undef GEMM
 #undef EXP
-#undef LOG

@@ -10,7 +10,6 @@ metrics in ``fcnn.metrics`` and figures in ``fcnn.plot`` (needs matplotlib).
 # Loads libscipy_openblas into the process before _core, which links against it.
 import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
-from . import _core
 from ._backend import get_backend, set_backend
 from ._core import get_num_threads, set_num_threads
 from .nn import Module
