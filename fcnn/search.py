@@ -447,8 +447,10 @@ def _record(name: str, stage: str, config: TrainConfig, history: History, second
         if not history.get("val_accuracy") or not history.get("val_loss"):
             raise ValueError(f"candidate {name}: the trainer returned a history without "
                              f"val_accuracy/val_loss; got keys {sorted(history)}")
-        val_accuracy = float(history["val_accuracy"][-1])
-        val_loss = float(history["val_loss"][-1])
+        # With early stopping the net ends at its best epoch, not its last.
+        at = history["epoch"].index(history["best_epoch"]) if history.get("best_epoch") else -1
+        val_accuracy = float(history["val_accuracy"][at])
+        val_loss = float(history["val_loss"][at])
     else:
         val_accuracy = val_loss = math.nan
     return {"name": name, "stage": stage, "params": config.to_dict(), "history": history,

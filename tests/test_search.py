@@ -373,3 +373,25 @@ def test_further_stages_are_valid_from_the_original_base(calls):
                                train_fn=scored_fit, progress=False)
     assert len(result.records) == sum(len(values) for _, values in
                                       ORIGINAL_STAGES + FURTHER_STAGES)
+
+
+def test_an_early_stopped_candidate_is_judged_by_its_best_epoch():
+    def stopped_fit(config, train_data, val_data=None, num_classes=None, progress=True):
+        history = {"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4],
+                   "train_accuracy": [0.5, 0.8, 0.9], "val_loss": [0.9, 0.3, 0.6],
+                   "val_accuracy": [0.6, 0.9, 0.7], "lr": [0.1] * 3, "epoch_time": [0.0] * 3,
+                   "stop_reason": "early_stopping", "best_epoch": 2}
+        return None, None, history
+
+    result = grid_search(TRAIN, VAL, {"early_stopping": [1]}, train_fn=stopped_fit,
+                         progress=False)
+    assert result.best_record["val_accuracy"] == 0.9 and result.best_record["val_loss"] == 0.3
+    assert result.best_params["early_stopping"] == 1
+
+
+def test_early_stopping_is_a_setting_the_search_can_use():
+    result = grid_search(TRAIN, VAL, {"early_stopping": [None, 1]}, epochs=3, progress=False)
+    stopped = result.records[1]["history"]
+    assert stopped["best_epoch"] in stopped["epoch"]
+    at = stopped["epoch"].index(stopped["best_epoch"])
+    assert result.records[1]["val_accuracy"] == stopped["val_accuracy"][at]
