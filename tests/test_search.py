@@ -1,5 +1,6 @@
 """fcnn.search: stage-by-stage selection on validation data, grid search, parallel runs
-(local processes and a Dask cluster) giving the same records, thread limits, exports."""
+(local processes, a Dask cluster, a Ray cluster) giving the same records, thread limits,
+exports."""
 
 import csv
 import inspect
@@ -26,6 +27,10 @@ try:
     from dask.distributed import Client, LocalCluster
 except ImportError:  # pragma: no cover - depends on the environment
     LocalCluster = None
+try:
+    import ray
+except ImportError:  # pragma: no cover - depends on the environment
+    ray = None
 
 
 IMAGES, LABELS = blobs()
@@ -358,6 +363,42 @@ def test_dask_cluster_gives_the_same_records(serial_result):
                                    progress=False)
     assert without_timings(result.records) == without_timings(serial_result.records)
     assert result.best_params == serial_result.best_params
+
+
+# ----------------------------------------------------------------------------
+# a Ray cluster on this machine
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    if ray is None:
+        pytest.skip("Ray is not installed (pip install fcnn[ray])")
+    # A small local cluster: 2 CPUs, no dashboard, a 100 MB object store; its workers
+    # import this file's trainers (threads_fit) from the tests folder.
+    tests = os.path.dirname(os.path.abspath(__file__))
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
+             log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": tests}})
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_cluster_gives_the_same_records(ray_cluster, serial_result):
+    result = sequential_search(TRAIN, VAL, TINY_STAGES, epochs=2, backend="ray",
+                               progress=False)
+    assert without_timings(result.records) == without_timings(serial_result.records)
+    assert result.best_params == serial_result.best_params
+
+
+@pytest.mark.slow
+def test_ray_runs_the_candidates_in_its_workers_with_one_blas_thread(ray_cluster):
+    result = grid_search(TRAIN, VAL, {"lr": [0.1, 0.5]}, epochs=1, backend="ray",
+                         train_fn=threads_fit, progress=False)
+    workers = {record["history"]["pid"] for record in result.records}
+    assert os.getpid() not in workers  # n_jobs=None means the cluster, not this process
+    for record in result.records:
+        assert set(record["history"]["blas_threads"]) == {1}
 
 
 def test_unknown_backend_is_an_error():
