@@ -200,7 +200,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ settings
 
     def _check_settings(self) -> tuple[int, ...]:
-        """Validates every parameter (at fit time, as scikit-learn does); returns the hidden sizes."""
+        """Validates every parameter (at fit time, as scikit-learn does); returns hidden sizes."""
         def integer(name: str, minimum: int) -> int:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -215,8 +215,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(f"{name} must be a real number, got {value!r}")
             value = float(value)
-            ok = (math.isfinite(value) or high == math.inf and value == math.inf) and (
-                value >= low if closed_low else value > low) and (
+            closed_high = closed_high and math.isfinite(high)
+            ok = math.isfinite(value) and (value >= low if closed_low else value > low) and (
                 value <= high if closed_high else value < high)
             if not ok:
                 interval = (("[" if closed_low else "(") + f"{low:g}, {high:g}"
@@ -239,7 +239,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be an integer or a sequence of integers, "
                              f"got {self.hidden_layer_sizes!r}") from None
         if any(size < 1 or isinstance(size, bool) for size in sizes):
-            raise ValueError(f"hidden_layer_sizes must be >= 1 each, got {self.hidden_layer_sizes!r}")
+            raise ValueError(
+                f"hidden_layer_sizes must be >= 1 each, got {self.hidden_layer_sizes!r}")
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             integer("batch_size", 1)
         real("alpha", 0, math.inf)

@@ -26,6 +26,10 @@ from fcnn.sklearn import MLPClassifier  # noqa: E402
 
 from synthetic import blobs  # noqa: E402
 
+# Short fits stop at max_iter on purpose; scikit-learn's checks use batches above n_samples.
+pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+              pytest.mark.filterwarnings("ignore:Got `batch_size`:UserWarning")]
+
 SHARED = ("hidden_layer_sizes", "activation", "solver", "alpha", "batch_size",
           "learning_rate_init", "max_iter", "shuffle", "random_state", "tol", "verbose",
           "warm_start", "momentum", "nesterovs_momentum", "early_stopping",
@@ -68,7 +72,8 @@ def test_parameters_are_scikit_learns_with_its_defaults():
     ({"hidden_layer_sizes": (4, 0)}, r"hidden_layer_sizes must be >= 1 each"),
     ({"hidden_layer_sizes": "big"}, r"hidden_layer_sizes must be an integer or a sequence"),
     ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
-    ({"learning_rate_init": 0}, r"learning_rate_init must be in \(0, inf\]"),
+    ({"learning_rate_init": 0}, r"learning_rate_init must be in \(0, inf\)"),
+    ({"alpha": float("inf")}, r"alpha must be in \[0, inf\), got inf"),
     ({"max_iter": True}, r"max_iter must be an integer >= 1"),
     ({"batch_size": 0}, r"batch_size must be an integer >= 1"),
     ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\)"),

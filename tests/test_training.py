@@ -227,6 +227,8 @@ def test_labels_out_of_range_or_float_fail_before_any_work():
     huge[0] = 2**64 - 1
     with pytest.raises(ValueError, match=r"got 18446744073709551615"):
         evaluate(net, images, huge)
+    with pytest.raises(ValueError, match=r"loader.labels must be .* got 18446744073709551615"):
+        train(net, optimizer, DataLoader((images, huge)), 1, progress=False)
     with pytest.raises(ValueError, match=r"test_data\[1\] \(labels\) must be class indices"):
         train(net, optimizer, DataLoader((images, labels)), 1, test_data=(images, labels + 1),
               progress=False)
