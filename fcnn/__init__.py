@@ -10,6 +10,21 @@ metrics in ``fcnn.metrics`` and figures in ``fcnn.plot`` (needs matplotlib).
 # Loads libscipy_openblas into the process before _core, which links against it.
 import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
+try:
+    from . import _core
+except ImportError:
+    import importlib.util as _importlib_util
+
+    if _importlib_util.find_spec(f"{__name__}._core") is not None:
+        raise  # built, but it does not load: that message says why
+    # Without this, the first import of _core (in _backend) fails with Python's
+    # "partially initialized module ... circular import", which misleads.
+    raise ImportError(
+        "fcnn's C core (fcnn._core) is not built: this looks like a source checkout. "
+        "Build and install it with `pip install .` (or `pip install -e .`), or build it in "
+        "place with `python setup.py build_ext --inplace` to import fcnn from the checkout."
+    ) from None
+
 from ._backend import get_backend, set_backend
 from ._core import get_num_threads, set_num_threads
 from .nn import Module

@@ -356,6 +356,9 @@ def _joblib_backend(backend: str | None) -> contextlib.AbstractContextManager:
         except ImportError:
             raise ImportError("backend 'ray' needs Ray: pip install fcnn[ray]") from None
         register_ray()
+        # Ray's backend, unlike Dask's, defaults to n_jobs=1, which runs everything in this
+        # process: ask for the whole cluster unless the caller gives n_jobs.
+        return joblib.parallel_config(backend=backend, n_jobs=-1)
     try:
         return joblib.parallel_config(backend=backend)
     except ImportError:
@@ -401,7 +404,13 @@ class _Runner:
                 records[index] = self._copy(self.finished[key], candidates[index][0], stage)
                 report(records[index])
         with _joblib_backend(self.backend):
-            parallel = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")
+            try:
+                parallel = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")
+            except ValueError:
+                # Ray's joblib backend returns lists only: each result is tagged with its
+                # index, so the order does not matter, but a stage's records (and progress
+                # lines) then come when the whole stage is done.
+                parallel = Parallel(n_jobs=self.n_jobs, return_as="list")
             threads = self.threads_per_worker
             if threads == "auto":
                 threads = worker_threads(min(effective_n_jobs(parallel.n_jobs),
@@ -447,8 +456,10 @@ def _record(name: str, stage: str, config: TrainConfig, history: History, second
         if not history.get("val_accuracy") or not history.get("val_loss"):
             raise ValueError(f"candidate {name}: the trainer returned a history without "
                              f"val_accuracy/val_loss; got keys {sorted(history)}")
-        val_accuracy = float(history["val_accuracy"][-1])
-        val_loss = float(history["val_loss"][-1])
+        # With early stopping the net ends at its best epoch, not its last.
+        at = history["epoch"].index(history["best_epoch"]) if history.get("best_epoch") else -1
+        val_accuracy = float(history["val_accuracy"][at])
+        val_loss = float(history["val_loss"][at])
     else:
         val_accuracy = val_loss = math.nan
     return {"name": name, "stage": stage, "params": config.to_dict(), "history": history,
@@ -632,7 +643,9 @@ def sequential_search(
             says otherwise.
         backend: joblib backend: None (joblib's default, loky processes),
             ``"loky"``, ``"threading"``, ``"dask"`` (needs an active
-            ``dask.distributed.Client``) or ``"ray"``.
+            ``dask.distributed.Client``) or ``"ray"`` (joins the Ray cluster of
+            ``ray.init()`` or of ``RAY_ADDRESS``; a local one is started
+            otherwise). Moving a search to a cluster is this one argument.
         threads_per_worker: BLAS/OpenMP threads of each candidate's training:
             an int (default 1, the same whatever ``n_jobs``, so the results do
             not depend on it), ``"auto"`` for ``cores // workers`` (faster with

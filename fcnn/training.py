@@ -32,7 +32,9 @@ __all__ = ["DivergenceError", "History", "TrainConfig", "build_model", "build_op
 #: "val_accuracy", "test_loss", "test_accuracy", "lr" (at the end of the epoch),
 #: "epoch_time" (seconds of training, evaluation excluded). Accuracies are
 #: fractions in [0, 1]. Validation/test keys appear only when that data was
-#: given; "interrupted": True appears when Ctrl-C stopped training.
+#: given; "interrupted": True appears when Ctrl-C stopped training. "stop_reason"
+#: ("completed", "early_stopping" or "interrupted") is always there, "best_epoch"
+#: (whose weights the net holds) when ``train`` ran with ``early_stopping``.
 History = dict[str, Any]
 
 EVAL_BATCH_SIZE = 1000
@@ -48,6 +50,77 @@ def _images_2d(images: np.ndarray, name: str = "images") -> np.ndarray:
     if images.ndim < 2 or images.shape[0] == 0:
         raise ValueError(f"{name} must have shape (N, ...) with N >= 1, got {images.shape}")
     return images.reshape(images.shape[0], -1)
+
+
+def _num_inputs(net: Module) -> int | None:
+    linears = net.linear_layers()
+    return linears[0].num_inputs if linears else None
+
+
+def _num_classes(net: Module) -> int | None:
+    linears = net.linear_layers()
+    return linears[-1].num_outputs if linears else None
+
+
+def _check_images(net: Module, images: Any, name: str = "images") -> np.ndarray:
+    """``images`` as (N, features), or a clear error naming ``name``, before any work.
+
+    A single image (for a 784-input net: (28, 28) or (784,)) is one sample, not 28.
+    Float images must be finite: a NaN would otherwise come out as class 0.
+    """
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(images).__name__}")
+    if images.dtype.kind not in "uif":
+        raise TypeError(f"{name} must have an integer or float dtype, got {images.dtype}")
+    num_inputs = _num_inputs(net)
+    if (num_inputs is not None and images.ndim >= 1 and images.size == num_inputs
+            and (images.ndim == 1 or math.prod(images.shape[1:]) != num_inputs)):
+        images = images.reshape(1, num_inputs)
+    flat = _images_2d(images, name)
+    if num_inputs is not None and flat.shape[1] != num_inputs:
+        raise ValueError(f"{name} must have {num_inputs} features per sample (the net's inputs), "
+                         f"got shape {images.shape}")
+    if images.dtype.kind == "f":
+        # min and max propagate NaN and show inf, without a temporary array the size of images.
+        if not (math.isfinite(flat.min()) and math.isfinite(flat.max())):
+            bad = int(np.argmin(np.isfinite(flat).all(axis=1)))
+            raise ValueError(f"{name} must be finite, but sample {bad} holds NaN or inf")
+    return flat
+
+
+def _check_labels(net: Module, labels: Any, num_samples: int, name: str = "labels") -> np.ndarray:
+    """``labels`` as an integer (N,) array within the net's classes, or a clear error."""
+    labels = np.asarray(labels)
+    if labels.ndim == 0 and num_samples == 1:
+        labels = labels.reshape(1)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype (class indices), got {labels.dtype}")
+    if labels.shape != (num_samples,):
+        raise ValueError(f"{name} must have shape ({num_samples},) to match the images, "
+                         f"got {labels.shape}")
+    num_classes = _num_classes(net)
+    if num_classes is not None and labels.size:
+        low, high = labels.min(), labels.max()
+        if low < 0 or high >= num_classes:
+            value = low if low < 0 else high
+            raise ValueError(f"{name} must be class indices in [0, {num_classes}) for this net, "
+                             f"got {value}")
+    return labels
+
+
+def _check_data(net: Module, images: Any, labels: Any = None,
+                name: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """``(images, labels)`` from a pair or from two arguments, both checked."""
+    if labels is None:
+        if not isinstance(images, (tuple, list)) or len(images) != 2:
+            raise TypeError(f"{name} must be a pair (images, labels) or images and labels "
+                            f"as two arguments, got {type(images).__name__}")
+        images, labels = images
+        names = (f"{name}[0] (images)", f"{name}[1] (labels)")
+    else:
+        names = ("images", "labels")
+    flat = _check_images(net, images, names[0])
+    return flat, _check_labels(net, labels, flat.shape[0], names[1])
 
 
 def _logits_and_probs(net: Module, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,14 +144,27 @@ def _batches(net: Module, images: np.ndarray, batch_size: int):
 
 def predict_proba(net: Module, images: np.ndarray,
                   batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
-    """Class probabilities (N, classes) for images (N, ...), uint8 (rescaled) or float."""
-    return np.concatenate([probs for _, probs in _batches(net, images, batch_size)])
+    """Class probabilities (N, classes) for images (N, ...), uint8 (rescaled) or float.
+
+    A single image ((28, 28) or (784,) for an MNIST net) is one sample: the result
+    is then (1, classes).
+
+    Raises:
+        ValueError: the images do not match the net's inputs, or hold NaN or inf.
+    """
+    flat = _check_images(net, images)
+    return np.concatenate([probs for _, probs in _batches(net, flat, batch_size)])
 
 
 def predict(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
-    """Predicted class (N,) int64 for images (N, ...)."""
+    """Predicted class (N,) int64 for images (N, ...); (1,) for a single image.
+
+    Raises:
+        ValueError: the images do not match the net's inputs, or hold NaN or inf.
+    """
+    flat = _check_images(net, images)
     return np.concatenate(
-        [logits.argmax(axis=1) for logits, _ in _batches(net, images, batch_size)])
+        [logits.argmax(axis=1) for logits, _ in _batches(net, flat, batch_size)])
 
 
 def _loss_and_accuracy(net: Module, images: np.ndarray, labels: np.ndarray,
@@ -96,19 +182,25 @@ def _loss_and_accuracy(net: Module, images: np.ndarray, labels: np.ndarray,
     return total_loss / labels.shape[0], float((predicted == labels).mean()), predicted
 
 
-def evaluate(net: Module, images: np.ndarray, labels: np.ndarray,
-             class_names: list[str] | None = None,
+def evaluate(net: Module, images: np.ndarray | tuple[np.ndarray, np.ndarray],
+             labels: np.ndarray | None = None, class_names: list[str] | None = None,
              batch_size: int = EVAL_BATCH_SIZE) -> dict[str, Any]:
     """Loss, accuracy, confusion matrix and classification report of ``net`` on a data set.
+
+    The data come as :func:`train` takes them, ``evaluate(net, (images, labels))``,
+    or as two arguments, ``evaluate(net, images, labels)``.
 
     Returns:
         ``{"loss", "accuracy", "confusion_matrix" (K, K) int64 array, "report"
         (dict, as :func:`fcnn.metrics.classification_report` with output_dict=True),
         "report_text" (the printed table), "predictions" (N,)}``.
+
+    Raises:
+        TypeError: labels that are not integers, or data that are not arrays.
+        ValueError: labels outside ``[0, classes)`` or not one per image; images
+            that do not match the net's inputs or hold NaN or inf.
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.shape[0] != _images_2d(images).shape[0]:
-        raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
+    images, labels = _check_data(net, images, labels)
     loss, accuracy, predicted = _loss_and_accuracy(net, images, labels, batch_size)
     num_classes = net.linear_layers()[-1].num_outputs
     return {
@@ -258,12 +350,60 @@ def _fused_epoch(net: Module, optimizer: SGD, loader: DataLoader, epoch: int, ba
     return total_loss, correct, seen
 
 
+def _check_epochs(value: Any, name: str, minimum: int = 1) -> int:
+    # bool is an int subclass: epochs=True must not mean 1.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_loader(net: Module, loader: Any) -> None:
+    """NaN images and labels outside the net's classes, refused before the first step."""
+    images, labels = getattr(loader, "images", None), getattr(loader, "labels", None)
+    if isinstance(images, np.ndarray) and images.dtype.kind == "f" and images.size:
+        flat = images.reshape(images.shape[0], -1)
+        if not (math.isfinite(flat.min()) and math.isfinite(flat.max())):
+            bad = int(np.argmin(np.isfinite(flat).all(axis=1)))
+            raise ValueError(f"loader.images must be finite, but sample {bad} holds NaN or inf")
+    if isinstance(labels, np.ndarray) and labels.size:
+        _check_labels(net, labels, labels.shape[0], "loader.labels")
+
+
+class _BestWeights:
+    """The net and optimiser state of the best epoch so far, for early stopping."""
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.accuracy = -math.inf
+
+    def offer(self, epoch: int, accuracy: float, net: Module, optimizer: SGD) -> None:
+        """Keeps a copy of the state when ``accuracy`` beats the best so far (ties: earlier)."""
+        if accuracy > self.accuracy:
+            self.epoch, self.accuracy = epoch, accuracy
+            self.weights = net.state_dict()
+            self.velocities = {key: value.copy()
+                               for key, value in getattr(optimizer, "velocities", {}).items()}
+            self.step_count = getattr(optimizer, "step_count", None)
+
+    def restore(self, net: Module, optimizer: SGD) -> None:
+        net.load_state_dict(self.weights)
+        velocities = getattr(optimizer, "velocities", None)
+        if velocities is not None:
+            for key in list(velocities):
+                if key in self.velocities:
+                    np.copyto(velocities[key], self.velocities[key])
+                else:
+                    velocities[key][...] = 0
+        if self.step_count is not None:
+            optimizer.step_count = self.step_count
+
+
 def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
           val_data: tuple[np.ndarray, np.ndarray] | None = None,
           test_data: tuple[np.ndarray, np.ndarray] | None = None,
           progress: bool = True,
           on_epoch_end: Callable[[int, History], None] | None = None,
-          fused: bool | None = None) -> History:
+          fused: bool | None = None, early_stopping: int | None = None) -> History:
     """Trains ``net`` for ``epochs`` epochs and returns the per-epoch history.
 
     Args:
@@ -279,21 +419,43 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
             :func:`fused_eligible` allows and batch by batch through the Module API
             otherwise; ``False`` always goes batch by batch; ``True`` requires the
             fused epoch (ValueError saying why not).
+        early_stopping: patience in epochs (>= 1), or ``None`` (default) to run
+            every epoch. Training stops once ``val_data``'s accuracy has not beaten
+            its best for ``early_stopping`` epochs in a row; the net then gets back
+            the weights of its best epoch, and the optimiser the momentum velocities
+            and step count it had at the end of that epoch (so the learning rate
+            continues from there). The loader's shuffling is not rewound. Needs
+            ``val_data``.
 
     Returns:
-        The :data:`History`. If Ctrl-C was pressed, training stops between batches
-        (within FUSED_CHUNK batches on the fused path), the net holds the weights
-        of the last completed step and the history has ``"interrupted": True`` and
-        the completed epochs only.
+        The :data:`History`, plus ``"stop_reason"``: ``"completed"`` (every
+        epoch ran), ``"early_stopping"`` or ``"interrupted"``; with
+        ``early_stopping``, also ``"best_epoch"``, the epoch whose weights the
+        net holds (the history keeps the later epochs too). If Ctrl-C was pressed,
+        training stops between batches (within FUSED_CHUNK batches on the fused
+        path), the net holds the weights of the last completed step (of the best
+        epoch with ``early_stopping``) and the history has ``"interrupted": True``
+        and the completed epochs only.
 
     Raises:
+        ValueError: bad settings, NaN or inf images, labels outside the net's
+            classes, ``early_stopping`` without ``val_data``; raised before any
+            training.
         DivergenceError: the training loss became NaN or infinite; the net keeps
             the weights from before the failing step.
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    epochs = _check_epochs(epochs, "epochs")
+    if early_stopping is not None:
+        early_stopping = _check_epochs(early_stopping, "early_stopping")
+        if val_data is None:
+            raise ValueError("early_stopping needs val_data: it watches the validation accuracy")
+    _check_loader(net, loader)
+    if val_data is not None:
+        val_data = _check_data(net, val_data, name="val_data")
+    if test_data is not None:
+        test_data = _check_data(net, test_data, name="test_data")
     reason = fused_eligible(net, optimizer, loader)
     if fused and reason is not None:
         raise ValueError(f"fused=True, but the fused epoch cannot train this: {reason}")
@@ -303,16 +465,20 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
     for name, data in (("val", val_data), ("test", test_data)):
         if data is not None:
             history[f"{name}_loss"], history[f"{name}_accuracy"] = [], []
+    best = _BestWeights()
+    stop_reason = "completed"
     with _StopOnInterrupt() as interrupt:
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
+            steps_before = optimizer.step_count
             with tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress,
                       leave=False, unit="batch") as bar:
                 total_loss, correct, seen = run_epoch(net, optimizer, loader, epoch, bar,
                                                       interrupt)
             train_seconds = time.perf_counter() - started
-            if interrupt.requested:
-                history["interrupted"] = True
+            # Ctrl-C during the last batch (or the fused path's last chunk) still
+            # completes the epoch: that one is recorded.
+            if interrupt.requested and optimizer.step_count - steps_before < len(loader):
                 break
             history["epoch"].append(epoch)
             history["train_loss"].append(total_loss / seen)
@@ -326,8 +492,26 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
             history["epoch_time"].append(train_seconds)
             if progress:
                 tqdm.write(_epoch_line(history))
+            if early_stopping is not None:
+                best.offer(epoch, history["val_accuracy"][-1], net, optimizer)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, history)
+            if interrupt.requested:
+                break
+            if early_stopping is not None and epoch - best.epoch >= early_stopping:
+                stop_reason = "early_stopping"
+                if progress:
+                    tqdm.write(f"early stopping: val_accuracy has not improved for "
+                               f"{early_stopping} epochs; back to epoch {best.epoch}")
+                break
+    if interrupt.requested:
+        history["interrupted"] = True
+        stop_reason = "interrupted"
+    history["stop_reason"] = stop_reason
+    if early_stopping is not None:
+        history["best_epoch"] = best.epoch
+        if best.epoch is not None:
+            best.restore(net, optimizer)
     return history
 
 
@@ -352,7 +536,8 @@ class TrainConfig:
     """Every setting of one training run, with the defaults of ``fcnn train``.
 
     ``lr_decay`` and ``lr_step`` are the exponential schedule's alpha and T
-    (in steps); ``weight_decay`` is the SGD decay lambda. The defaults are what
+    (in steps); ``weight_decay`` is the SGD decay lambda; ``early_stopping`` is the
+    patience of :func:`train` (needs validation data). The defaults are what
     fcnn's search selects on MNIST's validation split (ORIGINAL_STAGES, then
     FURTHER_STAGES at 10 epochs, then FINAL_STAGES at 30, see fcnn.search).
     """
@@ -370,6 +555,7 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "float32"
     init: str = "kaiming"
+    early_stopping: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         settings = asdict(self)
@@ -419,6 +605,10 @@ def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
     """
     images, labels = train_data
     flat = _images_2d(images, "train images")
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"train labels must have an integer dtype (class indices), "
+                        f"got {labels.dtype}")
     if num_classes is None:
         num_classes = int(labels.max()) + 1
     net = build_model(flat.shape[1], num_classes, config)
@@ -426,5 +616,6 @@ def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
     loader = DataLoader((flat, labels), batch_size=config.batch_size, seed=config.seed,
                         dtype=config.dtype)
     history = train(net, optimizer, loader, config.epochs, val_data=val_data,
-                    test_data=test_data, progress=progress)
+                    test_data=test_data, progress=progress,
+                    early_stopping=config.early_stopping)
     return net, optimizer, history

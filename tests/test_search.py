@@ -1,5 +1,6 @@
 """fcnn.search: stage-by-stage selection on validation data, grid search, parallel runs
-(local processes and a Dask cluster) giving the same records, thread limits, exports."""
+(local processes, a Dask cluster, a Ray cluster) giving the same records, thread limits,
+exports."""
 
 import csv
 import inspect
@@ -26,6 +27,10 @@ try:
     from dask.distributed import Client, LocalCluster
 except ImportError:  # pragma: no cover - depends on the environment
     LocalCluster = None
+try:
+    import ray
+except ImportError:  # pragma: no cover - depends on the environment
+    ray = None
 
 
 IMAGES, LABELS = blobs()
@@ -360,6 +365,42 @@ def test_dask_cluster_gives_the_same_records(serial_result):
     assert result.best_params == serial_result.best_params
 
 
+# ----------------------------------------------------------------------------
+# a Ray cluster on this machine
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    if ray is None:
+        pytest.skip("Ray is not installed (pip install fcnn[ray])")
+    # A small local cluster: 2 CPUs, no dashboard, a 100 MB object store; its workers
+    # import this file's trainers (threads_fit) from the tests folder.
+    tests = os.path.dirname(os.path.abspath(__file__))
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
+             log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": tests}})
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_cluster_gives_the_same_records(ray_cluster, serial_result):
+    result = sequential_search(TRAIN, VAL, TINY_STAGES, epochs=2, backend="ray",
+                               progress=False)
+    assert without_timings(result.records) == without_timings(serial_result.records)
+    assert result.best_params == serial_result.best_params
+
+
+@pytest.mark.slow
+def test_ray_runs_the_candidates_in_its_workers_with_one_blas_thread(ray_cluster):
+    result = grid_search(TRAIN, VAL, {"lr": [0.1, 0.5]}, epochs=1, backend="ray",
+                         train_fn=threads_fit, progress=False)
+    workers = {record["history"]["pid"] for record in result.records}
+    assert os.getpid() not in workers  # n_jobs=None means the cluster, not this process
+    for record in result.records:
+        assert set(record["history"]["blas_threads"]) == {1}
+
+
 def test_unknown_backend_is_an_error():
     with pytest.raises(ValueError, match="Invalid backend"):
         grid_search(TRAIN, VAL, {"lr": [0.1]}, backend="no-such-backend", train_fn=scored_fit)
@@ -373,3 +414,25 @@ def test_further_stages_are_valid_from_the_original_base(calls):
                                train_fn=scored_fit, progress=False)
     assert len(result.records) == sum(len(values) for _, values in
                                       ORIGINAL_STAGES + FURTHER_STAGES)
+
+
+def test_an_early_stopped_candidate_is_judged_by_its_best_epoch():
+    def stopped_fit(config, train_data, val_data=None, num_classes=None, progress=True):
+        history = {"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4],
+                   "train_accuracy": [0.5, 0.8, 0.9], "val_loss": [0.9, 0.3, 0.6],
+                   "val_accuracy": [0.6, 0.9, 0.7], "lr": [0.1] * 3, "epoch_time": [0.0] * 3,
+                   "stop_reason": "early_stopping", "best_epoch": 2}
+        return None, None, history
+
+    result = grid_search(TRAIN, VAL, {"early_stopping": [1]}, train_fn=stopped_fit,
+                         progress=False)
+    assert result.best_record["val_accuracy"] == 0.9 and result.best_record["val_loss"] == 0.3
+    assert result.best_params["early_stopping"] == 1
+
+
+def test_early_stopping_is_a_setting_the_search_can_use():
+    result = grid_search(TRAIN, VAL, {"early_stopping": [None, 1]}, epochs=3, progress=False)
+    stopped = result.records[1]["history"]
+    assert stopped["best_epoch"] in stopped["epoch"]
+    at = stopped["epoch"].index(stopped["best_epoch"])
+    assert result.records[1]["val_accuracy"] == stopped["val_accuracy"][at]

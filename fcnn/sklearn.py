@@ -1,0 +1,458 @@
+"""``MLPClassifier``: fcnn as a scikit-learn estimator (Pipeline, GridSearchCV, cross_val_score).
+
+It takes scikit-learn's ``MLPClassifier`` parameter names for what the two share,
+so that swapping the import is enough for SGD-trained ReLU nets, and trains on
+fcnn's fused C epoch. Needs scikit-learn (``pip install fcnn[sklearn]``);
+``import fcnn`` does not import this module.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import warnings
+from typing import Any
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "fcnn.sklearn needs scikit-learn: pip install fcnn[sklearn] "
+        "(or pip install scikit-learn)") from error
+
+try:
+    from sklearn.utils.validation import validate_data
+except ImportError:  # scikit-learn < 1.6: the same check was a method
+    def validate_data(estimator: Any, *args: Any, **kwargs: Any) -> Any:
+        return estimator._validate_data(*args, **kwargs)
+
+from .dataloader import DataLoader
+from .nn import Module
+from .optim import SGD
+from .training import _BestWeights, TrainConfig, build_model, build_optimizer, train
+from .training import predict_proba as _net_predict_proba
+
+__all__ = ["MLPClassifier"]
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """A ReLU multi-layer perceptron trained by fcnn's SGD, as a scikit-learn classifier.
+
+    The parameters shared with :class:`sklearn.neural_network.MLPClassifier` have
+    its names and meanings (and defaults, except ``solver``); ``lr_decay``,
+    ``lr_step`` and ``dtype`` are fcnn's own. The net is ``Linear, ReLU`` per
+    hidden layer, then ``Linear, Softmax`` over the classes (also for two
+    classes), initialised as fcnn does (Kaiming normal).
+
+    Training goes through :func:`fcnn.train`, one epoch per call, on the fused C
+    epoch: ``X`` is copied once into the net's dtype (float32 by default), or kept
+    as it is when it is uint8.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(100,)
+        Units of each hidden layer; ``()`` for none (softmax regression).
+    activation : {"relu"}, default="relu"
+        Only ReLU: accepted so that code written for scikit-learn runs unchanged.
+    solver : {"sgd"}, default="sgd"
+        Only SGD (with momentum and Nesterov); ``"adam"`` and ``"lbfgs"`` raise
+        a ValueError.
+    alpha : float, default=1e-4
+        L2 penalty, as in scikit-learn. scikit-learn adds ``alpha / 2 * ||W||^2``
+        to each batch's mean loss, which decays the weights by
+        ``(1 - lr * alpha / batch_size)`` per step. fcnn's weight decay lambda
+        decays weights *and biases* by ``(1 - lr * lambda)`` per step, so this
+        estimator trains with ``lambda = alpha / batch_size``: the same pull on
+        the weights, plus a (tiny) pull of the biases towards 0.
+    batch_size : int or "auto", default="auto"
+        Samples per step; ``"auto"`` is ``min(200, n_samples)``. Clipped to
+        ``[1, n_samples]`` with a warning, as scikit-learn does.
+    learning_rate_init : float, default=0.001
+        The learning rate (of the first stage when ``lr_decay < 1``).
+    max_iter : int, default=200
+        Epochs at most (``fit``). ``partial_fit`` runs one epoch per call (and,
+        as in scikit-learn, refuses ``early_stopping=True``).
+    shuffle : bool, default=True
+        Draw a new sample order every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the shuffling and the validation split.
+    tol : float, default=1e-4
+        An epoch improves when the training loss drops by more than ``tol`` (or,
+        with ``early_stopping``, the validation accuracy rises by at least ``tol``).
+    verbose : bool, default=False
+        Print the loss (and validation score) of every epoch, as scikit-learn does.
+    warm_start : bool, default=False
+        ``fit`` continues from the previous solution instead of starting anew.
+    momentum : float, default=0.9
+        Momentum in [0, 1).
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum (ignored when ``momentum`` is 0).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified when
+        every class can be on both sides, at random otherwise), stop
+        when its accuracy has not improved by ``tol`` for ``n_iter_no_change``
+        epochs, and keep the weights of the best epoch.
+    validation_fraction : float, default=0.1
+        Share of the training data held out with ``early_stopping``, in (0, 1).
+    n_iter_no_change : int, default=10
+        Epochs without improvement (see ``tol``) that end training.
+    lr_decay : float, default=1.0
+        fcnn's exponential schedule: the learning rate is multiplied by
+        ``lr_decay`` every ``lr_step`` steps (staircase). 1.0 keeps it constant,
+        as scikit-learn's ``learning_rate="constant"``.
+    lr_step : int, default=1000
+        Steps (batches) per stage of the schedule.
+    dtype : {"float32", "float64"}, default="float32"
+        Dtype of the weights and of the training copy of ``X``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (any type ``numpy.unique`` sorts).
+    n_features_in_ : int
+        Features seen by ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+    net_ : fcnn.nn.Module
+        The trained net (``fcnn.save(clf.net_, ...)`` saves it; ``fcnn.predict``
+        on it gives indices into ``classes_``).
+    optimizer_ : fcnn.optim.SGD
+        Its optimiser (momentum state, step count).
+    coefs_ : list of ndarray
+        Weights of each layer, shape (n_inputs, n_outputs), as scikit-learn's.
+    intercepts_ : list of ndarray
+        Biases of each layer.
+    loss_ : float
+        Mean cross-entropy over the last epoch (measured while training; without
+        scikit-learn's penalty term).
+    loss_curve_ : list of float
+        ``loss_`` of every epoch.
+    best_loss_ : float or None
+        Lowest ``loss_`` (None with ``early_stopping``).
+    validation_scores_ : list of float or None
+        Validation accuracy of every epoch (``early_stopping`` only).
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``.
+    n_iter_ : int
+        Epochs run.
+    t_ : int
+        Training samples seen.
+    n_layers_ : int
+        Layers, input and output included.
+    n_outputs_ : int
+        Output units (one per class).
+    out_activation_ : str
+        ``"softmax"``.
+
+    Notes
+    -----
+    uint8 ``X`` is read as 8-bit pixels and scaled to [0, 1], as fcnn's
+    :class:`~fcnn.dataloader.DataLoader` does (so MNIST trains from its 47 MB of
+    bytes); every other dtype is used as its values. Pass uint8 to ``predict``
+    too when you fitted on uint8.
+
+    Examples
+    --------
+    >>> from fcnn.sklearn import MLPClassifier
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> clf = make_pipeline(StandardScaler(), MLPClassifier((64,), learning_rate_init=0.01))
+    >>> clf.fit(X_train, y_train).score(X_test, y_test)
+    """
+
+    def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *,
+                 solver: str = "sgd", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate_init: float = 0.001, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
+                 warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, n_iter_no_change: int = 10,
+                 lr_decay: float = 1.0, lr_step: int = 1000, dtype: str = "float32") -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.lr_decay = lr_decay
+        self.lr_step = lr_step
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ settings
+
+    def _check_settings(self) -> tuple[int, ...]:
+        """Validates every parameter (at fit time, as scikit-learn does); returns hidden sizes."""
+        def integer(name: str, minimum: int) -> int:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            if value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            return int(value)
+
+        def real(name: str, low: float, high: float, closed_low: bool = True,
+                 closed_high: bool = True) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a real number, got {value!r}")
+            value = float(value)
+            closed_high = closed_high and math.isfinite(high)
+            ok = math.isfinite(value) and (value >= low if closed_low else value > low) and (
+                value <= high if closed_high else value < high)
+            if not ok:
+                interval = (("[" if closed_low else "(") + f"{low:g}, {high:g}"
+                            + ("]" if closed_high else ")"))
+                raise ValueError(f"{name} must be in {interval}, got {getattr(self, name)!r}")
+            return value
+
+        if self.solver != "sgd":
+            raise ValueError(f"solver must be 'sgd' (fcnn trains with SGD, with momentum and "
+                             f"Nesterov), got {self.solver!r}")
+        if self.activation != "relu":
+            raise ValueError(f"activation must be 'relu' (fcnn's nets are ReLU nets), "
+                             f"got {self.activation!r}")
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+            sizes = (sizes,)
+        try:
+            hidden = tuple(operator.index(size) for size in sizes)
+        except TypeError:
+            raise ValueError(f"hidden_layer_sizes must be an integer or a sequence of integers, "
+                             f"got {self.hidden_layer_sizes!r}") from None
+        if any(size < 1 or isinstance(size, bool) for size in sizes):
+            raise ValueError(
+                f"hidden_layer_sizes must be >= 1 each, got {self.hidden_layer_sizes!r}")
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            integer("batch_size", 1)
+        real("alpha", 0, math.inf)
+        real("learning_rate_init", 0, math.inf, closed_low=False)
+        real("tol", 0, math.inf)
+        real("momentum", 0, 1, closed_high=False)
+        real("validation_fraction", 0, 1, closed_low=False, closed_high=False)
+        real("lr_decay", 0, 1, closed_low=False)
+        integer("max_iter", 1)
+        integer("n_iter_no_change", 1)
+        integer("lr_step", 1)
+        if self.dtype not in ("float32", "float64", np.float32, np.float64):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        return hidden
+
+    def _batch_size(self, num_samples: int) -> int:
+        if isinstance(self.batch_size, str):
+            return min(200, num_samples)
+        if not 1 <= self.batch_size <= num_samples:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                          "going to be clipped", UserWarning, stacklevel=3)
+        return int(np.clip(self.batch_size, 1, num_samples))
+
+    def _config(self, hidden: tuple[int, ...], batch_size: int, seed: int) -> TrainConfig:
+        """The fcnn settings these parameters mean (see ``alpha`` for the decay)."""
+        return TrainConfig(
+            hidden=hidden, lr=float(self.learning_rate_init), lr_decay=float(self.lr_decay),
+            lr_step=int(self.lr_step), staircase=True,
+            weight_decay=float(self.alpha) / batch_size, momentum=float(self.momentum),
+            nesterov=bool(self.nesterovs_momentum) and self.momentum > 0,
+            epochs=int(self.max_iter), batch_size=batch_size, seed=seed,
+            dtype=np.dtype(self.dtype).name, init="kaiming")
+
+    def _input_dtypes(self) -> list[Any]:
+        # uint8 stays bytes (the fused epoch scales it); anything else becomes the net's dtype.
+        return [np.dtype(self.dtype), np.uint8]
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X: Any, y: Any) -> MLPClassifier:
+        """Trains on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, classes=None, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
+        """One epoch over ``X``, ``y``, continuing from the current weights.
+
+        Parameters
+        ----------
+        classes : array-like of shape (n_classes,)
+            Every class, required on the first call (``y`` may miss some).
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "net_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+        elif classes is not None and not np.array_equal(self.classes_, np.unique(classes)):
+            raise ValueError(f"classes={classes!r} is not the same as on the first call to "
+                             f"partial_fit, {self.classes_!r}")
+        return self._fit(X, y, classes=classes, incremental=True)
+
+    def _fit(self, X: Any, y: Any, classes: Any, incremental: bool) -> MLPClassifier:
+        hidden = self._check_settings()
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        reset = not ((incremental or self.warm_start) and hasattr(self, "net_"))
+        X, y = validate_data(self, X, y, reset=reset, dtype=self._input_dtypes())
+        check_classification_targets(y)
+        if reset:
+            self.classes_ = np.unique(y if classes is None else classes)
+            if self.classes_.shape[0] < 2:
+                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; "
+                                 f"got 1 class: {self.classes_[0]!r}")
+        if self.classes_.dtype.kind != "O" and y.dtype.kind == "O":
+            y = y.astype(self.classes_.dtype)
+        known = np.isin(y, self.classes_)
+        if not known.all():
+            raise ValueError(f"y holds labels that are not in classes_ {self.classes_!r}: "
+                             f"{np.unique(y[~known])!r}")
+        targets = np.searchsorted(self.classes_, y).astype(np.int64)
+
+        early_stopping = bool(self.early_stopping)
+        val_data = None
+        if reset:
+            self._random_state = check_random_state(self.random_state)
+        if early_stopping:
+            X, X_val, targets, y_val = train_test_split(
+                X, targets, test_size=self.validation_fraction,
+                stratify=targets if _can_stratify(targets, self.validation_fraction) else None,
+                random_state=self._random_state)
+            val_data = (X_val, y_val)
+        batch_size = self._batch_size(X.shape[0])
+        seed = int(self._random_state.randint(np.iinfo(np.int32).max))
+        if reset:
+            config = self._config(hidden, batch_size, seed)
+            self.net_: Module = build_model(X.shape[1], self.classes_.shape[0], config)
+            self.optimizer_: SGD = build_optimizer(self.net_, config)
+            self.n_outputs_ = int(self.classes_.shape[0])
+            self.n_layers_ = len(hidden) + 2
+            self.out_activation_ = "softmax"
+            self.n_iter_ = 0
+            self.t_ = 0
+            self.loss_curve_: list[float] = []
+            self._no_improvement_count = 0
+            self.best_loss_: float | None = math.inf
+            self.validation_scores_: list[float] | None = [] if early_stopping else None
+            self.best_validation_score_: float | None = -math.inf if early_stopping else None
+        else:
+            # Settings may have changed since (set_params, then warm_start or partial_fit).
+            self.optimizer_.weight_decay = float(self.alpha) / batch_size
+        if early_stopping and self.validation_scores_ is None:
+            self.validation_scores_, self.best_validation_score_ = [], -math.inf
+        loader = DataLoader((X, targets), batch_size=batch_size, shuffle=bool(self.shuffle),
+                            seed=seed, dtype=self.net_.dtype)
+        best = _BestWeights()
+        epochs = 1 if incremental else int(self.max_iter)
+        for _ in range(epochs):
+            history = train(self.net_, self.optimizer_, loader, 1, val_data=val_data,
+                            progress=False)
+            if not history["epoch"]:  # Ctrl-C within the epoch
+                warnings.warn("Training interrupted by user.", stacklevel=3)
+                break
+            self.n_iter_ += 1
+            self.t_ += X.shape[0]
+            self.loss_ = float(history["train_loss"][0])
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+            if early_stopping:
+                score = float(history["val_accuracy"][0])
+                self.validation_scores_.append(score)
+                if self.verbose:
+                    print(f"Validation score: {score:f}")
+                best.offer(self.n_iter_, score, self.net_, self.optimizer_)
+            if incremental:
+                self.best_loss_ = min(self.best_loss_ or math.inf, self.loss_)
+                break
+            if self._no_progress(early_stopping):
+                if self.verbose:
+                    what = "Validation score" if early_stopping else "Training loss"
+                    print(f"{what} did not improve more than tol={self.tol:f} for "
+                          f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+                break
+            if history.get("interrupted"):
+                warnings.warn("Training interrupted by user.", stacklevel=3)
+                break
+        else:
+            if not incremental:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                              f"reached and the optimization hasn't converged yet.",
+                              ConvergenceWarning, stacklevel=3)
+        if early_stopping:
+            self.best_loss_ = None
+            if best.epoch is not None:
+                best.restore(self.net_, self.optimizer_)
+        return self
+
+    def _no_progress(self, early_stopping: bool) -> bool:
+        """scikit-learn's rule: more than ``n_iter_no_change`` epochs without a ``tol`` gain."""
+        if early_stopping:
+            score = self.validation_scores_[-1]
+            worse = score < self.best_validation_score_ + self.tol
+            self.best_validation_score_ = max(self.best_validation_score_, score)
+        else:
+            worse = self.loss_curve_[-1] > self.best_loss_ - self.tol
+            self.best_loss_ = min(self.best_loss_, self.loss_curve_[-1])
+        self._no_improvement_count = self._no_improvement_count + 1 if worse else 0
+        return self._no_improvement_count > self.n_iter_no_change
+
+    # ------------------------------------------------------------------ predicting
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=self._input_dtypes())
+        return _net_predict_proba(self.net_, X)
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """``log(predict_proba(X))``."""
+        probs = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(probs, out=probs)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each sample (n_samples,), from ``classes_``."""
+        probs = self.predict_proba(X)  # first: it raises NotFittedError before fit
+        return self.classes_[np.argmax(probs, axis=1)]
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Weights of each layer, (n_inputs, n_outputs): the net's own arrays, not copies."""
+        check_is_fitted(self)
+        return [layer.weight for layer in self.net_.linear_layers()]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Biases of each layer (the net's own arrays)."""
+        check_is_fitted(self)
+        return [layer.bias for layer in self.net_.linear_layers()]
+
+
+def _can_stratify(targets: np.ndarray, fraction: float) -> bool:
+    """Whether a stratified split is possible: every class twice, each side >= one per class."""
+    counts = np.bincount(targets)
+    counts = counts[counts > 0]
+    held_out = math.ceil(fraction * targets.shape[0])
+    return bool(counts.min() >= 2 and held_out >= counts.shape[0]
+                and targets.shape[0] - held_out >= counts.shape[0])
