@@ -370,15 +370,20 @@ def test_dask_cluster_gives_the_same_records(serial_result):
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
     if ray is None:
         pytest.skip("Ray is not installed (pip install fcnn[ray])")
     # A small local cluster: 2 CPUs, no dashboard, a 100 MB object store; its workers
-    # import this file's trainers (threads_fit) from the tests folder.
+    # import this file's trainers (threads_fit) from the tests folder. Ray puts the
+    # driver's working directory on its workers' sys.path: started from a source
+    # checkout, they would import the unbuilt fcnn there instead of the installed one.
     tests = os.path.dirname(os.path.abspath(__file__))
+    start = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("ray"))
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
              log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {"PYTHONPATH": tests}})
+    os.chdir(start)
     yield
     ray.shutdown()
 

@@ -47,10 +47,12 @@ def test_scikit_learn_estimator_checks(estimator, check):
         check(estimator)
 
 
-def test_import_fcnn_does_not_import_scikit_learn():
+def test_import_fcnn_does_not_import_scikit_learn(tmp_path):
     code = "import sys, fcnn; print('sklearn' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=True)
+    # cwd: `python -c` puts the working directory first on sys.path, and a source
+    # checkout's fcnn has no built _core.
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, check=True)
     assert result.stdout.strip() == "False"
 
 
