@@ -243,7 +243,7 @@ def bad_cases():
         (call(batch_size=0), ValueError, r"^batch_size must be an integer >= 1"),
         (call(momentum=0.9), ValueError, r"^weight_velocities and bias_velocities must be"),
         (call(nesterov=True), ValueError, r"^nesterov needs momentum > 0"),
-        (call(sparse_threshold=2.0), ValueError, r"^sparse_threshold must be in \[0, 1\]"),
+        (call(sparse_threshold=2.0), ValueError, r"^sparse_threshold must be None or in \[0, 1\]"),
         (call(labels=labels[:10]), ValueError, r"^labels must have shape \(64,\)"),
     ]
 
