@@ -477,13 +477,45 @@ static void S(gather_dense)(real *x, const void *images, int images_are_bytes,
 // ----------------------------------------------------------------------------
 // calibration of the cost model
 
+// A synthetic sparse batch (B, C) of the given density in which every column appears, as
+// CSR and CSC (gather_sparse's layout); returns its non-zeros.
+static fcnn_size S(synthetic_batch)(fcnn_size *row_start, int32_t *cols, real *csr_vals,
+                                    fcnn_size *col_start, int32_t *csc_rows, real *csc_vals,
+                                    double density, fcnn_size B, fcnn_size C) {
+    fcnn_size p = 0, period = (fcnn_size)(1 / density + 0.5);
+    for (fcnn_size k = 0; k <= C; k++) col_start[k] = 0;
+    for (fcnn_size b = 0; b < B; b++) {
+        row_start[b] = p;
+        for (fcnn_size k = 0; k < C; k++) {
+            if ((b + k * 7) % period == 0 || b == k % B) {
+                cols[p] = (int32_t)k;
+                csr_vals[p++] = (real)0.5;
+                col_start[k + 1]++;
+            }
+        }
+    }
+    row_start[B] = p;
+    for (fcnn_size k = 0; k < C; k++) col_start[k + 1] += col_start[k];
+    for (fcnn_size b = 0; b < B; b++) {
+        for (fcnn_size q = row_start[b]; q < row_start[b + 1]; q++) {
+            fcnn_size slot = col_start[cols[q]]++;
+            csc_rows[slot] = (int32_t)b;
+            csc_vals[slot] = csr_vals[q];
+        }
+    }
+    for (fcnn_size k = C; k > 0; k--) col_start[k] = col_start[k - 1];
+    col_start[0] = 0;
+    return p;
+}
+
 // Times the first layer's two paths on synthetic batches of this shape (C inputs, H columns,
-// batches of B, with or without velocity, on num_threads threads), min of several repeats,
-// into costs; returns -1 when out of memory. Sparse: two densities with every column present,
-// solved for the cost per non-zero and per updated row. Dense: one whole batch.
+// batches of B, with or without velocity, on num_threads threads) into costs; returns -1 when
+// out of memory. Sparse: two densities with every column present, solved for the cost per
+// non-zero and per updated row; dense: one whole batch. The three are timed in turn, several
+// rounds, and each keeps its fastest: a busy machine slows all three alike.
 static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn_size B,
                         int use_velocity, int num_threads) {
-    enum { REPEATS = 5 };
+    enum { ROUNDS = 7 };
     const double densities[2] = {0.1, 0.4};
     fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK, panel_size = num_blocks * C * BLOCK;
     fcnn_size scratch_size = (fcnn_size)num_threads * (B > C ? B : C) * BLOCK;
@@ -494,80 +526,54 @@ static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn
     real *scratch = calloc((size_t)scratch_size, sizeof(real));
     real *bias = calloc((size_t)H, sizeof(real));
     real *x = calloc((size_t)(B * C), sizeof(real));
-    real *csr_vals = calloc((size_t)(B * C), sizeof(real));
-    real *csc_vals = calloc((size_t)(B * C), sizeof(real));
-    int32_t *cols = calloc((size_t)(B * C), sizeof(int32_t));
-    int32_t *csc_rows = calloc((size_t)(B * C), sizeof(int32_t));
-    fcnn_size *row_start = calloc((size_t)(B + 1), sizeof(fcnn_size));
-    fcnn_size *col_start = calloc((size_t)(C + 1), sizeof(fcnn_size));
-    int ok = panels && velocity && out && dout && scratch && bias && x && csr_vals && csc_vals && cols &&
-             csc_rows && row_start && col_start;
+    real *vals = calloc((size_t)(4 * B * C), sizeof(real));
+    int32_t *indices = calloc((size_t)(4 * B * C), sizeof(int32_t));
+    fcnn_size *starts = calloc((size_t)(2 * (B + 1) + 2 * (C + 1)), sizeof(fcnn_size));
+    int ok = panels && velocity && out && dout && scratch && bias && x && vals && indices &&
+             starts;
     if (ok) {
         for (fcnn_size i = 0; i < panel_size; i++) panels[i] = (real)0.01;
         for (fcnn_size i = 0; i < B * H; i++) dout[i] = (real)0.001;
+        for (fcnn_size i = 0; i < B * C; i++) x[i] = (real)0.5;
         real *velocity_panels = use_velocity ? velocity : NULL;
-        double sparse_seconds[2];
+        // batch i: CSR and CSC values and indices in the i-th quarters / halves of the buffers
         fcnn_size nonzeros[2];
-        for (int run = 0; run < 3; run++) {
-            int sparse = run < 2;
-            if (sparse) {
-                // A deterministic pattern of the given density in which every column appears.
-                fcnn_size p = 0, period = (fcnn_size)(1 / densities[run] + 0.5);
-                for (fcnn_size k = 0; k <= C; k++) col_start[k] = 0;
-                for (fcnn_size b = 0; b < B; b++) {
-                    row_start[b] = p;
-                    for (fcnn_size k = 0; k < C; k++) {
-                        if ((b + k * 7) % period == 0 || b == k % B) {
-                            cols[p] = (int32_t)k;
-                            csr_vals[p++] = (real)0.5;
-                            col_start[k + 1]++;
-                        }
-                    }
-                }
-                row_start[B] = p;
-                nonzeros[run] = p;
-                for (fcnn_size k = 0; k < C; k++) col_start[k + 1] += col_start[k];
-                for (fcnn_size b = 0; b < B; b++) {
-                    for (fcnn_size q = row_start[b]; q < row_start[b + 1]; q++) {
-                        fcnn_size slot = col_start[cols[q]]++;
-                        csc_rows[slot] = (int32_t)b;
-                        csc_vals[slot] = csr_vals[q];
-                    }
-                }
-                for (fcnn_size k = C; k > 0; k--) col_start[k] = col_start[k - 1];
-                col_start[0] = 0;
-            } else {
-                for (fcnn_size i = 0; i < B * C; i++) x[i] = (real)0.5;
-            }
-            double best = 1e300;
-            for (int repeat = 0; repeat < REPEATS; repeat++) {
+        for (int i = 0; i < 2; i++) {
+            nonzeros[i] = S(synthetic_batch)(
+                starts + i * (B + 1), indices + 2 * i * B * C, vals + 2 * i * B * C,
+                starts + 2 * (B + 1) + i * (C + 1), indices + (2 * i + 1) * B * C,
+                vals + (2 * i + 1) * B * C, densities[i], B, C);
+        }
+        double best[3] = {1e300, 1e300, 1e300};
+        for (int round = 0; round < ROUNDS; round++) {
+            for (int path = 0; path < 3; path++) {
+                int sparse = path < 2, i = path < 2 ? path : 0;
+                const fcnn_size *row_start = starts + i * (B + 1);
+                const fcnn_size *col_start = starts + 2 * (B + 1) + i * (C + 1);
                 double start = seconds_now();
-                S(first_forward)(out, panels, velocity_panels, bias, NULL, NULL, 0,
-                                 row_start, cols, csr_vals, x, sparse, B, C, H, 1, num_threads);
-                S(first_update)(panels, velocity_panels, scratch, col_start, csc_rows, csc_vals,
-                                x, sparse, dout, B, C, H, (real)1e-6, (real)1e-4, (real)0.5, 0,
+                S(first_forward)(out, panels, velocity_panels, bias, NULL, NULL, 0, row_start,
+                                 indices + 2 * i * B * C, vals + 2 * i * B * C, x, sparse, B, C,
+                                 H, 1, num_threads);
+                S(first_update)(panels, velocity_panels, scratch, col_start,
+                                indices + (2 * i + 1) * B * C, vals + (2 * i + 1) * B * C, x,
+                                sparse, dout, B, C, H, (real)1e-6, (real)1e-4, (real)0.5, 0,
                                 num_threads);
                 double elapsed = seconds_now() - start;
-                best = elapsed < best ? elapsed : best;
-            }
-            if (sparse) {
-                sparse_seconds[run] = best;
-            } else {
-                costs->dense_batch = best;
+                best[path] = elapsed < best[path] ? elapsed : best[path];
             }
         }
-        double per_nonzero = (sparse_seconds[1] - sparse_seconds[0]) /
-                             (double)(nonzeros[1] - nonzeros[0]);
-        double per_row = (sparse_seconds[0] - per_nonzero * (double)nonzeros[0]) / (double)C;
+        double per_nonzero = (best[1] - best[0]) / (double)(nonzeros[1] - nonzeros[0]);
+        double per_row = (best[0] - per_nonzero * (double)nonzeros[0]) / (double)C;
         if (!(per_nonzero > 0) || !(per_row >= 0)) {  // timing noise: all of it per non-zero
-            per_nonzero = sparse_seconds[1] / (double)nonzeros[1];
+            per_nonzero = best[1] / (double)nonzeros[1];
             per_row = 0;
         }
         costs->per_nonzero = per_nonzero;
         costs->per_row = per_row;
+        costs->dense_batch = best[2];
     }
     free(panels), free(velocity), free(out), free(dout), free(scratch), free(bias), free(x);
-    free(csr_vals), free(csc_vals), free(cols), free(csc_rows), free(row_start), free(col_start);
+    free(vals), free(indices), free(starts);
     return ok ? 0 : -1;
 }
 
