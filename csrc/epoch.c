@@ -630,6 +630,8 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
     const int packed = data->images_are_bytes && sparse_threshold != 0;
     // Without decay or momentum a row absent from a batch does not change: nothing to catch up.
     const int lazy = packed && (sgd->weight_decay != 0 || use_velocity);
+    // Every thread of the epoch is OpenMP's; the BLAS runs on the thread that calls it.
+    fcnn_blas_scope_enter();
     first_layer_costs costs = {sizeof(real), C0, H, B, num_threads, use_velocity, 0, 0, 0};
     if (packed && sparse_threshold < 0 && !find_costs(&costs)) {
         if (S(calibrate)(&costs, C0, H, B, use_velocity, num_threads) == 0) {
@@ -752,6 +754,7 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         S(catch_up)(panels, velocity_panels, catch_up_rows, maps, num_catch_up, C0, H,
                     num_threads);
     }
+    fcnn_blas_scope_leave();
     if (packed) {
         S(repack)(panels, weights[0], C0, H, 1);
         if (use_velocity) S(repack)(velocity_panels, weight_velocities[0], C0, H, 1);

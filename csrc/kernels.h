@@ -105,11 +105,15 @@ fcnn_size fcnn_train_epoch_workspace(const fcnn_mlp *net, fcnn_size B, fcnn_size
 // default of the calling thread; always in [1, FCNN_MAX_THREADS].
 int fcnn_get_threads(void);
 
-// Sets the process-wide thread count (clamped to [1, FCNN_MAX_THREADS]).
+// Sets the process-wide thread count (clamped to [1, FCNN_MAX_THREADS]), and the BLAS's.
 void fcnn_set_threads(long long count);
 
-// Puts the BLAS at one thread if something changed it: fcnn splits its products itself.
-void fcnn_blas_single_thread(void);
+// Brackets a fused epoch: the BLAS at one thread from the first call in flight to the last.
+void fcnn_blas_scope_enter(void);
+void fcnn_blas_scope_leave(void);
+
+// The BLAS's thread count now.
+int fcnn_blas_threads(void);
 
 // The calling thread's index within its OpenMP team (0 outside one).
 int fcnn_thread_index(void);

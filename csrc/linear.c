@@ -10,19 +10,19 @@
 // the matrix product
 
 // A (M, K) or (K, M) when trans_a, B (K, N) or (N, K) when trans_b -> C (M, N) = op(A) op(B),
-// row-major, with leading dimensions lda, ldb, ldc. The columns of C are split across
-// num_threads OpenMP threads, each running a one-thread BLAS call on its slice: fcnn's threads
-// are OpenMP's and the BLAS stays at one thread (threads.c), so the two never compete for the
-// cores, and every element of C is summed in the BLAS's order whatever the split.
+// row-major, with leading dimensions lda, ldb, ldc. When the BLAS runs on one thread (always
+// inside a fused epoch, see threads.c), the columns of C are split across num_threads OpenMP
+// threads, each running a one-thread BLAS call on its slice, so BLAS and OpenMP threads never
+// compete for the cores; otherwise the BLAS threads the product itself. Every element of C is
+// summed in the BLAS's order whatever the split.
 void S(fcnn_gemm)(real *C, const real *A, const real *B, int trans_a, int trans_b, fcnn_size M,
                   fcnn_size N, fcnn_size K, fcnn_size lda, fcnn_size ldb, fcnn_size ldc,
                   int num_threads) {
     enum CBLAS_TRANSPOSE op_a = trans_a ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE op_b = trans_b ? CblasTrans : CblasNoTrans;
-    fcnn_blas_single_thread();
     // Slices of at least 64 columns, and no split below ~1 MFLOP: splitting costs more there.
     fcnn_size slices = N / 64 < num_threads ? N / 64 : num_threads;
-    if (slices <= 1 || M * N * K < (fcnn_size)1 << 20) {
+    if (slices <= 1 || M * N * K < (fcnn_size)1 << 20 || fcnn_blas_threads() != 1) {
         GEMM(CblasRowMajor, op_a, op_b, (blasint)M, (blasint)N, (blasint)K, 1, A, (blasint)lda,
              B, (blasint)ldb, 0, C, (blasint)ldc);
         return;

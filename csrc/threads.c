@@ -6,14 +6,18 @@
 // is set, the count follows OpenMP's default of the calling thread (OMP_NUM_THREADS, or a
 // threadpoolctl limit), clamped to [1, FCNN_MAX_THREADS].
 //
-// The BLAS is kept at one thread: fcnn's threads are OpenMP's, and its matrix products are
-// split across them by column (fcnn_gemm in linear.c), each slice a one-thread BLAS call. No
-// call ever saves and restores the BLAS setting, so concurrent calls cannot leave it wrong.
+// The BLAS: fcnn_set_threads sets its count too (also process-wide). A fused epoch runs all its
+// threads as OpenMP's and needs the BLAS at one thread meanwhile (its products are split by
+// column across OpenMP threads, each slice a one-thread BLAS call): fcnn_blas_scope_enter and
+// _leave count the fused calls in flight under a lock; the first saves the BLAS count and sets
+// 1, the last puts it back, and a fcnn_set_threads meanwhile changes what will be put back. So
+// concurrent calls can neither leave the BLAS at one thread nor lose a new setting.
 //
 // Subnormals: fcnn_fp_enter/fcnn_fp_leave turn flush-to-zero and denormals-are-zero on for
 // fcnn's work on the calling thread and put the caller's mode back; every OpenMP region of the
 // kernels does the same on each of its threads (FCNN_PARALLEL_FP_ENTER/LEAVE), so no thread
 // returns to Python or to another library with the mode changed.
+#include <pthread.h>
 #include <stdatomic.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -43,16 +47,40 @@ int fcnn_get_threads(void) {
 #endif
 }
 
+// Fused calls in flight, and the BLAS count to restore when the last one ends.
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_scopes = 0, blas_saved_threads = 1;
+
 void fcnn_set_threads(long long count) {
-    atomic_store_explicit(&requested_threads, clamp_threads(count), memory_order_relaxed);
-    fcnn_blas_single_thread();
+    int threads = clamp_threads(count);
+    atomic_store_explicit(&requested_threads, threads, memory_order_relaxed);
+    pthread_mutex_lock(&blas_lock);
+    if (blas_scopes > 0) {
+        blas_saved_threads = threads;  // applied when the fused calls in flight end
+    } else {
+        scipy_openblas_set_num_threads(threads);
+    }
+    pthread_mutex_unlock(&blas_lock);
 }
 
-void fcnn_blas_single_thread(void) {
-    // Only written when it differs (a threadpoolctl limit may have raised it): every writer
-    // writes the same value, so concurrent callers cannot disagree.
-    if (scipy_openblas_get_num_threads() != 1) scipy_openblas_set_num_threads(1);
+void fcnn_blas_scope_enter(void) {
+    pthread_mutex_lock(&blas_lock);
+    if (blas_scopes++ == 0) {
+        blas_saved_threads = scipy_openblas_get_num_threads();
+        if (blas_saved_threads != 1) scipy_openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_lock);
 }
+
+void fcnn_blas_scope_leave(void) {
+    pthread_mutex_lock(&blas_lock);
+    if (--blas_scopes == 0 && blas_saved_threads != 1) {
+        scipy_openblas_set_num_threads(blas_saved_threads);
+    }
+    pthread_mutex_unlock(&blas_lock);
+}
+
+int fcnn_blas_threads(void) { return scipy_openblas_get_num_threads(); }
 
 int fcnn_thread_index(void) {
 #ifdef _OPENMP

@@ -130,13 +130,25 @@ def test_fused_training_is_bitwise_reproducible():
 def test_sparse_path_does_not_depend_on_thread_count():
     images, labels = digits_like(n=200)
     results = []
-    for threads in (1, 2):
-        with threadpoolctl.threadpool_limits(threads):
+    previous = _core.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fcnn.set_num_threads(threads)
             assert _core.get_num_threads() == threads
             results.append(run(_core, images, labels, [60, 256, CLASSES], np.float32,
                                sparse_threshold=1.0)[1])
+    finally:
+        fcnn.set_num_threads(previous)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def fcnn_blas_threads():
+    """Threads of fcnn's own OpenBLAS (scipy_openblas32, not NumPy's 64-bit copy)."""
+    blas = [info for info in threadpoolctl.threadpool_info()
+            if "scipy_openblas" in info["filepath"] and "64_" not in info["filepath"]]
+    assert len(blas) == 1
+    return blas[0]["num_threads"]
 
 
 def test_one_thread_setting_reaches_openmp_and_blas():
@@ -394,6 +406,7 @@ def test_two_trainings_in_two_threads_match_one_at_a_time():
     import threading
 
     threads_before = _core.get_num_threads()
+    blas_before = fcnn_blas_threads()
     expected = train_small()
     results = [None, None]
 
@@ -408,10 +421,8 @@ def test_two_trainings_in_two_threads_match_one_at_a_time():
     for result in results:
         for key in expected:
             np.testing.assert_array_equal(result[key], expected[key])
-    blas = [info for info in threadpoolctl.threadpool_info()
-            if "scipy_openblas" in info["filepath"] and "64_" not in info["filepath"]]
-    assert blas[0]["num_threads"] == 1  # fcnn's BLAS stays at one thread, by design
-    assert _core.get_num_threads() == threads_before  # and its own count is untouched
+    assert fcnn_blas_threads() == blas_before  # not left at 1 by the overlapping calls
+    assert _core.get_num_threads() == threads_before
     assert train_small()["layers.0.weight"].tobytes() == expected["layers.0.weight"].tobytes()
 
 
@@ -445,9 +456,10 @@ def test_set_num_threads_from_another_thread_takes_effect():
         setter.start()
         setter.join()
         assert _core.get_num_threads() == 1  # set in another thread, seen in this one
+        assert fcnn_blas_threads() == 1
         one = run(_core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0)
         fcnn.set_num_threads(2)
-        assert _core.get_num_threads() == 2
+        assert _core.get_num_threads() == 2 and fcnn_blas_threads() == 2
         two = run(_core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0)
         for a, b in zip(one[1], two[1]):
             np.testing.assert_array_equal(a, b)
