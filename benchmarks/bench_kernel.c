@@ -50,20 +50,34 @@ int main(int argc, char **argv) {
     fcnn_size nonzeros = count_nonzeros_f32(col_start, &present, pixels, indices, B, C);
     gather_sparse_f32(row_start, cols, csr_vals, col_start, csc_rows, csc_vals, pixels, indices,
                       B, C);
-    double units = (double)nonzeros * (double)num_blocks;
-    double best[2] = {1e300, 1e300};
-    unsigned long long best_cycles[2] = {~0ull, ~0ull};
+    double units = (double)nonzeros * (double)H / 64.0;  // (non-zero x 64 columns) of work
+    // kernel 2 * variant + pass: variant 0 AVX-512 (64-byte vectors), 1 AVX2 (32-byte, the
+    // vector width of the kernels before the AVX-512 variant); pass 0 forward, 1 update
+    double best[4] = {1e300, 1e300, 1e300, 1e300};
+    unsigned long long best_cycles[4] = {~0ull, ~0ull, ~0ull, ~0ull};
     unsigned saved = fcnn_fp_enter();
     for (int r = 0; r < repeats; r++) {
-        for (int kernel = 0; kernel < 2; kernel++) {
+        for (int kernel = 0; kernel < 4; kernel++) {
             double t0 = now();
             unsigned long long c0 = __rdtsc();
-            if (kernel == 0) {
-                first_forward_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start, cols,
-                                  csr_vals, x, 1, B, C, H, 1, 1);
-            } else {
-                first_update_f32(panels, velocity, scratch, col_start, csc_rows, csc_vals, x, 1,
-                                 dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1, 1);
+            switch (kernel) {
+                case 0:
+                    first_forward_avx512_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
+                                             cols, csr_vals, x, 1, B, C, H, 1, 1);
+                    break;
+                case 1:
+                    first_update_avx512_f32(panels, velocity, scratch, col_start, csc_rows,
+                                            csc_vals, x, 1, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1,
+                                            1);
+                    break;
+                case 2:
+                    first_forward_avx2_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
+                                           cols, csr_vals, x, 1, B, C, H, 1, 1);
+                    break;
+                default:
+                    first_update_avx2_f32(panels, velocity, scratch, col_start, csc_rows,
+                                          csc_vals, x, 1, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1, 1);
+                    break;
             }
             unsigned long long cycles = __rdtsc() - c0;
             double seconds = now() - t0;
@@ -72,11 +86,13 @@ int main(int argc, char **argv) {
         }
     }
     fcnn_fp_leave(saved);
-    printf("B %td C %td H %td: %td non-zeros (%.1f%%), %td rows present, %d repeats\n", B, C, H,
-           nonzeros, 100.0 * nonzeros / (B * C), present, repeats);
-    const char *names[2] = {"forward (CSR)", "gradient+update (CSC, Nesterov)"};
-    for (int kernel = 0; kernel < 2; kernel++) {
-        printf("%-32s %9.1f us  %6.2f ns  %6.2f TSC cycles per (non-zero x 64 columns)\n",
+    printf("B %td C %td H %td: %td non-zeros (%.1f%%), %td rows present, %d repeats; the epoch "
+           "uses the %s kernels on this CPU\n", B, C, H, nonzeros, 100.0 * nonzeros / (B * C),
+           present, repeats, wide_vectors() ? "AVX-512" : "AVX2");
+    const char *names[4] = {"AVX-512 forward (CSR)", "AVX-512 gradient+update (CSC)",
+                            "AVX2 forward (CSR)", "AVX2 gradient+update (CSC)"};
+    for (int kernel = 0; kernel < 4; kernel++) {
+        printf("%-30s %9.1f us  %6.2f ns  %6.2f TSC cycles per (non-zero x 64 columns)\n",
                names[kernel], 1e6 * best[kernel], 1e9 * best[kernel] / units,
                (double)best_cycles[kernel] / units);
     }

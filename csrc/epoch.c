@@ -210,6 +210,22 @@ static void compose_steps(double *map, fcnn_size from, fcnn_size to, const doubl
     map[0] = a, map[1] = b, map[2] = c;
 }
 
+// AVX-512 first-layer kernels where 512-bit multiply-adds run at full width. AMD's Zen 4 runs
+// them as two 256-bit halves, and there the AVX2 kernels measured 0-10% faster
+// (benchmarks/bench_kernel.py), so AMD gets those.
+static int wide_vectors(void) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    static int known = -1;  // a benign race: every thread computes the same answer
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") && !__builtin_cpu_is("amd");
+    }
+    return known;
+#else
+    return 0;
+#endif
+}
+
 #define FCNN_TEMPLATE "epoch.c"
 #include "template.h"
 
@@ -220,24 +236,8 @@ static void compose_steps(double *map, fcnn_size from, fcnn_size to, const doubl
 // ----------------------------------------------------------------------------
 // the first layer
 
-// Columns per block: four 64-byte vectors of accumulators, FCNN_PANEL_BYTES in all: four
-// registers in the AVX-512 clone, eight in the AVX2 one, sixteen SSE registers in the portable
-// build (GCC splits the wide vectors). The vector extension makes the register blocking
-// explicit.
-typedef real S(vector) __attribute__((vector_size(64)));
-#define VECTOR S(vector)
-#define LANES ((fcnn_size)(64 / sizeof(real)))
-#define VECTORS 4
+// Columns per block: FCNN_PANEL_BYTES (64 floats, 32 doubles).
 #define BLOCK ((fcnn_size)(FCNN_PANEL_BYTES / sizeof(real)))
-_Static_assert(VECTORS * 64 == FCNN_PANEL_BYTES, "a panel row is VECTORS vectors");
-
-static inline VECTOR S(load)(const real *p) {
-    VECTOR v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void S(store)(real *p, VECTOR v) { memcpy(p, &v, sizeof v); }
 
 // The first layer's weight (C, H) is kept during a call as panels (ceil(H / BLOCK), C, BLOCK):
 // panel p holds columns [p * BLOCK, p * BLOCK + BLOCK), zero-padded, contiguous. Read straight
@@ -296,114 +296,43 @@ static void S(catch_up)(real *panels, real *velocity_panels, const int32_t *rows
     }
 }
 
+// The hot kernels, once with AVX-512 and once with AVX2 (first_layer.h); wide_vectors picks.
+#define FIRST_LAYER(name) S(name##_avx512)
+#define FIRST_LAYER_TARGETS FCNN_HOT
+#define VECTOR_BYTES 64
+#include "first_layer.h"
+#undef FIRST_LAYER
+#undef FIRST_LAYER_TARGETS
+#undef VECTOR_BYTES
+#define FIRST_LAYER(name) S(name##_avx2)
+#define FIRST_LAYER_TARGETS FCNN_HOT_AVX2
+#define VECTOR_BYTES 32
+#include "first_layer.h"
+#undef FIRST_LAYER
+#undef FIRST_LAYER_TARGETS
+#undef VECTOR_BYTES
+
 // batch (sparse: CSR row_start (B+1), cols, vals; dense: x (B, C)) x panels + bias
 // -> out (B, H), ReLU'd if relu; first, the rows of the catch-up list are brought up to date.
-FCNN_HOT static void S(first_forward)(real *out, real *panels, real *velocity_panels,
-                                       const real *bias, const int32_t *catch_up_rows,
-                                       const double *maps, fcnn_size num_catch_up,
-                                       const fcnn_size *row_start, const int32_t *cols,
-                                       const real *vals, const real *x, int sparse, fcnn_size B,
-                                       fcnn_size C, fcnn_size H, int relu, int num_threads) {
-    fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
-#pragma omp parallel num_threads(num_threads)
-    {
-        unsigned saved_fp = fcnn_fp_enter();
-#pragma omp for schedule(dynamic, 1)
-        for (fcnn_size block = 0; block < num_blocks; block++) {
-            fcnn_size j0 = block * BLOCK, width = H - j0 < BLOCK ? H - j0 : BLOCK;
-            real *panel = panels + block * C * BLOCK;
-            real *velocity = velocity_panels == NULL ? NULL : velocity_panels + block * C * BLOCK;
-            S(catch_up_block)(panel, velocity, catch_up_rows, maps, num_catch_up);
-            if (sparse) {
-                real start[BLOCK], result[BLOCK];
-                for (fcnn_size j = 0; j < BLOCK; j++) start[j] = j < width ? bias[j0 + j] : 0;
-                for (fcnn_size b = 0; b < B; b++) {
-                    VECTOR acc[VECTORS];
-                    for (int v = 0; v < VECTORS; v++) acc[v] = S(load)(start + v * LANES);
-                    for (fcnn_size p = row_start[b]; p < row_start[b + 1]; p++) {
-                        const real value = vals[p];
-                        const real *w = panel + (fcnn_size)cols[p] * BLOCK;
-                        for (int v = 0; v < VECTORS; v++) acc[v] += value * S(load)(w + v * LANES);
-                    }
-                    for (int v = 0; v < VECTORS; v++) S(store)(result + v * LANES, acc[v]);
-                    real *o = out + b * H + j0;
-                    for (fcnn_size j = 0; j < width; j++) {
-                        o[j] = relu && result[j] < 0 ? 0 : result[j];
-                    }
-                }
-            } else {
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)B, (blasint)width,
-                     (blasint)C, 1, x, (blasint)C, panel, (blasint)BLOCK, 0, out + j0,
-                     (blasint)H);
-                for (fcnn_size b = 0; b < B; b++) {
-                    real *o = out + b * H + j0;
-                    for (fcnn_size j = 0; j < width; j++) {
-                        real z = o[j] + bias[j0 + j];
-                        o[j] = relu && z < 0 ? 0 : z;
-                    }
-                }
-            }
-        }
-        fcnn_fp_leave(saved_fp);
-    }
+static void S(first_forward)(real *out, real *panels, real *velocity_panels, const real *bias,
+                             const int32_t *catch_up_rows, const double *maps,
+                             fcnn_size num_catch_up, const fcnn_size *row_start,
+                             const int32_t *cols, const real *vals, const real *x, int sparse,
+                             fcnn_size B, fcnn_size C, fcnn_size H, int relu, int num_threads) {
+    (wide_vectors() ? S(first_forward_avx512) : S(first_forward_avx2))(
+        out, panels, velocity_panels, bias, catch_up_rows, maps, num_catch_up, row_start, cols,
+        vals, x, sparse, B, C, H, relu, num_threads);
 }
 
-// panels (and velocity panels, or NULL) updated with the gradient batch^T dout, which is never
-// stored whole: per panel, sparse: for each input k present in the batch, g = sum over the
-// non-zeros x_bk of column k (CSC col_start, rows, vals) of x_bk * dout[b] (absent rows are
-// left to the lazy catch-up); dense: one GEMM into the thread's scratch, every row updated.
-// scratch holds max(B, C) * BLOCK reals per thread.
-FCNN_HOT static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
-                                      const fcnn_size *col_start, const int32_t *rows,
-                                      const real *vals, const real *x, int sparse,
-                                      const real *dout, fcnn_size B, fcnn_size C, fcnn_size H,
-                                      real lr, real weight_decay, real momentum, int nesterov,
-                                      int num_threads) {
-    fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
-    fcnn_size scratch_size = (B > C ? B : C) * BLOCK;
-#pragma omp parallel num_threads(num_threads)
-    {
-        unsigned saved_fp = fcnn_fp_enter();
-        real *mine = scratch + fcnn_thread_index() * scratch_size;
-#pragma omp for schedule(dynamic, 1)
-        for (fcnn_size block = 0; block < num_blocks; block++) {
-            fcnn_size j0 = block * BLOCK, width = H - j0 < BLOCK ? H - j0 : BLOCK;
-            real *panel = panels + block * C * BLOCK;
-            real *velocity = velocity_panels == NULL ? NULL : velocity_panels + block * C * BLOCK;
-            if (sparse) {
-                // This block of dout, contiguous and zero-padded: (B, BLOCK), in L1.
-                for (fcnn_size b = 0; b < B; b++) {
-                    memcpy(mine + b * BLOCK, dout + b * H + j0, width * sizeof(real));
-                    for (fcnn_size j = width; j < BLOCK; j++) mine[b * BLOCK + j] = 0;
-                }
-                real g[BLOCK];
-                for (fcnn_size k = 0; k < C; k++) {
-                    if (col_start[k] == col_start[k + 1]) continue;
-                    VECTOR acc[VECTORS];
-                    for (int v = 0; v < VECTORS; v++) acc[v] = (VECTOR){0};
-                    for (fcnn_size p = col_start[k]; p < col_start[k + 1]; p++) {
-                        const real value = vals[p];
-                        const real *d = mine + (fcnn_size)rows[p] * BLOCK;
-                        for (int v = 0; v < VECTORS; v++) acc[v] += value * S(load)(d + v * LANES);
-                    }
-                    for (int v = 0; v < VECTORS; v++) S(store)(g + v * LANES, acc[v]);
-                    real *velocity_row = velocity == NULL ? NULL : velocity + k * BLOCK;
-                    S(sgd_rule)(panel + k * BLOCK, velocity_row, g, lr, weight_decay, momentum,
-                                nesterov, width);
-                }
-            } else {
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)C, (blasint)width,
-                     (blasint)B, 1, x, (blasint)C, dout + j0, (blasint)H, 0, mine,
-                     (blasint)BLOCK);
-                for (fcnn_size k = 0; k < C; k++) {
-                    real *velocity_row = velocity == NULL ? NULL : velocity + k * BLOCK;
-                    S(sgd_rule)(panel + k * BLOCK, velocity_row, mine + k * BLOCK, lr,
-                                weight_decay, momentum, nesterov, width);
-                }
-            }
-        }
-        fcnn_fp_leave(saved_fp);
-    }
+// panels (and velocity panels) updated with batch^T dout and the SGD rule; see first_layer.h
+static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
+                            const fcnn_size *col_start, const int32_t *rows, const real *vals,
+                            const real *x, int sparse, const real *dout, fcnn_size B,
+                            fcnn_size C, fcnn_size H, real lr, real weight_decay, real momentum,
+                            int nesterov, int num_threads) {
+    (wide_vectors() ? S(first_update_avx512) : S(first_update_avx2))(
+        panels, velocity_panels, scratch, col_start, rows, vals, x, sparse, dout, B, C, H, lr,
+        weight_decay, momentum, nesterov, num_threads);
 }
 
 // ----------------------------------------------------------------------------
@@ -765,8 +694,5 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
 }
 
 #undef BLOCK
-#undef VECTORS
-#undef LANES
-#undef VECTOR
 
 #endif  // FCNN_TEMPLATE

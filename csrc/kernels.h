@@ -125,11 +125,13 @@ unsigned fcnn_fp_enter(void);
 void fcnn_fp_leave(unsigned saved);
 
 // Hot loops get AVX-512 and AVX2+FMA clones picked at load time, so a portable build still
-// runs fast.
+// runs fast. FCNN_HOT_AVX2 leaves AVX-512 out, for kernels that pick their width themselves.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define FCNN_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FCNN_HOT_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define FCNN_HOT
+#define FCNN_HOT_AVX2
 #endif
 
 // Exponential learning-rate schedule: initial_lr * decay^(step / stage_length),
