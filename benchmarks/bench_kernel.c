@@ -26,11 +26,12 @@ int main(int argc, char **argv) {
     const fcnn_size num_blocks = (H + block - 1) / block, panel_size = num_blocks * C * block;
     float *panels = calloc(panel_size, sizeof(float)), *velocity = calloc(panel_size, 4);
     float *out = calloc(B * H, 4), *dout = calloc(B * H, 4), *bias = calloc(H, 4);
-    float *scratch = calloc((B > C ? B : C) * block, 4), *x = calloc(B * C, 4);
+    float *scratch = calloc(B * block, 4), *x = calloc(B * C, 4);
     float *csr_vals = calloc(B * C, 4), *csc_vals = calloc(B * C, 4);
     int32_t *cols = calloc(B * C, 4), *csc_rows = calloc(B * C, 4);
     fcnn_size *row_start = calloc(B + 1, sizeof(fcnn_size));
     fcnn_size *col_start = calloc(C + 1, sizeof(fcnn_size));
+    fcnn_size *counts = calloc(C, sizeof(fcnn_size));
     uint8_t *pixels = calloc(B * C, 1);
     int64_t *indices = calloc(B, sizeof(int64_t));
     srand(1);
@@ -47,9 +48,9 @@ int main(int argc, char **argv) {
         }
     }
     fcnn_size present;
-    fcnn_size nonzeros = count_nonzeros_f32(col_start, &present, pixels, indices, B, C);
-    gather_sparse_f32(row_start, cols, csr_vals, col_start, csc_rows, csc_vals, pixels, indices,
-                      B, C);
+    fcnn_size nonzeros = count_nonzeros_f32(counts, &present, pixels, indices, B, C);
+    gather_sparse_f32(row_start, cols, csr_vals, col_start, csc_rows, csc_vals, counts, pixels,
+                      indices, B, C);
     double units = (double)nonzeros * (double)H / 64.0;  // (non-zero x 64 columns) of work
     // kernel 2 * variant + pass: variant 0 AVX-512 (64-byte vectors), 1 AVX2 (32-byte, the
     // vector width of the kernels before the AVX-512 variant); pass 0 forward, 1 update
@@ -66,7 +67,7 @@ int main(int argc, char **argv) {
                                              cols, csr_vals, x, 1, B, C, H, 1, 1);
                     break;
                 case 1:
-                    first_update_avx512_f32(panels, velocity, scratch, col_start, csc_rows,
+                    first_update_avx512_f32(panels, velocity, scratch, col_start, counts, csc_rows,
                                             csc_vals, x, 1, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1,
                                             1);
                     break;
@@ -75,7 +76,7 @@ int main(int argc, char **argv) {
                                            cols, csr_vals, x, 1, B, C, H, 1, 1);
                     break;
                 default:
-                    first_update_avx2_f32(panels, velocity, scratch, col_start, csc_rows,
+                    first_update_avx2_f32(panels, velocity, scratch, col_start, counts, csc_rows,
                                           csc_vals, x, 1, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1, 1);
                     break;
             }

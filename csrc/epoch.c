@@ -38,6 +38,7 @@ typedef enum {
     PART_CSC_ROWS,         // int32 (B * C0)
     PART_ROW_START,        // fcnn_size (B + 1)
     PART_COLUMN_START,     // fcnn_size (C0 + 1)
+    PART_COLUMN_COUNTS,    // fcnn_size (C0): non-zeros of each input in the batch
     PART_BATCH_LABELS,     // int64 (B)
     PART_ACTIVATIONS,      // sum over layers of (B, sizes[l]), l = 1..L
     PART_GRAD_A,           // gradient ping-pong (B, widest)
@@ -46,7 +47,7 @@ typedef enum {
     PART_DBIAS,            // (widest)
     PART_PANELS,           // first-layer weight as panels (see repack)
     PART_VELOCITY_PANELS,  // its velocity, likewise
-    PART_SCRATCH,          // per thread: max(B, C0) panel rows
+    PART_SCRATCH,          // per thread: B panel rows
     PART_STEPS_DONE,       // fcnn_size (C0): steps applied so far to each first-layer row
     PART_CATCH_UP,         // double (C0, 3): composed maps of the rows caught up this step
     PART_CATCH_UP_ROWS,    // int32 (C0)
@@ -91,6 +92,7 @@ static fcnn_size epoch_layout(fcnn_size bytes[NUM_PARTS], const fcnn_mlp *net, f
     bytes[PART_CSC_ROWS] = checked_product(B, C0, sizeof(int32_t));
     bytes[PART_ROW_START] = checked_product(B + 1, sizeof(fcnn_size), 1);
     bytes[PART_COLUMN_START] = checked_product(C0 + 1, sizeof(fcnn_size), 1);
+    bytes[PART_COLUMN_COUNTS] = checked_product(C0, sizeof(fcnn_size), 1);
     bytes[PART_BATCH_LABELS] = checked_product(B, sizeof(int64_t), 1);
     bytes[PART_ACTIVATIONS] = activations;
     bytes[PART_GRAD_A] = checked_product(B, widest, item);
@@ -99,7 +101,7 @@ static fcnn_size epoch_layout(fcnn_size bytes[NUM_PARTS], const fcnn_mlp *net, f
     bytes[PART_DBIAS] = checked_product(widest, item, 1);
     bytes[PART_PANELS] = checked_product(num_blocks, C0, FCNN_PANEL_BYTES);
     bytes[PART_VELOCITY_PANELS] = bytes[PART_PANELS];
-    bytes[PART_SCRATCH] = checked_product(num_threads, B > C0 ? B : C0, FCNN_PANEL_BYTES);
+    bytes[PART_SCRATCH] = checked_product(num_threads, B, FCNN_PANEL_BYTES);
     bytes[PART_STEPS_DONE] = checked_product(C0, sizeof(fcnn_size), 1);
     bytes[PART_CATCH_UP] = checked_product(C0, 3, sizeof(double));
     bytes[PART_CATCH_UP_ROWS] = checked_product(C0, sizeof(int32_t), 1);
@@ -326,32 +328,31 @@ static void S(first_forward)(real *out, real *panels, real *velocity_panels, con
 
 // panels (and velocity panels) updated with batch^T dout and the SGD rule; see first_layer.h
 static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
-                            const fcnn_size *col_start, const int32_t *rows, const real *vals,
-                            const real *x, int sparse, const real *dout, fcnn_size B,
-                            fcnn_size C, fcnn_size H, real lr, real weight_decay, real momentum,
-                            int nesterov, int num_threads) {
+                            const fcnn_size *col_start, const fcnn_size *counts,
+                            const int32_t *rows, const real *vals, const real *x, int sparse,
+                            const real *dout, fcnn_size B, fcnn_size C, fcnn_size H, real lr,
+                            real weight_decay, real momentum, int nesterov, int num_threads) {
     (wide_vectors() ? S(first_update_avx512) : S(first_update_avx2))(
-        panels, velocity_panels, scratch, col_start, rows, vals, x, sparse, dout, B, C, H, lr,
-        weight_decay, momentum, nesterov, num_threads);
+        panels, velocity_panels, scratch, col_start, counts, rows, vals, x, sparse, dout, B, C,
+        H, lr, weight_decay, momentum, nesterov, num_threads);
 }
 
 // ----------------------------------------------------------------------------
 // batch gathering
 
-// pixels (N, C) uint8, indices (rows) -> col_start[k + 1] = non-zeros of column k in the batch
-// (col_start[0] = 0); returns the non-zeros, *present = columns with at least one.
-static fcnn_size S(count_nonzeros)(fcnn_size *col_start, fcnn_size *present,
-                                   const uint8_t *pixels, const int64_t *indices,
-                                   fcnn_size rows, fcnn_size C) {
-    for (fcnn_size k = 0; k <= C; k++) col_start[k] = 0;
+// pixels (N, C) uint8, indices (rows) -> counts[k] = non-zeros of input k in the batch;
+// returns the non-zeros, *present = inputs with at least one.
+static fcnn_size S(count_nonzeros)(fcnn_size *counts, fcnn_size *present, const uint8_t *pixels,
+                                   const int64_t *indices, fcnn_size rows, fcnn_size C) {
+    for (fcnn_size k = 0; k < C; k++) counts[k] = 0;
     for (fcnn_size b = 0; b < rows; b++) {
         const uint8_t *image = pixels + indices[b] * C;
-        for (fcnn_size k = 0; k < C; k++) col_start[k + 1] += image[k] != 0;
+        for (fcnn_size k = 0; k < C; k++) counts[k] += image[k] != 0;
     }
     fcnn_size nonzeros = 0, columns = 0;
-    for (fcnn_size k = 1; k <= C; k++) {
-        nonzeros += col_start[k];
-        columns += col_start[k] != 0;
+    for (fcnn_size k = 0; k < C; k++) {
+        nonzeros += counts[k];
+        columns += counts[k] != 0;
     }
     *present = columns;
     return nonzeros;
@@ -361,9 +362,10 @@ static fcnn_size S(count_nonzeros)(fcnn_size *col_start, fcnn_size *present,
 // csc_vals) of the batch's scaled non-zeros, rows ascending within a column.
 static void S(gather_sparse)(fcnn_size *row_start, int32_t *cols, real *csr_vals,
                              fcnn_size *col_start, int32_t *csc_rows, real *csc_vals,
-                             const uint8_t *pixels, const int64_t *indices, fcnn_size rows,
-                             fcnn_size C) {
-    for (fcnn_size k = 0; k < C; k++) col_start[k + 1] += col_start[k];
+                             const fcnn_size *counts, const uint8_t *pixels,
+                             const int64_t *indices, fcnn_size rows, fcnn_size C) {
+    col_start[0] = 0;
+    for (fcnn_size k = 0; k < C; k++) col_start[k + 1] = col_start[k] + counts[k];
     fcnn_size p = 0;
     for (fcnn_size b = 0; b < rows; b++) {
         const uint8_t *image = pixels + indices[b] * C;
@@ -447,7 +449,7 @@ static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn
     enum { ROUNDS = 7 };
     const double densities[2] = {0.1, 0.4};
     fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK, panel_size = num_blocks * C * BLOCK;
-    fcnn_size scratch_size = (fcnn_size)num_threads * (B > C ? B : C) * BLOCK;
+    fcnn_size scratch_size = (fcnn_size)num_threads * B * BLOCK;
     real *panels = calloc((size_t)panel_size, sizeof(real));
     real *velocity = calloc((size_t)panel_size, sizeof(real));
     real *out = calloc((size_t)(B * H), sizeof(real));
@@ -458,12 +460,14 @@ static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn
     real *vals = calloc((size_t)(4 * B * C), sizeof(real));
     int32_t *indices = calloc((size_t)(4 * B * C), sizeof(int32_t));
     fcnn_size *starts = calloc((size_t)(2 * (B + 1) + 2 * (C + 1)), sizeof(fcnn_size));
+    fcnn_size *counts = calloc((size_t)C, sizeof(fcnn_size));
     int ok = panels && velocity && out && dout && scratch && bias && x && vals && indices &&
-             starts;
+             starts && counts;
     if (ok) {
         for (fcnn_size i = 0; i < panel_size; i++) panels[i] = (real)0.01;
         for (fcnn_size i = 0; i < B * H; i++) dout[i] = (real)0.001;
         for (fcnn_size i = 0; i < B * C; i++) x[i] = (real)0.5;
+        for (fcnn_size k = 0; k < C; k++) counts[k] = 1;  // every input present, in all three
         real *velocity_panels = use_velocity ? velocity : NULL;
         // batch i: CSR and CSC values and indices in the i-th quarters / halves of the buffers
         fcnn_size nonzeros[2];
@@ -483,7 +487,7 @@ static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn
                 S(first_forward)(out, panels, velocity_panels, bias, NULL, NULL, 0, row_start,
                                  indices + 2 * i * B * C, vals + 2 * i * B * C, x, sparse, B, C,
                                  H, 1, num_threads);
-                S(first_update)(panels, velocity_panels, scratch, col_start,
+                S(first_update)(panels, velocity_panels, scratch, col_start, counts,
                                 indices + (2 * i + 1) * B * C, vals + (2 * i + 1) * B * C, x,
                                 sparse, dout, B, C, H, (real)1e-6, (real)1e-4, (real)0.5, 0,
                                 num_threads);
@@ -502,7 +506,7 @@ static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn
         costs->dense_batch = best[2];
     }
     free(panels), free(velocity), free(out), free(dout), free(scratch), free(bias), free(x);
-    free(vals), free(indices), free(starts);
+    free(vals), free(indices), free(starts), free(counts);
     return ok ? 0 : -1;
 }
 
@@ -536,6 +540,7 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
     real *csc_vals = parts[PART_CSC_VALUES];
     int32_t *cols = parts[PART_CSR_COLUMNS], *csc_rows = parts[PART_CSC_ROWS];
     fcnn_size *row_start = parts[PART_ROW_START], *col_start = parts[PART_COLUMN_START];
+    fcnn_size *counts = parts[PART_COLUMN_COUNTS];
     int64_t *batch_labels = parts[PART_BATCH_LABELS];
     real *acts[FCNN_MAX_LAYERS + 1];
     acts[0] = x;
@@ -585,7 +590,7 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         int sparse = 0;
         if (packed) {
             fcnn_size present;
-            fcnn_size nonzeros = S(count_nonzeros)(col_start, &present, data->images, indices,
+            fcnn_size nonzeros = S(count_nonzeros)(counts, &present, data->images, indices,
                                                    rows, C0);
             if (sparse_threshold < 0) {
                 double sparse_cost = costs.per_nonzero * (double)nonzeros +
@@ -596,16 +601,16 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
             }
         }
         if (sparse) {
-            S(gather_sparse)(row_start, cols, csr_vals, col_start, csc_rows, csc_vals,
+            S(gather_sparse)(row_start, cols, csr_vals, col_start, csc_rows, csc_vals, counts,
                              data->images, indices, rows, C0);
         } else {
             S(gather_dense)(x, data->images, data->images_are_bytes, indices, rows, C0);
         }
-        // the first-layer rows this step reads (a sparse batch's columns, or all), caught up
+        // the first-layer rows of the batch's pixels, the only ones read or updated, caught up
         fcnn_size num_catch_up = 0;
         if (lazy) {
             for (fcnn_size k = 0; k < C0; k++) {
-                if (sparse && col_start[k] == col_start[k + 1]) continue;
+                if (counts[k] == 0) continue;
                 if (steps_done[k] < step) {
                     compose_steps(maps + 3 * num_catch_up, steps_done[k], step, sgd->lrs,
                                   (double)lr_decay, (double)momentum, velocity_share);
@@ -658,9 +663,9 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         }
         if (packed) {
             S(fcnn_bias_backward)(dbias, dout, rows, H);
-            S(first_update)(panels, velocity_panels, scratch, col_start, csc_rows, csc_vals, x,
-                            sparse, dout, rows, C0, H, lr, lr_decay, momentum, sgd->nesterov,
-                            num_threads);
+            S(first_update)(panels, velocity_panels, scratch, col_start, counts, csc_rows,
+                            csc_vals, x, sparse, dout, rows, C0, H, lr, lr_decay, momentum,
+                            sgd->nesterov, num_threads);
         } else {
             S(fcnn_linear_backward)(NULL, dweight, dbias, dout, x, weights[0], rows, C0, H,
                                     num_threads);

@@ -24,12 +24,15 @@
         }                                                                  \
     } while (0)
 
-// Brackets every kernel call: the GIL is released, and fcnn's work runs with flush-to-zero and
+// Brackets every kernel call: the GIL is released; fcnn's work runs with flush-to-zero and
 // denormals-are-zero (threads.c), the caller's floating-point mode restored before the GIL is
-// taken back.
-#define FCNN_BEGIN_KERNEL \
-    Py_BEGIN_ALLOW_THREADS unsigned saved_fp_mode = fcnn_fp_enter()
-#define FCNN_END_KERNEL    \
+// taken back; and the BLAS is held at one thread meanwhile, so that products are split across
+// fcnn's own OpenMP threads, every one of them with FTZ/DAZ on (linear.c).
+#define FCNN_BEGIN_KERNEL                                    \
+    Py_BEGIN_ALLOW_THREADS unsigned saved_fp_mode = fcnn_fp_enter(); \
+    fcnn_blas_scope_enter()
+#define FCNN_END_KERNEL           \
+    fcnn_blas_scope_leave();      \
     fcnn_fp_leave(saved_fp_mode); \
     Py_END_ALLOW_THREADS
 

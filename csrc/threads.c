@@ -6,12 +6,13 @@
 // is set, the count follows OpenMP's default of the calling thread (OMP_NUM_THREADS, or a
 // threadpoolctl limit), clamped to [1, FCNN_MAX_THREADS].
 //
-// The BLAS: fcnn_set_threads sets its count too (also process-wide). A fused epoch runs all its
-// threads as OpenMP's and needs the BLAS at one thread meanwhile (its products are split by
-// column across OpenMP threads, each slice a one-thread BLAS call): fcnn_blas_scope_enter and
-// _leave count the fused calls in flight under a lock; the first saves the BLAS count and sets
-// 1, the last puts it back, and a fcnn_set_threads meanwhile changes what will be put back. So
-// concurrent calls can neither leave the BLAS at one thread nor lose a new setting.
+// The BLAS: fcnn_set_threads sets its count too (also process-wide). fcnn's kernels run all
+// their threads as OpenMP's and need the BLAS at one thread meanwhile (products are split by
+// column across OpenMP threads, each slice a one-thread BLAS call, all with FTZ/DAZ on):
+// fcnn_blas_scope_enter and _leave count the calls in flight under a lock; the first saves the
+// BLAS count and sets 1, the last puts it back, and a fcnn_set_threads meanwhile changes what
+// will be put back. So concurrent calls can neither leave the BLAS at one thread nor lose a
+// new setting, and between fcnn's calls the BLAS is the user's (threadpoolctl sees it).
 //
 // Subnormals: fcnn_fp_enter/fcnn_fp_leave turn flush-to-zero and denormals-are-zero on for
 // fcnn's work on the calling thread and put the caller's mode back; every OpenMP region of the

@@ -68,12 +68,30 @@ def test_fused_epoch_matches_twin(dtype, rtol, hidden, momentum, nesterov, spars
 
 @pytest.mark.parametrize("density", [0.05, 0.2, 0.6, 1.0])
 def test_sparse_and_dense_first_layer_agree(density):
+    # 0.0 sends uint8 batches through the BLAS layer kernels: the same sums in another order.
     images, labels = digits_like(density=density)
     sizes = [images.shape[1], 64, CLASSES]
     _, sparse = run(_core, images, labels, sizes, np.float64, sparse_threshold=1.0)
     _, dense = run(_core, images, labels, sizes, np.float64, sparse_threshold=0.0)
     for a, b in zip(sparse, dense):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.9, 5e-4)])
+@pytest.mark.parametrize("density", [0.02, 0.2, 0.6, 1.0])
+def test_first_layer_paths_give_the_same_bits(dtype, momentum, weight_decay, density):
+    # The panel kernels, sparse or dense, sum in one order: the cost model's choice per batch
+    # cannot change a result, whatever its timings (1e-9: every batch dense; None: chosen).
+    images, labels = digits_like(n=230, features=70, density=density)
+    sizes = [images.shape[1], 90, CLASSES]
+    results = [run(_core, images, labels, sizes, dtype, momentum=momentum, nesterov=momentum > 0,
+                   weight_decay=weight_decay, sparse_threshold=threshold)
+               for threshold in (1.0, 1e-9, None)]
+    for outcome, params in results[1:]:
+        assert outcome == results[0][0]
+        for a, b in zip(params, results[0][1]):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_float_images_are_not_rescaled():
