@@ -88,8 +88,10 @@ int main(int argc, char **argv) {
     }
     fcnn_fp_leave(saved);
     printf("B %td C %td H %td: %td non-zeros (%.1f%%), %td rows present, %d repeats; the epoch "
-           "uses the %s kernels on this CPU\n", B, C, H, nonzeros, 100.0 * nonzeros / (B * C),
-           present, repeats, wide_vectors() ? "AVX-512" : "AVX2");
+           "uses the %s forward and the %s update on this CPU\n", B, C, H, nonzeros,
+           100.0 * nonzeros / (B * C), present, repeats,
+           wide_vectors(FORWARD_KERNEL) ? "AVX-512" : "AVX2",
+           wide_vectors(UPDATE_KERNEL) ? "AVX-512" : "AVX2");
     const char *names[4] = {"AVX-512 forward (CSR)", "AVX-512 gradient+update (CSC)",
                             "AVX2 forward (CSR)", "AVX2 gradient+update (CSC)"};
     for (int kernel = 0; kernel < 4; kernel++) {

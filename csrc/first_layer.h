@@ -26,10 +26,21 @@ static inline VECTOR FIRST_LAYER(load)(const real *p) {
 
 static inline void FIRST_LAYER(store)(real *p, VECTOR v) { memcpy(p, &v, sizeof v); }
 
+// Rows of a sparse batch in flight at once: eight vectors of accumulators in all.
+#define ROWS (VECTORS >= 8 ? 1 : 8 / VECTORS)
+
+// o[0, width) <- the accumulators of a panel row, ReLU'd if relu
+static inline __attribute__((always_inline)) void FIRST_LAYER(store_row)(
+    real *o, const VECTOR *acc, fcnn_size width, int relu) {
+    real result[BLOCK];
+    for (int v = 0; v < VECTORS; v++) FIRST_LAYER(store)(result + v * LANES, acc[v]);
+    for (fcnn_size j = 0; j < width; j++) o[j] = relu && result[j] < 0 ? 0 : result[j];
+}
+
 // Rows (or inputs) per register tile of the dense kernels, and vectors per tile row: 6 x 2
 // accumulators, two loads and six broadcasts per step (fifteen of the sixteen AVX2 registers).
 #define TILE_ROWS 6
-#define TILE_VECTORS 2
+#define TILE_VECTORS (VECTORS < 2 ? VECTORS : 2)
 #define TILE_COLUMNS (TILE_VECTORS * LANES)
 
 // out rows [b0, b0 + R) x columns [c0, c0 + TILE_COLUMNS) of a block = start + x @ panel,
@@ -111,8 +122,42 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_forward)(
             real start[BLOCK];
             for (fcnn_size j = 0; j < BLOCK; j++) start[j] = j < width ? bias[j0 + j] : 0;
             if (sparse) {
-                real result[BLOCK];
-                for (fcnn_size b = 0; b < B; b++) {
+                // ROWS rows at a time, in lockstep over their common length: ROWS independent
+                // multiply-add chains per vector instead of one; each row still sums its
+                // non-zeros in order. Then each row's remaining non-zeros alone.
+                fcnn_size b = 0;
+                for (; b + ROWS <= B; b += ROWS) {
+                    VECTOR acc[ROWS][VECTORS];
+                    fcnn_size first[ROWS], common = -1;
+                    for (int r = 0; r < ROWS; r++) {
+                        for (int v = 0; v < VECTORS; v++) {
+                            acc[r][v] = FIRST_LAYER(load)(start + v * LANES);
+                        }
+                        first[r] = row_start[b + r];
+                        fcnn_size length = row_start[b + r + 1] - first[r];
+                        common = common < 0 || length < common ? length : common;
+                    }
+                    for (fcnn_size i = 0; i < common; i++) {
+                        for (int r = 0; r < ROWS; r++) {
+                            const real value = vals[first[r] + i];
+                            const real *w = panel + (fcnn_size)cols[first[r] + i] * BLOCK;
+                            for (int v = 0; v < VECTORS; v++) {
+                                acc[r][v] += value * FIRST_LAYER(load)(w + v * LANES);
+                            }
+                        }
+                    }
+                    for (int r = 0; r < ROWS; r++) {
+                        for (fcnn_size p = first[r] + common; p < row_start[b + r + 1]; p++) {
+                            const real value = vals[p];
+                            const real *w = panel + (fcnn_size)cols[p] * BLOCK;
+                            for (int v = 0; v < VECTORS; v++) {
+                                acc[r][v] += value * FIRST_LAYER(load)(w + v * LANES);
+                            }
+                        }
+                        FIRST_LAYER(store_row)(out + (b + r) * H + j0, acc[r], width, relu);
+                    }
+                }
+                for (; b < B; b++) {
                     VECTOR acc[VECTORS];
                     for (int v = 0; v < VECTORS; v++) {
                         acc[v] = FIRST_LAYER(load)(start + v * LANES);
@@ -124,13 +169,7 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_forward)(
                             acc[v] += value * FIRST_LAYER(load)(w + v * LANES);
                         }
                     }
-                    for (int v = 0; v < VECTORS; v++) {
-                        FIRST_LAYER(store)(result + v * LANES, acc[v]);
-                    }
-                    real *o = out + b * H + j0;
-                    for (fcnn_size j = 0; j < width; j++) {
-                        o[j] = relu && result[j] < 0 ? 0 : result[j];
-                    }
+                    FIRST_LAYER(store_row)(out + b * H + j0, acc, width, relu);
                 }
             } else {
                 for (fcnn_size c0 = 0; c0 < width; c0 += TILE_COLUMNS) {
@@ -228,6 +267,7 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_update)(
 #undef TILE_COLUMNS
 #undef TILE_VECTORS
 #undef TILE_ROWS
+#undef ROWS
 #undef VECTORS
 #undef LANES
 #undef VECTOR
