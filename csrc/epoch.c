@@ -1,24 +1,27 @@
 // The fused training epoch of a plain MLP (Linear, ReLU, ..., Linear, softmax-cross-entropy):
 // batch gathering from the raw images, forward, loss, backward and the SGD update in one call,
 // in one workspace allocated by the caller. The epoch only calls the layer kernels (linear.c,
-// activation.c, loss.c, optim.c); what is its own is the batch gathering and the first layer
-// on sparse batches (MNIST: ~19% of pixels are non-zero): its forward product runs over CSR
-// rows and its weight gradient over CSC columns, folded straight into the SGD update so the
-// gradient of the largest weight matrix is never stored.
+// activation.c, loss.c, optim.c); what is its own is the batch gathering and, for uint8
+// images, the first layer on column panels (first_layer.h): on sparse batches (MNIST: ~19% of
+// pixels are non-zero) its forward product runs over CSR rows and its weight gradient over CSC
+// columns, on dense ones over register tiles, in the same summation order; the gradient is
+// folded straight into the SGD update so that of the largest weight matrix is never stored.
 //
 // Lazy updates: with momentum or weight decay, a first-layer row whose pixel is absent from a
-// sparse batch has a zero gradient, and its step is the affine map (w, v) <- (keep w - lr s v,
+// batch has a zero gradient, and its step is the affine map (w, v) <- (keep w - lr s v,
 // m v) (keep = 1 - weight_decay lr; s = m plain, m^2 Nesterov). Such rows are not rewritten:
 // the maps of the steps they missed, each with its own rate, are composed in double and
 // applied when the row is next read, and at the end of the call.
 //
 // Sparse or dense, per batch: from a cost model of the two first-layer paths, calibrated by
 // timing them at the first call of each shape in the process (see calibrate below), unless
-// the caller forces a density threshold.
+// the caller forces a density threshold. Both paths give the same bits: the choice changes
+// the speed only, so timing noise cannot make two runs differ.
 //
 // Threads: OpenMP over column blocks of the first layer (each output element has one owner and
-// one summation order, so the sparse path does not depend on the thread count); the other
-// layers' products split by columns (fcnn_gemm). Every parallel region runs with FTZ/DAZ on.
+// one summation order, so the first layer does not depend on the thread count); the other
+// layers' products split by columns (fcnn_gemm), the BLAS held at one thread meanwhile
+// (threads.c). Every parallel region runs with FTZ/DAZ on.
 #ifndef FCNN_TEMPLATE
 #include <pthread.h>
 #include <stdlib.h>
