@@ -1,5 +1,6 @@
-// Microbenchmark of the fused epoch's sparse first layer: forward (CSR) and gradient + SGD
-// update (CSC) on MNIST-like batches, one thread, no Python. Built and run by bench_kernel.py,
+// Microbenchmark of the fused epoch's first layer: forward (CSR) and gradient + SGD update
+// (CSC) on MNIST-like batches (or, at density 1, the dense register-tiled kernels), one
+// thread, no Python. Built and run by bench_kernel.py,
 // which passes the csrc folder to include (so an older tree can be measured the same way).
 //
 // Prints, per kernel, the fastest of many repeats in ns and in TSC cycles per (non-zero x 64
@@ -7,6 +8,7 @@
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <x86intrin.h>
 
@@ -47,6 +49,10 @@ int main(int argc, char **argv) {
             pixels[b * C + k] = (double)rand() / RAND_MAX < p ? 1 + rand() % 255 : 0;
         }
     }
+    // density 1: every pixel non-zero, through the dense (register-tiled) kernels
+    const int sparse = density < 1.0;
+    if (!sparse) memset(pixels, 7, B * C);
+    for (fcnn_size i = 0; i < B * C; i++) x[i] = (float)pixels[i] / 255.0f;
     fcnn_size present;
     fcnn_size nonzeros = count_nonzeros_f32(counts, &present, pixels, indices, B, C);
     gather_sparse_f32(row_start, cols, csr_vals, col_start, csc_rows, csc_vals, counts, pixels,
@@ -64,20 +70,21 @@ int main(int argc, char **argv) {
             switch (kernel) {
                 case 0:
                     first_forward_avx512_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
-                                             cols, csr_vals, x, 1, B, C, H, 1, 1);
+                                             cols, csr_vals, x, sparse, B, C, H, 1, 1);
                     break;
                 case 1:
                     first_update_avx512_f32(panels, velocity, scratch, col_start, counts, csc_rows,
-                                            csc_vals, x, 1, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1,
-                                            1);
+                                            csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f,
+                                            1, 1);
                     break;
                 case 2:
                     first_forward_avx2_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
-                                           cols, csr_vals, x, 1, B, C, H, 1, 1);
+                                           cols, csr_vals, x, sparse, B, C, H, 1, 1);
                     break;
                 default:
                     first_update_avx2_f32(panels, velocity, scratch, col_start, counts, csc_rows,
-                                          csc_vals, x, 1, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1, 1);
+                                          csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1,
+                                          1);
                     break;
             }
             unsigned long long cycles = __rdtsc() - c0;
@@ -90,8 +97,8 @@ int main(int argc, char **argv) {
     printf("B %td C %td H %td: %td non-zeros (%.1f%%), %td rows present, %d repeats; the epoch "
            "uses the %s forward and the %s update on this CPU\n", B, C, H, nonzeros,
            100.0 * nonzeros / (B * C), present, repeats,
-           wide_vectors(FORWARD_KERNEL) ? "AVX-512" : "AVX2",
-           wide_vectors(UPDATE_KERNEL) ? "AVX-512" : "AVX2");
+           wide_vectors(FORWARD_KERNEL, sparse) ? "AVX-512" : "AVX2",
+           wide_vectors(UPDATE_KERNEL, sparse) ? "AVX-512" : "AVX2");
     const char *names[4] = {"AVX-512 forward (CSR)", "AVX-512 gradient+update (CSC)",
                             "AVX2 forward (CSR)", "AVX2 gradient+update (CSC)"};
     for (int kernel = 0; kernel < 4; kernel++) {

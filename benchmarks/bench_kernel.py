@@ -43,7 +43,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csrc", type=Path, default=HERE.parent / "csrc")
     parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--density", type=float, default=0.19)
+    parser.add_argument("--density", type=float, default=0.19,
+                        help="share of non-zero pixels; 1 times the dense kernels")
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--callgrind", action="store_true",
                         help="run under valgrind --tool=callgrind (10 repeats) and print the "

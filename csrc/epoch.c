@@ -216,12 +216,13 @@ static void compose_steps(double *map, fcnn_size from, fcnn_size to, const doubl
 }
 
 // Which build of a first-layer kernel runs (first_layer.h): AVX-512 wherever the CPU has it,
-// except the gradient+update kernel on AMD: Zen 4 runs 512-bit multiply-adds as two 256-bit
-// halves, and there that kernel measured 7% faster in its AVX2 build, while the forward one
-// measured 11% faster in its AVX-512 build (benchmarks/bench_kernel.py, min of 300 runs).
+// except the update kernel on sparse batches on AMD. Zen 4 runs 512-bit multiply-adds as two
+// 256-bit halves; there (benchmarks/bench_kernel.py, min of many runs) the AVX-512 build was
+// faster for the forward kernel (11% sparse, 13% dense) and for the dense update (12%), but the
+// AVX2 build 7% faster for the sparse update. Both builds give the same bits.
 typedef enum { FORWARD_KERNEL, UPDATE_KERNEL } first_layer_kernel;
 
-static int wide_vectors(first_layer_kernel kernel) {
+static int wide_vectors(first_layer_kernel kernel, int sparse) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
     static int avx512 = -1, amd = -1;  // a benign race: every thread computes the same answer
     if (avx512 < 0) {
@@ -229,9 +230,9 @@ static int wide_vectors(first_layer_kernel kernel) {
         amd = __builtin_cpu_is("amd") != 0;
         avx512 = __builtin_cpu_supports("avx512f") != 0;
     }
-    return avx512 && !(kernel == UPDATE_KERNEL && amd);
+    return avx512 && !(kernel == UPDATE_KERNEL && sparse && amd);
 #else
-    (void)kernel;
+    (void)kernel, (void)sparse;
     return 0;
 #endif
 }
@@ -329,7 +330,7 @@ static void S(first_forward)(real *out, real *panels, real *velocity_panels, con
                              fcnn_size num_catch_up, const fcnn_size *row_start,
                              const int32_t *cols, const real *vals, const real *x, int sparse,
                              fcnn_size B, fcnn_size C, fcnn_size H, int relu, int num_threads) {
-    (wide_vectors(FORWARD_KERNEL) ? S(first_forward_avx512) : S(first_forward_avx2))(
+    (wide_vectors(FORWARD_KERNEL, sparse) ? S(first_forward_avx512) : S(first_forward_avx2))(
         out, panels, velocity_panels, bias, catch_up_rows, maps, num_catch_up, row_start, cols,
         vals, x, sparse, B, C, H, relu, num_threads);
 }
@@ -340,7 +341,7 @@ static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
                             const int32_t *rows, const real *vals, const real *x, int sparse,
                             const real *dout, fcnn_size B, fcnn_size C, fcnn_size H, real lr,
                             real weight_decay, real momentum, int nesterov, int num_threads) {
-    (wide_vectors(UPDATE_KERNEL) ? S(first_update_avx512) : S(first_update_avx2))(
+    (wide_vectors(UPDATE_KERNEL, sparse) ? S(first_update_avx512) : S(first_update_avx2))(
         panels, velocity_panels, scratch, col_start, counts, rows, vals, x, sparse, dout, B, C,
         H, lr, weight_decay, momentum, nesterov, num_threads);
 }
