@@ -451,8 +451,8 @@ static fcnn_size S(synthetic_batch)(fcnn_size *row_start, int32_t *cols, real *c
 // Times the first layer's two paths on synthetic batches of this shape (C inputs, H columns,
 // batches of B, with or without velocity, on num_threads threads) into costs; returns -1 when
 // out of memory. Sparse: two densities with every column present, solved for the cost per
-// non-zero and per updated row; dense: one whole batch. The three are timed in turn, several
-// rounds, and each keeps its fastest: a busy machine slows all three alike.
+// non-zero and per updated row; dense: one whole batch. The three are timed in turn, up to
+// seven rounds, and each keeps its fastest: a busy machine slows all three alike.
 static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn_size B,
                         int use_velocity, int num_threads) {
     enum { ROUNDS = 7 };
@@ -486,8 +486,10 @@ static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn
                 starts + 2 * (B + 1) + i * (C + 1), indices + (2 * i + 1) * B * C,
                 vals + (2 * i + 1) * B * C, densities[i], B, C);
         }
-        double best[3] = {1e300, 1e300, 1e300};
-        for (int round = 0; round < ROUNDS; round++) {
+        double best[3] = {1e300, 1e300, 1e300}, started = seconds_now();
+        // Large layers: fewer rounds once a tenth of a second is spent (at least two).
+        for (int round = 0; round < ROUNDS && (round < 2 || seconds_now() - started < 0.1);
+             round++) {
             for (int path = 0; path < 3; path++) {
                 int sparse = path < 2, i = path < 2 ? path : 0;
                 const fcnn_size *row_start = starts + i * (B + 1);
