@@ -2,11 +2,13 @@
 
 The fused epoch (``fcnn._core.train_epoch``) takes the first layer on a batch's
 non-zeros when their share is below ``sparse_threshold``, and through dense
-panel GEMMs otherwise. This script forces each path (threshold 1.0: always
-sparse; 0.0: always dense) on MNIST images whose zero pixels are filled in at
-random until a given share of each image is non-zero (MNIST itself: ~19%), and
-prints the seconds per 60,000 samples of each path, their ratio and the density
-where dense starts to win: ``fcnn.training.SPARSE_THRESHOLD`` is set from it.
+panel GEMMs otherwise; by default (``sparse_threshold=None``) a cost model timed on
+the machine at the first call decides per batch. This script forces each path
+(threshold 1.0: always sparse; 0.0: always dense) and runs the cost model's choice
+("auto") on MNIST images whose zero pixels are filled in at random until a given
+share of each image is non-zero (MNIST itself: ~19%), and prints the seconds per
+60,000 samples of each, the density where dense starts to win, and how auto
+compares with the better of the two forced paths (it should never be slower).
 Writes benchmarks/results/sparse.json.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_sparse.py --quick
@@ -42,7 +44,7 @@ def with_density(images: np.ndarray, density: float, seed: int = 0) -> np.ndarra
 
 
 def fused_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size: int,
-                threshold: float) -> common.Run:
+                threshold: float | None) -> common.Run:
     weights = [param.copy() for param in common.initial_params(images.shape[1], hidden,
                                                                   np.float32)]
     order = np.random.default_rng(0).permutation(len(labels))
@@ -70,7 +72,7 @@ def main() -> None:
     for density in args.densities:
         dense_images = with_density(images, density)
         measured = float((dense_images != 0).mean())
-        for path, threshold in (("sparse", 1.0), ("dense", 0.0)):
+        for path, threshold in (("sparse", 1.0), ("dense", 0.0), ("auto", None)):
             cases.append(common.Case(
                 label=f"{path} path, density {measured:.2f}",
                 run=lambda x=dense_images, t=threshold: fused_epoch(x, labels, args.hidden,
@@ -81,18 +83,21 @@ def main() -> None:
                       "batch_size": args.batch_size, "samples": samples}))
     common.run_cases(cases, args.repeats)
     rows, crossover = [], None
-    for sparse_case, dense_case in zip(cases[::2], cases[1::2]):
+    for sparse_case, dense_case, auto_case in zip(cases[::3], cases[1::3], cases[2::3]):
         density = sparse_case.info["density"]
         sparse_s = common.per_epoch(sparse_case.median, samples)
         dense_s = common.per_epoch(dense_case.median, samples)
+        auto_s = common.per_epoch(auto_case.median, samples)
         if crossover is None and dense_s < sparse_s:
             crossover = density
         rows.append([f"{density:.2f}", f"{sparse_s:.3f}", f"{dense_s:.3f}",
-                     common.ratio(dense_s, sparse_s)])
+                     common.ratio(dense_s, sparse_s), f"{auto_s:.3f}",
+                     f"{auto_s / min(sparse_s, dense_s):.2f}"])
     common.print_table(
         f"fused epoch 784-{args.hidden}-10, B={args.batch_size}, {threads} thread(s), seconds "
         f"per 60,000 samples (median of {args.repeats})",
-        ["non-zero share", "sparse path", "dense path", "sparse vs dense"], rows)
+        ["non-zero share", "sparse path", "dense path", "sparse vs dense", "auto",
+         "auto / best"], rows)
     print(f"dense first wins at density {crossover}; SPARSE_THRESHOLD is {SPARSE_THRESHOLD}"
           if crossover is not None else
           f"the sparse path wins at every density measured; SPARSE_THRESHOLD is "

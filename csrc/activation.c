@@ -6,14 +6,18 @@
 
 // ----------------------------------------------------------------------------
 // inp (N) -> out (N)
-void S(fcnn_relu_forward)(real *out, const real *inp, fcnn_size N) {
+FCNN_HOT void S(fcnn_relu_forward)(real *out, const real *inp, fcnn_size N) {
     // "< 0" rather than "> 0" so that a NaN passes through and divergence stays visible.
     for (fcnn_size i = 0; i < N; i++) out[i] = inp[i] < 0 ? 0 : inp[i];
 }
 
 // dout (N), inp (N) -> dinp (N)
-void S(fcnn_relu_backward)(real *dinp, const real *dout, const real *inp, fcnn_size N) {
-    for (fcnn_size i = 0; i < N; i++) dinp[i] = inp[i] > 0 ? dout[i] : 0;
+FCNN_HOT void S(fcnn_relu_backward)(real *dinp, const real *dout, const real *inp,
+                                    fcnn_size N) {
+    for (fcnn_size i = 0; i < N; i++) {
+        real gradient = dout[i];  // read whatever inp says: a plain select, which vectorizes
+        dinp[i] = inp[i] > 0 ? gradient : 0;
+    }
 }
 
 // ----------------------------------------------------------------------------

@@ -1,73 +1,239 @@
 // The fused training epoch of a plain MLP (Linear, ReLU, ..., Linear, softmax-cross-entropy):
 // batch gathering from the raw images, forward, loss, backward and the SGD update in one call,
-// in a workspace allocated by the caller once. The first layer works on the batch's non-zeros
-// only when the batch is sparse enough (MNIST: ~19% of pixels are non-zero): its forward product
-// runs over CSR rows and its weight gradient over CSC columns, folded straight into the SGD
-// update so the gradient of the largest weight matrix is never stored.
+// in one workspace allocated by the caller. The epoch only calls the layer kernels (linear.c,
+// activation.c, loss.c, optim.c); what is its own is the batch gathering and, for uint8
+// images, the first layer on column panels (first_layer.h): on sparse batches (MNIST: ~19% of
+// pixels are non-zero) its forward product runs over CSR rows and its weight gradient over CSC
+// columns, on dense ones over register tiles, in the same summation order; the gradient is
+// folded straight into the SGD update so that of the largest weight matrix is never stored.
+//
+// Lazy updates: with momentum or weight decay, a first-layer row whose pixel is absent from a
+// batch has a zero gradient, and its step is the affine map (w, v) <- (keep w - lr s v,
+// m v) (keep = 1 - weight_decay lr; s = m plain, m^2 Nesterov). Such rows are not rewritten:
+// the maps of the steps they missed, each with its own rate, are composed in double and
+// applied when the row is next read, and at the end of the call.
+//
+// Sparse or dense, per batch: from a cost model of the two first-layer paths, calibrated by
+// timing them at the first call of each shape in the process (see calibrate below), unless
+// the caller forces a density threshold. Both paths give the same bits: the choice changes
+// the speed only, so timing noise cannot make two runs differ.
 //
 // Threads: OpenMP over column blocks of the first layer (each output element has one owner and
-// one summation order, so results do not depend on the thread count); BLAS for the dense
-// products of the other layers.
+// one summation order, so the first layer does not depend on the thread count); the other
+// layers' products split by columns (fcnn_gemm), the BLAS held at one thread meanwhile
+// (threads.c). Every parallel region runs with FTZ/DAZ on.
 #ifndef FCNN_TEMPLATE
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <time.h>
 
 #include "cblas.h"
 #include "kernels.h"
 
 // ----------------------------------------------------------------------------
-// workspace layout, shared by both dtypes (sizes in bytes)
+// workspace layout, shared by both dtypes: one table sizes it and carves it
+
+typedef enum {
+    PART_BATCH,            // dense batch (B, C0), or the CSR values
+    PART_CSC_VALUES,       // (B * C0)
+    PART_CSR_COLUMNS,      // int32 (B * C0)
+    PART_CSC_ROWS,         // int32 (B * C0)
+    PART_ROW_START,        // fcnn_size (B + 1)
+    PART_COLUMN_START,     // fcnn_size (C0 + 1)
+    PART_COLUMN_COUNTS,    // fcnn_size (C0): non-zeros of each input in the batch
+    PART_BATCH_LABELS,     // int64 (B)
+    PART_ACTIVATIONS,      // sum over layers of (B, sizes[l]), l = 1..L
+    PART_GRAD_A,           // gradient ping-pong (B, widest)
+    PART_GRAD_B,
+    PART_DWEIGHT,          // the largest dense weight gradient
+    PART_DBIAS,            // (widest)
+    PART_PANELS,           // first-layer weight as panels (see repack)
+    PART_VELOCITY_PANELS,  // its velocity, likewise
+    PART_SCRATCH,          // per thread: B panel rows
+    PART_STEPS_DONE,       // fcnn_size (C0): steps applied so far to each first-layer row
+    PART_CATCH_UP,         // double (C0, 3): composed maps of the rows caught up this step
+    PART_CATCH_UP_ROWS,    // int32 (C0)
+    NUM_PARTS
+} epoch_part;
 
 // Rounds a byte count up to 64 so every workspace part starts on a cache line.
 static fcnn_size round_up(fcnn_size bytes) { return (bytes + 63) / 64 * 64; }
 
-fcnn_size fcnn_train_epoch_workspace(const fcnn_size *sizes, fcnn_size L, fcnn_size B,
-                                     fcnn_size item, int num_threads) {
-    fcnn_size C0 = sizes[0], widest = 0, largest_weight = 0, total = 0;
-    for (fcnn_size l = 1; l <= L; l++) widest = sizes[l] > widest ? sizes[l] : widest;
+// a * b * c, or -1 when it overflows (or an operand is negative).
+static fcnn_size checked_product(fcnn_size a, fcnn_size b, fcnn_size c) {
+    fcnn_size ab, abc;
+    if (a < 0 || b < 0 || c < 0 || __builtin_mul_overflow(a, b, &ab) ||
+        __builtin_mul_overflow(ab, c, &abc) || abc > PTRDIFF_MAX - 64) {
+        return -1;
+    }
+    return abc;
+}
+
+// Bytes of each part for net, batches of B, item = sizeof(real), num_threads threads;
+// returns the total (parts rounded to cache lines), or -1 on overflow.
+static fcnn_size epoch_layout(fcnn_size bytes[NUM_PARTS], const fcnn_mlp *net, fcnn_size B,
+                              fcnn_size item, int num_threads) {
+    const fcnn_size L = net->num_layers, *sizes = net->sizes, C0 = sizes[0];
+    fcnn_size widest = 0, largest_weight = 0, activations = 0;
+    for (fcnn_size l = 1; l <= L; l++) {
+        widest = sizes[l] > widest ? sizes[l] : widest;
+        fcnn_size layer = checked_product(B, sizes[l], item);
+        if (layer < 0 || activations > PTRDIFF_MAX / 2 - layer) return -1;
+        activations += round_up(layer);
+    }
     for (fcnn_size l = 0; l < L; l++) {
-        fcnn_size weight = sizes[l] * sizes[l + 1];
+        fcnn_size weight = checked_product(sizes[l], sizes[l + 1], 1);
+        if (weight < 0) return -1;
         largest_weight = weight > largest_weight ? weight : largest_weight;
     }
     fcnn_size block = FCNN_PANEL_BYTES / item;
-    fcnn_size panels = (sizes[1] + block - 1) / block * C0 * block;
-    fcnn_size scratch = (B > C0 ? B : C0) * block;
-    total += round_up(B * C0 * item);                      // dense batch, or CSR values
-    total += round_up(B * C0 * item);                      // CSC values
-    total += 2 * round_up(B * C0 * (fcnn_size)sizeof(int32_t));  // CSR columns, CSC rows
-    total += round_up((B + 1) * (fcnn_size)sizeof(fcnn_size));   // CSR row starts
-    total += round_up((C0 + 1) * (fcnn_size)sizeof(fcnn_size));  // CSC column starts
-    for (fcnn_size l = 1; l <= L; l++) total += round_up(B * sizes[l] * item);  // activations
-    total += 2 * round_up(B * widest * item);              // gradient ping-pong
-    total += round_up(largest_weight * item);              // a dense weight gradient
-    total += round_up(widest * item);                      // a bias gradient
-    total += 2 * round_up(panels * item);                  // first-layer weight, velocity panels
-    total += round_up(num_threads * scratch * item);       // per-thread panel scratch
+    fcnn_size num_blocks = (sizes[1] + block - 1) / block;
+    bytes[PART_BATCH] = checked_product(B, C0, item);
+    bytes[PART_CSC_VALUES] = checked_product(B, C0, item);
+    bytes[PART_CSR_COLUMNS] = checked_product(B, C0, sizeof(int32_t));
+    bytes[PART_CSC_ROWS] = checked_product(B, C0, sizeof(int32_t));
+    bytes[PART_ROW_START] = checked_product(B + 1, sizeof(fcnn_size), 1);
+    bytes[PART_COLUMN_START] = checked_product(C0 + 1, sizeof(fcnn_size), 1);
+    bytes[PART_COLUMN_COUNTS] = checked_product(C0, sizeof(fcnn_size), 1);
+    bytes[PART_BATCH_LABELS] = checked_product(B, sizeof(int64_t), 1);
+    bytes[PART_ACTIVATIONS] = activations;
+    bytes[PART_GRAD_A] = checked_product(B, widest, item);
+    bytes[PART_GRAD_B] = checked_product(B, widest, item);
+    bytes[PART_DWEIGHT] = checked_product(largest_weight, item, 1);
+    bytes[PART_DBIAS] = checked_product(widest, item, 1);
+    bytes[PART_PANELS] = checked_product(num_blocks, C0, FCNN_PANEL_BYTES);
+    bytes[PART_VELOCITY_PANELS] = bytes[PART_PANELS];
+    bytes[PART_SCRATCH] = checked_product(num_threads, B, FCNN_PANEL_BYTES);
+    bytes[PART_STEPS_DONE] = checked_product(C0, sizeof(fcnn_size), 1);
+    bytes[PART_CATCH_UP] = checked_product(C0, 3, sizeof(double));
+    bytes[PART_CATCH_UP_ROWS] = checked_product(C0, sizeof(int32_t), 1);
+    fcnn_size total = 0;
+    for (int part = 0; part < NUM_PARTS; part++) {
+        if (bytes[part] < 0 || total > PTRDIFF_MAX / 2 - bytes[part]) return -1;
+        total += round_up(bytes[part]);
+    }
     return total;
 }
 
-int fcnn_thread_index(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
+fcnn_size fcnn_train_epoch_workspace(const fcnn_mlp *net, fcnn_size B, fcnn_size item,
+                                     int num_threads) {
+    fcnn_size bytes[NUM_PARTS];
+    return epoch_layout(bytes, net, B, item, num_threads);
+}
+
+// Points parts[] into workspace by the same table that sized it.
+static void carve_workspace(void *parts[NUM_PARTS], void *workspace, const fcnn_mlp *net,
+                            fcnn_size B, fcnn_size item, int num_threads) {
+    fcnn_size bytes[NUM_PARTS];
+    epoch_layout(bytes, net, B, item, num_threads);
+    char *cursor = (char *)workspace;
+    for (int part = 0; part < NUM_PARTS; part++) {
+        parts[part] = cursor;
+        cursor += round_up(bytes[part]);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the cost model of the first layer, shared by both dtypes
+
+// Seconds of the first layer per batch: sparse = per_nonzero * nnz + per_row * present rows
+// (rows with a non-zero, the only ones updated), dense = dense_batch for a whole batch.
+typedef struct {
+    fcnn_size item, C, H, B;
+    int num_threads, use_velocity;
+    double per_nonzero, per_row, dense_batch;
+} first_layer_costs;
+
+#define COST_CACHE_SIZE 16
+static first_layer_costs cost_cache[COST_CACHE_SIZE];
+static int cost_cache_used = 0;
+static pthread_mutex_t cost_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// Looks up the costs of a shape; returns 1 and fills *costs when known.
+static int find_costs(first_layer_costs *costs) {
+    int found = 0;
+    pthread_mutex_lock(&cost_cache_lock);
+    for (int i = 0; i < cost_cache_used && !found; i++) {
+        const first_layer_costs *entry = &cost_cache[i];
+        if (entry->item == costs->item && entry->C == costs->C && entry->H == costs->H &&
+            entry->B == costs->B && entry->num_threads == costs->num_threads &&
+            entry->use_velocity == costs->use_velocity) {
+            *costs = *entry;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&cost_cache_lock);
+    return found;
+}
+
+// Remembers the costs of a shape; the first calibration of a shape wins, so every later call
+// in the process makes the same choices. Returns the costs kept.
+static first_layer_costs keep_costs(first_layer_costs costs) {
+    pthread_mutex_lock(&cost_cache_lock);
+    first_layer_costs kept = costs;
+    int found = 0;
+    for (int i = 0; i < cost_cache_used && !found; i++) {
+        const first_layer_costs *entry = &cost_cache[i];
+        if (entry->item == costs.item && entry->C == costs.C && entry->H == costs.H &&
+            entry->B == costs.B && entry->num_threads == costs.num_threads &&
+            entry->use_velocity == costs.use_velocity) {
+            kept = *entry;
+            found = 1;
+        }
+    }
+    if (!found) {
+        // A full cache forgets its oldest shape.
+        if (cost_cache_used == COST_CACHE_SIZE) {
+            memmove(cost_cache, cost_cache + 1, (COST_CACHE_SIZE - 1) * sizeof cost_cache[0]);
+            cost_cache_used--;
+        }
+        cost_cache[cost_cache_used++] = costs;
+    }
+    pthread_mutex_unlock(&cost_cache_lock);
+    return kept;
+}
+
+static double seconds_now(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+}
+
+// Composes the zero-gradient SGD steps [from, to) of a first-layer row into (w, v) <-
+// (a w + b v, c v): map[0..2] = a, b, c. s is the velocity's share of a step (m, or m^2 with
+// Nesterov).
+static void compose_steps(double *map, fcnn_size from, fcnn_size to, const double *lrs,
+                          double weight_decay, double momentum, double s) {
+    double a = 1, b = 0, c = 1;
+    for (fcnn_size step = from; step < to; step++) {
+        double keep = 1 - weight_decay * lrs[step];
+        b = keep * b - lrs[step] * s * c;
+        a = keep * a;
+        c = momentum * c;
+    }
+    map[0] = a, map[1] = b, map[2] = c;
+}
+
+// Which build of a first-layer kernel runs (first_layer.h): AVX-512 wherever the CPU has it,
+// except the update kernel on sparse batches on AMD. Zen 4 runs 512-bit multiply-adds as two
+// 256-bit halves; there (benchmarks/bench_kernel.py, min of many runs) the AVX-512 build was
+// faster for the forward kernel (11% sparse, 13% dense) and for the dense update (12%), but the
+// AVX2 build 7% faster for the sparse update. Both builds give the same bits.
+typedef enum { FORWARD_KERNEL, UPDATE_KERNEL } first_layer_kernel;
+
+static int wide_vectors(first_layer_kernel kernel, int sparse) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    static int avx512 = -1, amd = -1;  // a benign race: every thread computes the same answer
+    if (avx512 < 0) {
+        __builtin_cpu_init();
+        amd = __builtin_cpu_is("amd") != 0;
+        avx512 = __builtin_cpu_supports("avx512f") != 0;
+    }
+    return avx512 && !(kernel == UPDATE_KERNEL && sparse && amd);
 #else
+    (void)kernel, (void)sparse;
     return 0;
-#endif
-}
-
-void fcnn_set_threads(int count) {
-#ifdef _OPENMP
-    omp_set_num_threads(count);
-#endif
-    scipy_openblas_set_num_threads(count);
-}
-
-int fcnn_default_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
 #endif
 }
 
@@ -79,25 +245,10 @@ int fcnn_default_threads(void) {
 #include "sgd_rule.h"
 
 // ----------------------------------------------------------------------------
-// first layer on a sparse batch
+// the first layer
 
-// Columns per block: eight 32-byte vectors of accumulators (eight AVX registers; sixteen SSE
-// registers in the portable build), FCNN_PANEL_BYTES in all. GCC's vector extension makes the
-// register blocking explicit.
-typedef real S(vector) __attribute__((vector_size(32)));
-#define VECTOR S(vector)
-#define LANES ((fcnn_size)(32 / sizeof(real)))
-#define VECTORS 8
+// Columns per block: FCNN_PANEL_BYTES (64 floats, 32 doubles).
 #define BLOCK ((fcnn_size)(FCNN_PANEL_BYTES / sizeof(real)))
-_Static_assert(VECTORS * 32 == FCNN_PANEL_BYTES, "a panel row is VECTORS vectors");
-
-static inline VECTOR S(load)(const real *p) {
-    VECTOR v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void S(store)(real *p, VECTOR v) { memcpy(p, &v, sizeof v); }
 
 // The first layer's weight (C, H) is kept during a call as panels (ceil(H / BLOCK), C, BLOCK):
 // panel p holds columns [p * BLOCK, p * BLOCK + BLOCK), zero-padded, contiguous. Read straight
@@ -121,335 +272,434 @@ static void S(repack)(real *panels, real *weight, fcnn_size C, fcnn_size H, int 
     }
 }
 
-// batch (sparse: CSR row_start (B+1), cols, vals; dense: x (B, C)) x panels + bias
-// -> out (B, H), ReLU'd if relu
-FCNN_HOT static void S(first_forward)(real *out, const real *panels, const real *bias,
-                                       const fcnn_size *row_start, const int32_t *cols,
-                                       const real *vals, const real *x, int sparse, fcnn_size B,
-                                       fcnn_size C, fcnn_size H, int relu, int num_threads) {
-    fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
-    for (fcnn_size block = 0; block < num_blocks; block++) {
-        fcnn_size j0 = block * BLOCK, width = H - j0 < BLOCK ? H - j0 : BLOCK;
-        const real *panel = panels + block * C * BLOCK;
-        if (sparse) {
-            real start[BLOCK], result[BLOCK];
-            for (fcnn_size j = 0; j < BLOCK; j++) start[j] = j < width ? bias[j0 + j] : 0;
-            for (fcnn_size b = 0; b < B; b++) {
-                VECTOR acc[VECTORS];
-                for (int v = 0; v < VECTORS; v++) acc[v] = S(load)(start + v * LANES);
-                for (fcnn_size p = row_start[b]; p < row_start[b + 1]; p++) {
-                    const real value = vals[p];
-                    const real *w = panel + (fcnn_size)cols[p] * BLOCK;
-                    for (int v = 0; v < VECTORS; v++) acc[v] += value * S(load)(w + v * LANES);
-                }
-                for (int v = 0; v < VECTORS; v++) S(store)(result + v * LANES, acc[v]);
-                real *o = out + b * H + j0;
-                for (fcnn_size j = 0; j < width; j++) {
-                    o[j] = relu && result[j] < 0 ? 0 : result[j];
-                }
-            }
+// panel, velocity panel or NULL: rows[i] (num_rows of them) <- maps[i] (compose_steps)
+static void S(catch_up_block)(real *panel, real *velocity, const int32_t *rows,
+                              const double *maps, fcnn_size num_rows) {
+    for (fcnn_size i = 0; i < num_rows; i++) {
+        real *w = panel + (fcnn_size)rows[i] * BLOCK;
+        const real a = (real)maps[3 * i], b = (real)maps[3 * i + 1], c = (real)maps[3 * i + 2];
+        if (velocity == NULL) {
+            for (fcnn_size j = 0; j < BLOCK; j++) w[j] = a * w[j];
         } else {
-            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)B, (blasint)width,
-                 (blasint)C, 1, x, (blasint)C, panel, (blasint)BLOCK, 0, out + j0, (blasint)H);
-            for (fcnn_size b = 0; b < B; b++) {
-                real *o = out + b * H + j0;
-                for (fcnn_size j = 0; j < width; j++) {
-                    real z = o[j] + bias[j0 + j];
-                    o[j] = relu && z < 0 ? 0 : z;
-                }
+            real *v = velocity + (fcnn_size)rows[i] * BLOCK;
+            for (fcnn_size j = 0; j < BLOCK; j++) {
+                w[j] = a * w[j] + b * v[j];
+                v[j] = c * v[j];
             }
         }
     }
 }
 
-// panels (and velocity panels, or NULL) updated with the gradient batch^T dout, which is never
-// stored whole: per panel, sparse: for each input k, g = sum over the non-zeros x_bk of column
-// k (CSC col_start, rows, vals) of x_bk * dout[b]; dense: one GEMM into the thread's scratch.
-// scratch holds max(B, C) * BLOCK reals per thread.
-FCNN_HOT static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
-                                      const fcnn_size *col_start, const int32_t *rows,
-                                      const real *vals, const real *x, int sparse,
-                                      const real *dout, fcnn_size B, fcnn_size C, fcnn_size H,
-                                      real lr, real weight_decay, real momentum, int nesterov,
-                                      int num_threads) {
-    // Without decay or momentum an input absent from the batch leaves its row unchanged.
-    const int touch_all = weight_decay != 0 || velocity_panels != NULL;
+// panels and velocity panels (or NULL) with the rows of a catch-up list brought up to date
+static void S(catch_up)(real *panels, real *velocity_panels, const int32_t *rows,
+                        const double *maps, fcnn_size num_rows, fcnn_size C, fcnn_size H,
+                        int num_threads) {
     fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
-    fcnn_size scratch_size = (B > C ? B : C) * BLOCK;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads)
-    for (fcnn_size block = 0; block < num_blocks; block++) {
-        fcnn_size j0 = block * BLOCK, width = H - j0 < BLOCK ? H - j0 : BLOCK;
-        real *panel = panels + block * C * BLOCK;
-        real *velocity = velocity_panels == NULL ? NULL : velocity_panels + block * C * BLOCK;
-        real *mine = scratch + fcnn_thread_index() * scratch_size;
-        if (sparse) {
-            // This block of dout, contiguous and zero-padded: (B, BLOCK), in L1.
-            for (fcnn_size b = 0; b < B; b++) {
-                memcpy(mine + b * BLOCK, dout + b * H + j0, width * sizeof(real));
-                for (fcnn_size j = width; j < BLOCK; j++) mine[b * BLOCK + j] = 0;
+#pragma omp parallel num_threads(num_threads)
+    {
+        unsigned saved_fp = fcnn_fp_enter();
+#pragma omp for schedule(static)
+        for (fcnn_size block = 0; block < num_blocks; block++) {
+            real *velocity = velocity_panels == NULL ? NULL : velocity_panels + block * C * BLOCK;
+            S(catch_up_block)(panels + block * C * BLOCK, velocity, rows, maps, num_rows);
+        }
+        fcnn_fp_leave(saved_fp);
+    }
+}
+
+// The hot kernels, once with AVX-512 and once with AVX2 (first_layer.h); wide_vectors picks.
+#define FIRST_LAYER(name) S(name##_avx512)
+#define FIRST_LAYER_TARGETS FCNN_HOT
+#define VECTOR_BYTES 64
+#include "first_layer.h"
+#undef FIRST_LAYER
+#undef FIRST_LAYER_TARGETS
+#undef VECTOR_BYTES
+#define FIRST_LAYER(name) S(name##_avx2)
+#define FIRST_LAYER_TARGETS FCNN_HOT_AVX2
+#define VECTOR_BYTES 32
+#include "first_layer.h"
+#undef FIRST_LAYER
+#undef FIRST_LAYER_TARGETS
+#undef VECTOR_BYTES
+
+// batch (sparse: CSR row_start (B+1), cols, vals; dense: x (B, C)) x panels + bias
+// -> out (B, H), ReLU'd if relu; first, the rows of the catch-up list are brought up to date.
+static void S(first_forward)(real *out, real *panels, real *velocity_panels, const real *bias,
+                             const int32_t *catch_up_rows, const double *maps,
+                             fcnn_size num_catch_up, const fcnn_size *row_start,
+                             const int32_t *cols, const real *vals, const real *x, int sparse,
+                             fcnn_size B, fcnn_size C, fcnn_size H, int relu, int num_threads) {
+    (wide_vectors(FORWARD_KERNEL, sparse) ? S(first_forward_avx512) : S(first_forward_avx2))(
+        out, panels, velocity_panels, bias, catch_up_rows, maps, num_catch_up, row_start, cols,
+        vals, x, sparse, B, C, H, relu, num_threads);
+}
+
+// panels (and velocity panels) updated with batch^T dout and the SGD rule; see first_layer.h
+static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
+                            const fcnn_size *col_start, const fcnn_size *counts,
+                            const int32_t *rows, const real *vals, const real *x, int sparse,
+                            const real *dout, fcnn_size B, fcnn_size C, fcnn_size H, real lr,
+                            real weight_decay, real momentum, int nesterov, int num_threads) {
+    (wide_vectors(UPDATE_KERNEL, sparse) ? S(first_update_avx512) : S(first_update_avx2))(
+        panels, velocity_panels, scratch, col_start, counts, rows, vals, x, sparse, dout, B, C,
+        H, lr, weight_decay, momentum, nesterov, num_threads);
+}
+
+// ----------------------------------------------------------------------------
+// batch gathering
+
+// pixels (N, C) uint8, indices (rows) -> counts[k] = non-zeros of input k in the batch;
+// returns the non-zeros, *present = inputs with at least one.
+static fcnn_size S(count_nonzeros)(fcnn_size *counts, fcnn_size *present, const uint8_t *pixels,
+                                   const int64_t *indices, fcnn_size rows, fcnn_size C) {
+    for (fcnn_size k = 0; k < C; k++) counts[k] = 0;
+    for (fcnn_size b = 0; b < rows; b++) {
+        const uint8_t *image = pixels + indices[b] * C;
+        for (fcnn_size k = 0; k < C; k++) counts[k] += image[k] != 0;
+    }
+    fcnn_size nonzeros = 0, columns = 0;
+    for (fcnn_size k = 0; k < C; k++) {
+        nonzeros += counts[k];
+        columns += counts[k] != 0;
+    }
+    *present = columns;
+    return nonzeros;
+}
+
+// The counts of count_nonzeros -> CSR (row_start, cols, csr_vals) and CSC (col_start, csc_rows,
+// csc_vals) of the batch's scaled non-zeros, rows ascending within a column.
+static void S(gather_sparse)(fcnn_size *row_start, int32_t *cols, real *csr_vals,
+                             fcnn_size *col_start, int32_t *csc_rows, real *csc_vals,
+                             const fcnn_size *counts, const uint8_t *pixels,
+                             const int64_t *indices, fcnn_size rows, fcnn_size C) {
+    col_start[0] = 0;
+    for (fcnn_size k = 0; k < C; k++) col_start[k + 1] = col_start[k] + counts[k];
+    fcnn_size p = 0;
+    for (fcnn_size b = 0; b < rows; b++) {
+        const uint8_t *image = pixels + indices[b] * C;
+        row_start[b] = p;
+        for (fcnn_size k = 0; k < C; k++) {
+            if (image[k] != 0) {
+                cols[p] = (int32_t)k;
+                // Divided, not multiplied by 1/255: the same rounding as the DataLoader.
+                csr_vals[p++] = (real)image[k] / (real)255;
             }
-            real g[BLOCK];
-            for (fcnn_size k = 0; k < C; k++) {
-                if (!touch_all && col_start[k] == col_start[k + 1]) continue;
-                VECTOR acc[VECTORS];
-                for (int v = 0; v < VECTORS; v++) acc[v] = (VECTOR){0};
-                for (fcnn_size p = col_start[k]; p < col_start[k + 1]; p++) {
-                    const real value = vals[p];
-                    const real *d = mine + (fcnn_size)rows[p] * BLOCK;
-                    for (int v = 0; v < VECTORS; v++) acc[v] += value * S(load)(d + v * LANES);
-                }
-                for (int v = 0; v < VECTORS; v++) S(store)(g + v * LANES, acc[v]);
-                real *velocity_row = velocity == NULL ? NULL : velocity + k * BLOCK;
-                S(sgd_rule)(panel + k * BLOCK, velocity_row, g, lr, weight_decay, momentum,
-                            nesterov, width);
-            }
+        }
+    }
+    row_start[rows] = p;
+    // Counting sort of the CSR entries by column: col_start[k] serves as column k's cursor,
+    // then is shifted back.
+    for (fcnn_size b = 0; b < rows; b++) {
+        for (fcnn_size q = row_start[b]; q < row_start[b + 1]; q++) {
+            fcnn_size slot = col_start[cols[q]]++;
+            csc_rows[slot] = (int32_t)b;
+            csc_vals[slot] = csr_vals[q];
+        }
+    }
+    for (fcnn_size k = C; k > 0; k--) col_start[k] = col_start[k - 1];
+    col_start[0] = 0;
+}
+
+// images (N, C) uint8 or real, indices (rows) -> x (rows, C), bytes scaled by 1/255
+static void S(gather_dense)(real *x, const void *images, int images_are_bytes,
+                            const int64_t *indices, fcnn_size rows, fcnn_size C) {
+    for (fcnn_size b = 0; b < rows; b++) {
+        if (images_are_bytes) {
+            const uint8_t *image = (const uint8_t *)images + indices[b] * C;
+            for (fcnn_size k = 0; k < C; k++) x[b * C + k] = (real)image[k] / (real)255;
         } else {
-            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)C, (blasint)width, (blasint)B,
-                 1, x, (blasint)C, dout + j0, (blasint)H, 0, mine, (blasint)BLOCK);
-            for (fcnn_size k = 0; k < C; k++) {
-                real *velocity_row = velocity == NULL ? NULL : velocity + k * BLOCK;
-                S(sgd_rule)(panel + k * BLOCK, velocity_row, mine + k * BLOCK, lr,
-                            weight_decay, momentum, nesterov, width);
-            }
+            memcpy(x + b * C, (const real *)images + indices[b] * C, C * sizeof(real));
         }
     }
 }
 
 // ----------------------------------------------------------------------------
+// calibration of the cost model
+
+// A synthetic sparse batch (B, C) of the given density in which every column appears, as
+// CSR and CSC (gather_sparse's layout); returns its non-zeros.
+static fcnn_size S(synthetic_batch)(fcnn_size *row_start, int32_t *cols, real *csr_vals,
+                                    fcnn_size *col_start, int32_t *csc_rows, real *csc_vals,
+                                    double density, fcnn_size B, fcnn_size C) {
+    fcnn_size p = 0, period = (fcnn_size)(1 / density + 0.5);
+    for (fcnn_size k = 0; k <= C; k++) col_start[k] = 0;
+    for (fcnn_size b = 0; b < B; b++) {
+        row_start[b] = p;
+        for (fcnn_size k = 0; k < C; k++) {
+            if ((b + k * 7) % period == 0 || b == k % B) {
+                cols[p] = (int32_t)k;
+                csr_vals[p++] = (real)0.5;
+                col_start[k + 1]++;
+            }
+        }
+    }
+    row_start[B] = p;
+    for (fcnn_size k = 0; k < C; k++) col_start[k + 1] += col_start[k];
+    for (fcnn_size b = 0; b < B; b++) {
+        for (fcnn_size q = row_start[b]; q < row_start[b + 1]; q++) {
+            fcnn_size slot = col_start[cols[q]]++;
+            csc_rows[slot] = (int32_t)b;
+            csc_vals[slot] = csr_vals[q];
+        }
+    }
+    for (fcnn_size k = C; k > 0; k--) col_start[k] = col_start[k - 1];
+    col_start[0] = 0;
+    return p;
+}
+
+// Times the first layer's two paths on synthetic batches of this shape (C inputs, H columns,
+// batches of B, with or without velocity, on num_threads threads) into costs; returns -1 when
+// out of memory. Sparse: two densities with every column present, solved for the cost per
+// non-zero and per updated row; dense: one whole batch. The three are timed in turn, up to
+// seven rounds, and each keeps its fastest: a busy machine slows all three alike.
+static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn_size B,
+                        int use_velocity, int num_threads) {
+    enum { ROUNDS = 7 };
+    const double densities[2] = {0.1, 0.4};
+    fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK, panel_size = num_blocks * C * BLOCK;
+    fcnn_size scratch_size = (fcnn_size)num_threads * B * BLOCK;
+    real *panels = calloc((size_t)panel_size, sizeof(real));
+    real *velocity = calloc((size_t)panel_size, sizeof(real));
+    real *out = calloc((size_t)(B * H), sizeof(real));
+    real *dout = calloc((size_t)(B * H), sizeof(real));
+    real *scratch = calloc((size_t)scratch_size, sizeof(real));
+    real *bias = calloc((size_t)H, sizeof(real));
+    real *x = calloc((size_t)(B * C), sizeof(real));
+    real *vals = calloc((size_t)(4 * B * C), sizeof(real));
+    int32_t *indices = calloc((size_t)(4 * B * C), sizeof(int32_t));
+    fcnn_size *starts = calloc((size_t)(2 * (B + 1) + 2 * (C + 1)), sizeof(fcnn_size));
+    fcnn_size *counts = calloc((size_t)C, sizeof(fcnn_size));
+    int ok = panels && velocity && out && dout && scratch && bias && x && vals && indices &&
+             starts && counts;
+    if (ok) {
+        for (fcnn_size i = 0; i < panel_size; i++) panels[i] = (real)0.01;
+        for (fcnn_size i = 0; i < B * H; i++) dout[i] = (real)0.001;
+        for (fcnn_size i = 0; i < B * C; i++) x[i] = (real)0.5;
+        for (fcnn_size k = 0; k < C; k++) counts[k] = 1;  // every input present, in all three
+        real *velocity_panels = use_velocity ? velocity : NULL;
+        // batch i: CSR and CSC values and indices in the i-th quarters / halves of the buffers
+        fcnn_size nonzeros[2];
+        for (int i = 0; i < 2; i++) {
+            nonzeros[i] = S(synthetic_batch)(
+                starts + i * (B + 1), indices + 2 * i * B * C, vals + 2 * i * B * C,
+                starts + 2 * (B + 1) + i * (C + 1), indices + (2 * i + 1) * B * C,
+                vals + (2 * i + 1) * B * C, densities[i], B, C);
+        }
+        double best[3] = {1e300, 1e300, 1e300}, started = seconds_now();
+        // Large layers: fewer rounds once a tenth of a second is spent (at least two).
+        for (int round = 0; round < ROUNDS && (round < 2 || seconds_now() - started < 0.1);
+             round++) {
+            for (int path = 0; path < 3; path++) {
+                int sparse = path < 2, i = path < 2 ? path : 0;
+                const fcnn_size *row_start = starts + i * (B + 1);
+                const fcnn_size *col_start = starts + 2 * (B + 1) + i * (C + 1);
+                double start = seconds_now();
+                S(first_forward)(out, panels, velocity_panels, bias, NULL, NULL, 0, row_start,
+                                 indices + 2 * i * B * C, vals + 2 * i * B * C, x, sparse, B, C,
+                                 H, 1, num_threads);
+                S(first_update)(panels, velocity_panels, scratch, col_start, counts,
+                                indices + (2 * i + 1) * B * C, vals + (2 * i + 1) * B * C, x,
+                                sparse, dout, B, C, H, (real)1e-6, (real)1e-4, (real)0.5, 0,
+                                num_threads);
+                double elapsed = seconds_now() - start;
+                best[path] = elapsed < best[path] ? elapsed : best[path];
+            }
+        }
+        double per_nonzero = (best[1] - best[0]) / (double)(nonzeros[1] - nonzeros[0]);
+        double per_row = (best[0] - per_nonzero * (double)nonzeros[0]) / (double)C;
+        if (!(per_nonzero > 0) || !(per_row >= 0)) {  // timing noise: all of it per non-zero
+            per_nonzero = best[1] / (double)nonzeros[1];
+            per_row = 0;
+        }
+        costs->per_nonzero = per_nonzero;
+        costs->per_row = per_row;
+        costs->dense_batch = best[2];
+    }
+    free(panels), free(velocity), free(out), free(dout), free(scratch), free(bias), free(x);
+    free(vals), free(indices), free(starts), free(counts);
+    return ok ? 0 : -1;
+}
+
+// ----------------------------------------------------------------------------
 // the epoch
 
-// Fills the batch for `rows` samples starting at order[first]: CSR and CSC of the scaled
-// non-zeros when sparse, else the dense batch x (rows, C). Returns 1 when it chose sparse.
-static int S(gather_batch)(real *x, fcnn_size *row_start, int32_t *cols, real *csr_vals,
-                           fcnn_size *col_start, int32_t *csc_rows, real *csc_vals,
-                           const void *images, int images_are_bytes, const int64_t *indices,
-                           fcnn_size rows, fcnn_size C, double sparse_threshold) {
-    const real scale = (real)255;
-    if (images_are_bytes) {
-        const uint8_t *pixels = (const uint8_t *)images;
-        fcnn_size nonzeros = 0;
-        for (fcnn_size b = 0; b < rows; b++) {
-            const uint8_t *image = pixels + indices[b] * C;
-            for (fcnn_size k = 0; k < C; k++) nonzeros += image[k] != 0;
-        }
-        if ((double)nonzeros < sparse_threshold * (double)(rows * C)) {
-            fcnn_size p = 0;
-            for (fcnn_size k = 0; k <= C; k++) col_start[k] = 0;
-            for (fcnn_size b = 0; b < rows; b++) {
-                const uint8_t *image = pixels + indices[b] * C;
-                row_start[b] = p;
-                for (fcnn_size k = 0; k < C; k++) {
-                    if (image[k] != 0) {
-                        cols[p] = (int32_t)k;
-                        // Divided, not multiplied by 1/255: the same rounding as the DataLoader.
-                        csr_vals[p++] = (real)image[k] / scale;
-                        col_start[k + 1]++;
-                    }
-                }
-            }
-            row_start[rows] = p;
-            for (fcnn_size k = 0; k < C; k++) col_start[k + 1] += col_start[k];
-            // Counting sort of the CSR entries by column; rows stay ascending within a column.
-            for (fcnn_size b = 0; b < rows; b++) {
-                for (fcnn_size q = row_start[b]; q < row_start[b + 1]; q++) {
-                    fcnn_size slot = col_start[cols[q]]++;
-                    csc_rows[slot] = (int32_t)b;
-                    csc_vals[slot] = csr_vals[q];
-                }
-            }
-            for (fcnn_size k = C; k > 0; k--) col_start[k] = col_start[k - 1];
-            col_start[0] = 0;
-            return 1;
-        }
-        for (fcnn_size b = 0; b < rows; b++) {
-            const uint8_t *image = pixels + indices[b] * C;
-            for (fcnn_size k = 0; k < C; k++) x[b * C + k] = (real)image[k] / scale;
-        }
-        return 0;
-    }
-    const real *values = (const real *)images;
-    for (fcnn_size b = 0; b < rows; b++) {
-        memcpy(x + b * C, values + indices[b] * C, C * sizeof(real));
-    }
-    return 0;
-}
-
-// C (M, N) = op(A) op(B) (row-major, beta 0) with the columns of C split across OpenMP
-// threads, each running its own one-threaded BLAS call: inside a fused epoch all threads are
-// OpenMP's, so BLAS and OpenMP threads never compete for the cores.
-static void S(gemm)(int trans_a, int trans_b, fcnn_size M, fcnn_size N, fcnn_size K,
-                    const real *A, fcnn_size lda, const real *B, fcnn_size ldb, real *C,
-                    fcnn_size ldc, int num_threads) {
-    enum CBLAS_TRANSPOSE op_a = trans_a ? CblasTrans : CblasNoTrans;
-    enum CBLAS_TRANSPOSE op_b = trans_b ? CblasTrans : CblasNoTrans;
-    // Below ~2 MFLOP, or with slices narrower than 64 columns, splitting costs more than it saves.
-    fcnn_size slices = N / 64 < num_threads ? N / 64 : num_threads;
-    if (slices <= 1 || M * N * K < (fcnn_size)1 << 20) {
-        GEMM(CblasRowMajor, op_a, op_b, (blasint)M, (blasint)N, (blasint)K, 1, A, (blasint)lda,
-             B, (blasint)ldb, 0, C, (blasint)ldc);
-        return;
-    }
-#pragma omp parallel for schedule(static) num_threads((int)slices)
-    for (fcnn_size slice = 0; slice < slices; slice++) {
-        fcnn_size j0 = N * slice / slices, j1 = N * (slice + 1) / slices;
-        const real *B_slice = trans_b ? B + j0 * ldb : B + j0;
-        GEMM(CblasRowMajor, op_a, op_b, (blasint)M, (blasint)(j1 - j0), (blasint)K, 1, A,
-             (blasint)lda, B_slice, (blasint)ldb, 0, C + j0, (blasint)ldc);
-    }
-}
-
-// out (B, H) = inp (B, C) weight (C, H) + bias
-static void S(dense_forward)(real *out, const real *inp, const real *weight, const real *bias,
-                             fcnn_size B, fcnn_size C, fcnn_size H, int relu, int num_threads) {
-    S(gemm)(0, 0, B, H, C, inp, C, weight, H, out, H, num_threads);
-    for (fcnn_size b = 0; b < B; b++) {
-        real *o = out + b * H;
-        for (fcnn_size j = 0; j < H; j++) {
-            real z = o[j] + bias[j];
-            o[j] = relu && z < 0 ? 0 : z;
-        }
-    }
-}
-
-// images (N, C0) uint8 (scaled by 1/255) or real, labels (N), order (M): the samples of the
-// epoch in order, batches of B (the last may be smaller); lrs (num_batches) the rate of each
-// step. weights[l] (sizes[l], sizes[l+1]), biases[l] (sizes[l+1]) and the velocities (NULL
-// without momentum) are updated in place. -> *loss_sum (sum of per-sample losses), *correct;
-// returns the number of steps done: fewer than the batches when a loss was not finite (that
-// batch's update is not applied).
-fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *weights,
-                              real *const *biases, real *const *weight_velocities,
-                              real *const *bias_velocities, void *workspace,
-                              const void *images, int images_are_bytes, const int64_t *labels,
-                              const int64_t *order, fcnn_size M, const double *lrs,
-                              const fcnn_size *sizes, fcnn_size L, fcnn_size B,
-                              double weight_decay, double momentum, int nesterov,
-                              double sparse_threshold, int num_threads) {
-    fcnn_size C0 = sizes[0], H = sizes[1], K = sizes[L], widest = 0, largest_weight = 0;
-    for (fcnn_size l = 1; l <= L; l++) widest = sizes[l] > widest ? sizes[l] : widest;
+// net: L layers (fcnn_mlp); data: the samples in batches of B; sgd: the rule and one rate per
+// batch. sparse_threshold < 0: the cost model picks sparse or dense per batch; else a batch
+// with fewer than sparse_threshold * rows * C0 non-zeros goes sparse. Parameters and velocities
+// are updated in place. -> *loss_sum (sum of per-sample losses), *correct; returns the steps
+// done: fewer than the batches when a loss was not finite (that batch's update is not applied).
+fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp *net,
+                              void *workspace, const fcnn_epoch_data *data,
+                              const fcnn_sgd_settings *sgd, double sparse_threshold,
+                              int num_threads) {
+    const fcnn_size L = net->num_layers, *sizes = net->sizes;
+    const fcnn_size C0 = sizes[0], H = sizes[1], K = sizes[L];
+    const fcnn_size M = data->num_samples, B = data->batch_size < M ? data->batch_size : M;
+    real *weights[FCNN_MAX_LAYERS], *biases[FCNN_MAX_LAYERS];
+    real *weight_velocities[FCNN_MAX_LAYERS], *bias_velocities[FCNN_MAX_LAYERS];
+    const int use_velocity = sgd->momentum > 0;
     for (fcnn_size l = 0; l < L; l++) {
-        fcnn_size weight = sizes[l] * sizes[l + 1];
-        largest_weight = weight > largest_weight ? weight : largest_weight;
+        weights[l] = net->weights[l];
+        biases[l] = net->biases[l];
+        weight_velocities[l] = use_velocity ? net->weight_velocities[l] : NULL;
+        bias_velocities[l] = use_velocity ? net->bias_velocities[l] : NULL;
     }
-    fcnn_size panel_size = (H + BLOCK - 1) / BLOCK * C0 * BLOCK;
-    // Carve the workspace in the order fcnn_train_epoch_workspace counted it.
-    char *cursor = (char *)workspace;
-#define CARVE(type, count)                                                  \
-    ((type *)(cursor += round_up((count) * (fcnn_size)sizeof(type)),       \
-              cursor - round_up((count) * (fcnn_size)sizeof(type))))
-    real *x = CARVE(real, B * C0);  // dense batch; shares room with the CSR values
-    real *csr_vals = x;
-    real *csc_vals = CARVE(real, B * C0);
-    int32_t *cols = CARVE(int32_t, B * C0);
-    int32_t *csc_rows = CARVE(int32_t, B * C0);
-    fcnn_size *row_start = CARVE(fcnn_size, B + 1);
-    fcnn_size *col_start = CARVE(fcnn_size, C0 + 1);
+    void *parts[NUM_PARTS];
+    carve_workspace(parts, workspace, net, B, sizeof(real), num_threads);
+    real *x = parts[PART_BATCH], *csr_vals = parts[PART_BATCH];  // one of the two per batch
+    real *csc_vals = parts[PART_CSC_VALUES];
+    int32_t *cols = parts[PART_CSR_COLUMNS], *csc_rows = parts[PART_CSC_ROWS];
+    fcnn_size *row_start = parts[PART_ROW_START], *col_start = parts[PART_COLUMN_START];
+    fcnn_size *counts = parts[PART_COLUMN_COUNTS];
+    int64_t *batch_labels = parts[PART_BATCH_LABELS];
     real *acts[FCNN_MAX_LAYERS + 1];
-    for (fcnn_size l = 1; l <= L; l++) acts[l] = CARVE(real, B * sizes[l]);
-    real *grad_a = CARVE(real, B * widest);
-    real *grad_b = CARVE(real, B * widest);
-    real *dweight = CARVE(real, largest_weight);
-    real *dbias = CARVE(real, widest);
-    real *panels = CARVE(real, panel_size);
-    real *velocity_panels = CARVE(real, panel_size);
-    real *scratch = CARVE(real, num_threads * (B > C0 ? B : C0) * BLOCK);
-#undef CARVE
+    acts[0] = x;
+    char *cursor = parts[PART_ACTIVATIONS];
+    for (fcnn_size l = 1; l <= L; l++) {
+        acts[l] = (real *)cursor;
+        cursor += round_up(B * sizes[l] * (fcnn_size)sizeof(real));
+    }
+    real *grad_a = parts[PART_GRAD_A], *grad_b = parts[PART_GRAD_B];
+    real *dweight = parts[PART_DWEIGHT], *dbias = parts[PART_DBIAS];
+    real *panels = parts[PART_PANELS];
+    real *velocity_panels = use_velocity ? parts[PART_VELOCITY_PANELS] : NULL;
+    real *scratch = parts[PART_SCRATCH];
+    fcnn_size *steps_done = parts[PART_STEPS_DONE];
+    double *maps = parts[PART_CATCH_UP];
+    int32_t *catch_up_rows = parts[PART_CATCH_UP_ROWS];
 
-    const real momentum_r = (real)momentum;
-    const int use_velocity = momentum > 0;
+    const real lr_decay = (real)sgd->weight_decay, momentum = (real)sgd->momentum;
+    const double velocity_share = sgd->nesterov ? sgd->momentum * sgd->momentum : sgd->momentum;
     // Sparse batches are possible only from bytes; then the first layer lives in panels.
-    const int packed = images_are_bytes && sparse_threshold > 0;
+    const int packed = data->images_are_bytes && sparse_threshold != 0;
+    // Without decay or momentum a row absent from a batch does not change: nothing to catch up.
+    const int lazy = packed && (sgd->weight_decay != 0 || use_velocity);
+    // Every thread of the epoch is OpenMP's; the BLAS runs on the thread that calls it.
+    fcnn_blas_scope_enter();
+    first_layer_costs costs = {sizeof(real), C0, H, B, num_threads, use_velocity, 0, 0, 0};
+    if (packed && sparse_threshold < 0 && !find_costs(&costs)) {
+        if (S(calibrate)(&costs, C0, H, B, use_velocity, num_threads) == 0) {
+            costs = keep_costs(costs);
+        } else {
+            sparse_threshold = 0.5;  // out of memory for the calibration: a fixed rule
+        }
+    }
     if (packed) {
         S(repack)(panels, weights[0], C0, H, 0);
         if (use_velocity) S(repack)(velocity_panels, weight_velocities[0], C0, H, 0);
+        for (fcnn_size k = 0; k < C0; k++) steps_done[k] = 0;
     }
-    // Every thread of the epoch is OpenMP's; the BLAS runs on the thread that calls it.
-    const int blas_threads = scipy_openblas_get_num_threads();
-    scipy_openblas_set_num_threads(1);
     fcnn_size num_batches = (M + B - 1) / B, step;
     double total_loss = 0;
     int64_t total_correct = 0;
     for (step = 0; step < num_batches; step++) {
         fcnn_size first = step * B, rows = M - first < B ? M - first : B;
-        const int64_t *indices = order + first;
-        const real lr = (real)lrs[step], decay = (real)weight_decay;
-        int sparse = S(gather_batch)(x, row_start, cols, csr_vals, col_start, csc_rows,
-                                     csc_vals, images, images_are_bytes, indices, rows, C0,
-                                     sparse_threshold);
+        const int64_t *indices = data->order + first;
+        const real lr = (real)sgd->lrs[step];
+        for (fcnn_size b = 0; b < rows; b++) batch_labels[b] = data->labels[indices[b]];
+        int sparse = 0;
+        if (packed) {
+            fcnn_size present;
+            fcnn_size nonzeros = S(count_nonzeros)(counts, &present, data->images, indices,
+                                                   rows, C0);
+            if (sparse_threshold < 0) {
+                double sparse_cost = costs.per_nonzero * (double)nonzeros +
+                                     costs.per_row * (double)present;
+                sparse = sparse_cost < costs.dense_batch;
+            } else {
+                sparse = (double)nonzeros < sparse_threshold * (double)(rows * C0);
+            }
+        }
+        if (sparse) {
+            S(gather_sparse)(row_start, cols, csr_vals, col_start, csc_rows, csc_vals, counts,
+                             data->images, indices, rows, C0);
+        } else {
+            S(gather_dense)(x, data->images, data->images_are_bytes, indices, rows, C0);
+        }
+        // the first-layer rows of the batch's pixels, the only ones read or updated, caught up
+        fcnn_size num_catch_up = 0;
+        if (lazy) {
+            for (fcnn_size k = 0; k < C0; k++) {
+                if (counts[k] == 0) continue;
+                if (steps_done[k] < step) {
+                    compose_steps(maps + 3 * num_catch_up, steps_done[k], step, sgd->lrs,
+                                  (double)lr_decay, (double)momentum, velocity_share);
+                    catch_up_rows[num_catch_up++] = (int32_t)k;
+                }
+                steps_done[k] = step + 1;
+            }
+        }
         // forward
         if (packed) {
-            S(first_forward)(acts[1], panels, biases[0], row_start, cols, csr_vals, x, sparse,
-                             rows, C0, H, L > 1, num_threads);
+            S(first_forward)(acts[1], panels, velocity_panels, biases[0], catch_up_rows, maps,
+                             num_catch_up, row_start, cols, csr_vals, x, sparse, rows, C0, H,
+                             L > 1, num_threads);
         } else {
-            S(dense_forward)(acts[1], x, weights[0], biases[0], rows, C0, H, L > 1,
-                             num_threads);
+            S(fcnn_linear_forward)(acts[1], x, weights[0], biases[0], rows, C0, H, num_threads);
+            if (L > 1) S(fcnn_relu_forward)(acts[1], acts[1], rows * H);
         }
         for (fcnn_size l = 1; l < L; l++) {
-            S(dense_forward)(acts[l + 1], acts[l], weights[l], biases[l], rows, sizes[l],
-                             sizes[l + 1], l + 1 < L, num_threads);
+            S(fcnn_linear_forward)(acts[l + 1], acts[l], weights[l], biases[l], rows, sizes[l],
+                                   sizes[l + 1], num_threads);
+            if (l + 1 < L) S(fcnn_relu_forward)(acts[l + 1], acts[l + 1], rows * sizes[l + 1]);
         }
-        // loss and accuracy, then dlogits = (softmax - onehot) / rows over the logits
+        // loss and accuracy
         real *logits = acts[L];
-        double batch_loss = 0;
-        int64_t batch_correct = 0;
-        for (fcnn_size b = 0; b < rows; b++) {
-            real *row = logits + b * K;
-            int64_t label = labels[indices[b]];
-            fcnn_size best = 0;
-            for (fcnn_size c = 1; c < K; c++) best = row[c] > row[best] ? c : best;
-            batch_correct += best == label;
-            double maxval = row[best], sum = 0;
-            for (fcnn_size c = 0; c < K; c++) sum += exp((double)row[c] - maxval);
-            batch_loss += maxval + log(sum) - (double)row[label];
-        }
+        double mean_loss;
+        S(fcnn_softmax_cross_entropy_forward)(&mean_loss, logits, batch_labels, rows, K);
+        double batch_loss = mean_loss * (double)rows;
         if (!isfinite(batch_loss)) break;  // stop before this batch's update
         total_loss += batch_loss;
-        total_correct += batch_correct;
-        S(fcnn_softmax_forward)(logits, logits, rows, K);  // in place: a row is read first
-        const real inv_rows = (real)1 / (real)rows;
         for (fcnn_size b = 0; b < rows; b++) {
-            real *row = logits + b * K;
-            row[labels[indices[b]]] -= 1;
-            for (fcnn_size c = 0; c < K; c++) row[c] *= inv_rows;
+            const real *row = logits + b * K;
+            fcnn_size best = 0;
+            for (fcnn_size c = 1; c < K; c++) best = row[c] > row[best] ? c : best;
+            total_correct += best == batch_labels[b];
         }
-        // backward through the dense layers; each layer's input gradient is taken before
-        // its weights change
-        real *dout = logits;
+        // backward: each layer's input gradient is taken before its weights change
+        real *dout = grad_a;
+        S(fcnn_softmax_cross_entropy_backward)(dout, logits, batch_labels, rows, K);
         for (fcnn_size l = L - 1; l >= 1; l--) {
             fcnn_size in = sizes[l], out = sizes[l + 1];
             real *din = dout == grad_a ? grad_b : grad_a;
-            S(gemm)(1, 0, in, out, rows, acts[l], in, dout, out, dweight, out, num_threads);
-            for (fcnn_size j = 0; j < out; j++) dbias[j] = 0;
-            for (fcnn_size b = 0; b < rows; b++) {
-                for (fcnn_size j = 0; j < out; j++) dbias[j] += dout[b * out + j];
-            }
-            S(gemm)(0, 1, rows, in, out, dout, out, weights[l], out, din, in, num_threads);
-            for (fcnn_size i = 0; i < rows * in; i++) din[i] = acts[l][i] > 0 ? din[i] : 0;
-            S(fcnn_sgd_step)(weights[l], use_velocity ? weight_velocities[l] : NULL, dweight,
-                             lr, decay, momentum_r, nesterov, in * out);
-            S(fcnn_sgd_step)(biases[l], use_velocity ? bias_velocities[l] : NULL, dbias, lr,
-                             decay, momentum_r, nesterov, out);
+            S(fcnn_linear_backward)(din, dweight, dbias, dout, acts[l], weights[l], rows, in,
+                                    out, num_threads);
+            S(fcnn_relu_backward)(din, din, acts[l], rows * in);
+            S(fcnn_sgd_step)(weights[l], weight_velocities[l], dweight, lr, lr_decay, momentum,
+                             sgd->nesterov, in * out);
+            S(fcnn_sgd_step)(biases[l], bias_velocities[l], dbias, lr, lr_decay, momentum,
+                             sgd->nesterov, out);
             dout = din;
         }
-        // the first layer
-        for (fcnn_size j = 0; j < H; j++) dbias[j] = 0;
-        for (fcnn_size b = 0; b < rows; b++) {
-            for (fcnn_size j = 0; j < H; j++) dbias[j] += dout[b * H + j];
-        }
         if (packed) {
-            S(first_update)(panels, use_velocity ? velocity_panels : NULL, scratch, col_start,
-                            csc_rows, csc_vals, x, sparse, dout, rows, C0, H, lr, decay,
-                            momentum_r, nesterov, num_threads);
+            S(fcnn_bias_backward)(dbias, dout, rows, H);
+            S(first_update)(panels, velocity_panels, scratch, col_start, counts, csc_rows,
+                            csc_vals, x, sparse, dout, rows, C0, H, lr, lr_decay, momentum,
+                            sgd->nesterov, num_threads);
         } else {
-            S(gemm)(1, 0, C0, H, rows, x, C0, dout, H, dweight, H, num_threads);
-            S(fcnn_sgd_step)(weights[0], use_velocity ? weight_velocities[0] : NULL, dweight,
-                             lr, decay, momentum_r, nesterov, C0 * H);
+            S(fcnn_linear_backward)(NULL, dweight, dbias, dout, x, weights[0], rows, C0, H,
+                                    num_threads);
+            S(fcnn_sgd_step)(weights[0], weight_velocities[0], dweight, lr, lr_decay, momentum,
+                             sgd->nesterov, C0 * H);
         }
-        S(fcnn_sgd_step)(biases[0], use_velocity ? bias_velocities[0] : NULL, dbias, lr, decay,
-                         momentum_r, nesterov, H);
+        S(fcnn_sgd_step)(biases[0], bias_velocities[0], dbias, lr, lr_decay, momentum,
+                         sgd->nesterov, H);
     }
-    scipy_openblas_set_num_threads(blas_threads);
+    if (lazy) {
+        // every row brought to the `step` steps done
+        fcnn_size num_catch_up = 0;
+        for (fcnn_size k = 0; k < C0; k++) {
+            if (steps_done[k] < step) {
+                compose_steps(maps + 3 * num_catch_up, steps_done[k], step, sgd->lrs,
+                              (double)lr_decay, (double)momentum, velocity_share);
+                catch_up_rows[num_catch_up++] = (int32_t)k;
+            }
+        }
+        S(catch_up)(panels, velocity_panels, catch_up_rows, maps, num_catch_up, C0, H,
+                    num_threads);
+    }
+    fcnn_blas_scope_leave();
     if (packed) {
         S(repack)(panels, weights[0], C0, H, 1);
         if (use_velocity) S(repack)(velocity_panels, weight_velocities[0], C0, H, 1);
@@ -460,8 +710,5 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, real *const *w
 }
 
 #undef BLOCK
-#undef VECTORS
-#undef LANES
-#undef VECTOR
 
 #endif  // FCNN_TEMPLATE

@@ -5,6 +5,8 @@
 //   C  = input features (columns of the input)
 //   OC = output features (classes, for the loss)
 //   N  = number of elements of a parameter tensor
+//   M, K = the other sizes of a matrix product (C (M, N) = A (M, K) B (K, N))
+//   H  = width of the fused epoch's first hidden layer
 // Arrays are dense and row-major (C order). Each kernel exists as name_f32 and
 // name_f64, both generated from one source by template.h.
 #ifndef FCNN_KERNELS_H
@@ -18,12 +20,53 @@ typedef ptrdiff_t fcnn_size;
 // Largest size a BLAS call accepts: the OpenBLAS we link uses 32-bit indices.
 #define FCNN_BLAS_MAX_SIZE ((fcnn_size)2147483647)
 
+// Most Linear layers a fused epoch takes, and most threads any kernel runs on.
+#define FCNN_MAX_LAYERS 64
+#define FCNN_MAX_THREADS 256
+
+// A plain MLP, Linear (ReLU, Linear)*, as the fused epoch trains it: L layers of sizes
+// (L + 1); weights[l] (sizes[l], sizes[l+1]) and biases[l] (sizes[l+1]) are real * of the
+// call's dtype, updated in place, as are the velocities (NULL without momentum).
+typedef struct {
+    fcnn_size num_layers;
+    fcnn_size sizes[FCNN_MAX_LAYERS + 1];
+    void *weights[FCNN_MAX_LAYERS];
+    void *biases[FCNN_MAX_LAYERS];
+    void *weight_velocities[FCNN_MAX_LAYERS];
+    void *bias_velocities[FCNN_MAX_LAYERS];
+} fcnn_mlp;
+
+// The samples of a fused epoch: images (N, sizes[0]) uint8 (scaled by 1/255) or of the
+// call's dtype, labels (N), and order (num_samples): which images, in which order, in
+// batches of batch_size (the last may be smaller).
+typedef struct {
+    const void *images;
+    int images_are_bytes;
+    const int64_t *labels;
+    const int64_t *order;
+    fcnn_size num_samples;
+    fcnn_size batch_size;
+} fcnn_epoch_data;
+
+// The SGD rule of every step (sgd_rule.h); lrs holds one rate per batch.
+typedef struct {
+    const double *lrs;
+    double weight_decay;
+    double momentum;
+    int nesterov;
+} fcnn_sgd_settings;
+
 #define FCNN_DECLARE_KERNELS(real, S)                                                        \
+    void S(fcnn_gemm)(real *C, const real *A, const real *B, int trans_a, int trans_b,       \
+                      fcnn_size M, fcnn_size N, fcnn_size K, fcnn_size lda, fcnn_size ldb,   \
+                      fcnn_size ldc, int num_threads);                                       \
     void S(fcnn_linear_forward)(real *out, const real *inp, const real *weight,              \
-                                const real *bias, fcnn_size B, fcnn_size C, fcnn_size OC);   \
+                                const real *bias, fcnn_size B, fcnn_size C, fcnn_size OC,    \
+                                int num_threads);                                            \
+    void S(fcnn_bias_backward)(real *dbias, const real *dout, fcnn_size B, fcnn_size OC);   \
     void S(fcnn_linear_backward)(real *dinp, real *dweight, real *dbias, const real *dout,   \
                                  const real *inp, const real *weight, fcnn_size B,           \
-                                 fcnn_size C, fcnn_size OC);                                 \
+                                 fcnn_size C, fcnn_size OC, int num_threads);                \
     void S(fcnn_relu_forward)(real *out, const real *inp, fcnn_size N);                     \
     void S(fcnn_relu_backward)(real *dinp, const real *dout, const real *inp, fcnn_size N);  \
     void S(fcnn_softmax_forward)(real *probs, const real *logits, fcnn_size B, fcnn_size C); \
@@ -36,49 +79,59 @@ typedef ptrdiff_t fcnn_size;
                                                 const int64_t *labels, fcnn_size B,          \
                                                 fcnn_size C);                                \
     void S(fcnn_sgd_step)(real *param, real *velocity, const real *grad, real lr,            \
-                          real weight_decay, real momentum, int nesterov, fcnn_size N);
-
-#define FCNN_DECLARE_EPOCH(real, S)                                                          \
-    fcnn_size S(fcnn_train_epoch)(                                                           \
-        double *loss_sum, int64_t *correct, real *const *weights, real *const *biases,       \
-        real *const *weight_velocities, real *const *bias_velocities, void *workspace,       \
-        const void *images, int images_are_bytes, const int64_t *labels,                     \
-        const int64_t *order, fcnn_size M, const double *lrs, const fcnn_size *sizes,        \
-        fcnn_size L, fcnn_size B, double weight_decay, double momentum, int nesterov,        \
-        double sparse_threshold, int num_threads);
+                          real weight_decay, real momentum, int nesterov, fcnn_size N);      \
+    fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp *net,   \
+                                  void *workspace, const fcnn_epoch_data *data,              \
+                                  const fcnn_sgd_settings *sgd, double sparse_threshold,     \
+                                  int num_threads);
 
 #define FCNN_SUFFIX_F32(name) name##_f32
 #define FCNN_SUFFIX_F64(name) name##_f64
 FCNN_DECLARE_KERNELS(float, FCNN_SUFFIX_F32)
 FCNN_DECLARE_KERNELS(double, FCNN_SUFFIX_F64)
-FCNN_DECLARE_EPOCH(float, FCNN_SUFFIX_F32)
-FCNN_DECLARE_EPOCH(double, FCNN_SUFFIX_F64)
 
-// Most Linear layers a fused epoch takes.
-#define FCNN_MAX_LAYERS 64
-
-// Bytes of workspace fcnn_train_epoch needs: sizes (L+1), batch B, item = sizeof(real),
-// and the threads it will run on.
-fcnn_size fcnn_train_epoch_workspace(const fcnn_size *sizes, fcnn_size L, fcnn_size B,
-                                     fcnn_size item, int num_threads);
+// Bytes of workspace fcnn_train_epoch needs for net, batches of B, item = sizeof(real), on
+// num_threads threads; -1 when that does not fit in a fcnn_size.
+fcnn_size fcnn_train_epoch_workspace(const fcnn_mlp *net, fcnn_size B, fcnn_size item,
+                                     int num_threads);
 
 // Width in bytes of the column blocks (panels) of the fused epoch's first layer.
 #define FCNN_PANEL_BYTES 256
 
+// ----------------------------------------------------------------------------
+// threads.c
+
+// Threads every kernel runs on: fcnn_set_threads's count, process-wide, or else OpenMP's
+// default of the calling thread; always in [1, FCNN_MAX_THREADS].
+int fcnn_get_threads(void);
+
+// Sets the process-wide thread count (clamped to [1, FCNN_MAX_THREADS]), and the BLAS's.
+void fcnn_set_threads(long long count);
+
+// Brackets a fused epoch: the BLAS at one thread from the first call in flight to the last.
+void fcnn_blas_scope_enter(void);
+void fcnn_blas_scope_leave(void);
+
+// The BLAS's thread count now.
+int fcnn_blas_threads(void);
+
 // The calling thread's index within its OpenMP team (0 outside one).
 int fcnn_thread_index(void);
 
-// Threads a kernel uses when told 0: OpenMP's current setting (1 without OpenMP).
-int fcnn_default_threads(void);
+// Flush-to-zero and denormals-are-zero on for the calling thread; returns the mode to restore.
+unsigned fcnn_fp_enter(void);
 
-// Sets the threads of fcnn's OpenMP loops and of the BLAS together.
-void fcnn_set_threads(int count);
+// Restores the mode fcnn_fp_enter returned.
+void fcnn_fp_leave(unsigned saved);
 
-// Hot loops get an AVX2+FMA clone picked at load time, so a portable build still runs fast.
+// Hot loops get AVX-512 and AVX2+FMA clones picked at load time, so a portable build still
+// runs fast. FCNN_HOT_AVX2 leaves AVX-512 out, for kernels that pick their width themselves.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FCNN_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define FCNN_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FCNN_HOT_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define FCNN_HOT
+#define FCNN_HOT_AVX2
 #endif
 
 // Exponential learning-rate schedule: initial_lr * decay^(step / stage_length),

@@ -24,6 +24,18 @@
         }                                                                  \
     } while (0)
 
+// Brackets every kernel call: the GIL is released; fcnn's work runs with flush-to-zero and
+// denormals-are-zero (threads.c), the caller's floating-point mode restored before the GIL is
+// taken back; and the BLAS is held at one thread meanwhile, so that products are split across
+// fcnn's own OpenMP threads, every one of them with FTZ/DAZ on (linear.c).
+#define FCNN_BEGIN_KERNEL                                    \
+    Py_BEGIN_ALLOW_THREADS unsigned saved_fp_mode = fcnn_fp_enter(); \
+    fcnn_blas_scope_enter()
+#define FCNN_END_KERNEL           \
+    fcnn_blas_scope_leave();      \
+    fcnn_fp_leave(saved_fp_mode); \
+    Py_END_ALLOW_THREADS
+
 #define SHAPE_TEXT_SIZE 96
 
 // Writes "(2, 3, 4)" for a shape.
@@ -230,10 +242,10 @@ static PyObject *linear_forward(PyObject *self, PyObject *args, PyObject *kwargs
     if (require_shape(bias, "bias", 1, bias_shape, "weight", weight) < 0) goto fail;
     npy_intp out_shape[2] = {B, OC};
     if ((out = (PyArrayObject *)PyArray_SimpleNew(2, out_shape, typenum)) == NULL) goto fail;
-    Py_BEGIN_ALLOW_THREADS;
+    FCNN_BEGIN_KERNEL;
     DISPATCH(typenum, fcnn_linear_forward, PyArray_DATA(out), PyArray_DATA(x),
-             PyArray_DATA(weight), PyArray_DATA(bias), B, C, OC);
-    Py_END_ALLOW_THREADS;
+             PyArray_DATA(weight), PyArray_DATA(bias), B, C, OC, fcnn_get_threads());
+    FCNN_END_KERNEL;
     Py_DECREF(x);
     Py_DECREF(weight);
     Py_DECREF(bias);
@@ -273,10 +285,11 @@ static PyObject *linear_backward(PyObject *self, PyObject *args, PyObject *kwarg
         goto fail;
     }
     void *dx_data = dx == NULL ? NULL : PyArray_DATA(dx);
-    Py_BEGIN_ALLOW_THREADS;
+    FCNN_BEGIN_KERNEL;
     DISPATCH(typenum, fcnn_linear_backward, dx_data, PyArray_DATA(dweight), PyArray_DATA(dbias),
-             PyArray_DATA(dout), PyArray_DATA(x), PyArray_DATA(weight), B, C, OC);
-    Py_END_ALLOW_THREADS;
+             PyArray_DATA(dout), PyArray_DATA(x), PyArray_DATA(weight), B, C, OC,
+             fcnn_get_threads());
+    FCNN_END_KERNEL;
     Py_DECREF(dout);
     Py_DECREF(x);
     Py_DECREF(weight);
@@ -341,7 +354,7 @@ static PyObject *activation(PyObject *args, PyObject *kwargs, activation_kind ki
     }
     void *out_data = PyArray_DATA(out), *first_data = PyArray_DATA(first);
     void *second_data = second == NULL ? NULL : PyArray_DATA(second);
-    Py_BEGIN_ALLOW_THREADS;
+    FCNN_BEGIN_KERNEL;
     switch (kind) {
         case RELU_FORWARD:
             DISPATCH(typenum, fcnn_relu_forward, out_data, first_data, B * C);
@@ -356,7 +369,7 @@ static PyObject *activation(PyObject *args, PyObject *kwargs, activation_kind ki
             DISPATCH(typenum, fcnn_softmax_backward, out_data, first_data, second_data, B, C);
             break;
     }
-    Py_END_ALLOW_THREADS;
+    FCNN_END_KERNEL;
     Py_DECREF(first);
     Py_XDECREF(second);
     return (PyObject *)out;
@@ -408,17 +421,17 @@ static PyObject *cross_entropy(PyObject *args, PyObject *kwargs, int backward) {
         dlogits = (PyArrayObject *)PyArray_SimpleNew(2, PyArray_DIMS(logits), typenum);
         if (dlogits == NULL) goto fail;
         void *dlogits_data = PyArray_DATA(dlogits);
-        Py_BEGIN_ALLOW_THREADS;
+        FCNN_BEGIN_KERNEL;
         DISPATCH(typenum, fcnn_softmax_cross_entropy_backward, dlogits_data, logits_data,
                  label_data, B, C);
-        Py_END_ALLOW_THREADS;
+        FCNN_END_KERNEL;
         result = (PyObject *)dlogits;
     } else {
         double loss = 0;
-        Py_BEGIN_ALLOW_THREADS;
+        FCNN_BEGIN_KERNEL;
         DISPATCH(typenum, fcnn_softmax_cross_entropy_forward, &loss, logits_data, label_data, B,
                  C);
-        Py_END_ALLOW_THREADS;
+        FCNN_END_KERNEL;
         if ((result = PyFloat_FromDouble(loss)) == NULL) goto fail;
     }
     Py_DECREF(logits);
@@ -514,10 +527,10 @@ static PyObject *sgd_step(PyObject *self, PyObject *args, PyObject *kwargs) {
     // Without momentum the velocity is neither read nor kept.
     void *velocity_data = (velocity == NULL || momentum == 0) ? NULL : PyArray_DATA(velocity);
     npy_intp N = PyArray_SIZE(param);
-    Py_BEGIN_ALLOW_THREADS;
+    FCNN_BEGIN_KERNEL;
     DISPATCH(typenum, fcnn_sgd_step, param_data, velocity_data, grad_data, lr, weight_decay,
              momentum, nesterov, N);
-    Py_END_ALLOW_THREADS;
+    FCNN_END_KERNEL;
     Py_DECREF(grad);
     Py_RETURN_NONE;
 fail:
@@ -557,9 +570,13 @@ static PyObject *exponential_lr(PyObject *self, PyObject *args, PyObject *kwargs
 // the fused epoch
 
 // Checks a list of L in-place parameter arrays: arrays[l] must have shape (rows[l], cols[l])
-// (rows NULL: 1-D of cols[l]). typenum decides the dtype (-1: arrays[0] decides).
+// (rows NULL: 1-D of cols[l]). typenum decides the dtype (-1: arrays[0] decides). Each array
+// checked is stored in arrays[] as a new reference (the caller releases arrays[0..*held)),
+// so that another thread changing the list while the GIL is released frees nothing in use.
 static int parameter_list(PyObject *list, const char *name, int L, int *typenum,
-                          const npy_intp *rows, const npy_intp *cols, PyArrayObject **arrays) {
+                          const npy_intp *rows, const npy_intp *cols, PyArrayObject **arrays,
+                          int *held) {
+    *held = 0;
     if (!PyList_Check(list) && !PyTuple_Check(list)) {
         PyErr_Format(PyExc_TypeError, "%s must be a list of numpy arrays, got %s", name,
                      Py_TYPE(list)->tp_name);
@@ -575,7 +592,8 @@ static int parameter_list(PyObject *list, const char *name, int L, int *typenum,
         snprintf(item_name, sizeof item_name, "%s[%d]", name, l);
         PyObject *item = PySequence_Fast_GET_ITEM(list, l);
         if (check_in_place(item, item_name, *typenum, "weights[0]") < 0) return -1;
-        arrays[l] = (PyArrayObject *)item;
+        arrays[l] = (PyArrayObject *)Py_NewRef(item);
+        *held = l + 1;
         *typenum = PyArray_TYPE(arrays[l]);
         npy_intp expected[2] = {rows == NULL ? cols[l] : rows[l], cols[l]};
         if (require_shape(arrays[l], item_name, rows == NULL ? 1 : 2, expected, "weights[0]",
@@ -594,17 +612,18 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     PyObject *images_obj, *labels_obj, *order_obj, *weights_obj, *biases_obj, *lrs_obj;
     PyObject *batch_obj, *weight_decay_obj = NULL, *momentum_obj = NULL;
     PyObject *weight_velocities_obj = Py_None, *bias_velocities_obj = Py_None;
-    PyObject *threshold_obj = NULL, *threads_obj = NULL;
+    PyObject *threshold_obj = Py_None, *threads_obj = NULL;
     int nesterov = 0;
     PyArrayObject *images = NULL, *labels = NULL, *order = NULL, *lrs = NULL;
-    PyArrayObject *weights[FCNN_MAX_LAYERS], *biases[FCNN_MAX_LAYERS];
-    PyArrayObject *weight_velocities[FCNN_MAX_LAYERS], *bias_velocities[FCNN_MAX_LAYERS];
-    void *weight_data[FCNN_MAX_LAYERS], *bias_data[FCNN_MAX_LAYERS];
-    void *weight_velocity_data[FCNN_MAX_LAYERS], *bias_velocity_data[FCNN_MAX_LAYERS];
-    fcnn_size sizes[FCNN_MAX_LAYERS + 1];
+    // Owned references to the parameter arrays, counted by held[]: weights, biases, velocities.
+    PyArrayObject *params[4][FCNN_MAX_LAYERS];
+    int held[4] = {0, 0, 0, 0};
+    PyArrayObject **weights = params[0], **biases = params[1];
+    PyArrayObject **weight_velocities = params[2], **bias_velocities = params[3];
+    fcnn_mlp net = {0};
     npy_intp rows[FCNN_MAX_LAYERS], cols[FCNN_MAX_LAYERS];
     void *workspace = NULL;
-    double weight_decay = 0.0, momentum = 0.0, sparse_threshold = 0.65;
+    double weight_decay = 0.0, momentum = 0.0, sparse_threshold = -1.0;
     long long batch_size, num_threads = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOO:train_epoch", kwlist,
                                      &images_obj, &labels_obj, &order_obj, &weights_obj,
@@ -636,67 +655,68 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
         cols[l] = PyArray_DIM((PyArrayObject *)item, 1);
     }
     int typenum = -1;
-    if (parameter_list(weights_obj, "weights", (int)L, &typenum, rows, cols, weights) < 0) {
-        return NULL;
+    if (parameter_list(weights_obj, "weights", (int)L, &typenum, rows, cols, weights,
+                       &held[0]) < 0 ||
+        parameter_list(biases_obj, "biases", (int)L, &typenum, NULL, cols, biases,
+                       &held[1]) < 0) {
+        goto fail;
     }
-    if (parameter_list(biases_obj, "biases", (int)L, &typenum, NULL, cols, biases) < 0) {
-        return NULL;
-    }
+    net.num_layers = L;
     for (Py_ssize_t l = 0; l < L; l++) {
-        sizes[l] = rows[l];
-        weight_data[l] = PyArray_DATA(weights[l]);
-        bias_data[l] = PyArray_DATA(biases[l]);
-        weight_velocity_data[l] = bias_velocity_data[l] = NULL;
+        net.sizes[l] = rows[l];
+        net.weights[l] = PyArray_DATA(weights[l]);
+        net.biases[l] = PyArray_DATA(biases[l]);
     }
-    sizes[L] = cols[L - 1];
+    net.sizes[L] = cols[L - 1];
     // settings
-    if (index_arg(batch_obj, "batch_size", 1, &batch_size) < 0) return NULL;
+    if (index_arg(batch_obj, "batch_size", 1, &batch_size) < 0) goto fail;
     if (weight_decay_obj != NULL && real_arg(weight_decay_obj, "weight_decay", &weight_decay) < 0) {
-        return NULL;
+        goto fail;
     }
-    if (momentum_obj != NULL && real_arg(momentum_obj, "momentum", &momentum) < 0) return NULL;
+    if (momentum_obj != NULL && real_arg(momentum_obj, "momentum", &momentum) < 0) goto fail;
     if (momentum >= 1) {
         PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1), got %R", momentum_obj);
-        return NULL;
+        goto fail;
     }
     if (nesterov && momentum == 0) {
         PyErr_SetString(PyExc_ValueError, "nesterov needs momentum > 0, got momentum 0");
-        return NULL;
+        goto fail;
     }
-    if (threshold_obj != NULL) {
-        if (real_arg(threshold_obj, "sparse_threshold", &sparse_threshold) < 0) return NULL;
+    // None: the cost model picks sparse or dense per batch
+    if (threshold_obj != Py_None) {
+        if (real_arg(threshold_obj, "sparse_threshold", &sparse_threshold) < 0) goto fail;
         if (sparse_threshold > 1) {
-            PyErr_Format(PyExc_ValueError, "sparse_threshold must be in [0, 1], got %R",
+            PyErr_Format(PyExc_ValueError, "sparse_threshold must be None or in [0, 1], got %R",
                          threshold_obj);
-            return NULL;
+            goto fail;
         }
     }
     if (threads_obj != NULL && index_arg(threads_obj, "num_threads", 0, &num_threads) < 0) {
-        return NULL;
+        goto fail;
     }
     if (momentum > 0) {
         if (weight_velocities_obj == Py_None || bias_velocities_obj == Py_None) {
             PyErr_SetString(PyExc_ValueError,
                             "weight_velocities and bias_velocities must be lists like weights "
                             "and biases when momentum > 0, got None");
-            return NULL;
+            goto fail;
         }
         if (parameter_list(weight_velocities_obj, "weight_velocities", (int)L, &typenum, rows,
-                           cols, weight_velocities) < 0 ||
+                           cols, weight_velocities, &held[2]) < 0 ||
             parameter_list(bias_velocities_obj, "bias_velocities", (int)L, &typenum, NULL, cols,
-                           bias_velocities) < 0) {
-            return NULL;
+                           bias_velocities, &held[3]) < 0) {
+            goto fail;
         }
         for (Py_ssize_t l = 0; l < L; l++) {
-            weight_velocity_data[l] = PyArray_DATA(weight_velocities[l]);
-            bias_velocity_data[l] = PyArray_DATA(bias_velocities[l]);
+            net.weight_velocities[l] = PyArray_DATA(weight_velocities[l]);
+            net.bias_velocities[l] = PyArray_DATA(bias_velocities[l]);
         }
     }
     // the data
     if (!PyArray_Check(images_obj)) {
         PyErr_Format(PyExc_TypeError, "images must be a numpy.ndarray, got %s",
                      Py_TYPE(images_obj)->tp_name);
-        return NULL;
+        goto fail;
     }
     int images_type = PyArray_TYPE((PyArrayObject *)images_obj);
     int images_are_bytes = images_type == NPY_UINT8;
@@ -704,19 +724,18 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_Format(PyExc_TypeError, "images must have dtype uint8 or %s (the dtype of the "
                      "weights), got %S", typenum == NPY_FLOAT ? "float32" : "float64",
                      dtype_of((PyArrayObject *)images_obj));
-        return NULL;
+        goto fail;
     }
-    if (check_array(images_obj, "images", images_type, "weights", 2) < 0) return NULL;
-    npy_intp image_shape[2] = {-1, sizes[0]};
+    if (check_array(images_obj, "images", images_type, "weights", 2) < 0) goto fail;
+    npy_intp image_shape[2] = {-1, net.sizes[0]};
     if (require_shape((PyArrayObject *)images_obj, "images", 2, image_shape, "weights[0]",
                       weights[0]) < 0) {
-        return NULL;
+        goto fail;
     }
     npy_intp N = PyArray_DIM((PyArrayObject *)images_obj, 0);
     if ((images = as_contiguous(images_obj)) == NULL) goto fail;
-    if ((labels = index_array(labels_obj, "labels", N, sizes[L], "images", images)) == NULL) {
-        goto fail;
-    }
+    labels = index_array(labels_obj, "labels", N, net.sizes[L], "images", images);
+    if (labels == NULL) goto fail;
     if ((order = index_array(order_obj, "order", -1, N, NULL, NULL)) == NULL) goto fail;
     npy_intp M = PyArray_DIM(order, 0);
     npy_intp num_batches = (M + (npy_intp)batch_size - 1) / (npy_intp)batch_size;
@@ -747,37 +766,34 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     }
     fcnn_size B = batch_size < M ? (fcnn_size)batch_size : (fcnn_size)M;
     fcnn_size item = typenum == NPY_FLOAT ? 4 : 8;
-    int threads = num_threads > 0 ? (int)num_threads : fcnn_default_threads();
-    workspace = PyMem_RawMalloc(fcnn_train_epoch_workspace(sizes, L, B, item, threads));
-    if (workspace == NULL) {
+    // The count used is the count the workspace is sized for: clamped, never cast blindly.
+    int threads = num_threads > 0
+                      ? (int)(num_threads < FCNN_MAX_THREADS ? num_threads : FCNN_MAX_THREADS)
+                      : fcnn_get_threads();
+    fcnn_size workspace_bytes = fcnn_train_epoch_workspace(&net, B, item, threads);
+    if (workspace_bytes < 0 || (workspace = PyMem_RawMalloc((size_t)workspace_bytes)) == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
+    fcnn_epoch_data data = {PyArray_DATA(images), images_are_bytes, PyArray_DATA(labels),
+                            PyArray_DATA(order), M, (fcnn_size)batch_size};
+    fcnn_sgd_settings sgd = {rates, weight_decay, momentum, nesterov};
     double loss_sum = 0;
     int64_t correct = 0;
     fcnn_size steps = 0;
-    const void *image_data = PyArray_DATA(images);
-    const int64_t *label_data = PyArray_DATA(labels), *order_data = PyArray_DATA(order);
-    Py_BEGIN_ALLOW_THREADS;
+    FCNN_BEGIN_KERNEL;
     if (typenum == NPY_FLOAT) {
-        steps = fcnn_train_epoch_f32(&loss_sum, &correct, (float *const *)weight_data,
-                                     (float *const *)bias_data,
-                                     (float *const *)weight_velocity_data,
-                                     (float *const *)bias_velocity_data, workspace, image_data,
-                                     images_are_bytes, label_data, order_data, M, rates, sizes,
-                                     L, B, weight_decay, momentum, nesterov, sparse_threshold,
-                                     threads);
+        steps = fcnn_train_epoch_f32(&loss_sum, &correct, &net, workspace, &data, &sgd,
+                                     sparse_threshold, threads);
     } else {
-        steps = fcnn_train_epoch_f64(&loss_sum, &correct, (double *const *)weight_data,
-                                     (double *const *)bias_data,
-                                     (double *const *)weight_velocity_data,
-                                     (double *const *)bias_velocity_data, workspace, image_data,
-                                     images_are_bytes, label_data, order_data, M, rates, sizes,
-                                     L, B, weight_decay, momentum, nesterov, sparse_threshold,
-                                     threads);
+        steps = fcnn_train_epoch_f64(&loss_sum, &correct, &net, workspace, &data, &sgd,
+                                     sparse_threshold, threads);
     }
-    Py_END_ALLOW_THREADS;
+    FCNN_END_KERNEL;
     PyMem_RawFree(workspace);
+    for (int list = 0; list < 4; list++) {
+        for (int l = 0; l < held[list]; l++) Py_DECREF(params[list][l]);
+    }
     Py_DECREF(images);
     Py_DECREF(labels);
     Py_DECREF(order);
@@ -785,6 +801,9 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     return Py_BuildValue("ndL", (Py_ssize_t)steps, loss_sum, (long long)correct);
 fail:
     PyMem_RawFree(workspace);
+    for (int list = 0; list < 4; list++) {
+        for (int l = 0; l < held[list]; l++) Py_DECREF(params[list][l]);
+    }
     Py_XDECREF(images);
     Py_XDECREF(labels);
     Py_XDECREF(order);
@@ -798,12 +817,12 @@ fail:
 static PyObject *set_num_threads(PyObject *self, PyObject *arg) {
     long long count;
     if (index_arg(arg, "num_threads", 1, &count) < 0) return NULL;
-    fcnn_set_threads((int)(count > 4096 ? 4096 : count));
+    fcnn_set_threads(count);  // clamped to [1, FCNN_MAX_THREADS]
     Py_RETURN_NONE;
 }
 
 static PyObject *get_num_threads(PyObject *self, PyObject *unused) {
-    return PyLong_FromLong(fcnn_default_threads());
+    return PyLong_FromLong(fcnn_get_threads());
 }
 
 // ----------------------------------------------------------------------------
@@ -833,9 +852,9 @@ static PyMethodDef core_methods[] = {
            "train_epoch(images, labels, order, weights, biases, lrs, batch_size, ...) -> "
            "(steps, loss_sum, correct): one fused SGD epoch of a plain MLP"),
     {"set_num_threads", (PyCFunction)set_num_threads, METH_O,
-     "set_num_threads(n): threads of fcnn's OpenMP loops and of its BLAS"},
+     "set_num_threads(n): threads of every fcnn kernel, process-wide (clamped to [1, 256])"},
     {"get_num_threads", (PyCFunction)get_num_threads, METH_NOARGS,
-     "get_num_threads() -> threads fcnn's OpenMP loops use"},
+     "get_num_threads() -> threads fcnn kernels use"},
     {NULL, NULL, 0, NULL},
 };
 

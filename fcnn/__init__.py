@@ -7,8 +7,18 @@ in ``fcnn.datasets``, the training loop and evaluation in ``fcnn.training``,
 metrics in ``fcnn.metrics`` and figures in ``fcnn.plot`` (needs matplotlib).
 """
 
+import os as _os
+
+# OpenMP threads that wait spin 300,000 times by default before sleeping: when another process
+# holds one of the cores, fcnn's 2-thread epochs then ran up to 10x slower than on 1 thread
+# (benchmarks/bench_contention.py). A short spin keeps the cost of waking a sleeping thread
+# (a few microseconds, twice per fused step) and stops the collapse. Read by libgomp when it
+# loads, so only if nothing loaded it before fcnn, and never over the user's own setting.
+if "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
 # Loads libscipy_openblas into the process before _core, which links against it.
-import scipy_openblas32 as _scipy_openblas32  # noqa: F401
+import scipy_openblas32 as _scipy_openblas32  # noqa: F401, E402
 
 try:
     from . import _core
@@ -25,7 +35,7 @@ except ImportError:
         "place with `python setup.py build_ext --inplace` to import fcnn from the checkout."
     ) from None
 
-from ._backend import get_backend, set_backend
+from ._backend import get_backend, set_backend  # noqa: E402
 from ._core import get_num_threads, set_num_threads
 from .nn import Module
 from .serialization import load, load_checkpoint, save

@@ -124,7 +124,7 @@ def train_epoch(
     weight_velocities: list[FloatArray] | None = None,
     bias_velocities: list[FloatArray] | None = None,
     nesterov: bool = False,
-    sparse_threshold: float = 0.65,
+    sparse_threshold: float | None = None,
     num_threads: int = 0,
 ) -> tuple[int, float, int]:
     """One fused SGD epoch of a plain MLP, in place; returns (steps, loss_sum, correct).
@@ -135,9 +135,16 @@ def train_epoch(
     uint8 images are divided by 255, float images (of the weights' dtype) taken
     as they are. Step ``s`` uses the rate ``lrs[s]`` and :func:`sgd_step`'s rule
     with ``weight_decay``, ``momentum`` and ``nesterov`` (the velocity lists are
-    required when momentum > 0 and updated in place). A batch whose share of
-    non-zero pixels is below ``sparse_threshold`` goes through the first layer
-    on its non-zeros only. ``num_threads`` 0 means :func:`get_num_threads`.
+    required when momentum > 0 and updated in place). For uint8 images the first
+    layer runs on a batch's non-zeros only when that is cheaper: by default
+    (``sparse_threshold=None``) a cost model timed on this machine at the first
+    call of each shape decides per batch; a number in [0, 1] forces the rule
+    "sparse when the share of non-zero pixels is below it" (0: always dense).
+    With momentum or weight decay, first-layer rows whose pixel is absent from a
+    batch are updated lazily (their missed steps composed in closed form), which
+    agrees with the step-by-step rule to rounding. ``num_threads`` 0 means
+    :func:`get_num_threads`; larger counts are clamped to 256. Runs with
+    flush-to-zero / denormals-are-zero, restored on return.
 
     Returns the steps done (fewer than the batches when a batch's loss was not
     finite; that batch's update is not applied), the sum of the per-sample losses
@@ -147,7 +154,11 @@ def train_epoch(
     """
 
 def set_num_threads(num_threads: int) -> None:
-    """Threads for fcnn's OpenMP loops and its BLAS (one setting for both)."""
+    """Threads of every fcnn kernel, one process-wide setting (any Python thread may
+    change it; the next kernel call uses it), clamped to [1, 256]. fcnn splits its
+    matrix products across its own OpenMP threads and keeps its BLAS at 1 thread."""
 
 def get_num_threads() -> int:
-    """Threads fcnn's OpenMP loops use now (threadpoolctl's limits included)."""
+    """Threads fcnn's kernels use now: the set_num_threads count, or until it is
+    called, OpenMP's default of the calling thread (OMP_NUM_THREADS, threadpoolctl's
+    limits), clamped to [1, 256]."""

@@ -349,15 +349,17 @@ def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True
 
 def train_epoch(images, labels, order, weights, biases, lrs, batch_size, weight_decay=0.0,
                 momentum=0.0, weight_velocities=None, bias_velocities=None, nesterov=False,
-                sparse_threshold=0.65, num_threads=0):
+                sparse_threshold=None, num_threads=0):
     """One SGD epoch of the MLP ``weights``/``biases`` over ``images[order]``; see the stub.
 
     ``sparse_threshold`` and ``num_threads`` only steer how the C kernel computes:
     the twin checks them and computes densely on one thread.
     """
-    threshold = _require_rate("sparse_threshold", sparse_threshold)
-    if threshold > 1:
-        raise ValueError(f"sparse_threshold must be in [0, 1], got {sparse_threshold!r}")
+    if sparse_threshold is not None:
+        threshold = _require_rate("sparse_threshold", sparse_threshold)
+        if threshold > 1:
+            raise ValueError(
+                f"sparse_threshold must be None or in [0, 1], got {sparse_threshold!r}")
     _require_int("num_threads", num_threads, 0)
     for name, value in (("weights", weights), ("biases", biases)):
         if not isinstance(value, (list, tuple)):

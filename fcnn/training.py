@@ -238,11 +238,10 @@ class _StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-#: The first layer works on the non-zeros only when fewer than this share of a batch's
-#: pixels are non-zero. benchmarks/bench_sparse.py (784-1024-10, batch 64, 2 threads):
-#: the sparse path is 2.9x faster at MNIST's 19%, 1.06x at 60%, and the dense one wins
-#: from about 70%.
-SPARSE_THRESHOLD = 0.65
+#: None: the fused epoch picks its sparse or dense first layer per batch from a cost model
+#: timed on this machine at the first call of each shape (csrc/epoch.c); a number in
+#: [0, 1] would force "sparse below this share of non-zero pixels" instead.
+SPARSE_THRESHOLD: float | None = None
 
 #: Batches per call of the fused kernel: between calls the progress bar moves and
 #: Ctrl-C is honoured.

@@ -68,12 +68,30 @@ def test_fused_epoch_matches_twin(dtype, rtol, hidden, momentum, nesterov, spars
 
 @pytest.mark.parametrize("density", [0.05, 0.2, 0.6, 1.0])
 def test_sparse_and_dense_first_layer_agree(density):
+    # 0.0 sends uint8 batches through the BLAS layer kernels: the same sums in another order.
     images, labels = digits_like(density=density)
     sizes = [images.shape[1], 64, CLASSES]
     _, sparse = run(_core, images, labels, sizes, np.float64, sparse_threshold=1.0)
     _, dense = run(_core, images, labels, sizes, np.float64, sparse_threshold=0.0)
     for a, b in zip(sparse, dense):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.9, 5e-4)])
+@pytest.mark.parametrize("density", [0.02, 0.2, 0.6, 1.0])
+def test_first_layer_paths_give_the_same_bits(dtype, momentum, weight_decay, density):
+    # The panel kernels, sparse or dense, sum in one order: the cost model's choice per batch
+    # cannot change a result, whatever its timings (1e-9: every batch dense; None: chosen).
+    images, labels = digits_like(n=230, features=70, density=density)
+    sizes = [images.shape[1], 90, CLASSES]
+    results = [run(_core, images, labels, sizes, dtype, momentum=momentum, nesterov=momentum > 0,
+                   weight_decay=weight_decay, sparse_threshold=threshold)
+               for threshold in (1.0, 1e-9, None)]
+    for outcome, params in results[1:]:
+        assert outcome == results[0][0]
+        for a, b in zip(params, results[0][1]):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_float_images_are_not_rescaled():
@@ -130,13 +148,25 @@ def test_fused_training_is_bitwise_reproducible():
 def test_sparse_path_does_not_depend_on_thread_count():
     images, labels = digits_like(n=200)
     results = []
-    for threads in (1, 2):
-        with threadpoolctl.threadpool_limits(threads):
+    previous = _core.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fcnn.set_num_threads(threads)
             assert _core.get_num_threads() == threads
             results.append(run(_core, images, labels, [60, 256, CLASSES], np.float32,
                                sparse_threshold=1.0)[1])
+    finally:
+        fcnn.set_num_threads(previous)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def fcnn_blas_threads():
+    """Threads of fcnn's own OpenBLAS (scipy_openblas32, not NumPy's 64-bit copy)."""
+    blas = [info for info in threadpoolctl.threadpool_info()
+            if "scipy_openblas" in info["filepath"] and "64_" not in info["filepath"]]
+    assert len(blas) == 1
+    return blas[0]["num_threads"]
 
 
 def test_one_thread_setting_reaches_openmp_and_blas():
@@ -243,7 +273,7 @@ def bad_cases():
         (call(batch_size=0), ValueError, r"^batch_size must be an integer >= 1"),
         (call(momentum=0.9), ValueError, r"^weight_velocities and bias_velocities must be"),
         (call(nesterov=True), ValueError, r"^nesterov needs momentum > 0"),
-        (call(sparse_threshold=2.0), ValueError, r"^sparse_threshold must be in \[0, 1\]"),
+        (call(sparse_threshold=2.0), ValueError, r"^sparse_threshold must be None or in \[0, 1\]"),
         (call(labels=labels[:10]), ValueError, r"^labels must have shape \(64,\)"),
     ]
 
@@ -259,3 +289,218 @@ def test_train_epoch_bad_input(arguments, error, pattern):
 def test_set_num_threads_rejects_zero():
     with pytest.raises(ValueError, match=r"^num_threads must be an integer >= 1"):
         fcnn.set_num_threads(0)
+
+
+# ----------------------------------------------------------------------------
+# lazy first-layer updates
+
+
+def mixed_density_images(n=320, features=60, seed=2):
+    """Very sparse images (most pixels absent from most batches), with a run of dense ones in
+    the middle, so that with the samples in order some batches go dense between sparse ones."""
+    images, labels = digits_like(n=n, features=features, density=0.03, seed=seed)
+    dense, _ = digits_like(n=n // 4, features=features, density=0.9, seed=seed + 1)
+    images[n // 2:n // 2 + n // 4] = dense
+    return images, labels
+
+
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+@pytest.mark.parametrize("weight_decay", [0.0, 5e-3])
+@pytest.mark.parametrize("sparse_threshold", [1.0, 0.5, None])
+def test_lazy_first_layer_matches_eager_twin(momentum, nesterov, weight_decay, sparse_threshold):
+    # float64 over a whole epoch with a varying rate per step: the rows caught up in closed
+    # form agree with the twin's step-by-step rule to rounding.
+    images, labels = mixed_density_images()
+    sizes = [images.shape[1], 40, CLASSES]
+    results = []
+    for backend in (_core, reference):
+        weights, biases = parameters(sizes, np.float64)
+        velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
+        order = np.arange(len(labels))
+        lrs = np.linspace(0.3, 0.02, -(-len(order) // 16))
+        outcome = backend.train_epoch(images, labels, order, weights, biases, lrs, 16,
+                                      weight_decay, momentum, *velocities, nesterov,
+                                      sparse_threshold)
+        results.append((outcome, weights + biases + velocities[0] + velocities[1]))
+    (outcome, params), (twin_outcome, twin_params) = results
+    assert outcome[0] == twin_outcome[0] == 20
+    assert outcome[1] == pytest.approx(twin_outcome[1], rel=1e-10)
+    for value, expected in zip(params, twin_params):
+        scale = np.abs(expected).max() + 1e-300
+        np.testing.assert_allclose(value / scale, expected / scale, rtol=0, atol=1e-10)
+
+
+def test_lazy_rows_absent_all_call_are_caught_up_at_the_end():
+    # Pixels 0-9 are zero in every image: their rows only ever decay, in the final catch-up.
+    images, labels = digits_like(n=128, density=0.3)
+    images[:, :10] = 0
+    sizes = [images.shape[1], 24, CLASSES]
+    weights, biases = parameters(sizes, np.float64)
+    start = weights[0][:10].copy()
+    velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
+    lrs = np.linspace(0.2, 0.1, 4)
+    _core.train_epoch(images, labels, np.arange(128), weights, biases, lrs, 32, 0.01, 0.5,
+                      *velocities, False, 1.0)
+    np.testing.assert_allclose(weights[0][:10], start * np.prod(1 - 0.01 * lrs), rtol=1e-14)
+    assert not velocities[0][0][:10].any()
+
+
+def test_lazy_path_is_bitwise_reproducible_across_runs():
+    images, labels = mixed_density_images()
+    runs = [run(_core, images, labels, [60, 130, CLASSES], np.float32, batch_size=16,
+                momentum=0.9, nesterov=True, sparse_threshold=None)[1] for _ in range(2)]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------
+# subnormals
+
+
+def test_fcnn_calls_leave_the_callers_subnormals_alone():
+    tiny = np.float32(1e-38) * np.float32(1e-3)
+    assert tiny != 0  # NumPy makes subnormals before...
+    images, labels = digits_like()
+    run(_core, images, labels, [60, 32, CLASSES], np.float32, momentum=0.9)
+    x = np.full((4, 3), 1e-39, np.float32)
+    _core.linear_forward(x, np.ones((3, 300), np.float32), np.zeros(300, np.float32))
+    _core.sgd_step(np.ones(3, np.float32), np.ones(3, np.float32), 0.1)
+    assert np.float32(1e-38) * np.float32(1e-3) == tiny  # ...and after fcnn's calls
+    assert (np.full(8, 1e-38, np.float32) * np.float32(1e-3) != 0).all()
+
+
+def test_fcnn_kernels_flush_subnormals():
+    # What FTZ/DAZ changes: a subnormal input counts as 0 inside fcnn (the twin keeps it, a
+    # difference of 1e-38 absolute at most: below every tolerance of the parity tests).
+    x = np.full((2, 3), 1e-39, np.float32)
+    out = _core.linear_forward(x, np.ones((3, 2), np.float32), np.zeros(2, np.float32))
+    assert (out == 0).all()
+    assert (reference.linear_forward(x, np.ones((3, 2), np.float32),
+                                     np.zeros(2, np.float32)) != 0).all()
+
+
+# ----------------------------------------------------------------------------
+# threads
+
+
+def test_thread_count_is_clamped_for_the_workspace():
+    images, labels = digits_like(n=64)
+    for threads in (2**32, 2**31 - 1, 300):
+        weights, biases = parameters([60, 32, CLASSES], np.float32)
+        assert _core.train_epoch(images, labels, np.arange(64), weights, biases,
+                                 np.full(2, 0.1), 32, num_threads=threads)[0] == 2
+
+
+def test_omp_num_threads_beyond_the_cap_trains(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = ("import numpy as np, fcnn\n"
+              "from fcnn import _core\n"
+              "assert _core.get_num_threads() == 256, _core.get_num_threads()\n"
+              "x = np.random.default_rng(0).integers(0, 256, (64, 30)).astype(np.uint8)\n"
+              "y = np.arange(64) % 3\n"
+              "w = [np.zeros((30, 300), np.float32), np.zeros((300, 3), np.float32)]\n"
+              "b = [np.zeros(300, np.float32), np.zeros(3, np.float32)]\n"
+              "print(_core.train_epoch(x, y, np.arange(64), w, b, np.full(2, 0.1), 32)[0])\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "100000", "OMP_WAIT_POLICY": "passive"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
+
+
+def train_small(seed_offset=0):
+    images, labels = digits_like(n=400, density=0.3)
+    net = mlp(np.float32, hidden=(200,))
+    optimizer = SGD(net, lr=0.1, momentum=0.9, nesterov=True, decay=5e-4)
+    train(net, optimizer, DataLoader((images, labels), seed=5), epochs=2, progress=False,
+          fused=True)
+    return net.state_dict()
+
+
+def test_two_trainings_in_two_threads_match_one_at_a_time():
+    import threading
+
+    threads_before = _core.get_num_threads()
+    blas_before = fcnn_blas_threads()
+    expected = train_small()
+    results = [None, None]
+
+    def work(index):
+        results[index] = train_small()
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        for key in expected:
+            np.testing.assert_array_equal(result[key], expected[key])
+    assert fcnn_blas_threads() == blas_before  # not left at 1 by the overlapping calls
+    assert _core.get_num_threads() == threads_before
+    assert train_small()["layers.0.weight"].tobytes() == expected["layers.0.weight"].tobytes()
+
+
+def test_set_num_threads_from_another_thread_takes_effect():
+    import threading
+
+    previous = _core.get_num_threads()
+    images, labels = digits_like(n=2000, density=0.3)
+    stop = threading.Event()
+    errors = []
+
+    def flip():
+        count = 1
+        while not stop.is_set():
+            fcnn.set_num_threads(count)
+            count = 3 - count
+
+    flipper = threading.Thread(target=flip)
+    try:
+        flipper.start()
+        try:
+            for _ in range(3):
+                run(_core, images, labels, [60, 256, CLASSES], np.float32, momentum=0.9,
+                    sparse_threshold=None)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+        stop.set()
+        flipper.join()
+        assert not errors
+        setter = threading.Thread(target=fcnn.set_num_threads, args=(1,))
+        setter.start()
+        setter.join()
+        assert _core.get_num_threads() == 1  # set in another thread, seen in this one
+        assert fcnn_blas_threads() == 1
+        one = run(_core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0)
+        fcnn.set_num_threads(2)
+        assert _core.get_num_threads() == 2 and fcnn_blas_threads() == 2
+        two = run(_core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0)
+        for a, b in zip(one[1], two[1]):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        stop.set()
+        fcnn.set_num_threads(previous)
+
+
+def test_list_items_replaced_during_training_stay_alive():
+    import gc
+    import threading
+
+    images, labels = digits_like(n=3000, density=0.3)
+    weights, biases = parameters([60, 256, CLASSES], np.float32)
+    weight_list, bias_list = list(weights), list(biases)
+    lrs = np.full(-(-3000 // 32), 0.01)
+    worker = threading.Thread(target=_core.train_epoch, args=(
+        images, labels, np.arange(3000), weight_list, bias_list, lrs, 32))
+    worker.start()
+    del weights, biases
+    for index in range(2):  # the caller's only other references go away mid-call
+        weight_list[index] = None
+        bias_list[index] = None
+    gc.collect()
+    worker.join()
+    assert weight_list == [None, None]

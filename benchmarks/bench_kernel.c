@@ -1,0 +1,110 @@
+// Microbenchmark of the fused epoch's first layer: forward (CSR) and gradient + SGD update
+// (CSC) on MNIST-like batches (or, at density 1, the dense register-tiled kernels), one
+// thread, no Python. Built and run by bench_kernel.py,
+// which passes the csrc folder to include (so an older tree can be measured the same way).
+//
+// Prints, per kernel, the fastest of many repeats in ns and in TSC cycles per (non-zero x 64
+// columns), the unit of work of both kernels: one non-zero pixel times one 64-column block.
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <x86intrin.h>
+
+#include "epoch.c"  // the kernels under test are static: included, not linked
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    const fcnn_size B = 64, C = 784, H = argc > 1 ? atol(argv[1]) : 1024;
+    const double density = argc > 2 ? atof(argv[2]) : 0.19;
+    const int repeats = argc > 3 ? atoi(argv[3]) : 200;
+    const fcnn_size block = FCNN_PANEL_BYTES / sizeof(float);
+    const fcnn_size num_blocks = (H + block - 1) / block, panel_size = num_blocks * C * block;
+    float *panels = calloc(panel_size, sizeof(float)), *velocity = calloc(panel_size, 4);
+    float *out = calloc(B * H, 4), *dout = calloc(B * H, 4), *bias = calloc(H, 4);
+    float *scratch = calloc(B * block, 4), *x = calloc(B * C, 4);
+    float *csr_vals = calloc(B * C, 4), *csc_vals = calloc(B * C, 4);
+    int32_t *cols = calloc(B * C, 4), *csc_rows = calloc(B * C, 4);
+    fcnn_size *row_start = calloc(B + 1, sizeof(fcnn_size));
+    fcnn_size *col_start = calloc(C + 1, sizeof(fcnn_size));
+    fcnn_size *counts = calloc(C, sizeof(fcnn_size));
+    uint8_t *pixels = calloc(B * C, 1);
+    int64_t *indices = calloc(B, sizeof(int64_t));
+    srand(1);
+    for (fcnn_size i = 0; i < panel_size; i++) panels[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (fcnn_size i = 0; i < B * H; i++) dout[i] = 1e-3f * ((float)rand() / RAND_MAX - 0.5f);
+    // MNIST-like: the non-zeros of each image in the central columns
+    for (fcnn_size b = 0; b < B; b++) {
+        indices[b] = b;
+        for (fcnn_size k = 0; k < C; k++) {
+            fcnn_size row = k / 28, col = k % 28;
+            int central = row >= 4 && row < 24 && col >= 4 && col < 24;
+            double p = central ? density * 784.0 / 400.0 : 0.0;
+            pixels[b * C + k] = (double)rand() / RAND_MAX < p ? 1 + rand() % 255 : 0;
+        }
+    }
+    // density 1: every pixel non-zero, through the dense (register-tiled) kernels
+    const int sparse = density < 1.0;
+    if (!sparse) memset(pixels, 7, B * C);
+    for (fcnn_size i = 0; i < B * C; i++) x[i] = (float)pixels[i] / 255.0f;
+    fcnn_size present;
+    fcnn_size nonzeros = count_nonzeros_f32(counts, &present, pixels, indices, B, C);
+    gather_sparse_f32(row_start, cols, csr_vals, col_start, csc_rows, csc_vals, counts, pixels,
+                      indices, B, C);
+    double units = (double)nonzeros * (double)H / 64.0;  // (non-zero x 64 columns) of work
+    // kernel 2 * variant + pass: variant 0 AVX-512 (64-byte vectors), 1 AVX2 (32-byte, the
+    // vector width of the kernels before the AVX-512 variant); pass 0 forward, 1 update
+    double best[4] = {1e300, 1e300, 1e300, 1e300};
+    unsigned long long best_cycles[4] = {~0ull, ~0ull, ~0ull, ~0ull};
+    unsigned saved = fcnn_fp_enter();
+    for (int r = 0; r < repeats; r++) {
+        for (int kernel = 0; kernel < 4; kernel++) {
+            double t0 = now();
+            unsigned long long c0 = __rdtsc();
+            switch (kernel) {
+                case 0:
+                    first_forward_avx512_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
+                                             cols, csr_vals, x, sparse, B, C, H, 1, 1);
+                    break;
+                case 1:
+                    first_update_avx512_f32(panels, velocity, scratch, col_start, counts, csc_rows,
+                                            csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f,
+                                            1, 1);
+                    break;
+                case 2:
+                    first_forward_avx2_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
+                                           cols, csr_vals, x, sparse, B, C, H, 1, 1);
+                    break;
+                default:
+                    first_update_avx2_f32(panels, velocity, scratch, col_start, counts, csc_rows,
+                                          csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1,
+                                          1);
+                    break;
+            }
+            unsigned long long cycles = __rdtsc() - c0;
+            double seconds = now() - t0;
+            best[kernel] = seconds < best[kernel] ? seconds : best[kernel];
+            best_cycles[kernel] = cycles < best_cycles[kernel] ? cycles : best_cycles[kernel];
+        }
+    }
+    fcnn_fp_leave(saved);
+    printf("B %td C %td H %td: %td non-zeros (%.1f%%), %td rows present, %d repeats; the epoch "
+           "uses the %s forward and the %s update on this CPU\n", B, C, H, nonzeros,
+           100.0 * nonzeros / (B * C), present, repeats,
+           wide_vectors(FORWARD_KERNEL, sparse) ? "AVX-512" : "AVX2",
+           wide_vectors(UPDATE_KERNEL, sparse) ? "AVX-512" : "AVX2");
+    const char *names[4] = {"AVX-512 forward (CSR)", "AVX-512 gradient+update (CSC)",
+                            "AVX2 forward (CSR)", "AVX2 gradient+update (CSC)"};
+    for (int kernel = 0; kernel < 4; kernel++) {
+        printf("%-30s %9.1f us  %6.2f ns  %6.2f TSC cycles per (non-zero x 64 columns)\n",
+               names[kernel], 1e6 * best[kernel], 1e9 * best[kernel] / units,
+               (double)best_cycles[kernel] / units);
+    }
+    return 0;
+}
