@@ -555,7 +555,9 @@ static PyObject *exponential_lr(PyObject *self, PyObject *args, PyObject *kwargs
 
 // ----------------------------------------------------------------------------
 // the linear backward pass into preallocated gradients (the Module API reuses them step after
-// step: a fresh (C, OC) dweight per step costs page faults and cache misses)
+// step: a fresh (C, OC) dweight per step costs page faults and cache misses). Private (leading
+// underscore, not in the stub): fcnn.functional.Linear's helper; its twin is
+// reference._linear_backward_out, compared in tests/test_api.py.
 
 // Whether two C-contiguous arrays share bytes (a kernel writing one must not read the other).
 static int overlap(PyArrayObject *first, PyArrayObject *second) {
@@ -564,12 +566,13 @@ static int overlap(PyArrayObject *first, PyArrayObject *second) {
            second_start < first_start + PyArray_NBYTES(first);
 }
 
-static PyObject *linear_backward_out(PyObject *self, PyObject *args, PyObject *kwargs) {
+static PyObject *_linear_backward_out(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"dx", "dweight", "dbias", "dout", "x", "weight", NULL};
     PyObject *dx_obj, *dweight_obj, *dbias_obj, *dout_obj, *x_obj, *weight_obj;
     PyArrayObject *dout = NULL, *x = NULL, *weight = NULL, *dx = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOO:linear_backward_out", kwlist, &dx_obj,
-                                     &dweight_obj, &dbias_obj, &dout_obj, &x_obj, &weight_obj)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOO:_linear_backward_out", kwlist,
+                                     &dx_obj, &dweight_obj, &dbias_obj, &dout_obj, &x_obj,
+                                     &weight_obj)) {
         return NULL;
     }
     if ((dout = float_input(dout_obj, "dout", -1, NULL, 2)) == NULL) goto fail;
@@ -882,9 +885,9 @@ static PyMethodDef core_methods[] = {
     KERNEL(linear_forward, "linear_forward(x, weight, bias) -> x @ weight + bias"),
     KERNEL(linear_backward,
            "linear_backward(dout, x, weight, compute_dx=True) -> (dweight, dbias, dx or None)"),
-    KERNEL(linear_backward_out,
-           "linear_backward_out(dx, dweight, dbias, dout, x, weight): linear_backward into "
-           "preallocated arrays (dx None to skip it)"),
+    KERNEL(_linear_backward_out,
+           "_linear_backward_out(dx, dweight, dbias, dout, x, weight): linear_backward into "
+           "preallocated arrays (dx None to skip it); internal to fcnn.functional.Linear"),
     KERNEL(relu_forward, "relu_forward(x) -> max(x, 0)"),
     KERNEL(relu_backward, "relu_backward(dout, x) -> dout where x > 0, else 0"),
     KERNEL(softmax_forward, "softmax_forward(x) -> row-wise softmax"),

@@ -43,22 +43,6 @@ def linear_backward(
     dx (B, C) = dout @ weight.T, or None when ``compute_dx`` is false).
     """
 
-def linear_backward_out(
-    dx: FloatArray | None,
-    dweight: FloatArray,
-    dbias: FloatArray,
-    dout: FloatArray,
-    x: FloatArray,
-    weight: FloatArray,
-) -> None:
-    """:func:`linear_backward` written into preallocated arrays; ``dx=None`` skips dx.
-
-    ``dweight`` (C, OC), ``dbias`` (OC,) and ``dx`` (B, C) must be writable,
-    C-contiguous and of the dtype of ``dout`` (TypeError otherwise), and share no
-    memory with each other or the inputs (ValueError). The Module API reuses its
-    gradient arrays through it, step after step.
-    """
-
 def relu_forward(x: FloatArray) -> FloatArray:
     """``max(x, 0)`` elementwise. Shape: x (B, C) -> (B, C)."""
 

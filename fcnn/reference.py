@@ -36,7 +36,6 @@ __all__ = [
     "KERNELS",
     "exponential_lr",
     "linear_backward",
-    "linear_backward_out",
     "linear_forward",
     "relu_backward",
     "relu_forward",
@@ -193,9 +192,14 @@ def _require_no_overlap(arrays):
 
 
 @_ieee
-def linear_backward_out(dx, dweight, dbias, dout, x, weight):
+def _linear_backward_out(dx, dweight, dbias, dout, x, weight):
     """:func:`linear_backward` into preallocated ``dweight``, ``dbias`` and ``dx`` (None
-    skips it), each writable and C-contiguous; returns None. See the stub."""
+    skips it), each writable, C-contiguous, of the dtype of ``dout`` and sharing no memory
+    with another argument; returns None.
+
+    Twin of the private ``fcnn._core._linear_backward_out``, the helper through which
+    ``fcnn.functional.Linear`` reuses its gradient arrays step after step (not a stub
+    kernel: tests/test_api.py compares the two)."""
     dout = _require_float("dout", dout, 2)
     x = _require_float("x", x, 2, "dout", dout)
     weight = _require_float("weight", weight, 2, "dout", dout)
