@@ -161,6 +161,13 @@ class Module:
             # In place, so optimisers holding these arrays keep working.
             np.copyto(target, state_dict[name], casting="same_kind")
 
+    def __getstate__(self) -> dict:
+        # The training lock (functional._exclusive) belongs to this process's threads:
+        # copies and pickles get their own on first use.
+        state = self.__dict__.copy()
+        state.pop("_training_lock", None)
+        return state
+
     def __repr__(self) -> str:
         inner = ",\n".join(f"  {layer!r}" for layer in self.layers)
         return f"{type(self).__name__}(\n{inner}\n)"

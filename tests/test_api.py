@@ -569,3 +569,23 @@ def test_subclass_in_the_original_style_trains_and_infers():
     CrossEntropyLoss(net)(net(x), y).backward()
     optimizer.step()
     assert net.logits(x).shape == (4, 2) and net.inference(x).shape == (4, 2)
+
+
+def test_trained_net_and_optimizer_pickle_and_deepcopy():
+    """The per-net training lock is left out of copies: each copy trains on its own."""
+    import copy
+    import pickle
+
+    net = small_net()
+    x, y = random_batch()
+    optimizer = SGD(net, lr=0.1, lr_scheduler=None, momentum=0.9)
+    CrossEntropyLoss(net)(net(x), y).backward()
+    optimizer.step()
+    for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        np.testing.assert_array_equal(clone.inference(x), net.inference(x))
+        CrossEntropyLoss(clone)(clone(x), y).backward()
+    restored = pickle.loads(pickle.dumps(optimizer))
+    restored.step()
+    assert restored.step_count == 2 and optimizer.step_count == 1
+    np.testing.assert_array_equal(net.layers[0].weight, optimizer.net.layers[0].weight)
+    assert not np.array_equal(restored.net.layers[0].weight, net.layers[0].weight)
