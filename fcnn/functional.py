@@ -76,6 +76,15 @@ def _exclusive(net: object, action: str) -> threading.RLock:
     return lock
 
 
+def _can_hold(gradient: object, parameter: np.ndarray) -> bool:
+    """Whether ``gradient`` can be written in place as the gradient of ``parameter``."""
+    if not isinstance(gradient, np.ndarray):
+        return False
+    flags = gradient.flags
+    return (gradient.shape == parameter.shape and gradient.dtype == parameter.dtype
+            and flags.c_contiguous and flags.writeable and flags.aligned)
+
+
 class Layer:
     """Base of every layer: ``forward`` caches what ``backward`` needs; ``inference`` does not.
 
@@ -211,10 +220,12 @@ class Linear(Layer):
         try:
             backward_out(dx, self.weight_grad, self.bias_grad, dout, x, weight)
         except (TypeError, ValueError):
-            # The gradient arrays were replaced by ones that cannot take the result (another
-            # shape or dtype, read-only, ...): start from fresh ones. Any other cause raises
-            # again, now from the inputs.
-            self.weight_grad, self.bias_grad = np.empty_like(weight), np.empty_like(self.bias)
+            # Gradient arrays someone replaced by ones that cannot take the result (another
+            # shape or dtype, read-only, ...) are replaced by fresh ones; a bad dout raises
+            # and leaves the gradients as they were.
+            if _can_hold(self.weight_grad, weight) and _can_hold(self.bias_grad, self.bias):
+                raise
+            self.weight_grad, self.bias_grad = np.zeros_like(weight), np.zeros_like(self.bias)
             backward_out(dx, self.weight_grad, self.bias_grad, dout, x, weight)
         return dx
 

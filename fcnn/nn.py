@@ -62,9 +62,9 @@ class Module:
     def inference(self, x: np.ndarray) -> np.ndarray:
         """The output of :meth:`forward` for ``x``, leaving every layer's cache untouched.
 
-        Reads only the parameters: any number of threads may call it at once, also
-        while the net is not training (a concurrent optimizer step would be seen half
-        done). No backward pass can follow it.
+        Reads only the parameters: any number of threads may call it at once (while
+        another thread steps an optimizer on this net, it may see weights half updated).
+        No backward pass can follow it.
         """
         return self._run(x, cache=False)
 

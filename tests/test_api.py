@@ -589,3 +589,14 @@ def test_trained_net_and_optimizer_pickle_and_deepcopy():
     assert restored.step_count == 2 and optimizer.step_count == 1
     np.testing.assert_array_equal(net.layers[0].weight, optimizer.net.layers[0].weight)
     assert not np.array_equal(restored.net.layers[0].weight, net.layers[0].weight)
+
+
+def test_a_bad_dout_leaves_the_gradients_as_they_were():
+    layer = Linear(4, 3, dtype=np.float64, rng=0)
+    layer(np.ones((2, 4)))
+    layer.backward(np.ones((2, 3)))
+    held, before = layer.weight_grad, layer.weight_grad.copy()
+    with pytest.raises(ValueError, match=r"^x must have shape \(5, \*\)"):
+        layer.backward(np.ones((5, 3)))
+    assert layer.weight_grad is held
+    np.testing.assert_array_equal(held, before)
