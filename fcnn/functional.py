@@ -374,5 +374,12 @@ class CrossEntropyLoss:
                 )
             logits = last.logits
             start = len(self.net.layers) - 1
+        elif self.net is not None and getattr(self.net, "_last_output", output) is not output:
+            # Without a final Softmax, nothing else ties output to the caches that
+            # loss.backward() will use (net.inference's output, say, or an older batch's).
+            raise ValueError(
+                "output must be what the net's forward just returned: loss.backward() runs "
+                "the net's backward on the caches of that pass"
+            )
         value = kernels().softmax_cross_entropy_forward(logits, labels)
         return Loss(value, logits, labels, self.net, start)

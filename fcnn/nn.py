@@ -51,7 +51,8 @@ class Module:
         try:
             # Counted first: even a failed pass leaves older losses without their caches.
             self._forward_count = getattr(self, "_forward_count", 0) + 1
-            x = self._run(x, cache=True)
+            self._last_output = None
+            x = self._last_output = self._run(x, cache=True)
         finally:
             lock.release()
         return x

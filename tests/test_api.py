@@ -600,3 +600,17 @@ def test_a_bad_dout_leaves_the_gradients_as_they_were():
         layer.backward(np.ones((5, 3)))
     assert layer.weight_grad is held
     np.testing.assert_array_equal(held, before)
+
+
+def test_loss_refuses_an_output_the_last_forward_did_not_return():
+    """Without a final Softmax too: inference's output, or an older batch's, would pair the
+    loss's gradient with another pass's caches."""
+    net = Module(Linear(12, 4, dtype=np.float64, rng=0))
+    criterion = CrossEntropyLoss(net)
+    x, y = random_batch()
+    older = net(x)
+    net(x[::-1].copy())
+    for output in (older, net.inference(x)):
+        with pytest.raises(ValueError, match="^output must be what the net's forward just"):
+            criterion(output, y)
+    criterion(net(x), y).backward()
