@@ -221,9 +221,9 @@ class SGD:
                          weight_velocity, nesterov)
                 sgd_step(layer.bias, layer.bias_grad, lr, weight_decay, momentum,
                          bias_velocity, nesterov)
+            self.step_count += 1
         finally:
             lock.release()
-        self.step_count += 1
 
     def zero_grad(self) -> None:
         """Sets every gradient to zero. Optional: each backward pass overwrites them."""
