@@ -2,9 +2,10 @@
 
 Each layer keeps what its backward pass needs from the last forward pass and
 calls the kernels of the active backend (``fcnn._core`` by default, see
-:func:`fcnn.set_backend`). Parameters and their gradients are plain NumPy arrays
-under the original attribute names ``weight``, ``bias``, ``weight_grad`` and
-``bias_grad``.
+:func:`fcnn.set_backend`); ``inference`` runs a layer without keeping anything,
+for prediction from many threads. Parameters and their gradients are plain NumPy
+arrays under the original attribute names ``weight``, ``bias``, ``weight_grad``
+and ``bias_grad``; backward passes overwrite the gradients in place.
 """
 
 from __future__ import annotations

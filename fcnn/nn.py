@@ -17,6 +17,11 @@ class Module:
     Build one from layers, or subclass it and set ``self.layers`` as the
     original project did.
 
+    Threads: :meth:`inference` and :meth:`logits` (and so ``fcnn.predict``) may run
+    on one net from many threads at once. Training is one thread per net: ``net(x)``,
+    ``backward``, ``loss.backward()`` and ``optimizer.step()`` raise RuntimeError
+    while another thread is inside one of them on the same net.
+
     Args:
         *layers: the layers, in order (a single list is accepted too).
 
