@@ -57,6 +57,14 @@ def _logits_and_probs(net: Module, batch: np.ndarray) -> tuple[np.ndarray, np.nd
     predict with one net at once (a final Softmax's cache once served as the logits,
     and threads overwrote each other's).
     """
+    if type(net).forward is not Module.forward:
+        # A subclass with its own forward: net.logits would skip it. Its forward fills the
+        # caches, so such a net predicts from one thread at a time.
+        output = net(batch)
+        last = net.layers[-1] if net.layers else None
+        if isinstance(last, Softmax):
+            return last.logits, output
+        return output, kernels().softmax_forward(output)
     logits = net.logits(batch)
     return logits, kernels().softmax_forward(logits)
 

@@ -334,3 +334,15 @@ def test_training_one_net_from_two_threads_fails_loudly_or_not_at_all():
     # Every loop that was not refused ended with a step.
     assert optimizer.step_count == 400 - sum(refusals)
     assert np.isfinite(net.layers[0].weight).all()
+
+
+def test_a_subclass_with_its_own_forward_predicts_through_it():
+    """net.logits runs self.layers; a subclass that overrides forward is predicted with it."""
+    class Doubling(Module):
+        def forward(self, x):
+            return super().forward(2 * x)
+
+    net = Doubling(Linear(4, 3, dtype=np.float64, rng=0), Softmax())
+    images = np.random.default_rng(0).random((6, 4))
+    expected = Module(*net.layers)(2 * images)
+    np.testing.assert_array_equal(fcnn.predict_proba(net, images), expected)
