@@ -212,6 +212,14 @@ class Linear(Layer):
         """
         x = self._cached(self._input)
         weight = self.weight
+        expected = (x.shape[0], weight.shape[1])
+        if not isinstance(dout, np.ndarray):
+            raise TypeError(f"dout must be a numpy.ndarray, got {type(dout).__name__}")
+        if dout.shape != expected or dout.dtype != weight.dtype:
+            raise (TypeError if dout.shape == expected else ValueError)(
+                f"dout must be a {weight.dtype} array of shape {expected} (the batch of the "
+                f"last forward pass by the outputs of {self!r}), got {dout.dtype} {dout.shape}"
+            )
         dx = None
         if compute_dx:
             dx = self._dx_buffer

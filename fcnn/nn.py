@@ -110,9 +110,14 @@ class Module:
         try:
             layers = self.layers
             stop = len(layers) if start is None else start
+            index = stop - 1
             for index in range(stop - 1, -1, -1):
                 # The first layer's input gradient is never used: skip its matrix product.
                 dout = layers[index].backward(dout, compute_dx=index > 0)
+        except (TypeError, ValueError) as error:
+            if type(error) not in (TypeError, ValueError):
+                raise
+            raise type(error)(f"layers[{index}]: {error}") from error
         finally:
             lock.release()
 

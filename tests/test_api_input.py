@@ -242,3 +242,20 @@ def test_prediction_refuses_16_bit_images(monkeypatch):
     refuse_work(net, monkeypatch)
     with pytest.raises(ValueError, match=r"^images of dtype uint16 must lie in \[0, 255\]"):
         fcnn.predict(net, np.full((3, 6), 1000, np.uint16))
+
+
+@pytest.mark.parametrize("dout, error", [
+    (np.ones((2, 5), np.float32), ValueError),
+    (np.ones((3, 2), np.float32), ValueError),
+    (np.ones((2, 2), np.float64), TypeError),
+    ([[1.0, 2.0]], TypeError),
+])
+def test_backward_names_the_layer_and_the_gradient_it_expected(dout, error):
+    """A wrong dout used to surface as a complaint about the weight or the cached input."""
+    net = Module(Linear(4, 3, rng=0), ReLU(), Linear(3, 2, rng=1))
+    net(np.ones((2, 4), np.float32))
+    held = [layer.weight_grad.copy() for layer in net.linear_layers()]
+    with pytest.raises(error, match=r"^layers\[2\]: dout must be a"):
+        net.backward(dout)
+    for layer, before in zip(net.linear_layers(), held):
+        np.testing.assert_array_equal(layer.weight_grad, before)
