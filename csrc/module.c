@@ -567,6 +567,75 @@ static PyObject *exponential_lr(PyObject *self, PyObject *args, PyObject *kwargs
 }
 
 // ----------------------------------------------------------------------------
+// the linear backward pass into preallocated gradients (the Module API reuses them step after
+// step: a fresh (C, OC) dweight per step costs page faults and cache misses). Private (leading
+// underscore, not in the stub): fcnn.functional.Linear's helper; its twin is
+// reference._linear_backward_out, compared in tests/test_api.py.
+
+// Whether two C-contiguous arrays share bytes (a kernel writing one must not read the other).
+static int overlap(PyArrayObject *first, PyArrayObject *second) {
+    const char *first_start = PyArray_BYTES(first), *second_start = PyArray_BYTES(second);
+    return first_start < second_start + PyArray_NBYTES(second) &&
+           second_start < first_start + PyArray_NBYTES(first);
+}
+
+static PyObject *_linear_backward_out(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"dx", "dweight", "dbias", "dout", "x", "weight", NULL};
+    PyObject *dx_obj, *dweight_obj, *dbias_obj, *dout_obj, *x_obj, *weight_obj;
+    PyArrayObject *dout = NULL, *x = NULL, *weight = NULL, *dx = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOO:_linear_backward_out", kwlist,
+                                     &dx_obj, &dweight_obj, &dbias_obj, &dout_obj, &x_obj,
+                                     &weight_obj)) {
+        return NULL;
+    }
+    if ((dout = float_input(dout_obj, "dout", -1, NULL, 2)) == NULL) goto fail;
+    int typenum = PyArray_TYPE(dout);
+    if ((x = float_input(x_obj, "x", typenum, "dout", 2)) == NULL) goto fail;
+    if ((weight = float_input(weight_obj, "weight", typenum, "dout", 2)) == NULL) goto fail;
+    npy_intp B = PyArray_DIM(dout, 0), OC = PyArray_DIM(dout, 1), C = PyArray_DIM(x, 1);
+    npy_intp x_shape[2] = {B, -1}, weight_shape[2] = {C, OC};
+    if (require_shape(x, "x", 2, x_shape, "dout", dout) < 0) goto fail;
+    if (require_shape(weight, "weight", 2, weight_shape, "x", x) < 0) goto fail;
+    if (check_in_place(dweight_obj, "dweight", typenum, "dout") < 0) goto fail;
+    if (check_in_place(dbias_obj, "dbias", typenum, "dout") < 0) goto fail;
+    PyArrayObject *dweight = (PyArrayObject *)dweight_obj, *dbias = (PyArrayObject *)dbias_obj;
+    npy_intp dbias_shape[1] = {OC}, dx_shape[2] = {B, C};
+    if (require_shape(dweight, "dweight", 2, weight_shape, "weight", weight) < 0) goto fail;
+    if (require_shape(dbias, "dbias", 1, dbias_shape, "dout", dout) < 0) goto fail;
+    if (dx_obj != Py_None) {
+        if (check_in_place(dx_obj, "dx", typenum, "dout") < 0) goto fail;
+        dx = (PyArrayObject *)dx_obj;
+        if (require_shape(dx, "dx", 2, dx_shape, "x", x) < 0) goto fail;
+    }
+    // Each output against every other array of the call.
+    PyArrayObject *arrays[6] = {dweight, dbias, dx, dout, x, weight};
+    const char *names[6] = {"dweight", "dbias", "dx", "dout", "x", "weight"};
+    for (int o = 0; o < 3; o++) {
+        for (int i = o + 1; i < 6 && arrays[o] != NULL; i++) {
+            if (arrays[i] != NULL && overlap(arrays[o], arrays[i])) {
+                PyErr_Format(PyExc_ValueError, "%s must not share memory with %s", names[o],
+                             names[i]);
+                goto fail;
+            }
+        }
+    }
+    void *dx_data = dx == NULL ? NULL : PyArray_DATA(dx);
+    Py_BEGIN_ALLOW_THREADS;
+    DISPATCH(typenum, fcnn_linear_backward, dx_data, PyArray_DATA(dweight), PyArray_DATA(dbias),
+             PyArray_DATA(dout), PyArray_DATA(x), PyArray_DATA(weight), B, C, OC);
+    Py_END_ALLOW_THREADS;
+    Py_DECREF(dout);
+    Py_DECREF(x);
+    Py_DECREF(weight);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(dout);
+    Py_XDECREF(x);
+    Py_XDECREF(weight);
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------
 // the fused epoch
 
 // Checks a list of L in-place parameter arrays: arrays[l] must have shape (rows[l], cols[l])
@@ -835,6 +904,9 @@ static PyMethodDef core_methods[] = {
     KERNEL(linear_forward, "linear_forward(x, weight, bias) -> x @ weight + bias"),
     KERNEL(linear_backward,
            "linear_backward(dout, x, weight, compute_dx=True) -> (dweight, dbias, dx or None)"),
+    KERNEL(_linear_backward_out,
+           "_linear_backward_out(dx, dweight, dbias, dout, x, weight): linear_backward into "
+           "preallocated arrays (dx None to skip it); internal to fcnn.functional.Linear"),
     KERNEL(relu_forward, "relu_forward(x) -> max(x, 0)"),
     KERNEL(relu_backward, "relu_backward(dout, x) -> dout where x > 0, else 0"),
     KERNEL(softmax_forward, "softmax_forward(x) -> row-wise softmax"),

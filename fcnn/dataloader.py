@@ -17,7 +17,14 @@ class DataLoader:
     Images stay in their own dtype (uint8 for MNIST: 47 MB rather than 376 MB
     as float64) and each batch is converted on the fly: integer images are
     divided by 255 into ``dtype``; float images are only cast. Each image is
-    flattened, so (N, 28, 28) and (N, 784) give the same batches.
+    flattened, so (N, 28, 28) and (N, 784) give the same batches. Every batch
+    is a new array: keeping one across iterations is safe.
+
+    The data are checked once, here, before any batch: integer images of a
+    dtype other than uint8 must lie in [0, 255] (16-bit scans are refused, not
+    divided by 255 into values above 1), float images must be finite, labels
+    must be non-negative integers (their upper bound, the number of classes, is
+    checked by the loss).
 
     Args:
         dataset: a pair ``(images, labels)``: images (N, ...) and labels (N,).
@@ -30,6 +37,12 @@ class DataLoader:
 
     Yields:
         ``(x, y)``: x (B, features) of ``dtype``, y (B,) int64.
+
+    Raises:
+        TypeError: a non-array, a float or bool ``batch_size``, labels that are not
+            integers, images that are not numbers.
+        ValueError: mismatched or empty shapes, ``batch_size < 1``, pixels or labels
+            out of range (see above); the message names the argument and the value.
 
     Example:
         >>> loader = DataLoader((train_images, train_labels), batch_size=64, seed=0)
@@ -47,6 +60,9 @@ class DataLoader:
                 raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
         if images.ndim < 2 or images.shape[0] == 0:
             raise ValueError(f"images must have shape (N, ...) with N >= 1, got {images.shape}")
+        if images.size == 0:
+            raise ValueError(
+                f"images must have at least one feature per sample, got shape {images.shape}")
         if images.dtype.kind not in "uif":
             raise TypeError(f"images must have an integer or float dtype, got {images.dtype}")
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
@@ -55,6 +71,9 @@ class DataLoader:
             )
         if labels.dtype.kind not in "iu":
             raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+        # bool is an int to operator.index, but batch_size=True is a mistake, not 1.
+        if isinstance(batch_size, (bool, np.bool_)):
+            raise TypeError("batch_size must be an integer, got bool")
         try:
             self.batch_size = operator.index(batch_size)
         except TypeError:
@@ -67,7 +86,13 @@ class DataLoader:
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
         self.images = images.reshape(images.shape[0], -1)
+        _check_image_values(self.images)
         self.labels = labels
+        # int64 once, not per batch; checked here so that no batch is ever yielded from
+        # labels a loss would misread (a uint64 2**64 - 1 must not wrap to -1).
+        self._labels = _class_indices(labels)
+        self._integer_images = self.images.dtype.kind in "iu"
+        self._divisor = self.dtype.type(255)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = seed
@@ -90,20 +115,74 @@ class DataLoader:
         return np.arange(self.num_samples)
 
     def to_batch(self, images: np.ndarray) -> np.ndarray:
-        """Converts raw images (B, features) to a float batch in [0, 1]."""
-        batch = images.astype(self.dtype)
+        """Converts raw images (B, features) to a new float batch (integers divided by 255)."""
+        return self._converted(images, owned=False)
+
+    def _converted(self, images: np.ndarray, owned: bool) -> np.ndarray:
+        """``owned``: ``images`` is a gathered copy nobody else holds, usable as the batch."""
         if images.dtype.kind in "iu":
-            batch /= 255
-        return batch
+            # One pass into one new array; the same float division as astype() then /= 255.
+            return np.divide(images, self._divisor, dtype=self.dtype)
+        return images.astype(self.dtype, copy=not owned)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order = self.epoch_order()
-        for batch_index in range(len(self)):
-            indices = order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
+        images, labels, size = self.images, self._labels, self.batch_size
+        for start in range(0, len(self) * size, size):
             if self.shuffle:
-                images, labels = self.images[indices], self.labels[indices]
+                indices = order[start:start + size]
+                yield self._converted(images[indices], owned=True), labels[indices]
             else:
                 # A slice is a view: no gather needed in order.
-                stop = indices[-1] + 1
-                images, labels = self.images[indices[0]:stop], self.labels[indices[0]:stop]
-            yield self.to_batch(images), labels.astype(np.int64, copy=False)
+                yield (self._converted(images[start:start + size], owned=False),
+                       labels[start:start + size])
+
+
+# Chunks of this many values bound the memory of the checks below.
+_CHECK_CHUNK = 1 << 20
+
+
+def _check_image_values(images: np.ndarray) -> None:
+    """Refuses pixels DataLoader would turn silently into wrong batches, before any batch.
+
+    Integer images are divided by 255, so any other integer dtype must hold values in
+    [0, 255] (uint16 scans up to 65535 would become pixels up to 257); float images
+    must be finite (a NaN pixel makes every logit NaN, and NaN's argmax is class 0).
+    """
+    if images.dtype == np.uint8:
+        return
+    flat = images.reshape(-1)
+    integer = images.dtype.kind in "iu"
+    for first in range(0, flat.shape[0], _CHECK_CHUNK):
+        chunk = flat[first:first + _CHECK_CHUNK]
+        low, high = chunk.min(), chunk.max()
+        if integer and (low < 0 or high > 255):
+            raise ValueError(
+                f"images of dtype {images.dtype} must lie in [0, 255] (DataLoader divides "
+                f"integer images by 255), got values from {low} to {high}; give float "
+                "images already scaled as you want them"
+            )
+        if not integer and not (np.isfinite(low) and np.isfinite(high)):
+            bad = first + int(np.flatnonzero(~np.isfinite(chunk))[0])
+            sample, feature = divmod(bad, images.shape[1])
+            raise ValueError(
+                f"images must be finite, got {flat[bad]} at sample {sample}, feature {feature}"
+            )
+
+
+def _class_indices(labels: np.ndarray) -> np.ndarray:
+    """``labels`` as int64 class indices, or a ValueError naming the first one that is not."""
+    if labels.dtype == np.int64:
+        converted = labels
+    else:
+        if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size and \
+                labels.max() > np.iinfo(np.int64).max:
+            index = int(np.argmax(labels > np.iinfo(np.int64).max))
+            raise ValueError(f"labels must be class indices >= 0, got {labels[index]} at "
+                             f"index {index}")
+        converted = labels.astype(np.int64)
+    if converted.size and converted.min() < 0:
+        index = int(np.argmax(converted < 0))
+        raise ValueError(f"labels must be class indices >= 0, got {labels[index]} at "
+                         f"index {index}")
+    return converted

@@ -2,14 +2,16 @@
 
 Each layer keeps what its backward pass needs from the last forward pass and
 calls the kernels of the active backend (``fcnn._core`` by default, see
-:func:`fcnn.set_backend`). Parameters and their gradients are plain NumPy arrays
-under the original attribute names ``weight``, ``bias``, ``weight_grad`` and
-``bias_grad``.
+:func:`fcnn.set_backend`); ``inference`` runs a layer without keeping anything,
+for prediction from many threads. Parameters and their gradients are plain NumPy
+arrays under the original attribute names ``weight``, ``bias``, ``weight_grad``
+and ``bias_grad``; backward passes overwrite the gradients in place.
 """
 
 from __future__ import annotations
 
 import operator
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -55,11 +57,50 @@ def _batch(x: object, name: str = "x") -> np.ndarray:
     return x
 
 
+def _exclusive(net: object, action: str) -> threading.RLock:
+    """Takes the net's training lock for ``action``, or raises if another thread holds it.
+
+    Returns the (re-entrant) lock, acquired: the caller releases it. Forward, backward,
+    ``loss.backward()`` and ``optimizer.step()`` each hold it while they run, so two
+    threads that train one net fail at once instead of mixing their batches' caches.
+    Created on first use: subclasses in the original project's style skip ``__init__``.
+    """
+    lock = net.__dict__.get("_training_lock")
+    if lock is None:
+        lock = net.__dict__.setdefault("_training_lock", threading.RLock())
+    if not lock.acquire(blocking=False):
+        raise RuntimeError(
+            f"{action} while another thread runs forward, backward or an optimizer step on "
+            "this net: a net trains from one thread at a time (net.inference, net.logits "
+            "and fcnn.predict may run from many)"
+        )
+    return lock
+
+
+def _can_hold(gradient: object, parameter: np.ndarray) -> bool:
+    """Whether ``gradient`` can be written in place as the gradient of ``parameter``."""
+    if not isinstance(gradient, np.ndarray):
+        return False
+    flags = gradient.flags
+    return (gradient.shape == parameter.shape and gradient.dtype == parameter.dtype
+            and flags.c_contiguous and flags.writeable and flags.aligned)
+
+
 class Layer:
-    """Base of every layer: ``forward`` caches what ``backward`` needs."""
+    """Base of every layer: ``forward`` caches what ``backward`` needs; ``inference`` does not.
+
+    ``forward`` writes the layer's cache, so one layer must not run ``forward`` or
+    ``backward`` from two threads at once; ``inference`` only reads the parameters
+    and may run from any number of threads. A layer that defines only ``forward``
+    inherits an ``inference`` that calls it (and so is not thread-safe).
+    """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def inference(self, x: np.ndarray) -> np.ndarray:
+        """The output of ``forward`` for ``x``, caching nothing (no backward can follow)."""
+        return self.forward(x)
 
     def backward(self, dout: np.ndarray, compute_dx: bool = True) -> np.ndarray | None:
         """Gradient w.r.t. the last forward input; ``compute_dx=False`` may skip it."""
@@ -131,6 +172,7 @@ class Linear(Layer):
         self.weight_grad = np.zeros_like(self.weight)
         self.bias_grad = np.zeros_like(self.bias)
         self._input: np.ndarray | None = None
+        self._dx_buffer: np.ndarray | None = None
 
     in_features = property(lambda self: self.num_inputs)
     out_features = property(lambda self: self.num_outputs)
@@ -139,22 +181,61 @@ class Linear(Layer):
     def dtype(self) -> np.dtype:
         return self.weight.dtype
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _checked(self, x: object) -> np.ndarray:
+        """``x`` as a (B, num_inputs) batch of the weights' dtype, or an error saying why not."""
         x = _batch(x)
         if x.shape[1] != self.num_inputs:
             raise ValueError(
                 f"x must have {self.num_inputs} features for {self!r}, got shape {x.shape}"
             )
+        if x.shape[0] == 0:
+            raise ValueError(f"x must hold at least one sample, got shape {x.shape}")
         if x.dtype != self.weight.dtype:
             x = x.astype(self.weight.dtype)
+        return x
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._checked(x)
         self._input = x
         return kernels().linear_forward(x, self.weight, self.bias)
 
+    def inference(self, x: np.ndarray) -> np.ndarray:
+        return kernels().linear_forward(self._checked(x), self.weight, self.bias)
+
     def backward(self, dout: np.ndarray, compute_dx: bool = True) -> np.ndarray | None:
+        """Writes ``weight_grad`` and ``bias_grad`` in place (the same arrays every step,
+        as PyTorch's ``.grad``) and returns the gradient w.r.t. the input, or None.
+
+        The returned array is the layer's own, overwritten by its next backward pass of
+        the same batch size: copy it to keep it. Fresh (B, C) arrays every step made
+        the allocator give memory back and fault it in again, step after step.
+        """
         x = self._cached(self._input)
-        self.weight_grad, self.bias_grad, dx = kernels().linear_backward(
-            dout, x, self.weight, compute_dx=compute_dx
-        )
+        weight = self.weight
+        expected = (x.shape[0], weight.shape[1])
+        if not isinstance(dout, np.ndarray):
+            raise TypeError(f"dout must be a numpy.ndarray, got {type(dout).__name__}")
+        if dout.shape != expected or dout.dtype != weight.dtype:
+            raise (TypeError if dout.shape == expected else ValueError)(
+                f"dout must be a {weight.dtype} array of shape {expected} (the batch of the "
+                f"last forward pass by the outputs of {self!r}), got {dout.dtype} {dout.shape}"
+            )
+        dx = None
+        if compute_dx:
+            dx = self._dx_buffer
+            if dx is None or dx.shape != (x.shape[0], weight.shape[0]) or dx.dtype != weight.dtype:
+                dx = self._dx_buffer = np.empty((x.shape[0], weight.shape[0]), weight.dtype)
+        backward_out = kernels()._linear_backward_out
+        try:
+            backward_out(dx, self.weight_grad, self.bias_grad, dout, x, weight)
+        except (TypeError, ValueError):
+            # Gradient arrays someone replaced by ones that cannot take the result (another
+            # shape or dtype, read-only, ...) are replaced by fresh ones; a bad dout raises
+            # and leaves the gradients as they were.
+            if _can_hold(self.weight_grad, weight) and _can_hold(self.bias_grad, self.bias):
+                raise
+            self.weight_grad, self.bias_grad = np.zeros_like(weight), np.zeros_like(self.bias)
+            backward_out(dx, self.weight_grad, self.bias_grad, dout, x, weight)
         return dx
 
     def parameters(self) -> dict[str, np.ndarray]:
@@ -177,6 +258,9 @@ class ReLU(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._input = _batch(x)
         return kernels().relu_forward(x)
+
+    def inference(self, x: np.ndarray) -> np.ndarray:
+        return kernels().relu_forward(_batch(x))
 
     def backward(self, dout: np.ndarray, compute_dx: bool = True) -> np.ndarray:
         return kernels().relu_backward(dout, self._cached(self._input))
@@ -202,6 +286,9 @@ class Softmax(Layer):
         self._probs = kernels().softmax_forward(x)
         return self._probs
 
+    def inference(self, x: np.ndarray) -> np.ndarray:
+        return kernels().softmax_forward(_batch(x))
+
     def backward(self, dout: np.ndarray, compute_dx: bool = True) -> np.ndarray:
         return kernels().softmax_backward(dout, self._cached(self._probs))
 
@@ -219,16 +306,35 @@ class Loss:
         self._labels = labels
         self._net = net
         self._start = start
+        # Which forward pass of the net this loss belongs to: backward refuses to run on
+        # the caches of a later one (another batch, maybe from another thread).
+        self._forward_count = getattr(net, "_forward_count", 0)
 
     def item(self) -> float:
         """The mean loss over the batch as a Python float."""
         return self._value
 
     def backward(self) -> np.ndarray:
-        """Backpropagates through the whole net; returns the gradient w.r.t. the logits."""
-        dlogits = kernels().softmax_cross_entropy_backward(self._logits, self._labels)
-        if self._net is not None:
-            self._net.backward(dlogits, start=self._start)
+        """Backpropagates through the whole net; returns the gradient w.r.t. the logits.
+
+        Raises:
+            RuntimeError: the net ran forward again since this loss was computed, so its
+                layers hold another batch (call ``backward`` before the next ``net(x)``).
+        """
+        net = self._net
+        if net is None:
+            return kernels().softmax_cross_entropy_backward(self._logits, self._labels)
+        lock = _exclusive(net, "loss.backward()")
+        try:
+            if getattr(net, "_forward_count", 0) != self._forward_count:
+                raise RuntimeError(
+                    "loss.backward() after another forward pass of the net: its layers now "
+                    "hold that batch; call backward before the next net(x)"
+                )
+            dlogits = kernels().softmax_cross_entropy_backward(self._logits, self._labels)
+            net.backward(dlogits, start=self._start)
+        finally:
+            lock.release()
         return dlogits
 
     def __float__(self) -> float:
@@ -277,5 +383,12 @@ class CrossEntropyLoss:
                 )
             logits = last.logits
             start = len(self.net.layers) - 1
+        elif self.net is not None and getattr(self.net, "_last_output", output) is not output:
+            # Without a final Softmax, nothing else ties output to the caches that
+            # loss.backward() will use (net.inference's output, say, or an older batch's).
+            raise ValueError(
+                "output must be what the net's forward just returned: loss.backward() runs "
+                "the net's backward on the caches of that pass"
+            )
         value = kernels().softmax_cross_entropy_forward(logits, labels)
         return Loss(value, logits, labels, self.net, start)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .functional import Layer, Linear
+from .functional import Layer, Linear, Softmax, _exclusive
 
 __all__ = ["Module"]
 
@@ -16,6 +16,11 @@ class Module:
 
     Build one from layers, or subclass it and set ``self.layers`` as the
     original project did.
+
+    Threads: :meth:`inference` and :meth:`logits` (and so ``fcnn.predict``) may run
+    on one net from many threads at once. Training is one thread per net: ``net(x)``,
+    ``backward``, ``loss.backward()`` and ``optimizer.step()`` raise RuntimeError
+    while another thread is inside one of them on the same net.
 
     Args:
         *layers: the layers, in order (a single list is accepted too).
@@ -37,25 +42,84 @@ class Module:
         self.layers: list[Layer] = list(layers)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Runs every layer on the batch ``x`` (B, features) and returns the last output."""
-        for layer in self.layers:
-            x = layer(x)
+        """Runs every layer on the batch ``x`` (B, features) and returns the last output.
+
+        Each layer keeps what its backward pass needs, so the net trains from one thread
+        at a time: a forward or backward pass while another thread runs one on the same
+        net raises RuntimeError. Use :meth:`inference` to predict from many threads.
+
+        Raises:
+            ValueError, TypeError: ``x`` does not fit a layer; the message starts with
+                that layer's index, as in ``layers[0]: x must have 784 features ...``.
+        """
+        lock = _exclusive(self, "net(x)")
+        try:
+            # Counted first: even a failed pass leaves older losses without their caches.
+            self._forward_count = getattr(self, "_forward_count", 0) + 1
+            self._last_output = None
+            x = self._last_output = self._run(x, cache=True)
+        finally:
+            lock.release()
         return x
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
+
+    def inference(self, x: np.ndarray) -> np.ndarray:
+        """The output of :meth:`forward` for ``x``, leaving every layer's cache untouched.
+
+        Reads only the parameters: any number of threads may call it at once (while
+        another thread steps an optimizer on this net, it may see weights half updated).
+        No backward pass can follow it.
+        """
+        return self._run(x, cache=False)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`inference` without a final Softmax: the scores whose argmax is the class."""
+        layers = self.layers
+        if layers and isinstance(layers[-1], Softmax):
+            layers = layers[:-1]
+        return self._run(x, cache=False, layers=layers)
+
+    def _run(self, x: np.ndarray, cache: bool, layers: list[Layer] | None = None) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x must be a numpy.ndarray, got {type(x).__name__}")
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise ValueError(
+                f"x must be 2-D (batch, features) with at least one sample, got shape {x.shape}"
+            )
+        index = 0
+        try:
+            for index, layer in enumerate(self.layers if layers is None else layers):
+                x = layer.forward(x) if cache else layer.inference(x)
+        except (TypeError, ValueError) as error:
+            if type(error) not in (TypeError, ValueError):
+                raise
+            # The same class, its message prefixed with the layer it came from.
+            raise type(error)(f"layers[{index}]: {error}") from error
+        return x
 
     def backward(self, dout: np.ndarray, start: int | None = None) -> None:
         """Backpropagates ``dout``, the gradient w.r.t. the output of ``layers[start - 1]``.
 
         ``start=None`` means the whole net (``dout`` is w.r.t. the net's output);
         the loss passes the index of a final Softmax whose backward it has fused.
-        Each Linear layer's ``weight_grad`` and ``bias_grad`` are overwritten.
+        Each Linear layer's ``weight_grad`` and ``bias_grad`` are overwritten in place.
         """
-        stop = len(self.layers) if start is None else start
-        for index in range(stop - 1, -1, -1):
-            # The first layer's input gradient is never used: skip its matrix product.
-            dout = self.layers[index].backward(dout, compute_dx=index > 0)
+        lock = _exclusive(self, "net.backward()")
+        try:
+            layers = self.layers
+            stop = len(layers) if start is None else start
+            index = stop - 1
+            for index in range(stop - 1, -1, -1):
+                # The first layer's input gradient is never used: skip its matrix product.
+                dout = layers[index].backward(dout, compute_dx=index > 0)
+        except (TypeError, ValueError) as error:
+            if type(error) not in (TypeError, ValueError):
+                raise
+            raise type(error)(f"layers[{index}]: {error}") from error
+        finally:
+            lock.release()
 
     def linear_layers(self) -> list[Linear]:
         """The Linear layers, in order."""
@@ -107,6 +171,13 @@ class Module:
         for name, target in own.items():
             # In place, so optimisers holding these arrays keep working.
             np.copyto(target, state_dict[name], casting="same_kind")
+
+    def __getstate__(self) -> dict:
+        # The training lock (functional._exclusive) belongs to this process's threads:
+        # copies and pickles get their own on first use.
+        state = self.__dict__.copy()
+        state.pop("_training_lock", None)
+        return state
 
     def __repr__(self) -> str:
         inner = ",\n".join(f"  {layer!r}" for layer in self.layers)

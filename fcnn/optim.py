@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import kernels
-from .functional import Linear
+from .functional import Linear, _exclusive
 from .nn import Module
 
 __all__ = ["SGD", "ExponentialScheduler", "ConstantScheduler"]
@@ -162,6 +162,8 @@ class SGD:
         # One velocity per parameter, by state_dict name, created on first use.
         self.velocities: dict[str, np.ndarray] = {}
         self.step_count = 0
+        self._plan: list[tuple[Linear, np.ndarray | None, np.ndarray | None]] = []
+        self._plan_key: tuple[list, object, bool] | None = None
 
     @property
     def lr(self) -> float:
@@ -172,22 +174,56 @@ class SGD:
         """PyTorch's name for :attr:`lr`, as a one-element list."""
         return [self.lr]
 
+    def _current_plan(self) -> list[tuple[Linear, np.ndarray | None, np.ndarray | None]]:
+        """``(layer, weight velocity, bias velocity)`` per Linear layer of the net.
+
+        Built again only when the net's layer list, the ``velocities`` dict (replaced
+        whole, as ``fcnn.load_checkpoint`` does) or whether there is momentum changed:
+        a step then costs no name formatting or dict lookups. Parameters and gradients
+        are read from the layers at each step, so assigning a new ``layer.weight`` works.
+        """
+        layers = self.net.layers
+        with_momentum = self.momentum > 0
+        key = self._plan_key
+        if key is not None and key[0] == layers and key[1] is self.velocities \
+                and key[2] == with_momentum:
+            return self._plan
+        plan = []
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Linear):
+                continue
+            velocities = [None, None]
+            if with_momentum:
+                for slot, name in enumerate(("weight", "bias")):
+                    velocity_key = f"layers.{index}.{name}"
+                    velocity = self.velocities.get(velocity_key)
+                    if velocity is None:
+                        velocity = self.velocities[velocity_key] = np.zeros_like(
+                            getattr(layer, name))
+                    velocities[slot] = velocity
+            plan.append((layer, velocities[0], velocities[1]))
+        self._plan, self._plan_key = plan, (list(layers), self.velocities, with_momentum)
+        return plan
+
     def step(self) -> None:
-        """Updates every parameter in place from the gradients of the last backward pass."""
+        """Updates every parameter in place from the gradients of the last backward pass.
+
+        Raises RuntimeError while another thread runs forward, backward or a step on
+        the same net (see :meth:`fcnn.nn.Module.forward`).
+        """
         lr = self.lr
         sgd_step = kernels().sgd_step
-        for index, layer in enumerate(self.net.layers):
-            gradients = layer.gradients() if isinstance(layer, Linear) else {}
-            for name, param in layer.parameters().items():
-                velocity = None
-                if self.momentum > 0:
-                    key = f"layers.{index}.{name}"
-                    velocity = self.velocities.get(key)
-                    if velocity is None:
-                        velocity = self.velocities[key] = np.zeros_like(param)
-                sgd_step(param, gradients[name], lr, self.weight_decay, self.momentum,
-                         velocity, self.nesterov)
-        self.step_count += 1
+        weight_decay, momentum, nesterov = self.weight_decay, self.momentum, self.nesterov
+        lock = _exclusive(self.net, "optimizer.step()")
+        try:
+            for layer, weight_velocity, bias_velocity in self._current_plan():
+                sgd_step(layer.weight, layer.weight_grad, lr, weight_decay, momentum,
+                         weight_velocity, nesterov)
+                sgd_step(layer.bias, layer.bias_grad, lr, weight_decay, momentum,
+                         bias_velocity, nesterov)
+            self.step_count += 1
+        finally:
+            lock.release()
 
     def zero_grad(self) -> None:
         """Sets every gradient to zero. Optional: each backward pass overwrites them."""

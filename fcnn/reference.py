@@ -182,6 +182,44 @@ def linear_backward(dout, x, weight, compute_dx=True):
     return dweight, dbias, dx
 
 
+def _require_no_overlap(arrays):
+    """``arrays``: (name, array or None) pairs, outputs first; no output may share memory
+    with a later array of the list."""
+    for index, (name, array) in enumerate(arrays):
+        for other_name, other in arrays[index + 1:]:
+            if array is not None and other is not None and np.shares_memory(array, other):
+                raise ValueError(f"{name} must not share memory with {other_name}")
+
+
+@_ieee
+def _linear_backward_out(dx, dweight, dbias, dout, x, weight):
+    """:func:`linear_backward` into preallocated ``dweight``, ``dbias`` and ``dx`` (None
+    skips it), each writable, C-contiguous, of the dtype of ``dout`` and sharing no memory
+    with another argument; returns None.
+
+    Twin of the private ``fcnn._core._linear_backward_out``, the helper through which
+    ``fcnn.functional.Linear`` reuses its gradient arrays step after step (not a stub
+    kernel: tests/test_api.py compares the two)."""
+    dout = _require_float("dout", dout, 2)
+    x = _require_float("x", x, 2, "dout", dout)
+    weight = _require_float("weight", weight, 2, "dout", dout)
+    _require_shape("x", x, (dout.shape[0], None), "dout", dout)
+    _require_shape("weight", weight, (x.shape[1], dout.shape[1]), "x", x)
+    dweight = _require_in_place("dweight", dweight, "dout", dout)
+    dbias = _require_in_place("dbias", dbias, "dout", dout)
+    _require_shape("dweight", dweight, weight.shape, "weight", weight)
+    _require_shape("dbias", dbias, (dout.shape[1],), "dout", dout)
+    if dx is not None:
+        dx = _require_in_place("dx", dx, "dout", dout)
+        _require_shape("dx", dx, x.shape, "x", x)
+    _require_no_overlap([("dweight", dweight), ("dbias", dbias), ("dx", dx), ("dout", dout),
+                         ("x", x), ("weight", weight)])
+    np.matmul(x.T, dout, out=dweight)
+    np.sum(dout, axis=0, out=dbias)
+    if dx is not None:
+        np.matmul(dout, weight.T, out=dx)
+
+
 # ----------------------------------------------------------------------------
 # activations
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._backend import get_backend
+from ._backend import get_backend, kernels
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
@@ -124,18 +124,34 @@ def _check_data(net: Module, images: Any, labels: Any = None,
 
 
 def _logits_and_probs(net: Module, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    output = net(batch)
-    last = net.layers[-1] if net.layers else None
-    if isinstance(last, Softmax):
-        return last.logits, output
-    shifted = output - output.max(axis=1, keepdims=True)
-    probs = np.exp(shifted)
-    probs /= probs.sum(axis=1, keepdims=True)
-    return output, probs
+    """Logits and class probabilities of one batch, writing nothing into the net.
+
+    ``net.logits`` leaves the layers' caches alone, so any number of threads may
+    predict with one net at once (a final Softmax's cache once served as the logits,
+    and threads overwrote each other's).
+    """
+    if type(net).forward is not Module.forward:
+        # A subclass with its own forward: net.logits would skip it. Its forward fills the
+        # caches, so such a net predicts from one thread at a time.
+        output = net(batch)
+        last = net.layers[-1] if net.layers else None
+        if isinstance(last, Softmax):
+            return last.logits, output
+        return output, kernels().softmax_forward(output)
+    logits = net.logits(batch)
+    return logits, kernels().softmax_forward(logits)
 
 
 def _batches(net: Module, images: np.ndarray, batch_size: int):
+    """(logits, probs) per batch of ``images``, checked whole (shape, range, NaN) first."""
     flat = _images_2d(images)
+    num_inputs = next((layer.num_inputs for layer in net.layers if isinstance(layer, Linear)),
+                      None)
+    if num_inputs is not None and flat.shape[1] != num_inputs:
+        raise ValueError(
+            f"images must have {num_inputs} features per sample (the net's first layer "
+            f"takes {num_inputs}), got shape {images.shape}"
+        )
     loader = DataLoader((flat, np.zeros(flat.shape[0], np.int64)), batch_size=batch_size,
                         shuffle=False, dtype=net.dtype)
     for batch, _ in loader:

@@ -378,3 +378,239 @@ def test_mnist_original_recipe_reaches_97_percent_in_3_epochs(mnist_dir):
             optimizer.step()
     predictions = net(test_images.reshape(-1, 784).astype(np.float32) / 255).argmax(axis=1)
     assert (predictions == test_labels).mean() >= 0.97
+
+
+# ---------------------------------------------------------------------------- in place, and
+# the private kernel behind it
+
+def backward_out_case(layout, dtype, seed=0, sizes=(7, 13, 5)):
+    """Inputs of linear_backward in a memory layout: "c", "fortran", "strided" (every other
+    column of a wider array) or "readonly"."""
+    rng = np.random.default_rng(seed)
+    B, C, OC = sizes
+    arrays = [rng.standard_normal(shape).astype(dtype) for shape in ((B, OC), (B, C), (C, OC))]
+    if layout == "fortran":
+        arrays = [np.asfortranarray(array) for array in arrays]
+    elif layout == "strided":
+        arrays = [np.repeat(array, 2, axis=1)[:, ::2] for array in arrays]
+    elif layout == "readonly":
+        for array in arrays:
+            array.flags.writeable = False
+    return arrays
+
+
+@pytest.mark.parametrize("layout", ["c", "fortran", "strided", "readonly"])
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("compute_dx", [True, False])
+def test_linear_backward_out_twins_linear_backward(layout, dtype, rtol, compute_dx):
+    """C and NumPy twin write what linear_backward returns, into the given arrays."""
+    from fcnn import _core, reference
+
+    dout, x, weight = backward_out_case(layout, dtype)
+    expected = reference.linear_backward(dout, x, weight, compute_dx)
+    for module in (_core, reference):
+        dweight, dbias = np.full(weight.shape, np.nan, dtype), np.full(weight.shape[1], np.nan, dtype)
+        dx = np.full(x.shape, np.nan, dtype) if compute_dx else None
+        assert module._linear_backward_out(dx, dweight, dbias, dout, x, weight) is None
+        for got, want in zip((dweight, dbias, dx), expected):
+            if want is None:
+                assert got is None
+            else:
+                assert got.dtype == dtype
+                np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+
+
+def backward_out_errors():
+    f32, f64 = np.float32, np.float64
+    B, C, OC = 7, 13, 5
+
+    def case(**changes):
+        arrays = {"dx": np.zeros((B, C), f32), "dweight": np.zeros((C, OC), f32),
+                  "dbias": np.zeros(OC, f32), "dout": np.ones((B, OC), f32),
+                  "x": np.ones((B, C), f32), "weight": np.ones((C, OC), f32)}
+        arrays.update(changes)
+        return arrays
+
+    shared = np.zeros((B, C), f32)
+    return [
+        (case(dweight=np.zeros((OC, C), f32)), ValueError, r"^dweight must have shape \(13, 5\)"),
+        (case(dbias=np.zeros(OC + 1, f32)), ValueError, r"^dbias must have shape \(5,\)"),
+        (case(dx=np.zeros((B, C + 1), f32)), ValueError, r"^dx must have shape \(7, 13\)"),
+        (case(dweight=np.zeros((C, OC), f64)), TypeError, "^dweight must have dtype float32"),
+        (case(dweight=np.zeros((OC, C), f32).T), TypeError, "^dweight must be a writable"),
+        (case(dbias=np.zeros(OC, f32)[::-1]), TypeError, "^dbias must be a writable"),
+        (case(dx=shared, x=shared), ValueError, "^dx must not share memory with x"),
+        (case(dweight=np.zeros((C, OC), f32)[:, :], weight=None), TypeError,
+         "^weight must be a numpy.ndarray"),
+        (case(dout=np.ones((B, OC), np.int32)), TypeError, "^dout must have dtype float32 or"),
+        (case(x=np.ones((B + 1, C), f32)), ValueError, r"^x must have shape \(7, \*\)"),
+        (case(dx=[[0.0]]), TypeError, "^dx must be a numpy.ndarray"),
+    ]
+
+
+@pytest.mark.parametrize("arrays, error, message", backward_out_errors())
+def test_linear_backward_out_bad_input(arrays, error, message):
+    from fcnn import _core, reference
+
+    for module in (_core, reference):
+        with pytest.raises(error, match=message):
+            module._linear_backward_out(**arrays)
+
+
+def test_linear_backward_out_refuses_aliased_outputs():
+    from fcnn import _core, reference
+
+    B = C = OC = 4
+    block = np.zeros((C, OC), np.float32)
+    for module in (_core, reference):
+        with pytest.raises(ValueError, match="^dweight must not share memory with dx"):
+            module._linear_backward_out(block, block, np.zeros(OC, np.float32),
+                                        np.ones((B, OC), np.float32),
+                                        np.ones((B, C), np.float32), np.ones((C, OC), np.float32))
+
+
+def test_gradients_are_written_in_place_and_kept_between_steps(backend):
+    net = small_net()
+    x, y = random_batch()
+    criterion = CrossEntropyLoss(net)
+    first = net.layers[0]
+    held = first.weight_grad, first.bias_grad
+    criterion(net(x), y).backward()
+    assert first.weight_grad is held[0] and first.bias_grad is held[1]
+    expected = [g.copy() for g in held]
+    x2, y2 = random_batch(seed=1)
+    criterion(net(x2), y2).backward()
+    assert first.weight_grad is held[0]
+    assert not np.array_equal(first.weight_grad, expected[0])  # overwritten, not added
+    criterion(net(x), y).backward()
+    np.testing.assert_array_equal(first.weight_grad, expected[0])
+
+
+def test_replaced_gradient_arrays_are_replaced_again_when_unusable():
+    """A gradient someone swapped for a read-only or differently shaped array: backward
+    starts from fresh arrays instead of failing."""
+    net = small_net()
+    x, y = random_batch()
+    first = net.layers[0]
+    first.weight_grad = np.zeros((3, 3))
+    first.bias_grad = np.zeros(first.num_outputs)
+    first.bias_grad.flags.writeable = False
+    CrossEntropyLoss(net)(net(x), y).backward()
+    assert first.weight_grad.shape == first.weight.shape and first.bias_grad.flags.writeable
+    reference_net = small_net()
+    CrossEntropyLoss(reference_net)(reference_net(x), y).backward()
+    np.testing.assert_array_equal(first.weight_grad, reference_net.layers[0].weight_grad)
+
+
+def test_linear_backward_reuses_its_input_gradient_per_batch_size():
+    layer = Linear(4, 3, dtype=np.float64, rng=0)
+    layer(np.ones((2, 4)))
+    first = layer.backward(np.ones((2, 3)))
+    second = layer.backward(np.full((2, 3), 2.0))
+    assert second is first  # the same batch size: the same array, overwritten
+    np.testing.assert_array_equal(second, np.full((2, 3), 2.0) @ layer.weight.T)
+    layer(np.ones((5, 4)))
+    assert layer.backward(np.ones((5, 3))).shape == (5, 4)
+    assert layer.backward(np.ones((5, 3)), compute_dx=False) is None
+
+
+def test_sgd_plan_follows_new_velocities_layers_and_momentum():
+    """SGD.step caches which arrays it updates; replacing what it cached takes effect."""
+    net = small_net()
+    x, y = random_batch()
+    criterion = CrossEntropyLoss(net)
+    optimizer = SGD(net, lr=0.1, lr_scheduler=None, momentum=0.9)
+    criterion(net(x), y).backward()
+    optimizer.step()
+    assert sorted(optimizer.velocities) == [name for name, _ in sorted(net.named_parameters())]
+    grad = net.layers[0].weight_grad.copy()
+    np.testing.assert_array_equal(optimizer.velocities["layers.0.weight"], grad)
+    # A new velocities dict (as fcnn.load_checkpoint sets it) is used from the next step.
+    optimizer.velocities = {name: np.zeros_like(p) for name, p in net.named_parameters()}
+    fresh = optimizer.velocities["layers.0.weight"]
+    optimizer.step()
+    np.testing.assert_array_equal(fresh, grad)
+    # Momentum switched off: no velocity is touched.
+    optimizer.momentum = 0.0
+    optimizer.step()
+    np.testing.assert_array_equal(fresh, grad)
+    # A new layer list: its Linear layers are the ones stepped.
+    replacement = Linear(12, 9, dtype=np.float64, rng=9)
+    replacement.weight_grad[...] = 1.0
+    before = replacement.weight.copy()
+    net.layers[0] = replacement
+    optimizer.step()
+    np.testing.assert_allclose(replacement.weight, before - 0.1)
+    # A new weight array on a layer: stepped, not the old one.
+    new_weight = np.ones_like(replacement.weight)
+    replacement.weight = new_weight
+    optimizer.step()
+    np.testing.assert_allclose(new_weight, 0.9)
+
+
+def test_inference_and_logits_match_forward(backend):
+    for net in (small_net(), Module(Linear(12, 4, dtype=np.float64, rng=0), ReLU())):
+        x, _ = random_batch()
+        output = net(x)
+        np.testing.assert_array_equal(net.inference(x), output)
+        last = net.layers[-1]
+        expected_logits = last.logits if isinstance(last, Softmax) else output
+        np.testing.assert_array_equal(net.logits(x), expected_logits)
+
+
+def test_subclass_in_the_original_style_trains_and_infers():
+    class Net(Module):
+        def __init__(self):  # no super().__init__(), as in the original project
+            self.layers = [Linear(5, 3, rng=0), ReLU(), Linear(3, 2, rng=1), Softmax()]
+
+    net = Net()
+    x, y = np.ones((4, 5), np.float32), np.array([0, 1, 1, 0])
+    optimizer = SGD(net, lr=0.1, lr_scheduler=None)
+    CrossEntropyLoss(net)(net(x), y).backward()
+    optimizer.step()
+    assert net.logits(x).shape == (4, 2) and net.inference(x).shape == (4, 2)
+
+
+def test_trained_net_and_optimizer_pickle_and_deepcopy():
+    """The per-net training lock is left out of copies: each copy trains on its own."""
+    import copy
+    import pickle
+
+    net = small_net()
+    x, y = random_batch()
+    optimizer = SGD(net, lr=0.1, lr_scheduler=None, momentum=0.9)
+    CrossEntropyLoss(net)(net(x), y).backward()
+    optimizer.step()
+    for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        np.testing.assert_array_equal(clone.inference(x), net.inference(x))
+        CrossEntropyLoss(clone)(clone(x), y).backward()
+    restored = pickle.loads(pickle.dumps(optimizer))
+    restored.step()
+    assert restored.step_count == 2 and optimizer.step_count == 1
+    np.testing.assert_array_equal(net.layers[0].weight, optimizer.net.layers[0].weight)
+    assert not np.array_equal(restored.net.layers[0].weight, net.layers[0].weight)
+
+
+def test_a_bad_dout_leaves_the_gradients_as_they_were():
+    layer = Linear(4, 3, dtype=np.float64, rng=0)
+    layer(np.ones((2, 4)))
+    layer.backward(np.ones((2, 3)))
+    held, before = layer.weight_grad, layer.weight_grad.copy()
+    with pytest.raises(ValueError, match=r"^dout must be a float64 array of shape \(2, 3\)"):
+        layer.backward(np.ones((5, 3)))
+    assert layer.weight_grad is held
+    np.testing.assert_array_equal(held, before)
+
+
+def test_loss_refuses_an_output_the_last_forward_did_not_return():
+    """Without a final Softmax too: inference's output, or an older batch's, would pair the
+    loss's gradient with another pass's caches."""
+    net = Module(Linear(12, 4, dtype=np.float64, rng=0))
+    criterion = CrossEntropyLoss(net)
+    x, y = random_batch()
+    older = net(x)
+    net(x[::-1].copy())
+    for output in (older, net.inference(x)):
+        with pytest.raises(ValueError, match="^output must be what the net's forward just"):
+            criterion(output, y)
+    criterion(net(x), y).backward()
