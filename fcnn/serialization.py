@@ -192,6 +192,7 @@ def _describe(net: Module) -> tuple[dict[str, np.ndarray], list[dict[str, Any]],
             f"{type(net).__name__} overrides forward; only plain layer stacks can be saved"
         )
     layers = []
+    width = None
     for index, layer in enumerate(net.layers):
         fields = _LAYER_FIELDS.get(type(layer))
         if fields is None:
@@ -202,6 +203,10 @@ def _describe(net: Module) -> tuple[dict[str, np.ndarray], list[dict[str, Any]],
         layers.append({"type": type(layer).__name__,
                        **{name: int(getattr(layer, name)) for name in fields}})
         if isinstance(layer, Linear):
+            if width is not None and layer.num_inputs != width:
+                raise ValueError(f"net.layers[{index}] takes {layer.num_inputs} inputs, but the "
+                                 f"layer before it gives {width}: the net cannot run")
+            width = layer.num_outputs
             expected = {"weight": (layer.num_inputs, layer.num_outputs),
                         "bias": (layer.num_outputs,)}
             for name, shape in expected.items():
@@ -550,6 +555,7 @@ def _expected_arrays(path: Path, layers: list[Any],
     """``name -> (shape, dtype)`` of every parameter the layer list calls for."""
     little = dtype.newbyteorder("<")
     expected = {}
+    width = None  # the output width of the last Linear: the next must take as many inputs
     for index, spec in enumerate(layers):
         cls = _LAYER_TYPES.get(spec.get("type")) if isinstance(spec, dict) else None
         if cls is None:
@@ -564,6 +570,10 @@ def _expected_arrays(path: Path, layers: list[Any],
                 raise _bad(path, f"layers[{index}].{name} must be a positive integer, "
                                  f"got {spec[name]!r}")
         if cls is Linear:
+            if width is not None and spec["num_inputs"] != width:
+                raise _bad(path, f"layers[{index}] takes {spec['num_inputs']} inputs, but the "
+                                 f"layer before it gives {width}")
+            width = spec["num_outputs"]
             expected[f"layers.{index}.weight"] = ((spec["num_inputs"], spec["num_outputs"]),
                                                   little)
             expected[f"layers.{index}.bias"] = ((spec["num_outputs"],), little)

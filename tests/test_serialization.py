@@ -720,3 +720,16 @@ def test_velocity_names_that_are_not_strings(saved):
     meta["optimizer"] = {"velocities": [{"a": 1}]}
     write_archive(path, arrays, meta)
     assert_rejected(path, "velocities name no parameter")
+
+
+def test_layers_that_do_not_chain(saved, tmp_path):
+    path, _ = saved
+    arrays, meta = read_archive(path)
+    meta["layers"][2]["num_inputs"] = 5
+    arrays["layers.2.weight"] = np.zeros((5, 4), np.float32)
+    meta["sha256"] = serialization._checksum(arrays)
+    write_archive(path, arrays, meta)
+    assert_rejected(path, r"layers\[2\] takes 5 inputs, but the layer before it gives 9")
+    broken = Module(Linear(3, 4), ReLU(), Linear(5, 2))
+    with pytest.raises(ValueError, match=r"net.layers\[2\] takes 5 inputs"):
+        save(broken, tmp_path / "broken.npz")
