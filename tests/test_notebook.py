@@ -1,7 +1,9 @@
-"""notebooks/main.ipynb runs top to bottom in fast mode (FCNN_NOTEBOOK_FAST=1) without a cell error.
+"""notebooks/main.ipynb matches its source notebooks/main.py, and runs in fast mode without error.
 
-The notebook runs in a Jupyter kernel of this very interpreter, on the real MNIST
-(``mnist_dir``) and on the fcnn this test imports. About half a minute.
+The notebook's source is ``main.py`` (jupytext's percent format), paired with the committed
+``main.ipynb``: the first test fails when the two disagree. The second runs the notebook top
+to bottom in fast mode (FCNN_NOTEBOOK_FAST=1) in a Jupyter kernel of this very interpreter,
+on the real MNIST (``mnist_dir``) and on the fcnn this test imports: about half a minute.
 """
 
 import os
@@ -24,6 +26,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
                f"pip install 'fcnn[test]'")
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "main.ipynb"
+SCRIPT = NOTEBOOK.with_suffix(".py")
 #: Seconds any one cell may take in fast mode (the whole notebook takes about 30).
 CELL_TIMEOUT = 300
 #: A net trained for 2 epochs on 6,000 images gets about 92 %: far below means it is broken.
@@ -58,6 +61,29 @@ def kernel_name(tmp_path, monkeypatch) -> str:
     return name
 
 
+def _cells(notebook) -> list[tuple[str, str, list[str]]]:
+    return [(cell.cell_type, cell.source, cell.metadata.get("tags", []))
+            for cell in notebook.cells]
+
+
+def test_notebook_matches_its_script():
+    jupytext = pytest.importorskip("jupytext", reason="comparing the pair needs jupytext; "
+                                                      "pip install 'fcnn[test]'")
+    script = jupytext.read(SCRIPT)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert notebook.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    script_cells, notebook_cells = _cells(script), _cells(notebook)
+    for index, (in_script, in_notebook) in enumerate(zip(script_cells, notebook_cells)):
+        assert in_script == in_notebook, (
+            f"cell {index} of {SCRIPT.name} and {NOTEBOOK.name} differ; run "
+            f"`jupytext --sync notebooks/main.ipynb` (or rerun notebooks/run_notebook.py)")
+    assert len(script_cells) == len(notebook_cells), (
+        f"{SCRIPT.name} has {len(script_cells)} cells, {NOTEBOOK.name} {len(notebook_cells)}")
+    # A committed notebook carries the outputs of a run.
+    assert any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+
+
+@pytest.mark.slow
 def test_notebook_runs_in_fast_mode(mnist_dir, kernel_name, monkeypatch):
     monkeypatch.setenv("FCNN_NOTEBOOK_FAST", "1")
     monkeypatch.setenv("FCNN_DATA", str(mnist_dir))
