@@ -435,7 +435,7 @@ def _describe_error(error: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def _member_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
+def _member_header(path: Path, name: str,
                    stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
     """The shape, Fortran order flag and dtype from the .npy header at the start of ``stream``."""
     try:
@@ -463,8 +463,7 @@ def _read_array(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, nam
     except _PARSE_ERRORS as error:
         raise _bad(path, f"its entry {name!r} cannot be read ({_describe_error(error)})") from None
     with stream:
-        found_shape, fortran_order, found_dtype = _member_header(path, archive, info, name,
-                                                                 stream)
+        found_shape, fortran_order, found_dtype = _member_header(path, name, stream)
         if found_dtype != dtype:
             raise _bad(path, f"{name} is {found_dtype}, but the file says dtype {dtype_name}")
         if found_shape != shape:
@@ -511,7 +510,7 @@ def _read_meta(path: Path, archive: zipfile.ZipFile,
         raise _bad(path, f"its entry {META_KEY!r} cannot be read "
                          f"({_describe_error(error)})") from None
     with stream:
-        shape, _, dtype = _member_header(path, archive, info, META_KEY, stream)
+        shape, _, dtype = _member_header(path, META_KEY, stream)
     if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_META_BYTES:
         raise _bad(path, f"{META_KEY!r} must be 1-D uint8 of at most {MAX_META_BYTES} bytes, "
                          f"got {dtype} of shape {shape}")
