@@ -28,6 +28,7 @@ from fcnn.nn import Module
 
 # Big enough (3.2 MB of weights) that a save takes a few milliseconds to write and fsync.
 NET_CODE = """
+from fcnn.functional import Linear, ReLU, Softmax
 from fcnn.nn import Module
 
 def make_net(seed):
@@ -73,8 +74,9 @@ def test_sigkill_during_save_never_loses_the_model(tmp_path):
     orphans_seen = 0
     outcomes = set()
     for _ in range(50):
+        # cwd: `python -c` puts it first on sys.path; a checkout there has no built core.
         child = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(path)],
-                                 stdout=subprocess.PIPE, text=True)
+                                 stdout=subprocess.PIPE, text=True, cwd=tmp_path)
         try:
             assert child.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.0, 0.15))
@@ -95,7 +97,7 @@ def test_sigkill_during_save_never_loses_the_model(tmp_path):
 def test_next_save_removes_only_dead_processes_temp_files(tmp_path):
     path = tmp_path / "model.npz"
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True, check=True, cwd=tmp_path)
     dead = tmp_path / f".model.npz.{finished.stdout.strip()}.0a1b2c3d4e5f.tmp"
     dead.write_bytes(b"PK half a model")
     ours = tmp_path / f".model.npz.{os.getpid()}.0a1b2c3d4e5f.tmp"  # another thread's, in flight
@@ -287,7 +289,7 @@ def test_killed_download_leaves_no_part_file_next_time(tmp_path, mnist_dir):
     root = tmp_path / "root"
     code = ("import sys, fcnn.datasets as d; "
             "d.load_mnist(sys.argv[1], progress=False, mirrors=[sys.argv[2]])")
-    child = subprocess.Popen([sys.executable, "-c", code, str(root), slow_url])
+    child = subprocess.Popen([sys.executable, "-c", code, str(root), slow_url], cwd=tmp_path)
     try:
         folder = root / "MNIST"
         deadline = time.monotonic() + 30
