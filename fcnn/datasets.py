@@ -358,8 +358,15 @@ class DatasetNotFoundError(FileNotFoundError):
         mirrors: The mirror URLs the files can be downloaded from.
     """
 
+    # Defaults so that pickling (args only, then __dict__) can rebuild it, e.g. across joblib.
     def __init__(
-        self, message: str, *, dataset: str, missing: Sequence[str], folder: Path, mirrors: Sequence[str]
+        self,
+        message: str,
+        *,
+        dataset: str = "",
+        missing: Sequence[str] = (),
+        folder: Path | None = None,
+        mirrors: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.dataset = dataset

@@ -13,6 +13,7 @@ import http.server
 import shutil
 import socket
 import os
+import pickle
 import struct
 import subprocess
 import sys
@@ -383,6 +384,8 @@ def test_load_mnist_missing_without_download(tmp_path, monkeypatch):
         assert mirror in message
     assert error.folder == tmp_path / "MNIST"
     assert set(error.missing) == {f"{name}.gz" for name in MNIST_FILES}
+    copy = pickle.loads(pickle.dumps(error))  # as joblib workers send it back
+    assert str(copy) == message and copy.folder == error.folder and copy.missing == error.missing
     assert not (tmp_path / "MNIST").exists()
 
 
