@@ -95,7 +95,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None], suffix: str 
 
     Raises:
         OSError: the folder is missing or read-only, the disk is full, ...: whatever
-            the system reports, with the previous file intact.
+            the system reports, naming ``path``, with the previous file intact.
     """
     path = Path(path)
     folder = path.parent
@@ -104,7 +104,10 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None], suffix: str 
         mode = path.stat().st_mode & 0o7777
     except OSError:
         mode = None
-    temp, temp_path = create_temp(folder, path.name, suffix)
+    try:
+        temp, temp_path = create_temp(folder, path.name, suffix)
+    except OSError as error:
+        raise _naming(error, path) from error
     try:
         with temp:
             write(temp)
@@ -113,11 +116,21 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None], suffix: str 
         if mode is not None:
             os.chmod(temp_path, mode)
         os.replace(temp_path, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_path)
+        if isinstance(error, OSError):
+            raise _naming(error, path) from error
         raise
     fsync_folder(folder)
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` naming ``path`` (the file the user asked for, not our temporary file):
+    "[Errno 28] No space left on device: 'model.npz'". Errors without errno are kept."""
+    if error.errno is None or error.filename == str(path):
+        return error
+    return type(error)(error.errno, error.strerror, str(path))
 
 
 def fsync_folder(folder: Path) -> None:

@@ -155,6 +155,7 @@ def test_disk_full_keeps_the_old_model(tmp_path, monkeypatch, where):
         fcnn.save(make_net(1), path)
     monkeypatch.undo()
     assert info.value.errno == errno.ENOSPC
+    assert str(path) in str(info.value)  # the file asked for, not the temporary one
     assert temp_files(tmp_path) == []
     assert which_net(path, {0: make_net(0)}) == 0
 
@@ -229,6 +230,7 @@ def test_save_to_a_read_only_folder(tmp_path):
     outcome = run_in_namespace(tmp_path, remount='mount -o remount,ro "$DIR"')
     assert outcome["error"] == errno.EROFS, outcome
     assert "Read-only file system" in outcome["message"]
+    assert outcome["message"].endswith("/model.npz'"), outcome["message"]
     assert outcome["intact"] and outcome["files"] == ["model.npz"]
 
 
