@@ -538,6 +538,7 @@ def _read_meta(path: Path, archive: zipfile.ZipFile,
     if not isinstance(meta.get("optimizer"), (dict, type(None))):
         raise _bad(path, f"its 'optimizer' must be an object or null, "
                          f"got {meta.get('optimizer')!r:.80}")
+    meta.setdefault("optimizer", None)  # absent reads as null (no optimizer saved)
     return meta
 
 
@@ -556,7 +557,8 @@ def _expected_arrays(path: Path, layers: list[Any],
     expected = {}
     width = None  # the output width of the last Linear: the next must take as many inputs
     for index, spec in enumerate(layers):
-        cls = _LAYER_TYPES.get(spec.get("type")) if isinstance(spec, dict) else None
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        cls = _LAYER_TYPES.get(kind) if isinstance(kind, str) else None
         if cls is None:
             raise _bad(path, f"layers[{index}] must be one of "
                              f"{[{'type': name} for name in _LAYER_TYPES]}, got {spec!r:.80}")

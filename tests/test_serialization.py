@@ -287,6 +287,8 @@ def fortran_weight(arrays, meta):
     (change_meta("dtype", "float64"), "layers.0.weight is float32, but the file says dtype float64"),
     (change_meta("dtype", "int8"), "dtype must be one of"),
     (change_meta("layers", [{"type": "Conv2d"}]), "layers\\[0\\] must be one of"),
+    (change_meta("layers", [{"type": ["Linear"]}]), "layers\\[0\\] must be one of"),
+    (change_meta("layers", [{"type": {"a": 1}}]), "layers\\[0\\] must be one of"),
     (change_meta("metadata", [1, 2]), "'metadata' must be a JSON dict"),
     (change_meta("sha256", None), "'sha256' must be a JSON str"),
     (drop_array("layers.2.bias"), "missing \\['layers.2.bias'\\]"),
@@ -294,7 +296,7 @@ def fortran_weight(arrays, meta):
     (widen_layer, "layers.2.weight has shape \\(9, 4\\), but its layer needs \\(9, 5\\)"),
     (change_dtype, "is float64, but the file says dtype float32"),
 ], ids=["format", "newer-version", "string-version", "dtype-mismatch", "unknown-dtype",
-        "unknown-layer", "metadata-not-dict", "no-checksum", "missing-array", "extra-array",
+        "unknown-layer", "layer-type-list", "layer-type-dict", "metadata-not-dict", "no-checksum", "missing-array", "extra-array",
         "shape-mismatch", "arrays-in-other-dtype"])
 def test_inconsistent_archive(saved, edit, match):
     path, _ = saved
@@ -733,3 +735,16 @@ def test_layers_that_do_not_chain(saved, tmp_path):
     broken = Module(Linear(3, 4), ReLU(), Linear(5, 2))
     with pytest.raises(ValueError, match=r"net.layers\[2\] takes 5 inputs"):
         save(broken, tmp_path / "broken.npz")
+
+
+def test_meta_without_optimizer_field_reads_as_none(saved):
+    """Found by tests/fuzz/fuzz_load.py: a missing 'optimizer' raised KeyError."""
+    path, net = saved
+    arrays, meta = read_archive(path)
+    del meta["optimizer"]
+    for name in [name for name in arrays if name.startswith("optimizer.")]:
+        del arrays[name]
+    meta["sha256"] = serialization._checksum(arrays)
+    write_archive(path, arrays, meta)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.optimizer_state is None

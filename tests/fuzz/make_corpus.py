@@ -5,7 +5,8 @@
 OUT_DIR/idx: slices of the real MNIST files (first images and labels, raw, and gzip'd
 with the layout byte of fuzz_idx.py), and small files of every IDX type code.
 OUT_DIR/load: small models written by fcnn.save (float32 and float64, with and without
-optimizer state, momentum buffers and metadata). MNIST_DIR defaults to $FCNN_DATA;
+optimizer state, momentum buffers and metadata), whole and as their JSON alone (the
+first byte tells fuzz_load.py which). MNIST_DIR defaults to $FCNN_DATA;
 without it, the IDX seeds are synthetic only. Nothing is downloaded.
 """
 
@@ -24,6 +25,7 @@ from fcnn.datasets import read_idx
 from fcnn.functional import CrossEntropyLoss, Linear, ReLU, Softmax
 from fcnn.nn import Module
 from fcnn.optim import SGD
+from fcnn.serialization import META_KEY
 
 IDX_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D,
              np.float64: 0x0E}
@@ -75,12 +77,14 @@ def model_seeds(folder: Path) -> dict[str, bytes]:
         for variant, extra in variants.items():
             path = folder / f"model-{np.dtype(dtype).name}-{variant}.npz"
             fcnn.save(net, path, **extra)
-            seeds[path.stem] = path.read_bytes()
+            seeds[path.stem] = b"\x00" + path.read_bytes()  # fuzz_load.py: 0, a whole file
+            with np.load(path) as archive:  # 1: the JSON document alone
+                seeds[f"{path.stem}-json"] = b"\x01" + archive[META_KEY].tobytes()
             path.unlink()
     single = Module(Linear(2, 2, rng=0))
     path = folder / "model-single.npz"
     fcnn.save(single, path)
-    seeds[path.stem] = path.read_bytes()
+    seeds[path.stem] = b"\x00" + path.read_bytes()
     path.unlink()
     return seeds
 
