@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -36,18 +37,31 @@
     fcnn_fp_leave(saved_fp_mode); \
     Py_END_ALLOW_THREADS
 
-#define SHAPE_TEXT_SIZE 96
+// Room for the longest shape text: "(", NPY_MAXDIMS sizes of up to 20 digits and a sign,
+// each after ", ", then ",)" and the terminating NUL.
+#define SHAPE_TEXT_SIZE (NPY_MAXDIMS * 22 + 4)
 
-// Writes "(2, 3, 4)" for a shape.
+// Writes "(2, 3, 4)" for a shape; a negative size (an expected size that may be anything)
+// prints as "*". Never writes more than SHAPE_TEXT_SIZE bytes: should a shape not fit, the
+// text ends in ", ...)".
 static void shape_text(char *text, int ndim, const npy_intp *dims) {
-    int used = snprintf(text, SHAPE_TEXT_SIZE, "(");
-    for (int d = 0; d < ndim && used < SHAPE_TEXT_SIZE; d++) {
-        used += snprintf(text + used, SHAPE_TEXT_SIZE - used, d == 0 ? "%zd" : ", %zd",
-                         (Py_ssize_t)dims[d]);
+    static const char ellipsis[] = ", ...)";
+    size_t used = 0;
+    text[used++] = '(';
+    for (int d = 0; d < ndim; d++) {
+        char item[32];
+        int length = dims[d] < 0 ? snprintf(item, sizeof item, "%s*", d == 0 ? "" : ", ")
+                                 : snprintf(item, sizeof item, "%s%zd", d == 0 ? "" : ", ",
+                                            (Py_ssize_t)dims[d]);
+        // Keep room for the ellipsis after every item, so it always fits when needed.
+        if (length < 0 || used + (size_t)length + sizeof ellipsis > SHAPE_TEXT_SIZE) {
+            memcpy(text + used, ellipsis, sizeof ellipsis);
+            return;
+        }
+        memcpy(text + used, item, (size_t)length);
+        used += (size_t)length;
     }
-    if (used < SHAPE_TEXT_SIZE) {
-        snprintf(text + used, SHAPE_TEXT_SIZE - used, ndim == 1 ? ",)" : ")");
-    }
+    memcpy(text + used, ndim == 1 ? ",)" : ")", ndim == 1 ? 3 : 2);
 }
 
 // The dtype as users write it ("int64"): formatted with %S in messages.
@@ -123,16 +137,7 @@ static int require_shape(PyArrayObject *array, const char *name, int ndim,
     }
     if (match) return 0;
     char want[SHAPE_TEXT_SIZE], got[SHAPE_TEXT_SIZE], ref_text[SHAPE_TEXT_SIZE];
-    int used = snprintf(want, sizeof want, "(");
-    for (int d = 0; d < ndim; d++) {
-        if (expected[d] < 0) {
-            used += snprintf(want + used, sizeof want - used, d == 0 ? "*" : ", *");
-        } else {
-            used += snprintf(want + used, sizeof want - used, d == 0 ? "%zd" : ", %zd",
-                             (Py_ssize_t)expected[d]);
-        }
-    }
-    snprintf(want + used, sizeof want - used, ndim == 1 ? ",)" : ")");
+    shape_text(want, ndim, expected);
     shape_text(got, PyArray_NDIM(array), PyArray_DIMS(array));
     shape_text(ref_text, PyArray_NDIM(ref), PyArray_DIMS(ref));
     PyErr_Format(PyExc_ValueError, "%s must have shape %s to match %s with shape %s, got %s",
@@ -165,17 +170,33 @@ static PyArrayObject *index_array(PyObject *obj, const char *name, npy_intp leng
                      text);
         return NULL;
     }
+    // Unsigned values are checked as uint64 before the conversion to int64, which would turn
+    // 2**64 - 1 into -1 (in the message too).
+    int is_unsigned = PyArray_ISUNSIGNED(array);
     PyArrayObject *converted = (PyArrayObject *)PyArray_FROM_OTF(
-        obj, NPY_INT64, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+        obj, is_unsigned ? NPY_UINT64 : NPY_INT64, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
     if (converted == NULL) return NULL;
-    const int64_t *values = (const int64_t *)PyArray_DATA(converted);
+    const void *values = PyArray_DATA(converted);
     for (npy_intp i = 0; i < PyArray_DIM(converted, 0); i++) {
-        if (values[i] < 0 || values[i] >= upper) {
+        if (is_unsigned) {
+            uint64_t value = ((const uint64_t *)values)[i];
+            if (value < (uint64_t)upper) continue;
+            PyErr_Format(PyExc_ValueError, "%s must be in [0, %zd), got %llu at index %zd", name,
+                         (Py_ssize_t)upper, (unsigned long long)value, (Py_ssize_t)i);
+        } else {
+            int64_t value = ((const int64_t *)values)[i];
+            if (value >= 0 && value < upper) continue;
             PyErr_Format(PyExc_ValueError, "%s must be in [0, %zd), got %lld at index %zd", name,
-                         (Py_ssize_t)upper, (long long)values[i], (Py_ssize_t)i);
-            Py_DECREF(converted);
-            return NULL;
+                         (Py_ssize_t)upper, (long long)value, (Py_ssize_t)i);
         }
+        Py_DECREF(converted);
+        return NULL;
+    }
+    if (is_unsigned) {  // every value is below upper, so int64 holds it exactly
+        PyArrayObject *signed_values = (PyArrayObject *)PyArray_FROM_OTF(
+            (PyObject *)converted, NPY_INT64, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+        Py_DECREF(converted);
+        converted = signed_values;
     }
     return converted;
 }

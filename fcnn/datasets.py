@@ -13,11 +13,11 @@ import errno
 import gzip
 import hashlib
 import http.client
+import math
 import numbers
 import os
 import socket
 import struct
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +29,8 @@ from typing import BinaryIO
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from ._io import create_temp, remove_stale_temps
 
 __all__ = [
     "DatasetNotFoundError",
@@ -62,50 +64,79 @@ _IDX_MAX_SIZE = 2**31 - 1
 _IDX_MAX_DIMS = 64
 
 
-def _read_payload(path: PathLike) -> bytearray:
-    """Return the bytes of ``path``, decompressed when they start with the gzip magic.
+# Deflate expands at most 1032:1 (a 258-byte match per 2 bits): a gzip file of N bytes
+# cannot hold more than this many times N, whatever its header or trailer claims.
+_DEFLATE_MAX_RATIO = 1032
 
-    The result is a bytearray filled in place, so that the arrays parsed from it can
-    be views (one copy of MNIST's 47 MB of pixels in memory, not three).
+
+def _read_payload(path: PathLike, source: str | None = None) -> bytearray:
+    """Return the bytes of the IDX file ``path``, decompressed when they start with the gzip magic.
+
+    The header is read first and the sizes it declares are checked against what the
+    file can hold before the rest is read: memory never exceeds what the file really
+    holds (a 29-byte .gz claiming 4 GiB is refused at once, a gzip bomb is cut off one
+    byte past its declared size). The result is a bytearray, so that the arrays parsed
+    from it can be views (one copy of MNIST's 47 MB of pixels in memory, not three).
+    ``source`` names the file in messages (a download's URL); defaults to ``path``.
 
     Raises:
         OSError: If the file cannot be read.
-        ValueError: If the file is gzip'd but the stream is corrupt or truncated.
+        ValueError: If the header is malformed, declares more data than the file can
+            hold, or the gzip stream is corrupt, truncated or longer than declared.
     """
+    source = path if source is None else source
     with open(path, "rb") as stream:
-        if stream.read(2) != _GZIP_MAGIC:
-            data = bytearray(os.fstat(stream.fileno()).st_size)
-            stream.seek(0)
-            stream.readinto(data)
-            return data
-        # The gzip trailer holds the decompressed size (mod 2**32): allocate it once.
-        stream.seek(-4, os.SEEK_END)
-        expected = struct.unpack("<I", stream.read(4))[0]
+        file_size = os.fstat(stream.fileno()).st_size
+        gzipped = stream.read(2) == _GZIP_MAGIC
         stream.seek(0)
+        if not gzipped:
+            return _read_idx_stream(stream, source, file_size, None)
         try:
             with gzip.GzipFile(fileobj=stream) as unzipped:
-                data = bytearray(expected)
-                view, filled = memoryview(data), 0
-                # In chunks: one readinto of it all would decompress into a temporary copy.
-                while filled < expected:
-                    count = unzipped.readinto(view[filled:filled + _CHUNK_SIZE])
-                    if count == 0:
-                        break
-                    filled += count
-                view.release()
-                rest = unzipped.read()
+                return _read_idx_stream(unzipped, source, file_size * _DEFLATE_MAX_RATIO, file_size)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: corrupt gzip stream: {exc}") from exc
-    if filled != expected or rest:  # several members, or over 4 GiB: the size was no guide
-        return bytearray(data[:filled] + rest)
+            raise ValueError(f"{source}: corrupt gzip stream: {exc}") from exc
+
+
+def _read_up_to(data: bytearray, source: BinaryIO, size: int) -> None:
+    """Append bytes of ``source`` to ``data`` until it holds ``size`` bytes or the source ends."""
+    while len(data) < size:
+        chunk = source.read(min(_CHUNK_SIZE, size - len(data)))
+        if not chunk:
+            return
+        data += chunk
+
+
+def _read_idx_stream(source: BinaryIO, path: PathLike, bound: int, gzip_size: int | None) -> bytearray:
+    """The IDX bytes of ``source``, header first; ``bound``: the most the file can hold.
+
+    ``gzip_size`` is the compressed file's size, or None when ``source`` is the raw file
+    (then ``bound`` is its exact size).
+    """
+    data = bytearray()
+    _read_up_to(data, source, 4)
+    _read_up_to(data, source, _idx_header_size(data, path))
+    dtype, shape, header_size, data_bytes = _idx_layout(data, path)
+    total = header_size + data_bytes
+    if gzip_size is not None and total > bound:
+        raise ValueError(
+            f"{path}: header says {data_bytes} bytes of data (shape {shape}, {dtype.name}), more "
+            f"than a gzip file of {gzip_size} bytes can hold (deflate expands at most "
+            f"{_DEFLATE_MAX_RATIO}:1)"
+        )
+    if gzip_size is None and total != bound:
+        _check_data_size(path, shape, dtype, data_bytes, bound - header_size)
+    _read_up_to(data, source, total + 1)  # one byte more than declared: trailing data shows
+    if len(data) > total:
+        raise ValueError(
+            f"{path}: trailing data: the gzip stream holds more than the {data_bytes} bytes of "
+            f"data its header declares (shape {shape}, {dtype.name})"
+        )
     return data
 
 
-def _parse_idx(data: bytearray, path: PathLike) -> np.ndarray:
-    """Parse the bytes of an uncompressed IDX file into a native-endian array.
-
-    ``path`` only names the file in error messages.
-    """
+def _idx_header_size(data: bytearray, path: PathLike) -> int:
+    """The header size of an IDX file from its first 4 bytes, after checking them."""
     if len(data) < 4:
         raise ValueError(f"{path}: not an IDX file: {len(data)} bytes, shorter than the 4-byte magic")
     if data[0] != 0 or data[1] != 0:
@@ -119,24 +150,31 @@ def _parse_idx(data: bytearray, path: PathLike) -> np.ndarray:
         raise ValueError(f"{path}: unknown IDX type code 0x{type_code:02X}, expected one of {known}")
     if not 1 <= ndim <= _IDX_MAX_DIMS:
         raise ValueError(f"{path}: IDX header has {ndim} dimensions, expected 1 to {_IDX_MAX_DIMS}")
-    header_size = 4 + 4 * ndim
+    return 4 + 4 * ndim
+
+
+def _idx_layout(data: bytearray, path: PathLike) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """Element dtype, shape, header size and data size in bytes from an IDX header."""
+    header_size = _idx_header_size(data, path)
     if len(data) < header_size:
         raise ValueError(
-            f"{path}: truncated header: {ndim} dimensions need {header_size} header bytes, "
+            f"{path}: truncated header: {data[3]} dimensions need {header_size} header bytes, "
             f"file has {len(data)}"
         )
-    shape = struct.unpack(f">{ndim}I", data[4:header_size])
+    shape = struct.unpack(f">{data[3]}I", data[4:header_size])
     for axis, size in enumerate(shape):
         if size > _IDX_MAX_SIZE:
             raise ValueError(
                 f"{path}: dimension {axis} has size {size}, larger than the IDX maximum {_IDX_MAX_SIZE}"
             )
-    dtype = _IDX_DTYPES[type_code]
-    count = 1
-    for size in shape:
-        count *= size
-    expected_bytes = count * dtype.itemsize
-    found_bytes = len(data) - header_size
+    dtype = _IDX_DTYPES[data[2]]
+    return dtype, shape, header_size, math.prod(shape) * dtype.itemsize
+
+
+def _check_data_size(
+    path: PathLike, shape: tuple[int, ...], dtype: np.dtype, expected_bytes: int, found_bytes: int
+) -> None:
+    """Raise unless the data after the header have the size the header declares."""
     if found_bytes < expected_bytes:
         raise ValueError(
             f"{path}: truncated: header says {expected_bytes} bytes of data (shape {shape}, "
@@ -147,6 +185,16 @@ def _parse_idx(data: bytearray, path: PathLike) -> np.ndarray:
             f"{path}: {found_bytes - expected_bytes} trailing bytes: header says {expected_bytes} "
             f"bytes of data (shape {shape}, {dtype.name}), found {found_bytes}"
         )
+
+
+def _parse_idx(data: bytearray, path: PathLike) -> np.ndarray:
+    """Parse the bytes of an uncompressed IDX file into a native-endian array.
+
+    ``path`` only names the file in error messages.
+    """
+    dtype, shape, header_size, expected_bytes = _idx_layout(data, path)
+    _check_data_size(path, shape, dtype, expected_bytes, len(data) - header_size)
+    count = math.prod(shape)
     items = np.frombuffer(data, dtype=dtype, count=count, offset=header_size)
     if dtype.itemsize == 1:  # a writable view of the bytearray: no copy of the pixels
         return items.reshape(shape)
@@ -252,6 +300,8 @@ class _Dataset:
     mirrors: tuple[str, ...]
     sha256: dict[str, str]  # base file name -> SHA-256 of the decompressed file
     classes: tuple[str, ...]
+    option: str  # the CLI's --dataset value: "mnist"
+    loader: str  # the Python loader's name: "load_mnist"
     image_shape: tuple[int, int] = (28, 28)
 
 
@@ -263,6 +313,8 @@ _MNIST = _Dataset(
     mirrors=MNIST_MIRRORS,
     sha256=_MNIST_SHA256,
     classes=MNIST_CLASSES,
+    option="mnist",
+    loader="load_mnist",
 )
 _FASHION_MNIST = _Dataset(
     name="Fashion-MNIST",
@@ -272,20 +324,32 @@ _FASHION_MNIST = _Dataset(
     mirrors=FASHION_MNIST_MIRRORS,
     sha256=_FASHION_MNIST_SHA256,
     classes=FASHION_MNIST_CLASSES,
+    option="fashion-mnist",
+    loader="load_fashion_mnist",
 )
 # Both sets use the same file names, so a folder may hold the other set's file
 # under the name we look for: knowing every hash lets the loader tell that case
 # (skip it) from a corrupt or altered file (refuse it).
 _KNOWN_PAYLOADS = {
-    digest: dataset.name for dataset in (_MNIST, _FASHION_MNIST) for digest in dataset.sha256.values()
+    digest: dataset for dataset in (_MNIST, _FASHION_MNIST) for digest in dataset.sha256.values()
+}
+# Decompressed size of each file, the same in both sets: caps what a download may bring.
+_FILE_SIZES = {
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
 }
 
 # ---------------------------------------------------------------------------
 # Errors
 
 
-class DatasetNotFoundError(RuntimeError):
+class DatasetNotFoundError(FileNotFoundError):
     """Raised when data set files are missing and could not be downloaded.
+
+    A :class:`FileNotFoundError` (so an :class:`OSError`), as Python users catch
+    missing files; ``str(error)`` is the whole multi-line explanation.
 
     Attributes:
         dataset: Name of the data set, e.g. ``"MNIST"``.
@@ -294,14 +358,24 @@ class DatasetNotFoundError(RuntimeError):
         mirrors: The mirror URLs the files can be downloaded from.
     """
 
+    # Defaults so that pickling (args only, then __dict__) can rebuild it, e.g. across joblib.
     def __init__(
-        self, message: str, *, dataset: str, missing: Sequence[str], folder: Path, mirrors: Sequence[str]
+        self,
+        message: str,
+        *,
+        dataset: str = "",
+        missing: Sequence[str] = (),
+        folder: Path | None = None,
+        mirrors: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.dataset = dataset
         self.missing = tuple(missing)
         self.folder = folder
         self.mirrors = tuple(mirrors)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def _not_found(
@@ -311,22 +385,41 @@ def _not_found(
     searched: Sequence[Path],
     mirrors: Sequence[str],
     reason: str,
-    notes: Sequence[str],
+    found: _Found,
 ) -> DatasetNotFoundError:
-    """Build the error that tells the user what is missing, why, and where to put it."""
+    """Build the error that tells the user what is missing, why, and how to fix it."""
     missing_gz = [f"{name}.gz" for name in missing]
     lines = [
-        f"{dataset.name}: missing {', '.join(missing_gz)}.",
+        f"{dataset.name}: {len(missing)} of its files are missing: {', '.join(missing_gz)}.",
         reason,
-        *notes,
-        f"Looked in: {', '.join(str(path) for path in searched)}.",
-        f"Put the files (.gz or uncompressed) in {folder}",
-        "They can be downloaded from any of these mirrors:",
+        *found.notes,
+    ]
+    for other in found.other_datasets:
+        lines.append(
+            f"The files found are {other.name}'s, not {dataset.name}'s: to use them, pass "
+            f"`--dataset {other.option}` to fcnn, or call fcnn.{other.loader}() in Python."
+        )
+    lines += [
+        "Looked in:",
+        *(f"  {path}" for path in searched),
+        "To fix it, either:",
+        f"  - put the files (.gz or uncompressed, named as above) in {folder}",
+        "  - or point fcnn at a folder that holds them: `--data-dir DIR` on the command line,",
+        f"    the environment variable FCNN_DATA=DIR, or {dataset.loader}(root=DIR) in Python.",
+        "The files can be downloaded from any of these mirrors:",
         *(f"  {mirror}" for mirror in mirrors),
     ]
     return DatasetNotFoundError(
         "\n".join(lines), dataset=dataset.name, missing=missing_gz, folder=folder, mirrors=mirrors
     )
+
+
+@dataclass
+class _Found:
+    """What the search for files met besides the files themselves, for the error message."""
+
+    notes: list[str]
+    other_datasets: list[_Dataset]
 
 
 # ---------------------------------------------------------------------------
@@ -353,7 +446,7 @@ def _sha256_mismatch(source: PathLike, name: str, dataset: _Dataset, actual: str
     )
 
 
-def _locate(dataset: _Dataset, name: str, folders: Sequence[Path], notes: list[str]) -> np.ndarray | None:
+def _locate(dataset: _Dataset, name: str, folders: Sequence[Path], found: _Found) -> np.ndarray | None:
     """Load the first copy of ``name`` (raw or .gz) found in ``folders``, verified.
 
     Returns None when there is no usable copy. A copy that is the other data set's
@@ -368,8 +461,10 @@ def _locate(dataset: _Dataset, name: str, folders: Sequence[Path], notes: list[s
             if actual == dataset.sha256[name]:
                 return _parse_idx(payload, path)
             other = _KNOWN_PAYLOADS.get(actual)
-            if other is not None and other != dataset.name:
-                notes.append(f"Skipped {path}: it is the {other} file, not {dataset.name}'s.")
+            if other is not None and other.name != dataset.name:
+                found.notes.append(f"Skipped {path}: it is the {other.name} file, not {dataset.name}'s.")
+                if other.name not in [known.name for known in found.other_datasets]:
+                    found.other_datasets.append(other)
                 continue
             raise ValueError(
                 f"{_sha256_mismatch(path, name, dataset, actual)}. The file is corrupt or altered: "
@@ -408,16 +503,34 @@ DOWNLOAD_ATTEMPTS = 3
 cannot be reached at all, or answers 4xx or a bad file, gets only one)."""
 RETRY_DELAY = 1.0
 """Seconds before the second try; doubled before each later one."""
+DOWNLOAD_DEADLINE = 600.0
+"""Seconds one try at one file may take in all, however steadily the data trickle in
+(checked after each block received, so the true limit is this plus DOWNLOAD_TIMEOUT)."""
 
 _CHUNK_SIZE = 1 << 16
 
 
-def _fetch(url: str, out: BinaryIO, progress: bool, label: str) -> None:
-    """Stream ``url`` into the open binary file ``out``; raise OSError if cut short."""
+class _TransferRefused(OSError):
+    """A transfer stopped on our side (too big, too slow): the next mirror is tried."""
+
+
+def _download_cap(name: str) -> int:
+    """The most bytes a download of ``name``.gz may bring: its decompressed size, plus
+    room for gzip's framing of data that does not compress."""
+    size = _FILE_SIZES[name]
+    return size + size // 64 + (1 << 16)
+
+
+def _fetch(url: str, out: BinaryIO, progress: bool, label: str, cap: int) -> None:
+    """Stream ``url`` into the open binary file ``out``, at most ``cap`` bytes within
+    DOWNLOAD_DEADLINE seconds; raise OSError if cut short, too big or too slow."""
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE
     request = urllib.request.Request(url, headers={"User-Agent": "fcnn"})
     with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
+        if total is not None and total > cap:
+            raise _TransferRefused(f"announces {total} bytes, more than the {cap} this file can take")
         received = 0
         with tqdm(
             total=total,
@@ -428,10 +541,17 @@ def _fetch(url: str, out: BinaryIO, progress: bool, label: str) -> None:
             disable=not progress,
             leave=False,
         ) as bar:
-            while chunk := response.read(_CHUNK_SIZE):
+            # read1: whatever has arrived, so that a trickle cannot hold off the deadline.
+            while chunk := response.read1(_CHUNK_SIZE):
                 out.write(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
+                if received > cap:
+                    raise _TransferRefused(f"sent more than the {cap} bytes this file can take")
+                if time.monotonic() > deadline:
+                    raise _TransferRefused(
+                        f"too slow: {received} bytes in {DOWNLOAD_DEADLINE:g} s (DOWNLOAD_DEADLINE)"
+                    )
     if total is not None and received != total:
         raise OSError(f"connection closed after {received} of {total} bytes")
 
@@ -459,18 +579,18 @@ def _download_one(
     written to a temporary name in ``folder`` and renamed only once verified.
     """
     failures = []
+    remove_stale_temps(folder, name, ".part")  # left by a download that was killed
     for mirror in mirrors:
         url = f"{mirror.rstrip('/')}/{name}.gz"
         for attempt in range(DOWNLOAD_ATTEMPTS):
             if attempt:
                 time.sleep(RETRY_DELAY * 2 ** (attempt - 1))
-            descriptor, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-            temp_path = Path(temp_name)
+            out, temp_path = create_temp(folder, name, ".part")
             try:
-                with os.fdopen(descriptor, "wb") as out:
-                    _fetch(url, out, progress, f"{name}.gz")
+                with out:
+                    _fetch(url, out, progress, f"{name}.gz", _download_cap(name))
                 # Verify before the rename: a bad file never appears under the final name.
-                payload = _read_payload(temp_path)
+                payload = _read_payload(temp_path, url)
                 actual = hashlib.sha256(payload).hexdigest()
                 if actual != dataset.sha256[name]:
                     raise ValueError(_sha256_mismatch(url, name, dataset, actual))
@@ -478,7 +598,6 @@ def _download_one(
                     gzipped = downloaded.read(2) == _GZIP_MAGIC
                 final_path = folder / (f"{name}.gz" if gzipped else name)
                 array = _parse_idx(payload, final_path)
-                os.chmod(temp_path, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
                 os.replace(temp_path, final_path)
                 return array, failures
             except urllib.error.HTTPError as exc:
@@ -486,7 +605,7 @@ def _download_one(
                 exc.close()
                 if exc.code < 500:  # 403, 404: asking again will not help
                     break
-            except ValueError as exc:  # corrupt gzip, checksum mismatch, bad URL: try the next mirror
+            except (ValueError, _TransferRefused) as exc:  # corrupt, wrong hash, too big, too slow
                 failures.append(str(exc) if str(exc).startswith(url) else f"{url}: {exc}")
                 break
             except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
@@ -510,8 +629,12 @@ def _load(
     download: bool,
     progress: bool,
     mirrors: Sequence[str] | None,
-) -> tuple[Split, Split]:
-    """Find, download if allowed, verify and return one MNIST-like data set."""
+    split: str | None,
+) -> tuple[Split, Split] | Split:
+    """Find, download if allowed, verify and return one MNIST-like data set (or one split)."""
+    if split not in (None, "train", "test"):
+        raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
+    splits = ("train", "test") if split is None else (split,)
     root = Path(root).expanduser() if root is not None else _default_root()
     if isinstance(mirrors, str):
         raise TypeError(f"mirrors must be a sequence of base URLs, got the string {mirrors!r}")
@@ -520,29 +643,54 @@ def _load(
         raise ValueError("mirrors must hold at least one base URL, got none")
     folder = root / dataset.folder
     searched = _search_folders(dataset, root)
-    notes: list[str] = []
-    arrays = {name: _locate(dataset, name, searched, notes) for name in _FILES.values()}
+    found = _Found(notes=[], other_datasets=[])
+    # In _FILES order (labels first), only the files of the splits asked for.
+    names = [name for key, name in _FILES.items() if key.split("_")[0] in splits]
+    arrays = {name: _locate(dataset, name, searched, found) for name in names}
     missing = [name for name, array in arrays.items() if array is None]
     if missing and not download:
         raise _not_found(
-            dataset, missing, folder, searched, mirrors, "download=False, so nothing was fetched.", notes
+            dataset, missing, folder, searched, mirrors, "download=False, so nothing was fetched.", found
         )
     if missing:
-        folder.mkdir(parents=True, exist_ok=True)
-        for index, name in enumerate(missing):
-            arrays[name], failures = _download_one(dataset, name, folder, mirrors, progress)
-            if arrays[name] is None:
-                reason = f"Downloading {name}.gz failed from every mirror:\n" + "\n".join(
-                    f"  {line}" for line in failures
-                )
-                raise _not_found(dataset, missing[index:], folder, searched, mirrors, reason, notes)
-    splits = []
-    for split in ("train", "test"):
-        images = arrays[_FILES[f"{split}_images"]]
-        labels = arrays[_FILES[f"{split}_labels"]]
-        _check_split(dataset, split, images, labels)
-        splits.append((images, labels))
-    return splits[0], splits[1]
+        created = _make_folder(folder)
+        try:
+            for index, name in enumerate(missing):
+                arrays[name], failures = _download_one(dataset, name, folder, mirrors, progress)
+                if arrays[name] is None:
+                    reason = f"Downloading {name}.gz failed from every mirror:\n" + "\n".join(
+                        f"  {line}" for line in failures
+                    )
+                    raise _not_found(dataset, missing[index:], folder, searched, mirrors, reason, found)
+        finally:
+            _remove_if_empty(created)  # offline: leave no empty cache folder behind
+    results = []
+    for name in splits:
+        images = arrays[_FILES[f"{name}_images"]]
+        labels = arrays[_FILES[f"{name}_labels"]]
+        _check_split(dataset, name, images, labels)
+        results.append((images, labels))
+    return (results[0], results[1]) if split is None else results[0]
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return those created, deepest first."""
+    created = []
+    path = folder
+    while not path.exists() and path != path.parent:
+        created.append(path)
+        path = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders (deepest first) that are still empty; ignore any that are not."""
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:
+            return
 
 
 def load_mnist(
@@ -551,7 +699,8 @@ def load_mnist(
     progress: bool = True,
     *,
     mirrors: Sequence[str] | None = None,
-) -> tuple[Split, Split]:
+    split: str | None = None,
+) -> tuple[Split, Split] | Split:
     """Load the MNIST handwritten digits, downloading missing files if allowed.
 
     Every file's decompressed content is checked against its known SHA-256 before
@@ -565,21 +714,29 @@ def load_mnist(
             missing file raises without touching the network.
         progress: Show a tqdm progress bar while downloading.
         mirrors: Base URLs tried in order; defaults to ``MNIST_MIRRORS``.
+        split: ``None`` for both splits; ``"train"`` or ``"test"`` for that split
+            alone, which needs only its two files (evaluating needs no training data).
 
     Returns:
         ``((x_train, y_train), (x_test, y_test))``: uint8 images of shape
         (N, 28, 28) and uint8 labels of shape (N,) in 0..9, N = 60,000 for
-        training and 10,000 for testing.
+        training and 10,000 for testing. With ``split``, that split's
+        ``(images, labels)`` only.
 
     Raises:
         ValueError: If a file is corrupt, fails its checksum (the message names
             the file, the expected and the actual hash), or images and labels
-            disagree.
+            disagree; or ``split`` is not None, "train" or "test".
         DatasetNotFoundError: If files are missing and ``download`` is False or
-            every mirror failed; the message names the files, the folder to put
-            them in and the mirror URLs.
+            every mirror failed. A :class:`FileNotFoundError`; the multi-line
+            message names the files, the folder to put them in, ``--data-dir``
+            and ``FCNN_DATA``, and the mirror URLs. No folder is left behind.
+
+    Example:
+        >>> (x_train, y_train), (x_test, y_test) = load_mnist()
+        >>> x_test, y_test = load_mnist(split="test")
     """
-    return _load(_MNIST, root, download, progress, mirrors)
+    return _load(_MNIST, root, download, progress, mirrors, split)
 
 
 def load_fashion_mnist(
@@ -588,7 +745,8 @@ def load_fashion_mnist(
     progress: bool = True,
     *,
     mirrors: Sequence[str] | None = None,
-) -> tuple[Split, Split]:
+    split: str | None = None,
+) -> tuple[Split, Split] | Split:
     """Load Fashion-MNIST (Zalando's clothing images), downloading missing files if allowed.
 
     Same contract as :func:`load_mnist`: every file is checked against its known
@@ -605,19 +763,23 @@ def load_fashion_mnist(
             a missing file raises without touching the network.
         progress: Show a tqdm progress bar while downloading.
         mirrors: Base URLs tried in order; defaults to ``FASHION_MNIST_MIRRORS``.
+        split: ``None`` for both splits; ``"train"`` or ``"test"`` for that split
+            alone, which needs only its two files.
 
     Returns:
         ``((x_train, y_train), (x_test, y_test))``: uint8 images of shape
         (N, 28, 28) and uint8 labels of shape (N,) in 0..9, N = 60,000 for
-        training and 10,000 for testing.
+        training and 10,000 for testing. With ``split``, that split's
+        ``(images, labels)`` only.
 
     Raises:
         ValueError: If a file is corrupt, fails its checksum, or images and
-            labels disagree.
+            labels disagree; or ``split`` is not None, "train" or "test".
         DatasetNotFoundError: If files are missing and ``download`` is False or
-            every mirror failed.
+            every mirror failed (a :class:`FileNotFoundError`, see
+            :func:`load_mnist`).
     """
-    return _load(_FASHION_MNIST, root, download, progress, mirrors)
+    return _load(_FASHION_MNIST, root, download, progress, mirrors, split)
 
 
 # ---------------------------------------------------------------------------

@@ -34,7 +34,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -43,6 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._io import write_atomically
 from .dataloader import DataLoader
 from .training import DivergenceError, History, TrainConfig, build_model, build_optimizer, fit
 
@@ -140,25 +140,8 @@ def _plain(value: Any) -> Any:
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path``, then renames it onto ``path``."""
-    # Not a with-block: the file must outlive its closing, to be renamed or removed.
-    temp = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        mode="w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.",
-        suffix=".tmp", delete=False)
-    try:
-        with temp:
-            temp.write(text)
-            temp.flush()
-            os.fsync(temp.fileno())
-        # NamedTemporaryFile creates 0600; give the file the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp.name, 0o666 & ~umask)
-        os.replace(temp.name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp.name)
-        raise
+    """Writes ``text`` as UTF-8 to ``path``, all or nothing (see fcnn._io.write_atomically)."""
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
 
 
 def _format_value(value: Any, exact: bool = False) -> str:

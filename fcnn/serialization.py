@@ -34,15 +34,19 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import re
+import struct
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from ._io import write_atomically
 from .functional import Layer, Linear, ReLU, Softmax
 from .nn import Module
 
@@ -55,6 +59,9 @@ FORMAT = "fcnn-model"
 FORMAT_VERSION = 1
 #: The archive entry holding the JSON document.
 META_KEY = "__fcnn_meta__"
+#: The most bytes of JSON (layers, optimizer state, metadata) a model file may hold:
+#: a file claiming more is refused before it is read, and :func:`save` refuses to write one.
+MAX_META_BYTES = 16 * 2**20
 # Arrays named this + a parameter's name hold the optimiser's velocity for it.
 _VELOCITY_PREFIX = "optimizer.velocity."
 
@@ -161,9 +168,17 @@ def save(net: Module, path: PathLike, optimizer: Any = None,
         "metadata": _to_json(metadata, "metadata"),
         "sha256": _checksum(arrays),
     }
-    text = json.dumps(meta, ensure_ascii=False, allow_nan=False)
-    arrays[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    _write_atomically(path, arrays)
+    encoded = json.dumps(meta, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    if len(encoded) > MAX_META_BYTES:
+        raise ValueError(f"metadata and optimizer state take {len(encoded)} bytes of JSON; a "
+                         f"model file holds at most {MAX_META_BYTES} (fcnn.serialization."
+                         "MAX_META_BYTES)")
+    for name, array in arrays.items():
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} holds NaN or infinite values: a diverged net is not "
+                             "saved, since load would refuse it")
+    arrays[META_KEY] = np.frombuffer(encoded, dtype=np.uint8)
+    _write_archive(path, arrays)
     return path
 
 
@@ -177,6 +192,7 @@ def _describe(net: Module) -> tuple[dict[str, np.ndarray], list[dict[str, Any]],
             f"{type(net).__name__} overrides forward; only plain layer stacks can be saved"
         )
     layers = []
+    width = None
     for index, layer in enumerate(net.layers):
         fields = _LAYER_FIELDS.get(type(layer))
         if fields is None:
@@ -187,6 +203,10 @@ def _describe(net: Module) -> tuple[dict[str, np.ndarray], list[dict[str, Any]],
         layers.append({"type": type(layer).__name__,
                        **{name: int(getattr(layer, name)) for name in fields}})
         if isinstance(layer, Linear):
+            if width is not None and layer.num_inputs != width:
+                raise ValueError(f"net.layers[{index}] takes {layer.num_inputs} inputs, but the "
+                                 f"layer before it gives {width}: the net cannot run")
+            width = layer.num_outputs
             expected = {"weight": (layer.num_inputs, layer.num_outputs),
                         "bias": (layer.num_outputs,)}
             for name, shape in expected.items():
@@ -255,57 +275,10 @@ def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _write_atomically(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Writes the archive to a temporary file beside ``path``, then renames it onto ``path``."""
-    folder = path.parent
-    mode = _mode_for(path)
-    # Not a with-block: the file must outlive its closing, to be renamed or removed.
-    temp = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        mode="wb", dir=folder, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with temp:
-            # A file object, not a name: np.savez would append ".npz" to a name.
-            np.savez(temp, **arrays)
-            temp.flush()
-            os.fsync(temp.fileno())
-        # NamedTemporaryFile creates 0600; give the model the mode a plain open() would.
-        os.chmod(temp.name, mode)
-        os.replace(temp.name, path)
-    except BaseException:
-        try:
-            os.unlink(temp.name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(folder)
-
-
-def _mode_for(path: Path) -> int:
-    """The permission bits for ``path``: those of the file it replaces, else 0666 minus umask."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        pass
-    # The umask can only be read by setting it; 022 is the common value, so the
-    # instant it is in force is harmless to other threads creating files.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Makes the rename durable on POSIX; a no-op where folders cannot be opened (Windows)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+def _write_archive(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Writes the archive atomically (see :func:`fcnn._io.write_atomically`)."""
+    # A file object, not a name: np.savez would append ".npz" to a name.
+    write_atomically(path, lambda file: np.savez(file, **arrays))
 
 
 # ---------------------------------------------------------------------------- loading
@@ -352,40 +325,36 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
         >>> history = checkpoint.metadata["history"]
     """
     path = Path(path)
-    try:
-        # A missing file raises FileNotFoundError here, as it should.
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile) as error:
-        # allow_pickle=False turns "neither .npy nor .npz" into a ValueError.
-        raise _bad(path, f"it is not a NumPy .npz archive ({error})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise _bad(path, "it is a single .npy array, not an .npz archive")
-    with archive:
-        meta = _read_meta(path, archive)
-        expected = _expected_arrays(path, meta["layers"], np.dtype(meta["dtype"]))
-        velocity_names = (meta["optimizer"] or {}).get("velocities", [])
-        if not isinstance(velocity_names, list) or not set(velocity_names) <= expected.keys():
-            raise _bad(path, "its optimizer velocities name no parameter of its layer list")
-        for name in velocity_names:
-            expected[_VELOCITY_PREFIX + name] = expected[name]
-        present = set(archive.files) - {META_KEY}
-        missing = sorted(expected.keys() - present)
-        unexpected = sorted(present - expected.keys())
-        if missing or unexpected:
-            raise _bad(path, f"its arrays do not match its layer list: missing {missing}, "
-                             f"unexpected {unexpected}")
-        arrays = {}
-        for name, (shape, dtype) in expected.items():
-            array = _read_entry(path, archive, name)
-            if array.dtype != dtype:
-                raise _bad(path, f"{name} is {array.dtype}, but the file says dtype "
-                                 f"{meta['dtype']}")
-            if array.shape != shape:
-                raise _bad(path, f"{name} has shape {array.shape}, but its layer needs {shape}")
-            arrays[name] = array
+    # A missing file raises FileNotFoundError here, as it should.
+    with open(path, "rb") as file:
+        archive, members = _open_archive(path, file)
+        with archive:
+            meta = _read_meta(path, archive, members)
+            expected = _expected_arrays(path, meta["layers"], np.dtype(meta["dtype"]))
+            velocity_names = (meta["optimizer"] or {}).get("velocities", [])
+            if (not isinstance(velocity_names, list)
+                    or not all(isinstance(name, str) for name in velocity_names)
+                    or not set(velocity_names) <= expected.keys()):
+                raise _bad(path, "its optimizer velocities name no parameter of its layer list")
+            for name in velocity_names:
+                expected[_VELOCITY_PREFIX + name] = expected[name]
+            present = set(members) - {META_KEY}
+            missing = sorted(expected.keys() - present)
+            unexpected = sorted(present - expected.keys())
+            if missing or unexpected:
+                raise _bad(path, f"its arrays do not match its layer list: missing {missing!s:.200}, "
+                                 f"unexpected {unexpected!s:.200}")
+            arrays = {name: _read_array(path, archive, members[name], name, shape, dtype,
+                                        meta["dtype"])
+                      for name, (shape, dtype) in expected.items()}
     if _checksum(arrays) != meta["sha256"]:
         raise _bad(path, "its parameters do not match their sha256 checksum: the file was "
                          "damaged or its arrays altered")
+    for name, array in arrays.items():
+        # Checked after the checksum, which whoever edits the file can recompute: NaN or
+        # infinite weights make every prediction meaningless (argmax of NaN is class 0).
+        if not np.isfinite(array).all():
+            raise _bad(path, f"{name} holds NaN or infinite values")
     velocities = {name[len(_VELOCITY_PREFIX):]: arrays.pop(name) for name in list(arrays)
                   if name.startswith(_VELOCITY_PREFIX)}
     net = Module([_build_layer(spec, meta["dtype"]) for spec in meta["layers"]])
@@ -408,25 +377,148 @@ def _bad(path: Path, problem: str) -> ValueError:
     return ValueError(f"{str(path)!r} is not a readable fcnn model file: {problem}")
 
 
-def _read_entry(path: Path, archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
-    """One array of the archive; a damaged entry becomes a ValueError naming the file."""
+# What a damaged or hostile archive makes zipfile, NumPy's header parser or json raise,
+# besides ValueError and OSError (a BadZipFile is neither, nor an unsupported zip feature).
+_PARSE_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, struct.error, OverflowError,
+                 NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError,
+                 RecursionError, KeyError, IndexError, TypeError, zlib.error)
+# Every member of a model file is "<name>.npy"; names are parameter names or META_KEY.
+_MEMBER_NAME = re.compile(r"[A-Za-z0-9_.]{1,200}\.npy")
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _open_archive(path: Path, file: BinaryIO) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
+    """The zip archive in ``file`` and its members by array name, checked before any is read.
+
+    Refused: anything but a zip; member names other than ``<name>.npy``, or twice the same
+    name (two readers could see two different arrays); encrypted or compressed members
+    (fcnn.save and np.savez store arrays as they are, so a compressed member can only be
+    a zip bomb in the making); sizes the file cannot hold.
+    """
+    head = file.read(len(_NPY_MAGIC))
+    if head == _NPY_MAGIC:
+        raise _bad(path, "it is a single .npy array, not an .npz archive")
+    file_size = os.fstat(file.fileno()).st_size
+    file.seek(0)
     try:
-        return archive[name]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise _bad(path, f"its entry {name!r} cannot be read ({error})") from None
+        archive = zipfile.ZipFile(file)
+        infos = archive.infolist()
+    except _PARSE_ERRORS as error:
+        raise _bad(path, f"it is not a NumPy .npz archive ({_describe_error(error)})") from None
+    members: dict[str, zipfile.ZipInfo] = {}
+    try:
+        for info in infos:
+            name = info.filename
+            if not _MEMBER_NAME.fullmatch(name):
+                raise _bad(path, f"its member {name[:80]!r} is not named <array>.npy")
+            key = name[:-len(".npy")]
+            if key in members:
+                raise _bad(path, f"its member {name!r} appears twice")
+            if info.flag_bits & 0x1:
+                raise _bad(path, f"its member {name!r} is encrypted")
+            if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+                raise _bad(path, f"its member {name!r} is compressed; fcnn model files store "
+                                 "arrays uncompressed (write them with fcnn.save or np.savez)")
+            if info.file_size > file_size:
+                raise _bad(path, f"its member {name!r} claims {info.file_size} bytes, more "
+                                 f"than the whole file's {file_size}")
+            members[key] = info
+    except BaseException:
+        archive.close()
+        raise
+    return archive, members
 
 
-def _read_meta(path: Path, archive: np.lib.npyio.NpzFile) -> dict[str, Any]:
+def _describe_error(error: BaseException) -> str:
+    """``error`` for a message: its text, or its type when it has none; never huge."""
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _member_header(path: Path, name: str,
+                   stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, Fortran order flag and dtype from the .npy header at the start of ``stream``."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(stream)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(stream)
+        raise ValueError(f"unknown .npy format version {version}")
+    except _PARSE_ERRORS as error:
+        raise _bad(path, f"its entry {name!r} cannot be read ({_describe_error(error)})") from None
+
+
+def _read_array(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
+                shape: tuple[int, ...], dtype: np.dtype, dtype_name: str) -> np.ndarray:
+    """One member as a C-contiguous array of exactly ``shape`` and ``dtype``.
+
+    The header is checked against what the layer list calls for before anything is
+    allocated, so the memory used is what the file really holds and the caller expects.
+    A dtype other than ``dtype`` (object arrays, which would need pickle, included) is
+    refused, never converted.
+    """
+    try:
+        stream = archive.open(info)
+    except _PARSE_ERRORS as error:
+        raise _bad(path, f"its entry {name!r} cannot be read ({_describe_error(error)})") from None
+    with stream:
+        found_shape, fortran_order, found_dtype = _member_header(path, name, stream)
+        if found_dtype != dtype:
+            raise _bad(path, f"{name} is {found_dtype}, but the file says dtype {dtype_name}")
+        if found_shape != shape:
+            raise _bad(path, f"{name} has shape {found_shape}, but its layer needs {shape}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        stored = info.file_size - stream.tell()
+        if stored != nbytes:
+            raise _bad(path, f"its entry {name!r} cannot be read (it holds {stored} bytes of "
+                             f"data, its header says {nbytes})")
+        array = np.empty(shape[::-1] if fortran_order else shape, dtype)
+        view = memoryview(array).cast("B")
+        try:
+            filled = 0
+            while filled < len(view):
+                count = stream.readinto(view[filled:])
+                if not count:
+                    break
+                filled += count
+            # Reading to the end makes zipfile check the member's CRC-32.
+            extra = stream.read(1)
+        except _PARSE_ERRORS as error:
+            raise _bad(path, f"its entry {name!r} cannot be read "
+                             f"({_describe_error(error)})") from None
+        finally:
+            view.release()
+        if filled < array.nbytes or extra:
+            raise _bad(path, f"its entry {name!r} cannot be read (it holds "
+                             f"{'more' if extra else 'fewer'} bytes than its header says)")
+    return np.ascontiguousarray(array.T) if fortran_order else array
+
+
+def _read_meta(path: Path, archive: zipfile.ZipFile,
+               members: Mapping[str, zipfile.ZipInfo]) -> dict[str, Any]:
     """The JSON document, checked field by field."""
-    if META_KEY not in archive.files:
+    if META_KEY not in members:
         raise _bad(path, f"it has no {META_KEY!r} entry (an .npz written by something else)")
-    raw = _read_entry(path, archive, META_KEY)
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise _bad(path, f"{META_KEY!r} must be 1-D uint8, got {raw.dtype} of shape {raw.shape}")
+    info = members[META_KEY]
+    if info.file_size > MAX_META_BYTES + 4096:
+        raise _bad(path, f"its {META_KEY!r} entry has {info.file_size} bytes; fcnn writes at "
+                         f"most {MAX_META_BYTES} bytes of JSON")
     try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _bad(path, f"{META_KEY!r} is not UTF-8 JSON ({error})") from None
+        stream = archive.open(info)
+    except _PARSE_ERRORS as error:
+        raise _bad(path, f"its entry {META_KEY!r} cannot be read "
+                         f"({_describe_error(error)})") from None
+    with stream:
+        shape, _, dtype = _member_header(path, META_KEY, stream)
+    if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_META_BYTES:
+        raise _bad(path, f"{META_KEY!r} must be 1-D uint8 of at most {MAX_META_BYTES} bytes, "
+                         f"got {dtype} of shape {shape}")
+    raw = _read_array(path, archive, info, META_KEY, shape, np.dtype(np.uint8), "uint8")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:
+        raise _bad(path, f"{META_KEY!r} is not UTF-8 JSON ({_describe_error(error)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise _bad(path, f"its {META_KEY!r} says format {found!r}, not {FORMAT!r}")
@@ -446,7 +538,12 @@ def _read_meta(path: Path, archive: np.lib.npyio.NpzFile) -> dict[str, Any]:
     if not isinstance(meta.get("optimizer"), (dict, type(None))):
         raise _bad(path, f"its 'optimizer' must be an object or null, "
                          f"got {meta.get('optimizer')!r:.80}")
+    meta.setdefault("optimizer", None)  # absent reads as null (no optimizer saved)
     return meta
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _is_int(value: Any) -> bool:
@@ -458,8 +555,10 @@ def _expected_arrays(path: Path, layers: list[Any],
     """``name -> (shape, dtype)`` of every parameter the layer list calls for."""
     little = dtype.newbyteorder("<")
     expected = {}
+    width = None  # the output width of the last Linear: the next must take as many inputs
     for index, spec in enumerate(layers):
-        cls = _LAYER_TYPES.get(spec.get("type")) if isinstance(spec, dict) else None
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        cls = _LAYER_TYPES.get(kind) if isinstance(kind, str) else None
         if cls is None:
             raise _bad(path, f"layers[{index}] must be one of "
                              f"{[{'type': name} for name in _LAYER_TYPES]}, got {spec!r:.80}")
@@ -472,6 +571,10 @@ def _expected_arrays(path: Path, layers: list[Any],
                 raise _bad(path, f"layers[{index}].{name} must be a positive integer, "
                                  f"got {spec[name]!r}")
         if cls is Linear:
+            if width is not None and spec["num_inputs"] != width:
+                raise _bad(path, f"layers[{index}] takes {spec['num_inputs']} inputs, but the "
+                                 f"layer before it gives {width}")
+            width = spec["num_outputs"]
             expected[f"layers.{index}.weight"] = ((spec["num_inputs"], spec["num_outputs"]),
                                                   little)
             expected[f"layers.{index}.bias"] = ((spec["num_outputs"],), little)

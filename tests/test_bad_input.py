@@ -232,6 +232,21 @@ for kernel in LOSS_KERNELS:
         ValueError,
         rf"^labels must be in \[0, {OC}\)",
     )
+    # uint64 values past 2**63 once came out as negative numbers (cast to int64 first).
+    case(
+        "labels-uint64-max",
+        kernel,
+        lambda: [zero_logits(), np.array([0, 1, 2**64 - 1, 0], np.uint64)],
+        ValueError,
+        rf"^labels must be in \[0, {OC}\), got 18446744073709551615 at index 2$",
+    )
+    case(
+        "labels-uint64-sign-bit",
+        kernel,
+        lambda: [zero_logits(), np.array([0, 2**63, 1, 0], np.uint64)],
+        ValueError,
+        rf"^labels must be in \[0, {OC}\), got 9223372036854775808 at index 1$",
+    )
     for bad in (np.float64, np.float32, np.bool_):
         case(
             f"labels-{np.dtype(bad).name}",
@@ -363,6 +378,28 @@ for args, error, pattern in (
     ((0.1, 3, 10, "half"), TypeError, r"^decay must be a real number"),
 ):
     case(f"{'-'.join(map(str, args))}", "exponential_lr", lambda a=args: list(a), error, pattern)
+
+
+# Shapes of NumPy's maximum of 64 dimensions: the message once overflowed a 96-byte buffer
+# in the core (a stack-buffer-overflow under AddressSanitizer, garbage or a crash without).
+ONES_64 = (1,) * 64
+case(
+    "grad-64-d-mismatch",
+    "sgd_step",
+    lambda: [np.zeros(ONES_64), np.zeros(ONES_64[:-1] + (2,)), 0.1],
+    ValueError,
+    r"^grad must have shape \(1(, 1){63}\) to match param with shape \(1(, 1){63}\), "
+    r"got \(1(, 1){62}, 2\)$",
+)
+case(
+    "velocity-64-d-mismatch",
+    "sgd_step",
+    lambda: [np.zeros(ONES_64), np.zeros(ONES_64), 0.1, 0.0, 0.9, np.zeros((1,) * 62 + (2, 1)),
+             False],
+    ValueError,
+    r"^velocity must have shape \(1(, 1){63}\) to match param with shape \(1(, 1){63}\), "
+    r"got \(1(, 1){61}, 2, 1\)$",
+)
 
 
 def snapshot(args):

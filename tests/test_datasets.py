@@ -12,8 +12,15 @@ import hashlib
 import http.server
 import shutil
 import socket
+import os
+import pickle
 import struct
+import subprocess
+import sys
 import threading
+import time
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +165,77 @@ def test_read_idx_missing_file_is_an_os_error(tmp_path):
         read_idx(tmp_path / "nowhere-idx1-ubyte")
 
 
+def gzip_member(payload: bytes, declared_size: int | None = None) -> bytes:
+    """``payload`` gzip'd; ``declared_size`` makes the trailer lie about its size."""
+    data = gzip.compress(payload)
+    if declared_size is not None:
+        data = data[:-4] + struct.pack("<I", declared_size % 2**32)
+    return data
+
+
+def read_idx_peak(path: Path) -> tuple[BaseException | None, int]:
+    """What read_idx raises (None if nothing) and the peak memory it traced."""
+    tracemalloc.start()
+    try:
+        read_idx(path)
+        error = None
+    except (OSError, ValueError) as exc:
+        error = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return error, peak
+
+
+def test_read_idx_tiny_gzip_declaring_gigabytes(tmp_path):
+    """29 bytes of gzip whose IDX header and trailer both claim 4 GiB: refused, nothing allocated."""
+    header = b"\x00\x00\x08\x01" + struct.pack(">I", 2**31 - 1)
+    path = tmp_path / "tiny-idx1-ubyte.gz"
+    path.write_bytes(gzip_member(header + bytes(1), declared_size=2**32 - 1))
+    assert path.stat().st_size < 40
+    error, peak = read_idx_peak(path)
+    assert isinstance(error, ValueError)
+    assert "more than a gzip file of" in str(error) and "can hold" in str(error)
+    assert peak < 2**20
+
+
+def test_read_idx_gzip_bomb_is_cut_off(tmp_path):
+    """A header declaring 10 bytes over a stream inflating to 256 MiB: stopped one byte past 10."""
+    header = b"\x00\x00\x08\x01" + struct.pack(">I", 10)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [compressor.compress(header)]
+    zeros = bytes(2**20)
+    parts += [compressor.compress(zeros) for _ in range(256)]
+    parts.append(compressor.flush())
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    path.write_bytes(b"".join(parts))
+    assert path.stat().st_size < 2**20
+    started = time.perf_counter()
+    error, peak = read_idx_peak(path)
+    assert time.perf_counter() - started < 1.0
+    assert isinstance(error, ValueError) and "trailing data" in str(error)
+    assert peak < 2**20
+
+
+def test_read_idx_gzip_trailer_is_not_trusted(tmp_path):
+    """A trailer claiming 4 GiB over a good file: nothing allocated from it (the size is
+    checked by gzip at the end of the stream, and found wrong)."""
+    path = tmp_path / "liar-idx3-ubyte.gz"
+    path.write_bytes(gzip_member(GOOD, declared_size=2**32 - 1))
+    error, peak = read_idx_peak(path)
+    assert peak < 2**20
+    assert isinstance(error, ValueError) and "corrupt gzip stream" in str(error)
+
+
+def test_read_idx_raw_header_declaring_more_than_the_file(tmp_path):
+    path = tmp_path / "raw-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">III", 60000, 28, 28) + bytes(100))
+    error, peak = read_idx_peak(path)
+    assert isinstance(error, ValueError)
+    assert "truncated: header says 47040000 bytes of data" in str(error) and "found 100" in str(error)
+    assert peak < 2**20
+
+
 # ---------------------------------------------------------------------------
 # load_mnist on the real files
 
@@ -293,15 +371,21 @@ def test_load_mnist_missing_without_download(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFoundError) as info:
         load_mnist(tmp_path, download=False)
     error = info.value
-    assert isinstance(error, RuntimeError)
+    assert isinstance(error, FileNotFoundError)  # what Python users catch for missing files
     message = str(error)
+    assert len(message.splitlines()) > 5
     for name in MNIST_FILES:
         assert f"{name}.gz" in message
+    # How to point fcnn at the files, from the command line and from the environment:
+    assert "--data-dir DIR" in message and "FCNN_DATA=DIR" in message
+    assert "load_mnist(root=DIR)" in message
     assert f"in {tmp_path / 'MNIST'}" in message
     for mirror in MNIST_MIRRORS:
         assert mirror in message
     assert error.folder == tmp_path / "MNIST"
     assert set(error.missing) == {f"{name}.gz" for name in MNIST_FILES}
+    copy = pickle.loads(pickle.dumps(error))  # as joblib workers send it back
+    assert str(copy) == message and copy.folder == error.folder and copy.missing == error.missing
     assert not (tmp_path / "MNIST").exists()
 
 
@@ -344,6 +428,36 @@ def test_fashion_mnist_from_debian(tmp_path):
     assert train_images.shape == (60_000, 28, 28) and test_images.shape == (10_000, 28, 28)
     assert np.bincount(train_labels).tolist() == [6000] * 10
     assert np.bincount(test_labels).tolist() == [1000] * 10
+
+
+
+
+def fashion_files_in(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in MNIST_FILES:
+        (folder / f"{name}.gz").symlink_to(DEBIAN_FASHION_MNIST / f"{name}.gz")
+
+
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed"
+)
+def test_mnist_asked_fashion_found_suggests_the_option(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", no_network)
+    fashion_files_in(tmp_path)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_mnist(tmp_path, download=False)
+    message = str(info.value)
+    assert "The files found are Fashion-MNIST's, not MNIST's" in message
+    assert "`--dataset fashion-mnist`" in message and "fcnn.load_fashion_mnist()" in message
+
+
+def test_fashion_asked_mnist_found_suggests_the_option(tmp_path, mnist_gz_dir, monkeypatch):
+    no_system_copy = dataclasses.replace(datasets._FASHION_MNIST, system_folders=())
+    monkeypatch.setattr(datasets, "_FASHION_MNIST", no_system_copy)
+    link_files(mnist_gz_dir, tmp_path, MNIST_FILES, ".gz")
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_fashion_mnist(tmp_path, download=False)
+    assert "`--dataset mnist`" in str(info.value)
 
 
 # ---------------------------------------------------------------------------
@@ -480,14 +594,15 @@ def test_download_error_lists_each_failure(tmp_path, servers, mnist_gz_dir, fast
         load_mnist(root, progress=False, mirrors=mirrors)
     lines = str(info.value).splitlines()
     url = "{}train-labels-idx1-ubyte.gz"
-    assert any(line.strip().startswith(url.format(mirrors[0])) and "SHA-256" in line for line in lines)
+    assert any(line.strip().startswith(url.format(mirrors[0])) and "not an IDX file" in line
+               for line in lines)
     assert any(
         line.strip().startswith(url.format(mirrors[1])) and hashlib.sha256(labels).hexdigest() in line
         for line in lines
     )
     assert any(line.strip().startswith(url.format(mirrors[2])) and "corrupt gzip" in line for line in lines)
     assert any(line.strip().startswith(url.format(mirrors[3])) and "HTTP 404" in line for line in lines)
-    assert list((root / "MNIST").iterdir()) == []
+    assert not (root / "MNIST").exists() and not root.exists()
 
 
 def test_download_all_mirrors_unreachable(tmp_path, fast_retries):
@@ -504,7 +619,7 @@ def test_download_all_mirrors_unreachable(tmp_path, fast_retries):
     # Refused connections are not retried: each mirror is tried once, then the next.
     failures = [line for line in message.splitlines() if "Connection refused" in line]
     assert [line.strip().split("train-labels")[0] for line in failures] == mirrors
-    assert list((tmp_path / "MNIST").iterdir()) == []
+    assert not (tmp_path / "MNIST").exists()
 
 
 def test_download_cut_connection_is_retried_and_leaves_nothing(tmp_path, servers, fast_retries, monkeypatch):
@@ -515,7 +630,7 @@ def test_download_cut_connection_is_retried_and_leaves_nothing(tmp_path, servers
     assert "connection closed after 100 of 10000 bytes" in str(info.value)
     # A transfer cut short is worth another try; the file is then given up, not kept.
     assert TruncatingHandler.requests == ["/train-labels-idx1-ubyte.gz"] * datasets.DOWNLOAD_ATTEMPTS
-    assert list((tmp_path / "MNIST").iterdir()) == []
+    assert not (tmp_path / "MNIST").exists()
 
 
 def test_download_interrupted_removes_temp_file(tmp_path, good_mirror, monkeypatch):
@@ -527,7 +642,136 @@ def test_download_interrupted_removes_temp_file(tmp_path, good_mirror, monkeypat
     monkeypatch.setattr(datasets.tqdm, "update", interrupt)
     with pytest.raises(KeyboardInterrupt):
         load_mnist(tmp_path, progress=False, mirrors=[good_mirror])
-    assert list((tmp_path / "MNIST").iterdir()) == []
+    assert not (tmp_path / "MNIST").exists()
+
+
+class EndlessHandler(http.server.BaseHTTPRequestHandler):
+    """Sends zeros without a Content-Length until the client hangs up."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(bytes(1 << 16))
+        except OSError:
+            pass
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+class HugeLengthHandler(EndlessHandler):
+    """Announces 10 GB."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(10**10))
+        self.end_headers()
+
+
+class TrickleHandler(EndlessHandler):
+    """One byte every 20 ms, forever: never slow enough for the socket timeout."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"\x1f")
+                self.wfile.flush()
+                time.sleep(0.02)
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("handler, message", [
+    (EndlessHandler, "sent more than the"),
+    (HugeLengthHandler, "announces 10000000000 bytes, more than the"),
+], ids=["endless", "huge-content-length"])
+def test_download_size_cap(tmp_path, servers, fast_retries, handler, message):
+    mirror = servers.start(handler)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_mnist(tmp_path, progress=False, mirrors=[mirror])
+    assert message in str(info.value)
+    assert not (tmp_path / "MNIST").exists()
+
+
+def test_download_deadline(tmp_path, servers, fast_retries, monkeypatch):
+    monkeypatch.setattr(datasets, "DOWNLOAD_DEADLINE", 0.5)
+    mirror = servers.start(TrickleHandler)
+    started = time.monotonic()
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_mnist(tmp_path, progress=False, mirrors=[mirror])
+    assert time.monotonic() - started < 3.0
+    assert "too slow" in str(info.value)
+    assert not (tmp_path / "MNIST").exists()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_download_removes_parts_left_by_dead_processes(tmp_path, good_mirror, fast_retries):
+    folder = tmp_path / "MNIST"
+    folder.mkdir()
+    stale = folder / f".train-labels-idx1-ubyte.{dead_pid()}.0123abcd.part"
+    stale.write_bytes(b"half a download")
+    live = folder / f".train-labels-idx1-ubyte.{os.getpid()}.4567cdef.part"  # ours: in progress
+    live.write_bytes(b"being written")
+    load_mnist(tmp_path, progress=False, mirrors=[good_mirror])
+    assert not stale.exists()
+    assert live.exists()
+
+
+
+
+# ---------------------------------------------------------------------------
+# One split only
+
+
+def test_split_test_needs_only_the_test_files(tmp_path, mnist_gz_dir, mnist, monkeypatch):
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", no_network)
+    link_files(mnist_gz_dir, tmp_path, ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"], ".gz")
+    images, labels = load_mnist(tmp_path, download=False, split="test")
+    np.testing.assert_array_equal(images, mnist[1][0])
+    np.testing.assert_array_equal(labels, mnist[1][1])
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_mnist(tmp_path, download=False, split="train")
+    assert set(info.value.missing) == {"train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz"}
+
+
+def test_split_train(tmp_path, mnist_gz_dir, mnist):
+    link_files(mnist_gz_dir, tmp_path, ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"], ".gz")
+    images, labels = load_mnist(tmp_path, download=False, split="train")
+    assert images.shape == (60_000, 28, 28)
+    np.testing.assert_array_equal(labels, mnist[0][1])
+
+
+@pytest.mark.parametrize("split", ["val", "TEST", 0, ("train",)])
+def test_split_must_be_train_test_or_none(tmp_path, split):
+    with pytest.raises(ValueError, match="split must be None, 'train' or 'test'"):
+        load_mnist(tmp_path, download=False, split=split)
+    with pytest.raises(ValueError, match="split must be"):
+        load_fashion_mnist(tmp_path, download=False, split=split)
+
+
+def test_offline_download_creates_no_folder(tmp_path, fast_retries):
+    """Offline with download=True (the CLI's default): no empty ~/.cache/fcnn/MNIST left."""
+    root = tmp_path / "cache" / "fcnn"
+    with pytest.raises(DatasetNotFoundError):
+        load_mnist(root, progress=False, mirrors=[closed_port_url()])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_download_keeps_folders_that_existed(tmp_path, fast_retries):
+    (tmp_path / "MNIST").mkdir()
+    with pytest.raises(DatasetNotFoundError):
+        load_mnist(tmp_path, progress=False, mirrors=[closed_port_url()])
+    assert (tmp_path / "MNIST").is_dir()
 
 
 # ---------------------------------------------------------------------------

@@ -1,9 +1,16 @@
 """fcnn.serialization: round trips, the file format as NumPy sees it, bad files, interrupted saves."""
 
 import hashlib
+import io
 import json
 import os
+import pathlib
+import struct
 import sys
+import time
+import tracemalloc
+import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -280,6 +287,8 @@ def fortran_weight(arrays, meta):
     (change_meta("dtype", "float64"), "layers.0.weight is float32, but the file says dtype float64"),
     (change_meta("dtype", "int8"), "dtype must be one of"),
     (change_meta("layers", [{"type": "Conv2d"}]), "layers\\[0\\] must be one of"),
+    (change_meta("layers", [{"type": ["Linear"]}]), "layers\\[0\\] must be one of"),
+    (change_meta("layers", [{"type": {"a": 1}}]), "layers\\[0\\] must be one of"),
     (change_meta("metadata", [1, 2]), "'metadata' must be a JSON dict"),
     (change_meta("sha256", None), "'sha256' must be a JSON str"),
     (drop_array("layers.2.bias"), "missing \\['layers.2.bias'\\]"),
@@ -287,7 +296,7 @@ def fortran_weight(arrays, meta):
     (widen_layer, "layers.2.weight has shape \\(9, 4\\), but its layer needs \\(9, 5\\)"),
     (change_dtype, "is float64, but the file says dtype float32"),
 ], ids=["format", "newer-version", "string-version", "dtype-mismatch", "unknown-dtype",
-        "unknown-layer", "metadata-not-dict", "no-checksum", "missing-array", "extra-array",
+        "unknown-layer", "layer-type-list", "layer-type-dict", "metadata-not-dict", "no-checksum", "missing-array", "extra-array",
         "shape-mismatch", "arrays-in-other-dtype"])
 def test_inconsistent_archive(saved, edit, match):
     path, _ = saved
@@ -476,3 +485,266 @@ def test_resume_with_momentum_continues_exactly(tmp_path):
     for (name, value), (_, expected) in zip(checkpoint.net.named_parameters(),
                                             straight_net.named_parameters()):
         np.testing.assert_array_equal(value, expected, err_msg=name)
+
+
+# ---------------------------------------------------------------------------- hostile files
+# Each is refused with a ValueError naming the file, before any large allocation, and
+# without running anything (no pickle is ever loaded).
+
+def npy_bytes(array, header_shape=None):
+    """``array`` as .npy bytes; ``header_shape`` makes the header lie about the shape."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=True)
+    data = buffer.getvalue()
+    if header_shape is not None:
+        header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+                  "shape": header_shape}
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, header)
+        data = head.getvalue() + data[len(data) - array.nbytes:]
+    return data
+
+
+def write_members(path, members, compression=zipfile.ZIP_STORED):
+    """A zip of ``name -> bytes`` members, in order (duplicates allowed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about duplicate names
+        with zipfile.ZipFile(path, "w", compression) as archive:
+            for name, data in members:
+                archive.writestr(name, data)
+
+
+def saved_members(path):
+    """The members of a saved model as (name, bytes), and its JSON."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(name, archive.read(name)) for name in archive.namelist()]
+    return members, read_archive(path)[1]
+
+
+class Touch:
+    """Pickled, it is a call to Path.touch: loading the pickle would create the file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_pickled_object_arrays_are_refused_unexecuted(saved, tmp_path):
+    path, _ = saved
+    marker = tmp_path / "pickle-ran"
+    arrays, meta = read_archive(path)
+    evil = np.empty(arrays["layers.0.weight"].shape, object)
+    evil[...] = Touch(marker)
+    arrays["layers.0.weight"] = evil
+    with open(path, "wb") as file:
+        np.savez(file, **arrays, **{META_KEY: np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+    assert_rejected(path, "layers.0.weight is object, but the file says dtype float32")
+    assert not marker.exists()
+    # The JSON entry as a pickled object, too.
+    with open(path, "wb") as file:
+        np.savez(file, **{META_KEY: np.array([Touch(marker)], object)})
+    assert_rejected(path, f"{META_KEY!r} must be 1-D uint8")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("rename, match", [
+    (lambda name: name[:-4], "is not named <array>.npy"),
+    (lambda name: "../" + name, "is not named <array>.npy"),
+    (lambda name: "sub/" + name, "is not named <array>.npy"),
+    (lambda name: name.replace(".npy", "\0.npy"), "is not named <array>.npy"),
+    (lambda name: name.replace("layers", "Layers"), "missing"),
+], ids=["no-suffix", "dot-dot", "folder", "nul", "upper-case"])
+def test_member_name_tricks(saved, rename, match):
+    path, _ = saved
+    members, _ = saved_members(path)
+    members = [(rename(name) if name.startswith("layers.0.weight") else name, data)
+               for name, data in members]
+    write_members(path, members)
+    assert_rejected(path, match)
+
+
+def test_member_twice_under_one_name(saved):
+    """Two readers could pick different copies: refused rather than guessed."""
+    path, _ = saved
+    members, _ = saved_members(path)
+    weight = next(data for name, data in members if name == "layers.0.weight.npy")
+    write_members(path, members + [("layers.0.weight.npy", weight)])
+    assert_rejected(path, "'layers.0.weight.npy' appears twice")
+
+
+def test_compressed_archive_is_refused(saved):
+    path, _ = saved
+    members, _ = saved_members(path)
+    write_members(path, members, zipfile.ZIP_DEFLATED)
+    assert_rejected(path, "is compressed")
+
+
+def test_zip_bomb_is_refused_in_bounded_time_and_memory(saved):
+    """64 MiB of zeros deflate to 64 KiB: refused from the zip directory alone."""
+    path, _ = saved
+    members, meta = saved_members(path)
+    meta["layers"][0]["num_inputs"] = 2**24
+    bomb = npy_bytes(np.zeros(1, np.float32), header_shape=(2**24, 9)) + bytes(2**26)
+    members = [(name, bomb if name == "layers.0.weight.npy" else data) for name, data in members]
+    write_members(path, members, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        assert_rejected(path, "is compressed")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 1.0
+    assert peak < 2**20
+
+
+def test_member_claiming_more_than_the_file_holds(saved):
+    path, _ = saved
+    data = bytearray(path.read_bytes())
+    # Patch the uncompressed and compressed sizes of the first central directory entry.
+    at = data.find(b"PK\x01\x02")
+    data[at + 20:at + 28] = struct.pack("<II", 2**31, 2**31)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
+        load(path)
+
+
+@pytest.mark.parametrize("convert, match", [
+    (lambda a: a.astype(">f4"), ">f4, but the file says dtype float32"),
+    (lambda a: a.astype(np.int32), "int32, but the file says dtype float32"),
+    (lambda a: a.astype(np.float16), "float16, but the file says dtype float32"),
+    (lambda a: a.astype(np.complex64), "complex64, but the file says dtype float32"),
+    (lambda a: a[:, :4], r"shape \(12, 4\), but its layer needs \(12, 9\)"),
+    (lambda a: a.reshape(-1), r"shape \(108,\), but its layer needs \(12, 9\)"),
+    (lambda a: a[np.newaxis], r"shape \(1, 12, 9\), but its layer needs \(12, 9\)"),
+], ids=["big-endian", "int32", "float16", "complex", "narrower", "flat", "3-d"])
+def test_wrong_dtypes_and_shapes(saved, convert, match):
+    path, _ = saved
+    arrays, meta = read_archive(path)
+    arrays["layers.0.weight"] = convert(arrays["layers.0.weight"])
+    write_archive(path, arrays, meta)
+    assert_rejected(path, match)
+
+
+def test_header_that_lies_about_the_shape(saved):
+    """A header promising a 2 GiB weight over 432 real bytes: refused, nothing allocated."""
+    path, _ = saved
+    members, meta = saved_members(path)
+    meta["layers"][0]["num_inputs"] = 2**27
+    weight = read_archive(path)[0]["layers.0.weight"]
+    members = [(name, npy_bytes(weight, header_shape=(2**27, 9)) if name.startswith(
+        "layers.0.weight") else data) for name, data in members if name != f"{META_KEY}.npy"]
+    members.append((f"{META_KEY}.npy", npy_bytes(np.frombuffer(json.dumps(meta).encode(),
+                                                              np.uint8))))
+    write_members(path, members)
+    tracemalloc.start()
+    try:
+        assert_rejected(path, "it holds 432 bytes of data, its header says 4831838208")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # an np.empty of 4.5 GiB would show here
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", ["layers.0.weight", "layers.2.bias"])
+def test_non_finite_weights_refused_even_with_a_recomputed_checksum(saved, value, name):
+    path, _ = saved
+    arrays, meta = read_archive(path)
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[1] = value
+    meta["sha256"] = serialization._checksum(
+        {key: array for key, array in arrays.items()})
+    write_archive(path, arrays, meta)
+    assert_rejected(path, f"{name} holds NaN or infinite values")
+
+
+def test_save_refuses_non_finite_weights(tmp_path):
+    net, _ = trained_net()
+    net.layers[2].bias[0] = np.nan
+    with pytest.raises(ValueError, match="layers.2.bias holds NaN"):
+        save(net, tmp_path / "model.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def raw_meta(path, text):
+    arrays, _ = read_archive(path)
+    arrays[META_KEY] = np.frombuffer(text.encode(), np.uint8)
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+
+
+def test_deeply_nested_metadata(saved):
+    path, _ = saved
+    _, meta = read_archive(path)
+    text = json.dumps(meta)
+    raw_meta(path, text[:-1] + ', "deep": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    started = time.perf_counter()
+    assert_rejected(path, "is not UTF-8 JSON")
+    assert time.perf_counter() - started < 2.0
+
+
+def test_json_constants_nan_and_infinity_are_refused(saved):
+    path, _ = saved
+    _, meta = read_archive(path)
+    raw_meta(path, json.dumps(meta)[:-1] + ', "x": NaN}')
+    assert_rejected(path, "NaN is not valid JSON")
+
+
+def test_huge_metadata(saved, monkeypatch):
+    path, _ = saved
+    monkeypatch.setattr(serialization, "MAX_META_BYTES", 1000)
+    _, meta = read_archive(path)
+    raw_meta(path, json.dumps({**meta, "metadata": {"pad": "x" * 2000}}))
+    assert_rejected(path, "must be 1-D uint8 of at most 1000 bytes")  # from its .npy header
+    raw_meta(path, json.dumps({**meta, "metadata": {"pad": "x" * 10_000}}))
+    assert_rejected(path, "entry has .* bytes; fcnn writes at most 1000")  # from the zip's
+    net, _ = trained_net()
+    with pytest.raises(ValueError, match="at most 1000"):
+        save(net, path, metadata={"pad": "x" * 2000})
+
+
+def test_meta_header_claiming_gigabytes(saved):
+    path, _ = saved
+    members, _ = saved_members(path)
+    members = [(name, npy_bytes(np.zeros(16, np.uint8), header_shape=(2**31,))
+                if name == f"{META_KEY}.npy" else data) for name, data in members]
+    write_members(path, members)
+    assert_rejected(path, "must be 1-D uint8 of at most")
+
+
+def test_velocity_names_that_are_not_strings(saved):
+    path, _ = saved
+    arrays, meta = read_archive(path)
+    meta["optimizer"] = {"velocities": [{"a": 1}]}
+    write_archive(path, arrays, meta)
+    assert_rejected(path, "velocities name no parameter")
+
+
+def test_layers_that_do_not_chain(saved, tmp_path):
+    path, _ = saved
+    arrays, meta = read_archive(path)
+    meta["layers"][2]["num_inputs"] = 5
+    arrays["layers.2.weight"] = np.zeros((5, 4), np.float32)
+    meta["sha256"] = serialization._checksum(arrays)
+    write_archive(path, arrays, meta)
+    assert_rejected(path, r"layers\[2\] takes 5 inputs, but the layer before it gives 9")
+    broken = Module(Linear(3, 4), ReLU(), Linear(5, 2))
+    with pytest.raises(ValueError, match=r"net.layers\[2\] takes 5 inputs"):
+        save(broken, tmp_path / "broken.npz")
+
+
+def test_meta_without_optimizer_field_reads_as_none(saved):
+    """Found by tests/fuzz/fuzz_load.py: a missing 'optimizer' raised KeyError."""
+    path, net = saved
+    arrays, meta = read_archive(path)
+    del meta["optimizer"]
+    for name in [name for name in arrays if name.startswith("optimizer.")]:
+        del arrays[name]
+    meta["sha256"] = serialization._checksum(arrays)
+    write_archive(path, arrays, meta)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.optimizer_state is None
