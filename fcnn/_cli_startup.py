@@ -1,0 +1,41 @@
+"""Ctrl-C while the ``fcnn`` command starts up: one line and status 130, not a traceback.
+
+Imported first by ``fcnn/__init__.py``, before NumPy and the C core: importing
+them takes a few hundred milliseconds, and a KeyboardInterrupt in that time
+printed a traceback, sometimes as ``ImportError: numpy._core.multiarray failed
+to import``, which reads like a broken install. When (and only when) this
+process is the ``fcnn`` command (its console script or ``python -m fcnn``),
+a SIGINT handler that exits at once is installed here; :func:`fcnn.cli.main`
+replaces it by Python's usual one as its first step. Importing fcnn in any
+other program changes nothing.
+"""
+
+import os
+import signal
+import sys
+import threading
+
+
+def _is_fcnn_command(argv: list[str]) -> bool:
+    """True for ``[python, .../fcnn, ...]`` and ``[python, ..., -m, fcnn, ...]``."""
+    if len(argv) >= 2 and os.path.basename(argv[1]) in ("fcnn", "fcnn-script.py"):
+        return True
+    for index, arg in enumerate(argv[1:-1], start=1):
+        if arg == "-c" or not arg.startswith("-"):  # a program or a script: not -m fcnn
+            return False
+        if arg == "-m":
+            return argv[index + 1] == "fcnn"
+        if arg == "-mfcnn":
+            return True
+    return False
+
+
+def exit_interrupted(signum: int, frame: object) -> None:
+    """The start-up SIGINT handler: nothing has been written yet, so leave at once."""
+    os.write(2, b"fcnn: interrupted\n")
+    os._exit(130)
+
+
+if threading.current_thread() is threading.main_thread() and \
+        _is_fcnn_command(getattr(sys, "orig_argv", sys.argv)):
+    signal.signal(signal.SIGINT, exit_interrupted)
