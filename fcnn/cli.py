@@ -874,6 +874,9 @@ def _search(args: argparse.Namespace, run: _Run) -> int:
     # The test images are never looked at: settings are chosen on validation data.
     images, labels = _load_split(args.dataset, args, "train", not args.no_progress)
     class_names = _DATASETS[args.dataset][1]
+    for hidden in args.hidden:
+        _check_memory(int(np.prod(images.shape[1:])), len(class_names),
+                      replace(base, hidden=hidden))
     try:
         train_data, val_data = train_val_split(images, labels, val_size=args.val_size,
                                                seed=args.seed)

@@ -200,6 +200,21 @@ def test_evaluate_needs_only_the_test_files(trained, test_only_dir, capsys):
     assert "precision" in out and "weighted avg" in out and "mnist test accuracy" in out
 
 
+def test_evaluate_asks_the_loader_for_the_test_split_only(trained, mnist_dir, monkeypatch,
+                                                         capsys):
+    calls = []
+
+    def load_with_split(root=None, download=True, progress=True, *, split=None):
+        calls.append(split)
+        train_data, test_data = load_mnist(root, download=download, progress=progress)
+        return test_data if split == "test" else (train_data, test_data)
+
+    monkeypatch.setitem(cli._DATASETS, "mnist", (load_with_split, cli.MNIST_CLASSES))
+    assert main(["evaluate", "--model", str(trained / "model.npz"), *data_args(mnist_dir),
+                 "--json"]) == 0
+    assert calls == ["test"] and json.loads(capsys.readouterr().out)["accuracy"] > 0.85
+
+
 def test_evaluate_defaults_to_the_models_data_set(tmp_path, mnist_dir, capsys):
     net = Module(Linear(784, 10), Softmax())
     fcnn.save(net, tmp_path / "fashion.npz", metadata={"dataset": "fashion-mnist"})
