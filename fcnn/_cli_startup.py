@@ -16,17 +16,24 @@ import sys
 import threading
 
 
+# Interpreter options whose value is the next argument.
+_OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")
+
+
 def _is_fcnn_command(argv: list[str]) -> bool:
-    """True for ``[python, .../fcnn, ...]`` and ``[python, ..., -m, fcnn, ...]``."""
+    """True for ``[python, .../fcnn, ...]`` and ``[python, <options>, -m, fcnn, ...]``."""
     if len(argv) >= 2 and os.path.basename(argv[1]) in ("fcnn", "fcnn-script.py"):
         return True
-    for index, arg in enumerate(argv[1:-1], start=1):
-        if arg == "-c" or not arg.startswith("-"):  # a program or a script: not -m fcnn
-            return False
+    arguments = iter(argv[1:])
+    for arg in arguments:
         if arg == "-m":
-            return argv[index + 1] == "fcnn"
-        if arg == "-mfcnn":
-            return True
+            return next(arguments, None) == "fcnn"
+        if arg.startswith("-m"):
+            return arg == "-mfcnn"
+        if arg in _OPTIONS_WITH_VALUE:
+            next(arguments, None)
+        elif arg == "-c" or not arg.startswith("-"):  # a program or a script
+            return False
     return False
 
 

@@ -416,3 +416,52 @@ def test_python_dash_m_fcnn(tmp_path):
     done = subprocess.run([sys.executable, "-m", "fcnn", "--version"], capture_output=True,
                           text=True, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == f"fcnn {fcnn.__version__}"
+
+
+# ---------------------------------------------------------------------------- optional extras
+
+def test_export_without_onnx_says_what_to_install(tmp_path, monkeypatch, capsys):
+    fcnn.save(Module(Linear(4, 2)), tmp_path / "m.npz")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx fails
+    assert main(["export", "--model", str(tmp_path / "m.npz"),
+                 "--out", str(tmp_path / "m.onnx")]) == 1
+    one_line_error(capsys.readouterr().err, "pip install fcnn[onnx]")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_predict_images_without_pillow_says_what_to_install(tmp_path, monkeypatch, capsys):
+    fcnn.save(Module(Linear(784, 10), Softmax()), tmp_path / "m.npz")
+    (tmp_path / "digit.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    np.save(tmp_path / "digits.npy", np.zeros((2, 28, 28), np.uint8))
+    monkeypatch.setitem(sys.modules, "PIL", None)  # import PIL fails
+    assert main(["predict", "--model", str(tmp_path / "m.npz"), str(tmp_path / "digit.png")]) == 1
+    one_line_error(capsys.readouterr().err, "pip install fcnn[images]")
+    # .npy files need no Pillow.
+    assert main(["predict", "--model", str(tmp_path / "m.npz"),
+                 str(tmp_path / "digits.npy")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+# ---------------------------------------------------------------------------- start-up
+
+@pytest.mark.parametrize("argv, expected", [
+    (["/venv/bin/python", "/venv/bin/fcnn", "train"], True),
+    (["python", "-m", "fcnn", "train"], True),
+    (["python", "-X", "dev", "-m", "fcnn"], True),
+    (["python", "-mfcnn"], True),
+    (["python", "-m", "pytest", "tests"], False),
+    (["python", "-c", "import fcnn", "-m", "fcnn"], False),
+    (["python", "script.py", "-m", "fcnn"], False),
+    (["python"], False),
+])
+def test_only_the_fcnn_command_gets_the_start_up_handler(argv, expected):
+    from fcnn._cli_startup import _is_fcnn_command
+
+    assert _is_fcnn_command(argv) is expected
+
+
+def test_importing_fcnn_elsewhere_leaves_sigint_alone(tmp_path):
+    code = "import signal, fcnn; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=tmp_path)
+    assert done.stdout.strip() == "True"
