@@ -105,7 +105,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default is argparse.SUPPRESS or action.required:
+        if "default" in text or action.default is argparse.SUPPRESS or action.required or \
+                not action.option_strings:  # positionals and the list of commands
             return text
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             return f"{text} (default: off)" if action.default is False else f"{text} (default: on)"
@@ -146,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     data_options(train_cmd)
     train_cmd.add_argument("--hidden", type=_positive_int, nargs="+",
                            default=list(defaults.hidden), metavar="N",
-                           help=f"hidden layer sizes (default: {' '.join(map(str, defaults.hidden))})")
+                           help="hidden layer sizes (default: "
+                                f"{' '.join(map(str, defaults.hidden))})")
     train_cmd.add_argument("--lr", type=float, default=defaults.lr, help="initial learning rate")
     train_cmd.add_argument("--lr-decay", type=float, default=defaults.lr_decay,
                            help="schedule factor alpha per stage")
@@ -683,7 +685,8 @@ def _evaluate(args: argparse.Namespace, run: _Run) -> int:
 
 # ---------------------------------------------------------------------------- predict
 
-def _predict_inputs(paths: Sequence[Path], num_inputs: int) -> Iterator[tuple[list[str], np.ndarray]]:
+def _predict_inputs(paths: Sequence[Path],
+                    num_inputs: int) -> Iterator[tuple[list[str], np.ndarray]]:
     """``(names, images (n, features))`` per file named or found in a named folder.
 
     An image file is one image named by its path; the n images of a .npy or IDX

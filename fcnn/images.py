@@ -1,4 +1,4 @@
-"""Photos and scans of digits made to look like MNIST: reading image files and the MNIST preprocessing.
+"""Photos and scans of digits made to look like MNIST: reading image files, MNIST's preprocessing.
 
 MNIST's digits are white on black, their ink fitted in a 20x20 box (aspect ratio
 kept, anti-aliased) and placed in a 28x28 field so that the ink's centre of mass
@@ -146,5 +146,5 @@ def mnist_preprocess(image: np.ndarray, size: int = 28, box: int = 20) -> np.nda
 
 
 def _offset(wanted: float, length: int, size: int) -> int:
-    """Where a run of ``length`` pixels starts so its centre of mass is centred, kept in the field."""
+    """Where ``length`` pixels start so that their centre of mass is centred, inside the field."""
     return int(min(max(round(wanted), 0), size - length))

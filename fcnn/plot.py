@@ -320,7 +320,7 @@ def plot_accuracy(history: Mapping) -> Figure:
 
 
 def plot_curves(history: Mapping) -> Figure:
-    """Loss (left) and accuracy (right) per epoch side by side: what ``fcnn train`` saves as curves.png.
+    """Loss (left) and accuracy (right) per epoch side by side: ``fcnn train``'s curves.png.
 
     Args:
         history: A history dict (see the module docstring) with at least one

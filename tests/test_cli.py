@@ -74,6 +74,19 @@ def test_train_writes_model_history_and_curves(trained):
     assert (trained / "curves.png").stat().st_size > 10_000
 
 
+def test_plot_curves_has_loss_and_accuracy_side_by_side():
+    pytest.importorskip("matplotlib", reason="fcnn.plot needs matplotlib")
+    from fcnn.plot import plot_curves
+
+    history = {"epoch": [1, 2], "train_loss": [0.5, 0.3], "test_loss": [0.4, 0.35],
+               "train_accuracy": [0.8, 0.9], "test_accuracy": [0.85, 0.88]}
+    loss_axes, accuracy_axes = plot_curves(history).axes
+    assert [line.get_label() for line in loss_axes.lines] == ["train", "test"]
+    assert list(accuracy_axes.lines[1].get_ydata()) == [85.0, 88.0]
+    with pytest.raises(ValueError, match="accuracy"):
+        plot_curves({"train_loss": [0.5]})
+
+
 def test_train_on_all_images_with_plain_sgd(mnist_dir, tmp_path):
     assert main(["train", *data_args(mnist_dir), "--epochs", "1", "--hidden", "16", "--lr",
                  "0.1", "--momentum", "0", "--no-nesterov", "--threads", "1", "--out",
@@ -401,6 +414,9 @@ def test_every_option_shows_its_default():
             assert "default" in text, f"fcnn {name} {action.option_strings[0]}: {text!r}"
             checked += 1
     assert checked > 30
+    for help_text in [parser.format_help(),
+                      *(sub.format_help() for sub in commands.choices.values())]:
+        assert "(default: None)" not in help_text
     help_text = " ".join(commands.choices["train"].format_help().split())
     for shown in ("--epochs EPOCHS epochs to train", "(default: 64)", "(default: 0)",
                   "(default: 1024)", "(default: fcnn-run)"):
@@ -461,7 +477,8 @@ def test_only_the_fcnn_command_gets_the_start_up_handler(argv, expected):
 
 
 def test_importing_fcnn_elsewhere_leaves_sigint_alone(tmp_path):
-    code = "import signal, fcnn; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    code = ("import signal, fcnn; "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=tmp_path)
     assert done.stdout.strip() == "True"

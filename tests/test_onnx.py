@@ -1,4 +1,4 @@
-"""fcnn.export_onnx and `fcnn export`: the exported graph, run by onnxruntime, answers as fcnn does."""
+"""fcnn.export_onnx and `fcnn export`: run by onnxruntime, the exported graph answers as fcnn."""
 
 import json
 import subprocess
