@@ -175,9 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     if _has_early_stopping():
         train_cmd.add_argument("--early-stopping", type=_positive_int, default=None,
                                metavar="PATIENCE",
-                               help="stop when the validation loss has not improved for "
-                                    "PATIENCE epochs and keep the best weights; needs "
-                                    "--val-size (default: off)")
+                               help="stop when the validation accuracy has not improved "
+                                    "for PATIENCE epochs and keep the best epoch's weights; "
+                                    "needs --val-size (default: off)")
     train_cmd.add_argument("--resume", type=Path, default=None, metavar="MODEL",
                            help="continue the run saved in MODEL (a model.npz of fcnn train) "
                                 "with its settings, up to --epochs in total (default: a new run)")
@@ -618,8 +618,9 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
     if not quiet:
         print(result["report_text"])
     curves = "" if note else f", {args.out / 'curves.png'}"
-    stopped = history.get("stopped_early") or history.get("stop_reason")
-    why = f" ({stopped})" if isinstance(stopped, str) else ""
+    why = ""
+    if history.get("stop_reason") == "early_stopping":
+        why = f" (stopped early, weights of epoch {history.get('best_epoch')})"
     print(f"test accuracy {result['accuracy']:.2%}{why}; saved {model_path}, "
           f"{history_path}{curves}")
     return 0
@@ -630,6 +631,8 @@ def _joined_history(previous: dict[str, Any], history: dict[str, Any],
     """The saved run's epochs followed by this run's, numbered on from them."""
     history = dict(history)
     history["epoch"] = [done + epoch for epoch in history.get("epoch", [])]
+    if isinstance(history.get("best_epoch"), int):
+        history["best_epoch"] += done
     if not previous:
         return history
     joined = {key: value for key, value in history.items() if not isinstance(value, list)}
