@@ -29,7 +29,6 @@ import numpy as np
 
 from .functional import Linear, ReLU, Softmax
 from .nn import Module
-from .serialization import _mode_for
 
 __all__ = ["INPUT_DESCRIPTION", "OPSET", "export_onnx"]
 
@@ -184,13 +183,27 @@ def _layer_summary(net: Module) -> str:
 
 
 def _write_atomically(path: Path, payload: bytes) -> Path:
+    """Writes ``payload`` to a temporary file beside ``path``, then renames it onto ``path``.
+
+    An error or Ctrl-C midway removes the temporary file and leaves a previous file at
+    ``path`` as it was. A replaced file keeps its permission bits; a new one gets 0666
+    minus the umask, as open() would give it. (fcnn.save does the same for models.)
+    """
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0o022)  # the umask can only be read by setting it
+        os.umask(umask)
+        mode = 0o666 & ~umask
     # Not a with-block: the file must outlive its closing, to be renamed or removed.
     temp = tempfile.NamedTemporaryFile(  # noqa: SIM115
         mode="wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
         with temp:
             temp.write(payload)
-        os.chmod(temp.name, _mode_for(path))
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.chmod(temp.name, mode)
         os.replace(temp.name, path)
     except BaseException:
         try:
