@@ -7,6 +7,8 @@ in ``fcnn.datasets``, the training loop and evaluation in ``fcnn.training``,
 metrics in ``fcnn.metrics`` and figures in ``fcnn.plot`` (needs matplotlib).
 """
 
+from . import _cli_startup  # noqa: F401  (first: Ctrl-C while the fcnn command starts)
+
 import os as _os
 
 # OpenMP threads that wait spin 300,000 times by default before sleeping: when another process
@@ -38,6 +40,7 @@ except ImportError:
 from ._backend import get_backend, set_backend  # noqa: E402
 from ._core import get_num_threads, set_num_threads
 from .nn import Module
+from .onnx_export import export_onnx
 from .serialization import load, load_checkpoint, save
 from .training import TrainConfig, evaluate, fit, predict, predict_proba, train
 

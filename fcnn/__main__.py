@@ -2,6 +2,10 @@
 
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while starting up: no traceback, the usual status
+    sys.stderr.write("fcnn: interrupted\n")
+    sys.exit(130)
 
 sys.exit(main())

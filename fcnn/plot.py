@@ -46,6 +46,7 @@ __all__ = [
     "plot_search",
     "plot_loss",
     "plot_accuracy",
+    "plot_curves",
     "plot_first_layer_weights",
     "plot_weight_matrix",
     "plot_confusion_matrix",
@@ -250,8 +251,11 @@ def plot_search(
     return fig
 
 
-def _plot_splits(history: Mapping, quantity: str, title: str) -> Figure:
-    """One line per ``<split>_<quantity>`` key of ``history``, split = train, val, test."""
+def _plot_splits(history: Mapping, quantity: str, title: str, axes=None) -> Figure:
+    """One line per ``<split>_<quantity>`` key of ``history``, split = train, val, test.
+
+    Draws into ``axes`` when given (and returns its figure), else into a new figure.
+    """
     epochs, series = _check_history(history, [f"{split}_{quantity}" for split in _SPLITS])
     keys = list(series)
     if not keys:
@@ -259,8 +263,11 @@ def _plot_splits(history: Mapping, quantity: str, title: str) -> Figure:
         raise ValueError(
             f"history must have at least one of {expected}; got keys {sorted(history)}"
         )
-    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
-    axes = fig.subplots()
+    if axes is None:
+        fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+        axes = fig.subplots()
+    else:
+        fig = axes.figure
     for key in keys:
         split = key.partition("_")[0]
         axes.plot(
@@ -310,6 +317,26 @@ def plot_accuracy(history: Mapping) -> Figure:
             above 1.
     """
     return _plot_splits(history, "accuracy", "Accuracy per epoch")
+
+
+def plot_curves(history: Mapping) -> Figure:
+    """Loss (left) and accuracy (right) per epoch side by side: ``fcnn train``'s curves.png.
+
+    Args:
+        history: A history dict (see the module docstring) with at least one
+            loss and one accuracy key.
+
+    Returns:
+        The figure: two axes, one line per split present in each.
+
+    Raises:
+        TypeError, ValueError: as :func:`plot_loss` and :func:`plot_accuracy`.
+    """
+    fig = Figure(figsize=(11.0, 4.0), layout="constrained")
+    loss_axes, accuracy_axes = fig.subplots(1, 2)
+    _plot_splits(history, "loss", "Loss per epoch", axes=loss_axes)
+    _plot_splits(history, "accuracy", "Accuracy per epoch", axes=accuracy_axes)
+    return fig
 
 
 # ----------------------------------------------------------------------------

@@ -142,6 +142,7 @@ def test_bad_flags_exit_2(flags, capsys):
     (["--n-jobs", "0"], "n_jobs must be a non-zero integer"),
     (["--backend", "no-such-backend"], "Invalid backend"),
     (["--val-size", "60000"], "val_size must be in [1, 59999]"),
+    (["--hidden", "16", "100000000"], "--hidden 100000000: the net would need"),
 ])
 def test_bad_settings_exit_2_with_one_line(flags, message, mnist_dir, tmp_path, capsys):
     assert main(search_args(mnist_dir, tmp_path, *flags, "--no-progress")) == 2
@@ -151,7 +152,16 @@ def test_bad_settings_exit_2_with_one_line(flags, message, mnist_dir, tmp_path, 
     assert not (tmp_path / "search.json").exists()
 
 
-def test_missing_data_exits_2(tmp_path, capsys):
+def test_missing_data_exits_1(tmp_path, capsys):
     assert main(["search", "--data-dir", str(tmp_path), "--no-download", "--out",
-                 str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err.startswith("fcnn search: error: ")
+                 str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fcnn search: error: ") and "--data-dir" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_out_naming_a_file_exits_1(mnist_dir, tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    assert main(search_args(mnist_dir, tmp_path / "taken", "--no-progress")) == 1
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file" in err and len(err.strip().splitlines()) == 1
