@@ -641,10 +641,11 @@ static PyObject *_linear_backward_out(PyObject *self, PyObject *args, PyObject *
         }
     }
     void *dx_data = dx == NULL ? NULL : PyArray_DATA(dx);
-    Py_BEGIN_ALLOW_THREADS;
+    FCNN_BEGIN_KERNEL;
     DISPATCH(typenum, fcnn_linear_backward, dx_data, PyArray_DATA(dweight), PyArray_DATA(dbias),
-             PyArray_DATA(dout), PyArray_DATA(x), PyArray_DATA(weight), B, C, OC);
-    Py_END_ALLOW_THREADS;
+             PyArray_DATA(dout), PyArray_DATA(x), PyArray_DATA(weight), B, C, OC,
+             fcnn_get_threads());
+    FCNN_END_KERNEL;
     Py_DECREF(dout);
     Py_DECREF(x);
     Py_DECREF(weight);

@@ -280,13 +280,8 @@ def _load_split(dataset: str, args: argparse.Namespace, split: str | None,
     try:
         if split is None:
             return loader(args.data_dir, download=not args.no_download, progress=progress)
-        if "split" in inspect.signature(loader).parameters:
-            return loader(args.data_dir, download=not args.no_download, progress=progress,
-                          split=split)
-        # A loader without split= reads both splits: keep the one asked for.
-        train_data, test_data = loader(args.data_dir, download=not args.no_download,
-                                       progress=progress)
-        return train_data if split == "train" else test_data
+        return loader(args.data_dir, download=not args.no_download, progress=progress,
+                      split=split)
     except DatasetNotFoundError as error:
         raise CommandError(_not_found_message(str(error))) from None
     except (ValueError, OSError) as error:
@@ -423,6 +418,8 @@ def _write_outputs(folder: Path, net: Module, optimizer: Any, metadata: dict[str
         return (*write(folder), None)
     except OSError as error:
         problem = f"cannot write to {folder} ({error.strerror or error})"
+    except ValueError as error:  # fcnn.save refuses NaN or infinite weights
+        raise CommandError(f"{error}; nothing saved") from None
     try:
         return (*write(Path(tempfile.mkdtemp(prefix="fcnn-rescue-"))), problem)
     except OSError as error:

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
+from ._checks import require_finite
+
 __all__ = ["DataLoader"]
 
 
@@ -151,22 +153,17 @@ def _check_image_values(images: np.ndarray) -> None:
     """
     if images.dtype == np.uint8:
         return
+    require_finite(images)
     flat = images.reshape(-1)
     integer = images.dtype.kind in "iu"
-    for first in range(0, flat.shape[0], _CHECK_CHUNK):
+    for first in range(0, flat.shape[0] if integer else 0, _CHECK_CHUNK):
         chunk = flat[first:first + _CHECK_CHUNK]
         low, high = chunk.min(), chunk.max()
-        if integer and (low < 0 or high > 255):
+        if low < 0 or high > 255:
             raise ValueError(
                 f"images of dtype {images.dtype} must lie in [0, 255] (DataLoader divides "
                 f"integer images by 255), got values from {low} to {high}; give float "
                 "images already scaled as you want them"
-            )
-        if not integer and not (np.isfinite(low) and np.isfinite(high)):
-            bad = first + int(np.flatnonzero(~np.isfinite(chunk))[0])
-            sample, feature = divmod(bad, images.shape[1])
-            raise ValueError(
-                f"images must be finite, got {flat[bad]} at sample {sample}, feature {feature}"
             )
 
 

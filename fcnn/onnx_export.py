@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ._io import write_atomically
 from .functional import Linear, ReLU, Softmax
 from .nn import Module
 
@@ -145,7 +145,10 @@ def export_onnx(net: Module, path: str | os.PathLike, *,
             raise TypeError(f"metadata must map strings to strings, got {key!r}: {value!r}")
     helper.set_model_props(model, properties)
     onnx.checker.check_model(model)
-    return _write_atomically(Path(path), model.SerializeToString())
+    payload = model.SerializeToString()
+    path = Path(path)
+    write_atomically(path, lambda stream: stream.write(payload))
+    return path
 
 
 def _check_net(net: Module) -> np.dtype:
@@ -180,35 +183,3 @@ def _layer_summary(net: Module) -> str:
     sizes = [net.linear_layers()[0].num_inputs,
              *(layer.num_outputs for layer in net.linear_layers())]
     return "-".join(map(str, sizes)) + f" ({net.dtype})"
-
-
-def _write_atomically(path: Path, payload: bytes) -> Path:
-    """Writes ``payload`` to a temporary file beside ``path``, then renames it onto ``path``.
-
-    An error or Ctrl-C midway removes the temporary file and leaves a previous file at
-    ``path`` as it was. A replaced file keeps its permission bits; a new one gets 0666
-    minus the umask, as open() would give it. (fcnn.save does the same for models.)
-    """
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0o022)  # the umask can only be read by setting it
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    # Not a with-block: the file must outlive its closing, to be renamed or removed.
-    temp = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        mode="wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with temp:
-            temp.write(payload)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.chmod(temp.name, mode)
-        os.replace(temp.name, path)
-    except BaseException:
-        try:
-            os.unlink(temp.name)
-        except FileNotFoundError:
-            pass
-        raise
-    return path

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._checks import require_finite
 from ._backend import get_backend, kernels
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
@@ -80,11 +81,7 @@ def _check_images(net: Module, images: Any, name: str = "images") -> np.ndarray:
     if num_inputs is not None and flat.shape[1] != num_inputs:
         raise ValueError(f"{name} must have {num_inputs} features per sample (the net's inputs), "
                          f"got shape {images.shape}")
-    if images.dtype.kind == "f":
-        # min and max propagate NaN and show inf, without a temporary array the size of images.
-        if not (math.isfinite(flat.min()) and math.isfinite(flat.max())):
-            bad = int(np.argmin(np.isfinite(flat).all(axis=1)))
-            raise ValueError(f"{name} must be finite, but sample {bad} holds NaN or inf")
+    require_finite(flat, name)
     return flat
 
 
@@ -375,11 +372,8 @@ def _check_epochs(value: Any, name: str, minimum: int = 1) -> int:
 def _check_loader(net: Module, loader: Any) -> None:
     """NaN images and labels outside the net's classes, refused before the first step."""
     images, labels = getattr(loader, "images", None), getattr(loader, "labels", None)
-    if isinstance(images, np.ndarray) and images.dtype.kind == "f" and images.size:
-        flat = images.reshape(images.shape[0], -1)
-        if not (math.isfinite(flat.min()) and math.isfinite(flat.max())):
-            bad = int(np.argmin(np.isfinite(flat).all(axis=1)))
-            raise ValueError(f"loader.images must be finite, but sample {bad} holds NaN or inf")
+    if isinstance(images, np.ndarray) and images.ndim >= 1:
+        require_finite(images, "loader.images")
     if isinstance(labels, np.ndarray) and labels.size:
         _check_labels(net, labels, labels.shape[0], "loader.labels")
 

@@ -5,7 +5,6 @@ Exit status: 0 done, 1 runtime error, 2 usage error, 130 interrupted (see fcnn/c
 
 import argparse
 import errno
-import inspect
 import json
 import subprocess
 import sys
@@ -203,9 +202,6 @@ def test_evaluate_json_matches_training_history(trained, mnist_dir, capsys):
     assert set(result["report"]) >= {"0", "9", "accuracy", "macro avg", "weighted avg"}
 
 
-@pytest.mark.skipif("split" not in inspect.signature(load_mnist).parameters,
-                    reason="load_mnist(split=) is not in this fcnn yet: evaluate reads both "
-                           "splits through the old call")
 def test_evaluate_needs_only_the_test_files(trained, test_only_dir, capsys):
     assert main(["evaluate", "--model", str(trained / "model.npz"), "--data-dir",
                  str(test_only_dir), "--no-download"]) == 0

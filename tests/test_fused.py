@@ -1,10 +1,12 @@
 """The fused C epoch: against its NumPy twin and the Module API path, sparse against dense,
 threads, reproducibility, divergence, Ctrl-C, and bad input."""
 
+import os
 import signal
 
 import numpy as np
 import pytest
+import scipy_openblas32
 import threadpoolctl
 
 import fcnn
@@ -161,12 +163,19 @@ def test_sparse_path_does_not_depend_on_thread_count():
         np.testing.assert_array_equal(a, b)
 
 
-def fcnn_blas_threads():
-    """Threads of fcnn's own OpenBLAS (scipy_openblas32, not NumPy's 64-bit copy)."""
+def fcnn_blas_info():
+    """threadpoolctl's entry for fcnn's own OpenBLAS: scipy_openblas32's, not NumPy's 64-bit
+    copy nor the one SciPy bundles (loaded once a test imports scikit-learn)."""
+    home = os.path.realpath(scipy_openblas32.get_lib_dir())
     blas = [info for info in threadpoolctl.threadpool_info()
-            if "scipy_openblas" in info["filepath"] and "64_" not in info["filepath"]]
+            if os.path.realpath(info["filepath"]).startswith(home + os.sep)]
     assert len(blas) == 1
-    return blas[0]["num_threads"]
+    return blas[0]
+
+
+def fcnn_blas_threads():
+    """Threads of fcnn's own OpenBLAS."""
+    return fcnn_blas_info()["num_threads"]
 
 
 def test_one_thread_setting_reaches_openmp_and_blas():
@@ -174,9 +183,7 @@ def test_one_thread_setting_reaches_openmp_and_blas():
     try:
         fcnn.set_num_threads(1)
         assert _core.get_num_threads() == 1
-        blas = [info for info in threadpoolctl.threadpool_info()
-                if "scipy_openblas" in info["filepath"] and "64_" not in info["filepath"]]
-        assert blas and blas[0]["num_threads"] == 1
+        assert fcnn_blas_threads() == 1
     finally:
         fcnn.set_num_threads(previous)
     libraries = {info["user_api"] for info in threadpoolctl.threadpool_info()}

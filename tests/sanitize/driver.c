@@ -64,9 +64,9 @@ static void expect_finite(const char *what, double value) {
         real *velocity = calloc(C * OC, sizeof(real));                                         \
         int64_t labels[B];                                                                     \
         for (int b = 0; b < B; b++) labels[b] = b % OC;                                        \
-        S(fcnn_linear_forward)(out, x, weight, bias, B, C, OC);                                \
-        S(fcnn_linear_backward)(dx, dweight, dbias, dout, x, weight, B, C, OC);                \
-        S(fcnn_linear_backward)(NULL, dweight, dbias, dout, x, weight, B, C, OC);              \
+        S(fcnn_linear_forward)(out, x, weight, bias, B, C, OC, 2);                             \
+        S(fcnn_linear_backward)(dx, dweight, dbias, dout, x, weight, B, C, OC, 2);             \
+        S(fcnn_linear_backward)(NULL, dweight, dbias, dout, x, weight, B, C, OC, 1);           \
         S(fcnn_relu_forward)(out, out, B * OC);                                                \
         S(fcnn_relu_backward)(dout, dout, out, B * OC);                                        \
         S(fcnn_softmax_forward)(probs, out, B, OC);                                            \
@@ -111,16 +111,22 @@ static void expect_finite(const char *what, double value) {
             fcnn_size batches = (N + B - 1) / B;                                               \
             double *lrs = malloc((size_t)batches * sizeof(double));                            \
             for (fcnn_size s = 0; s < batches; s++) lrs[s] = 0.05;                             \
+            fcnn_mlp net = {.num_layers = L};                                                  \
+            for (int l = 0; l <= L; l++) net.sizes[l] = SIZES[l];                              \
+            for (int l = 0; l < L; l++) {                                                      \
+                net.weights[l] = weights[l], net.biases[l] = biases[l];                        \
+                net.weight_velocities[l] = weight_velocities[l];                               \
+                net.bias_velocities[l] = bias_velocities[l];                                   \
+            }                                                                                  \
+            fcnn_epoch_data data = {images, bytes, sample_labels, order, N, B};                \
+            fcnn_sgd_settings sgd = {lrs, 1e-4, with_momentum ? 0.9 : 0.0, 1};                 \
             void *workspace =                                                                  \
-                malloc((size_t)fcnn_train_epoch_workspace(SIZES, L, B, sizeof(real), threads)); \
+                malloc((size_t)fcnn_train_epoch_workspace(&net, B, sizeof(real), threads));    \
             double loss_sum = 0;                                                               \
             int64_t correct = 0;                                                               \
-            fcnn_size steps = S(fcnn_train_epoch)(                                             \
-                &loss_sum, &correct, weights, biases,                                          \
-                with_momentum ? weight_velocities : NULL,                                      \
-                with_momentum ? bias_velocities : NULL, workspace, images, bytes,              \
-                sample_labels, order, N, lrs, SIZES, L, B, 1e-4, with_momentum ? 0.9 : 0.0, 1, \
-                0.65, threads);                                                                \
+            /* sparse_threshold -1: the cost model, calibrated at the first call. */          \
+            fcnn_size steps = S(fcnn_train_epoch)(&loss_sum, &correct, &net, workspace, &data, \
+                                                  &sgd, variant & 2 ? -1.0 : 0.65, threads);  \
             if (steps != batches) {                                                            \
                 fprintf(stderr, "train_epoch did %td of %td steps\n", steps, batches);         \
                 failures++;                                                                    \
