@@ -47,7 +47,7 @@ from .training import TrainConfig, evaluate, fit, predict, predict_proba, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "Module", "TrainConfig", "evaluate", "fit", "get_backend", "get_num_threads", "load",
-    "load_checkpoint", "predict", "predict_proba", "save", "set_backend", "set_num_threads",
-    "train", "__version__",
+    "Module", "TrainConfig", "evaluate", "export_onnx", "fit", "get_backend", "get_num_threads",
+    "load", "load_checkpoint", "predict", "predict_proba", "save", "set_backend",
+    "set_num_threads", "train", "__version__",
 ]

@@ -43,6 +43,8 @@ def exit_interrupted(signum: int, frame: object) -> None:
     os._exit(130)
 
 
+# A SIGINT the parent made this process ignore (a background job, nohup) stays ignored.
 if threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN and \
         _is_fcnn_command(getattr(sys, "orig_argv", sys.argv)):
     signal.signal(signal.SIGINT, exit_interrupted)

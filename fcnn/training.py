@@ -236,7 +236,9 @@ class _StopOnInterrupt:
         self._previous: Any = None
 
     def __enter__(self) -> _StopOnInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        # An ignored SIGINT (a background job, nohup) stays ignored.
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 

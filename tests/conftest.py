@@ -1,11 +1,19 @@
 """Shared fixtures: where the real MNIST files are, and the kernel backends."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The tests send SIGINT as a user's Ctrl-C, to this process and to the fcnn commands they
+# start. Run in a background job (a CI runner's `cmd &`), pytest inherits an ignored SIGINT,
+# which fcnn rightly leaves ignored: give the suite the terminal's usual handler instead
+# (the commands it starts then inherit SIGINT's default action).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _mnist_dir() -> Path | None:

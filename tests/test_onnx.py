@@ -123,10 +123,12 @@ def test_refuses_what_it_cannot_express(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_import_fcnn_does_not_import_onnx():
+def test_import_fcnn_does_not_import_onnx(tmp_path):
     code = "import sys, fcnn; fcnn.export_onnx; print('onnx' in sys.modules)"
+    # cwd: `python -c` puts the working directory first on sys.path, and a source
+    # checkout's fcnn has no built _core.
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+                          check=True, cwd=tmp_path)
     assert done.stdout.strip() == "False"
 
 
