@@ -37,8 +37,11 @@ def plot(cases: list[common.Case], path, title: str) -> None:
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     names = dict.fromkeys(case.info["name"] for case in cases)
     for name in names:
-        points = sorted((case.info["batch_size"], case.info["seconds_per_epoch"])
-                        for case in cases if case.info["name"] == name)
+        points = sorted(
+            (case.info["batch_size"], case.info["seconds_per_epoch"])
+            for case in cases
+            if case.info["name"] == name
+        )
         axes.plot(*zip(*points, strict=True), marker="o", label=name)
     axes.set_xscale("log", base=2)
     axes.set_yscale("log")
@@ -63,12 +66,17 @@ def plot(cases: list[common.Case], path, title: str) -> None:
 
 def main() -> None:
     parser = common.make_parser(__doc__)
-    parser.add_argument("--batch-sizes", type=common.positive_int, nargs="+",
-                        default=[1, 16, 64, 256, 1024])
+    parser.add_argument(
+        "--batch-sizes", type=common.positive_int, nargs="+", default=[1, 16, 64, 256, 1024]
+    )
     parser.add_argument("--hidden", type=common.positive_int, default=1024)
-    parser.add_argument("--samples", type=common.positive_int, default=None,
-                        help=f"images trained on for batch sizes below {SUBSET_BELOW} "
-                             f"(default 6000; {QUICK_SMALL_SAMPLES} with --quick)")
+    parser.add_argument(
+        "--samples",
+        type=common.positive_int,
+        default=None,
+        help=f"images trained on for batch sizes below {SUBSET_BELOW} "
+        f"(default 6000; {QUICK_SMALL_SAMPLES} with --quick)",
+    )
     args = common.parse_args(parser)
     if args.samples is None:
         args.samples = QUICK_SMALL_SAMPLES if args.quick else 6000
@@ -77,10 +85,13 @@ def main() -> None:
     contenders = common.contenders(ORDER, args)
     cases = []
     for batch_size in args.batch_sizes:
-        samples = args.samples if batch_size < SUBSET_BELOW else (
-            QUICK_SAMPLES if args.quick else None)
-        cases += [common.epoch_case(contender, data, args.hidden, batch_size, samples)
-                  for contender in contenders]
+        samples = (
+            args.samples if batch_size < SUBSET_BELOW else (QUICK_SAMPLES if args.quick else None)
+        )
+        cases += [
+            common.epoch_case(contender, data, args.hidden, batch_size, samples)
+            for contender in contenders
+        ]
     common.run_cases(cases, args.repeats)
 
     rows = []
@@ -89,23 +100,43 @@ def main() -> None:
         case.info["seconds_per_epoch"] = common.per_epoch(case.median, samples)
         case.info["extrapolated"] = samples < common.EPOCH_SAMPLES
         case.info["us_per_sample"] = case.median / samples * 1e6
-        rows.append([case.info["name"], case.info["batch_size"],
-                     f"{samples:,}{' *' if case.info['extrapolated'] else ''}",
-                     f"{case.info['seconds_per_epoch']:.3f}", f"{case.info['us_per_sample']:.2f}"])
+        rows.append(
+            [
+                case.info["name"],
+                case.info["batch_size"],
+                f"{samples:,}{' *' if case.info['extrapolated'] else ''}",
+                f"{case.info['seconds_per_epoch']:.3f}",
+                f"{case.info['us_per_sample']:.2f}",
+            ]
+        )
     quick = " [QUICK: not a result]" if args.quick else ""
-    title = (f"784-{args.hidden}-10, {threads} thread(s), median of {args.repeats}{quick}\n"
-             f"s per {common.EPOCH_SAMPLES:,}: extrapolated from the samples timed where "
-             f"marked *")
-    common.print_table(title, ["contender", "B", "samples timed",
-                               f"s per {common.EPOCH_SAMPLES:,}", "us/sample"], rows)
-    common.write_results(args, "batch_size", threads, {
-        "hidden": args.hidden, "epoch_samples": common.EPOCH_SAMPLES,
-        "cases": [case.record() for case in cases],
-    })
-    plot(cases, common.output_path(args, "batch_size", ".png"),
-         f"one epoch of 784-{args.hidden}-10 on MNIST, {threads} thread(s), median of "
-         f"{args.repeats}{quick}\nbatches below {SUBSET_BELOW}: scaled from the first "
-         f"{args.samples:,} samples{f', the others from {QUICK_SAMPLES:,}' if args.quick else ''}")
+    title = (
+        f"784-{args.hidden}-10, {threads} thread(s), median of {args.repeats}{quick}\n"
+        f"s per {common.EPOCH_SAMPLES:,}: extrapolated from the samples timed where "
+        f"marked *"
+    )
+    common.print_table(
+        title,
+        ["contender", "B", "samples timed", f"s per {common.EPOCH_SAMPLES:,}", "us/sample"],
+        rows,
+    )
+    common.write_results(
+        args,
+        "batch_size",
+        threads,
+        {
+            "hidden": args.hidden,
+            "epoch_samples": common.EPOCH_SAMPLES,
+            "cases": [case.record() for case in cases],
+        },
+    )
+    plot(
+        cases,
+        common.output_path(args, "batch_size", ".png"),
+        f"one epoch of 784-{args.hidden}-10 on MNIST, {threads} thread(s), median of "
+        f"{args.repeats}{quick}\nbatches below {SUBSET_BELOW}: scaled from the first "
+        f"{args.samples:,} samples{f', the others from {QUICK_SAMPLES:,}' if args.quick else ''}",
+    )
 
 
 if __name__ == "__main__":

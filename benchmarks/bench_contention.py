@@ -48,25 +48,40 @@ def busy() -> None:
 
 
 def epoch_seconds(env: dict[str, str], samples: int, repeats: int, threads: int) -> float:
-    done = subprocess.run([sys.executable, "-c", WORKER, str(samples), str(repeats),
-                           str(threads)], env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(samples), str(repeats), str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout.strip())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.partition("\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--samples", type=int, default=12800)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    base = {key: value for key, value in os.environ.items()
-            if key not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-    policies = {"fcnn default (GOMP_SPINCOUNT=1000)": {},
-                "libgomp default (GOMP_SPINCOUNT=300000)": {"GOMP_SPINCOUNT": "300000"},
-                "OMP_WAIT_POLICY=passive": {"OMP_WAIT_POLICY": "passive"}}
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS")
+    }
+    policies = {
+        "fcnn default (GOMP_SPINCOUNT=1000)": {},
+        "libgomp default (GOMP_SPINCOUNT=300000)": {"GOMP_SPINCOUNT": "300000"},
+        "OMP_WAIT_POLICY=passive": {"OMP_WAIT_POLICY": "passive"},
+    }
     results = {}
-    print(f"fused plain-SGD epoch, 784-1024-10, batch 64, best of {args.repeats} on "
-          f"{args.samples} samples, scaled to 60,000 (s/epoch)")
+    print(
+        f"fused plain-SGD epoch, 784-1024-10, batch 64, best of {args.repeats} on "
+        f"{args.samples} samples, scaled to 60,000 (s/epoch)"
+    )
     print(f"{'wait policy':42} {'load':>10} {'1 thread':>9} {'2 threads':>9} {'speed-up':>9}")
     for name, extra in policies.items():
         for loaded in (False, True):
@@ -75,8 +90,10 @@ def main() -> None:
                 competitor = multiprocessing.Process(target=busy, daemon=True)
                 competitor.start()
             try:
-                one, two = (epoch_seconds({**base, **extra}, args.samples, args.repeats, count)
-                            for count in (1, 2))
+                one, two = (
+                    epoch_seconds({**base, **extra}, args.samples, args.repeats, count)
+                    for count in (1, 2)
+                )
             finally:
                 if competitor is not None:
                     competitor.terminate()

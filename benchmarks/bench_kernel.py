@@ -25,30 +25,54 @@ HERE = Path(__file__).resolve().parent
 
 
 def build(csrc: Path, out_dir: Path) -> Path:
-    sources = [str(path) for path in sorted(csrc.glob("*.c"))
-               if path.name not in ("module.c", "epoch.c")]
+    sources = [
+        str(path) for path in sorted(csrc.glob("*.c")) if path.name not in ("module.c", "epoch.c")
+    ]
     binary = out_dir / "bench_kernel"
     lib_dir = scipy_openblas32.get_lib_dir()
-    command = ["gcc", "-O3", "-std=gnu11", "-fopenmp", "-w", f"-I{csrc}",
-               f"-I{scipy_openblas32.get_include_dir()}", "-DBLAS_SYMBOL_PREFIX=scipy_",
-               str(HERE / "bench_kernel.c"), *sources, f"-L{lib_dir}",
-               f"-l{scipy_openblas32.get_library()}", f"-Wl,-rpath,{lib_dir}", "-lm",
-               "-o", str(binary)]
+    command = [
+        "gcc",
+        "-O3",
+        "-std=gnu11",
+        "-fopenmp",
+        "-w",
+        f"-I{csrc}",
+        f"-I{scipy_openblas32.get_include_dir()}",
+        "-DBLAS_SYMBOL_PREFIX=scipy_",
+        str(HERE / "bench_kernel.c"),
+        *sources,
+        f"-L{lib_dir}",
+        f"-l{scipy_openblas32.get_library()}",
+        f"-Wl,-rpath,{lib_dir}",
+        "-lm",
+        "-o",
+        str(binary),
+    ]
     subprocess.run(command, check=True)
     return binary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.partition("\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--csrc", type=Path, default=HERE.parent / "csrc")
     parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--density", type=float, default=0.19,
-                        help="share of non-zero pixels; 1 times the dense kernels")
+    parser.add_argument(
+        "--density",
+        type=float,
+        default=0.19,
+        help="share of non-zero pixels; 1 times the dense kernels",
+    )
     parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--callgrind", action="store_true",
-                        help="run under valgrind --tool=callgrind (10 repeats) and print the "
-                             "instructions of each kernel")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="run under valgrind --tool=callgrind (10 repeats) and print the "
+        "instructions of each kernel",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         binary = build(args.csrc.resolve(), Path(folder))
@@ -61,10 +85,18 @@ def main() -> None:
             sys.exit("valgrind is not installed")
         out = Path(folder) / "callgrind.out"
         command[-1] = "10"
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        *command], check=True, env=env, capture_output=True)
-        report = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)],
-                                check=True, capture_output=True, text=True).stdout
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        report = subprocess.run(
+            ["callgrind_annotate", "--inclusive=yes", str(out)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         print("instructions over 10 calls (callgrind, inclusive):")
         for line in report.splitlines():
             if "first_forward" in line or "first_update" in line:

@@ -37,8 +37,10 @@ import common
 import fcnn
 
 QUICK_TRAIN_ARGS = ["--hidden", "64", "--val-size", "55000"]
-LOAD_MNIST = ("import sys, fcnn; from fcnn.datasets import load_mnist; "
-              "load_mnist(sys.argv[1] if sys.argv[1] else None, download=False, progress=False)")
+LOAD_MNIST = (
+    "import sys, fcnn; from fcnn.datasets import load_mnist; "
+    "load_mnist(sys.argv[1] if sys.argv[1] else None, download=False, progress=False)"
+)
 # argv: log file, then the probe's argv. Prints: exit code, wall seconds, peak RSS in KB.
 LAUNCHER = """
 import os, resource, sys, time
@@ -66,8 +68,13 @@ def child_env(threads: int | None) -> dict[str, str]:
 def probe(argv: list[str], env: dict[str, str], log_path: Path) -> common.Run:
     """Runs ``argv`` through the launcher, output to ``log_path``; its wall seconds and
     peak RSS in KB."""
-    launcher = subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, str(log_path), *argv],
-                              env=env, capture_output=True, text=True, check=True)
+    launcher = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", LAUNCHER, str(log_path), *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     exit_code, seconds, max_rss_kb = launcher.stdout.split()
     if int(exit_code) != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{log_path.read_text()}")
@@ -84,8 +91,18 @@ def main() -> None:
     data_dir = "" if args.data_dir is None else str(args.data_dir)
     with tempfile.TemporaryDirectory(prefix="fcnn-bench-memory-") as folder:
         folder = Path(folder)
-        train_argv = [sys.executable, "-m", "fcnn", "train", "--no-download", "--epochs", "1",
-                      "--no-progress", "--out", str(folder / "run")]
+        train_argv = [
+            sys.executable,
+            "-m",
+            "fcnn",
+            "train",
+            "--no-download",
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--out",
+            str(folder / "run"),
+        ]
         if args.data_dir is not None:
             train_argv += ["--data-dir", data_dir]
         if args.quick:
@@ -95,29 +112,50 @@ def main() -> None:
             "import fcnn + load MNIST": [sys.executable, "-c", LOAD_MNIST, data_dir],
             "fcnn train": train_argv,
         }
-        cases = [common.Case(label=name,
-                             run=lambda argv=argv, name=name: probe(
-                                 argv, env, folder / f"{name.split()[-1]}.log"),
-                             info={"name": name, "argv": argv[1:]})
-                 for name, argv in probes.items()]
+        cases = [
+            common.Case(
+                label=name,
+                run=lambda argv=argv, name=name: probe(
+                    argv, env, folder / f"{name.split()[-1]}.log"
+                ),
+                info={"name": name, "argv": argv[1:]},
+            )
+            for name, argv in probes.items()
+        ]
         common.run_cases(cases, args.repeats)
 
     rows = []
     for case in cases:
         peaks = [run.extra["max_rss_kb"] for run in case.runs]
         case.info.update(max_rss_kb=peaks, median_max_rss_kb=statistics.median(peaks))
-        rows.append([case.info["name"], f"{case.info['median_max_rss_kb'] / 1024:.1f}",
-                     f"{case.median:.2f}"])
+        rows.append(
+            [
+                case.info["name"],
+                f"{case.info['median_max_rss_kb'] / 1024:.1f}",
+                f"{case.median:.2f}",
+            ]
+        )
     quick = " [QUICK: not a result; train is 784-64-10 on 5,000 images]" if args.quick else ""
-    common.print_table(f"peak resident memory of a subprocess, {threads} thread(s), median of "
-                       f"{args.repeats}{quick}", ["probe", "peak RSS MiB", "wall s"], rows)
+    common.print_table(
+        f"peak resident memory of a subprocess, {threads} thread(s), median of "
+        f"{args.repeats}{quick}",
+        ["probe", "peak RSS MiB", "wall s"],
+        rows,
+    )
     train_peak, load_peak = cases[2].info["median_max_rss_kb"], cases[1].info["median_max_rss_kb"]
-    print(f"training adds {(train_peak - load_peak) / 1024:.1f} MiB to importing fcnn and "
-          f"loading MNIST")
-    common.write_results(args, "memory", threads, {
-        "units": {"max_rss_kb": "KiB (ru_maxrss on Linux)", "seconds": "wall seconds"},
-        "cases": [case.record() for case in cases],
-    })
+    print(
+        f"training adds {(train_peak - load_peak) / 1024:.1f} MiB to importing fcnn and "
+        f"loading MNIST"
+    )
+    common.write_results(
+        args,
+        "memory",
+        threads,
+        {
+            "units": {"max_rss_kb": "KiB (ru_maxrss on Linux)", "seconds": "wall seconds"},
+            "cases": [case.record() for case in cases],
+        },
+    )
 
 
 if __name__ == "__main__":

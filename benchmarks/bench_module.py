@@ -30,9 +30,8 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
 import common
+import numpy as np
 from common import torch  # noqa: I001 - after fcnn, see common.py
 
 from fcnn.dataloader import DataLoader
@@ -52,8 +51,9 @@ def faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def fcnn_loop(images: np.ndarray, labels: np.ndarray, batch_size: int,
-              settings: dict[str, Any]) -> common.Run:
+def fcnn_loop(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, settings: dict[str, Any]
+) -> common.Run:
     net = common.build_net(images.shape[1], HIDDEN)
     criterion = CrossEntropyLoss(net)
     optimizer = SGD(net, lr=common.LR, lr_scheduler=None, **settings)
@@ -66,12 +66,14 @@ def fcnn_loop(images: np.ndarray, labels: np.ndarray, batch_size: int,
     return common.Run(seconds, common.net_params(net), {"faults": faults() - started_faults})
 
 
-def torch_loop(images: np.ndarray, labels: np.ndarray, batch_size: int,
-               settings: dict[str, Any]) -> common.Run:
+def torch_loop(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, settings: dict[str, Any]
+) -> common.Run:
     nn = torch.nn
     w1, b1, w2, b2 = common.initial_params(images.shape[1], HIDDEN, np.float32)
-    model = nn.Sequential(nn.Linear(images.shape[1], HIDDEN), nn.ReLU(),
-                          nn.Linear(HIDDEN, common.NUM_CLASSES))
+    model = nn.Sequential(
+        nn.Linear(images.shape[1], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, common.NUM_CLASSES)
+    )
     with torch.no_grad():  # PyTorch keeps (out, in): the transpose of fcnn's weights
         for layer, weight, bias in ((model[0], w1, b1), (model[2], w2, b2)):
             layer.weight.copy_(torch.from_numpy(weight.T))
@@ -84,20 +86,26 @@ def torch_loop(images: np.ndarray, labels: np.ndarray, batch_size: int,
     started_faults, started = faults(), time.perf_counter()
     order = torch.randperm(len(labels), generator=generator)
     for start in range(0, len(labels), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         x = image_tensor[index].to(torch.float32).div_(255)
         optimizer.zero_grad(set_to_none=True)
         criterion(model(x), label_tensor[index]).backward()
         optimizer.step()
     seconds = time.perf_counter() - started
-    params = (model[0].weight.detach().numpy().T, model[0].bias.detach().numpy(),
-              model[2].weight.detach().numpy().T, model[2].bias.detach().numpy())
-    return common.Run(seconds, tuple(param.copy() for param in params),
-                      {"faults": faults() - started_faults})
+    params = (
+        model[0].weight.detach().numpy().T,
+        model[0].bias.detach().numpy(),
+        model[2].weight.detach().numpy().T,
+        model[2].bias.detach().numpy(),
+    )
+    return common.Run(
+        seconds, tuple(param.copy() for param in params), {"faults": faults() - started_faults}
+    )
 
 
-def numpy_loop(images: np.ndarray, labels: np.ndarray, batch_size: int,
-               settings: dict[str, Any]) -> common.Run:
+def numpy_loop(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, settings: dict[str, Any]
+) -> common.Run:
     """Plain NumPy float32 with fcnn's update rule (sgd_rule.h), temporaries reused."""
     params = list(common.initial_params(images.shape[1], HIDDEN, np.float32))
     real = np.float32
@@ -110,7 +118,7 @@ def numpy_loop(images: np.ndarray, labels: np.ndarray, batch_size: int,
     order = rng.permutation(len(labels))
     w1, b1, w2, b2 = params
     for start in range(0, len(labels), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         x = np.divide(images[index], real(255), dtype=real)
         y = labels[index]
         active = x @ w1
@@ -127,8 +135,7 @@ def numpy_loop(images: np.ndarray, labels: np.ndarray, batch_size: int,
         dactive = grad @ w2.T
         dactive *= active > 0
         dw1, db1 = x.T @ dactive, dactive.sum(axis=0)
-        for slot, (param, gradient) in enumerate(((w1, dw1), (b1, db1), (w2, dw2),
-                                                  (b2, db2))):
+        for slot, (param, gradient) in enumerate(((w1, dw1), (b1, db1), (w2, dw2), (b2, db2))):
             step, scratch = gradient, True  # scratch: a temporary this step may overwrite
             if velocities is not None:
                 velocity = velocities[slot]
@@ -146,20 +153,24 @@ def numpy_loop(images: np.ndarray, labels: np.ndarray, batch_size: int,
     return common.Run(seconds, (w1, b1, w2, b2), {"faults": faults() - started_faults})
 
 
-CONTENDERS = (("module", "fcnn Module API", fcnn_loop, False),
-              ("torch", "PyTorch CPU", torch_loop, True),
-              ("numpy32", "NumPy float32", numpy_loop, False))
+CONTENDERS = (
+    ("module", "fcnn Module API", fcnn_loop, False),
+    ("torch", "PyTorch CPU", torch_loop, True),
+    ("numpy32", "NumPy float32", numpy_loop, False),
+)
 
 
-def python_calls_per_step(data: common.MNIST, settings: dict[str, Any],
-                          batch_size: int, steps: int = 50) -> dict[str, float]:
+def python_calls_per_step(
+    data: common.MNIST, settings: dict[str, Any], batch_size: int, steps: int = 50
+) -> dict[str, float]:
     """Python function calls and C calls made from Python per step of the fcnn loop."""
     net = common.build_net(data.train_images.shape[1], HIDDEN)
     criterion = CrossEntropyLoss(net)
     optimizer = SGD(net, lr=common.LR, lr_scheduler=None, **settings)
     count = steps * batch_size
-    loader = DataLoader((data.train_images[:count], data.train_labels[:count]),
-                        batch_size=batch_size, seed=0)
+    loader = DataLoader(
+        (data.train_images[:count], data.train_labels[:count]), batch_size=batch_size, seed=0
+    )
     counts = {"call": 0, "c_call": 0}
 
     def profile(frame: Any, event: str, arg: Any) -> None:
@@ -183,15 +194,23 @@ def python_calls_per_step(data: common.MNIST, settings: dict[str, Any],
 
 def main() -> None:
     parser = common.make_parser(__doc__)
-    parser.add_argument("--samples", type=common.positive_int, default=None,
-                        help=f"batch-64 cases train on the first N images, times scaled to "
-                             f"{common.EPOCH_SAMPLES:,} (default all; {QUICK_SAMPLES} with "
-                             "--quick)")
-    parser.add_argument("--batch1-steps", type=common.positive_int, default=None,
-                        help=f"steps of the batch-1 cases (default 3000; "
-                             f"{QUICK_BATCH1_STEPS} with --quick)")
-    parser.add_argument("--optimizers", default="sgd,nesterov",
-                        help=f"comma-separated, from {sorted(OPTIMIZERS)}")
+    parser.add_argument(
+        "--samples",
+        type=common.positive_int,
+        default=None,
+        help=f"batch-64 cases train on the first N images, times scaled to "
+        f"{common.EPOCH_SAMPLES:,} (default all; {QUICK_SAMPLES} with "
+        "--quick)",
+    )
+    parser.add_argument(
+        "--batch1-steps",
+        type=common.positive_int,
+        default=None,
+        help=f"steps of the batch-1 cases (default 3000; {QUICK_BATCH1_STEPS} with --quick)",
+    )
+    parser.add_argument(
+        "--optimizers", default="sgd,nesterov", help=f"comma-separated, from {sorted(OPTIMIZERS)}"
+    )
     args = common.parse_args(parser)
     if args.samples is None:
         args.samples = QUICK_SAMPLES if args.quick else common.EPOCH_SAMPLES
@@ -214,53 +233,96 @@ def main() -> None:
             for key, name, loop, needs_torch in CONTENDERS:
                 if needs_torch and not common.use_torch(args):
                     continue
-                cases.append(common.Case(
-                    label=f"{name}, {optimizer}, B={batch_size}, {samples} samples",
-                    run=lambda loop=loop, i=images, l=labels, b=batch_size, s=settings:
-                        loop(i, l, b, s),
-                    warm_up=lambda loop=loop, i=images[:warm], l=labels[:warm], b=batch_size,
-                        s=settings: loop(i, l, b, s),
-                    info={"contender": key, "name": name, "optimizer": optimizer,
-                          "batch_size": batch_size, "samples": samples,
-                          "steps": -(-samples // batch_size)}))
+                cases.append(
+                    common.Case(
+                        label=f"{name}, {optimizer}, B={batch_size}, {samples} samples",
+                        run=lambda loop=loop, i=images, l=labels, b=batch_size, s=settings: loop(
+                            i, l, b, s
+                        ),
+                        warm_up=lambda loop=loop, i=images[:warm], l=labels[:warm], b=batch_size, s=settings: (
+                            loop(i, l, b, s)
+                        ),
+                        info={
+                            "contender": key,
+                            "name": name,
+                            "optimizer": optimizer,
+                            "batch_size": batch_size,
+                            "samples": samples,
+                            "steps": -(-samples // batch_size),
+                        },
+                    )
+                )
     common.run_cases(cases, args.repeats)
 
-    torch_seconds = {(case.info["optimizer"], case.info["batch_size"]): case.median
-                     for case in cases if case.info["contender"] == "torch"}
+    torch_seconds = {
+        (case.info["optimizer"], case.info["batch_size"]): case.median
+        for case in cases
+        if case.info["contender"] == "torch"
+    }
     rows, records = [], []
     for case in cases:
         info = case.info
         per_step = case.median / info["steps"]
         faults_per_step = np.median([run.extra["faults"] for run in case.runs]) / info["steps"]
         baseline = torch_seconds.get((info["optimizer"], info["batch_size"]))
-        rows.append([info["name"], info["optimizer"], info["batch_size"],
-                     f"{common.per_epoch(case.median, info['samples']):.3f}",
-                     f"{per_step * 1e6:.1f}", common.ratio(baseline, case.median),
-                     f"{faults_per_step:.1f}"])
-        records.append({**case.record(), "seconds_per_epoch":
-                        common.per_epoch(case.median, info["samples"]),
-                        "microseconds_per_step": per_step * 1e6,
-                        "faults_per_step": float(faults_per_step),
-                        "speedup_vs_torch": None if baseline is None else baseline / case.median})
-    title = (f"784-{HIDDEN}-10, float32, {threads} thread(s), median of {args.repeats}; s/epoch "
-             f"scaled to {common.EPOCH_SAMPLES:,} samples"
-             f"{' [QUICK: not a result]' if args.quick else ''}\n"
-             "vs PyTorch: x faster (PyTorch seconds / contender seconds; below 1 = slower)")
-    common.print_table(title, ["contender", "optimizer", "B", "s/epoch", "us/step",
-                               "vs PyTorch", "faults/step"], rows)
-    calls = {optimizer: {batch_size: python_calls_per_step(data, OPTIMIZERS[optimizer],
-                                                           batch_size)
-                         for batch_size in (1, 64)} for optimizer in optimizers}
-    common.print_table("fcnn Module API: calls per step (sys.setprofile)",
-                       ["optimizer", "B", "Python calls", "C calls"],
-                       [[optimizer, batch_size, f"{counts['python_calls']:.0f}",
-                         f"{counts['c_calls']:.0f}"]
-                        for optimizer, by_size in calls.items()
-                        for batch_size, counts in by_size.items()])
-    common.write_results(args, "module", threads, {
-        "hidden": HIDDEN, "optimizers": {name: OPTIMIZERS[name] for name in optimizers},
-        "cases": records, "calls_per_step": calls,
-    })
+        rows.append(
+            [
+                info["name"],
+                info["optimizer"],
+                info["batch_size"],
+                f"{common.per_epoch(case.median, info['samples']):.3f}",
+                f"{per_step * 1e6:.1f}",
+                common.ratio(baseline, case.median),
+                f"{faults_per_step:.1f}",
+            ]
+        )
+        records.append(
+            {
+                **case.record(),
+                "seconds_per_epoch": common.per_epoch(case.median, info["samples"]),
+                "microseconds_per_step": per_step * 1e6,
+                "faults_per_step": float(faults_per_step),
+                "speedup_vs_torch": None if baseline is None else baseline / case.median,
+            }
+        )
+    title = (
+        f"784-{HIDDEN}-10, float32, {threads} thread(s), median of {args.repeats}; s/epoch "
+        f"scaled to {common.EPOCH_SAMPLES:,} samples"
+        f"{' [QUICK: not a result]' if args.quick else ''}\n"
+        "vs PyTorch: x faster (PyTorch seconds / contender seconds; below 1 = slower)"
+    )
+    common.print_table(
+        title,
+        ["contender", "optimizer", "B", "s/epoch", "us/step", "vs PyTorch", "faults/step"],
+        rows,
+    )
+    calls = {
+        optimizer: {
+            batch_size: python_calls_per_step(data, OPTIMIZERS[optimizer], batch_size)
+            for batch_size in (1, 64)
+        }
+        for optimizer in optimizers
+    }
+    common.print_table(
+        "fcnn Module API: calls per step (sys.setprofile)",
+        ["optimizer", "B", "Python calls", "C calls"],
+        [
+            [optimizer, batch_size, f"{counts['python_calls']:.0f}", f"{counts['c_calls']:.0f}"]
+            for optimizer, by_size in calls.items()
+            for batch_size, counts in by_size.items()
+        ],
+    )
+    common.write_results(
+        args,
+        "module",
+        threads,
+        {
+            "hidden": HIDDEN,
+            "optimizers": {name: OPTIMIZERS[name] for name in optimizers},
+            "cases": records,
+            "calls_per_step": calls,
+        },
+    )
 
 
 if __name__ == "__main__":

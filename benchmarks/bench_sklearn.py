@@ -28,9 +28,8 @@ import statistics
 import time
 import warnings
 
-import numpy as np
-
 import common
+import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -43,10 +42,20 @@ QUICK_SAMPLES = 5000
 
 def settings(hidden: int, epochs: int, batch_size: int, lr: float) -> dict:
     """The parameters both estimators take, with the same meaning."""
-    return dict(hidden_layer_sizes=(hidden,), solver="sgd", learning_rate_init=lr,
-                batch_size=batch_size, momentum=0.9, nesterovs_momentum=True, alpha=1e-4,
-                max_iter=epochs, tol=0.0, n_iter_no_change=epochs + 1, shuffle=True,
-                random_state=0)
+    return dict(
+        hidden_layer_sizes=(hidden,),
+        solver="sgd",
+        learning_rate_init=lr,
+        batch_size=batch_size,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        alpha=1e-4,
+        max_iter=epochs,
+        tol=0.0,
+        n_iter_no_change=epochs + 1,
+        shuffle=True,
+        random_state=0,
+    )
 
 
 def time_fits(make, X_train, y_train, X_test, y_test, repeats: int) -> dict:
@@ -58,18 +67,29 @@ def time_fits(make, X_train, y_train, X_test, y_test, repeats: int) -> dict:
             started = time.perf_counter()
             estimator.fit(X_train, y_train)
             seconds.append(time.perf_counter() - started)
-    return {"seconds": statistics.median(seconds), "all_seconds": seconds,
-            "epochs": int(estimator.n_iter_),
-            "accuracy": float(estimator.score(X_test, y_test))}
+    return {
+        "seconds": statistics.median(seconds),
+        "all_seconds": seconds,
+        "epochs": int(estimator.n_iter_),
+        "accuracy": float(estimator.score(X_test, y_test)),
+    }
 
 
 def main() -> None:
     parser = common.make_parser(__doc__, uses_torch=False)
-    parser.add_argument("--epochs", type=common.positive_int, default=None,
-                        help="MNIST epochs (default 10; 2 with --quick)")
+    parser.add_argument(
+        "--epochs",
+        type=common.positive_int,
+        default=None,
+        help="MNIST epochs (default 10; 2 with --quick)",
+    )
     parser.add_argument("--digits-epochs", type=common.positive_int, default=50)
-    parser.add_argument("--hidden", type=common.positive_int, default=256,
-                        help="hidden units on MNIST (digits: 100)")
+    parser.add_argument(
+        "--hidden",
+        type=common.positive_int,
+        default=256,
+        help="hidden units on MNIST (digits: 100)",
+    )
     parser.add_argument("--batch-size", type=common.positive_int, default=128)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--no-mnist", action="store_true", help="digits only")
@@ -81,12 +101,15 @@ def main() -> None:
     cases = []  # (data set, contender, make, X_train, y_train, X_test, y_test)
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
-        (X / 16).astype(np.float32), y, test_size=0.25, stratify=y, random_state=0)
+        (X / 16).astype(np.float32), y, test_size=0.25, stratify=y, random_state=0
+    )
     digits = settings(100, args.digits_epochs, 32, args.lr)
-    cases.append(("digits", "fcnn, float32 X", lambda: FcnnMLP(**digits),
-                  X_train, y_train, X_test, y_test))
-    cases.append(("digits", "scikit-learn", lambda: SklearnMLP(**digits),
-                  X_train, y_train, X_test, y_test))
+    cases.append(
+        ("digits", "fcnn, float32 X", lambda: FcnnMLP(**digits), X_train, y_train, X_test, y_test)
+    )
+    cases.append(
+        ("digits", "scikit-learn", lambda: SklearnMLP(**digits), X_train, y_train, X_test, y_test)
+    )
     if not args.no_mnist:
         data = common.load_data(args)
         count = QUICK_SAMPLES if args.quick else len(data.train_images)
@@ -94,34 +117,81 @@ def main() -> None:
         train_floats = train_bytes.astype(np.float32) / 255
         test_floats = data.test_images.astype(np.float32) / 255
         mnist = settings(args.hidden, args.epochs, args.batch_size, args.lr)
-        cases.append(("MNIST", "fcnn, uint8 X", lambda: FcnnMLP(**mnist),
-                      train_bytes, train_labels, data.test_images, data.test_labels))
-        cases.append(("MNIST", "fcnn, float32 X", lambda: FcnnMLP(**mnist),
-                      train_floats, train_labels, test_floats, data.test_labels))
-        cases.append(("MNIST", "scikit-learn", lambda: SklearnMLP(**mnist),
-                      train_floats, train_labels, test_floats, data.test_labels))
+        cases.append(
+            (
+                "MNIST",
+                "fcnn, uint8 X",
+                lambda: FcnnMLP(**mnist),
+                train_bytes,
+                train_labels,
+                data.test_images,
+                data.test_labels,
+            )
+        )
+        cases.append(
+            (
+                "MNIST",
+                "fcnn, float32 X",
+                lambda: FcnnMLP(**mnist),
+                train_floats,
+                train_labels,
+                test_floats,
+                data.test_labels,
+            )
+        )
+        cases.append(
+            (
+                "MNIST",
+                "scikit-learn",
+                lambda: SklearnMLP(**mnist),
+                train_floats,
+                train_labels,
+                test_floats,
+                data.test_labels,
+            )
+        )
 
     results = []
     for dataset, contender, make, *arrays in cases:
         result = time_fits(make, *arrays, repeats=args.repeats)
-        results.append({"dataset": dataset, "contender": contender,
-                        "train_samples": int(arrays[0].shape[0]), **result})
-        print(f"{dataset:6s} {contender:16s} {result['seconds']:8.2f} s  "
-              f"{result['accuracy']:.2%}", flush=True)
+        results.append(
+            {
+                "dataset": dataset,
+                "contender": contender,
+                "train_samples": int(arrays[0].shape[0]),
+                **result,
+            }
+        )
+        print(
+            f"{dataset:6s} {contender:16s} {result['seconds']:8.2f} s  {result['accuracy']:.2%}",
+            flush=True,
+        )
 
     rows = []
     for result in results:
-        reference = next(r for r in results if r["dataset"] == result["dataset"]
-                         and r["contender"] == "scikit-learn")
-        rows.append([f"{result['dataset']}: {result['contender']}", result["train_samples"],
-                     result["epochs"], f"{result['seconds']:.2f}",
-                     f"{reference['seconds'] / result['seconds']:.1f}x",
-                     f"{result['accuracy']:.2%}"])
-    title = (f"fit time (median of {args.repeats}) and test accuracy, {threads} thread(s); "
-             f"MNIST 784-{args.hidden}-10, digits 64-100-10; SGD lr {args.lr}, Nesterov 0.9"
-             f"{' [QUICK: not a result]' if args.quick else ''}")
-    common.print_table(title, ["data set: estimator", "train", "epochs", "fit s",
-                               "vs sklearn", "accuracy"], rows)
+        reference = next(
+            r
+            for r in results
+            if r["dataset"] == result["dataset"] and r["contender"] == "scikit-learn"
+        )
+        rows.append(
+            [
+                f"{result['dataset']}: {result['contender']}",
+                result["train_samples"],
+                result["epochs"],
+                f"{result['seconds']:.2f}",
+                f"{reference['seconds'] / result['seconds']:.1f}x",
+                f"{result['accuracy']:.2%}",
+            ]
+        )
+    title = (
+        f"fit time (median of {args.repeats}) and test accuracy, {threads} thread(s); "
+        f"MNIST 784-{args.hidden}-10, digits 64-100-10; SGD lr {args.lr}, Nesterov 0.9"
+        f"{' [QUICK: not a result]' if args.quick else ''}"
+    )
+    common.print_table(
+        title, ["data set: estimator", "train", "epochs", "fit s", "vs sklearn", "accuracy"], rows
+    )
     common.write_results(args, "sklearn", threads, {"results": results})
 
 

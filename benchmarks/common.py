@@ -63,32 +63,53 @@ def positive_int(text: str) -> int:
 def make_parser(doc: str, uses_torch: bool = True) -> argparse.ArgumentParser:
     """The flags every script has; ``doc`` is the script's docstring (its help text)."""
     summary, _, details = doc.partition("\n")
-    parser = argparse.ArgumentParser(description=summary, epilog=details,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="a short smoke run (few samples, 1 repeat): checks the script, "
-                             "its numbers are not results")
-    parser.add_argument("--repeats", type=positive_int, default=None,
-                        help="runs per case, the median is reported (default 3; 1 with --quick)")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="threads for every contender: fcnn.set_num_threads, "
-                             "torch.set_num_threads and threadpoolctl's limit on every BLAS "
-                             "and OpenMP pool (default fcnn.get_num_threads())")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder holding the MNIST IDX files (default $FCNN_DATA, "
-                             "else ~/.cache/fcnn)")
+    parser = argparse.ArgumentParser(
+        description=summary, epilog=details, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short smoke run (few samples, 1 repeat): checks the script, "
+        "its numbers are not results",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=None,
+        help="runs per case, the median is reported (default 3; 1 with --quick)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="threads for every contender: fcnn.set_num_threads, "
+        "torch.set_num_threads and threadpoolctl's limit on every BLAS "
+        "and OpenMP pool (default fcnn.get_num_threads())",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding the MNIST IDX files (default $FCNN_DATA, else ~/.cache/fcnn)",
+    )
     parser.add_argument("--download", action="store_true", help="download MNIST if missing")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="the JSON file (default benchmarks/results/<name>.json, "
-                             "<name>-quick.json with --quick)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the JSON file (default benchmarks/results/<name>.json, "
+        "<name>-quick.json with --quick)",
+    )
     if uses_torch:
-        parser.add_argument("--no-torch", action="store_true",
-                            help="leave PyTorch out even when it is installed")
+        parser.add_argument(
+            "--no-torch", action="store_true", help="leave PyTorch out even when it is installed"
+        )
     return parser
 
 
-def parse_args(parser: argparse.ArgumentParser,
-               argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> argparse.Namespace:
     """Parses the flags and fills the defaults that depend on ``--quick``."""
     args = parser.parse_args(argv)
     if args.repeats is None:
@@ -125,21 +146,41 @@ def machine_info(threads: int) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    pools = [{**{key: pool.get(key) for key in ("user_api", "internal_api", "prefix", "version",
-                                                "num_threads", "threading_layer",
-                                                "architecture")},
-              "file": Path(pool["filepath"]).name}  # NumPy's and fcnn's OpenBLAS share a prefix
-             for pool in threadpoolctl.threadpool_info()]
+    pools = [
+        {
+            **{
+                key: pool.get(key)
+                for key in (
+                    "user_api",
+                    "internal_api",
+                    "prefix",
+                    "version",
+                    "num_threads",
+                    "threading_layer",
+                    "architecture",
+                )
+            },
+            "file": Path(pool["filepath"]).name,
+        }  # NumPy's and fcnn's OpenBLAS share a prefix
+        for pool in threadpoolctl.threadpool_info()
+    ]
     return {
-        "platform": platform.platform(), "machine": platform.machine(), "cpu_model": cpu_model,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model,
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "threads": threads, "fcnn_num_threads": fcnn.get_num_threads(),
+        "threads": threads,
+        "fcnn_num_threads": fcnn.get_num_threads(),
         "torch_num_threads": torch.get_num_threads() if torch is not None else None,
-        "env": {name: os.environ.get(name) for name in
-                ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-        "python": platform.python_version(), "fcnn": fcnn.__version__,
-        "numpy": np.__version__, "threadpoolctl": threadpoolctl.__version__,
+        "env": {
+            name: os.environ.get(name)
+            for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        },
+        "python": platform.python_version(),
+        "fcnn": fcnn.__version__,
+        "numpy": np.__version__,
+        "threadpoolctl": threadpoolctl.__version__,
         "torch": torch.__version__ if torch is not None else None,
         "threadpools": pools,
     }
@@ -161,9 +202,14 @@ class MNIST:
 
 def load_data(args: argparse.Namespace) -> MNIST:
     (train_images, train_labels), (test_images, test_labels) = load_mnist(
-        args.data_dir, download=args.download, progress=False)
-    return MNIST(train_images.reshape(len(train_images), -1), train_labels,
-                 test_images.reshape(len(test_images), -1), test_labels)
+        args.data_dir, download=args.download, progress=False
+    )
+    return MNIST(
+        train_images.reshape(len(train_images), -1),
+        train_labels,
+        test_images.reshape(len(test_images), -1),
+        test_labels,
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -182,8 +228,12 @@ class Run:
 
 def build_net(num_inputs: int, hidden: int, dtype: Any = np.float32) -> Module:
     """784-H-10 as the original project built it; every contender starts from its weights."""
-    return Module(Linear(num_inputs, hidden, dtype=dtype, rng=0), ReLU(),
-                  Linear(hidden, NUM_CLASSES, dtype=dtype, rng=1), Softmax())
+    return Module(
+        Linear(num_inputs, hidden, dtype=dtype, rng=0),
+        ReLU(),
+        Linear(hidden, NUM_CLASSES, dtype=dtype, rng=1),
+        Softmax(),
+    )
 
 
 def net_params(net: Module) -> tuple[np.ndarray, ...]:
@@ -195,8 +245,7 @@ def initial_params(num_inputs: int, hidden: int, dtype: Any) -> tuple[np.ndarray
     return tuple(param.copy() for param in net_params(build_net(num_inputs, hidden, dtype)))
 
 
-def fcnn_fused_epoch(images: np.ndarray, labels: np.ndarray, hidden: int,
-                     batch_size: int) -> Run:
+def fcnn_fused_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size: int) -> Run:
     """``fcnn.train(..., fused=True)``: the whole epoch in C."""
     net = build_net(images.shape[1], hidden)
     optimizer = SGD(net, lr=LR, lr_scheduler=None)
@@ -205,8 +254,9 @@ def fcnn_fused_epoch(images: np.ndarray, labels: np.ndarray, hidden: int,
     return Run(history["epoch_time"][0], net_params(net))
 
 
-def fcnn_module_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size: int,
-                      backend: str = "c") -> Run:
+def fcnn_module_epoch(
+    images: np.ndarray, labels: np.ndarray, hidden: int, batch_size: int, backend: str = "c"
+) -> Run:
     """The original project's loop on fcnn's Module API, on the given backend."""
     fcnn.set_backend(backend)
     try:
@@ -224,13 +274,15 @@ def fcnn_module_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch
     return Run(seconds, net_params(net))
 
 
-def fcnn_numpy_backend_epoch(images: np.ndarray, labels: np.ndarray, hidden: int,
-                             batch_size: int) -> Run:
+def fcnn_numpy_backend_epoch(
+    images: np.ndarray, labels: np.ndarray, hidden: int, batch_size: int
+) -> Run:
     return fcnn_module_epoch(images, labels, hidden, batch_size, backend="numpy")
 
 
-def numpy_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size: int,
-                dtype: Any = np.float32) -> Run:
+def numpy_epoch(
+    images: np.ndarray, labels: np.ndarray, hidden: int, batch_size: int, dtype: Any = np.float32
+) -> Run:
     """Hand-written NumPy: one ``@`` per product, temporaries reused, updates in place."""
     w1, b1, w2, b2 = initial_params(images.shape[1], hidden, dtype)
     lr = np.dtype(dtype).type(LR)
@@ -238,7 +290,7 @@ def numpy_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size:
     started = time.perf_counter()
     order = rng.permutation(len(labels))
     for start in range(0, len(labels), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         x = images[index].astype(dtype)
         x /= 255
         y = labels[index]
@@ -262,8 +314,7 @@ def numpy_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size:
     return Run(time.perf_counter() - started, (w1, b1, w2, b2))
 
 
-def original_epoch(images: np.ndarray, labels: np.ndarray, hidden: int,
-                   batch_size: int) -> Run:
+def original_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size: int) -> Run:
     """The plain NumPy loop in float64, the dtype the original project computed in."""
     return numpy_epoch(images, labels, hidden, batch_size, np.float64)
 
@@ -272,8 +323,9 @@ def torch_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size:
     """PyTorch on the CPU, written as its tutorials do, float32, fcnn's initial weights."""
     nn = torch.nn
     w1, b1, w2, b2 = initial_params(images.shape[1], hidden, np.float32)
-    model = nn.Sequential(nn.Linear(images.shape[1], hidden), nn.ReLU(),
-                          nn.Linear(hidden, NUM_CLASSES))
+    model = nn.Sequential(
+        nn.Linear(images.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, NUM_CLASSES)
+    )
     with torch.no_grad():  # PyTorch keeps (out, in): the transpose of fcnn's weights
         for layer, weight, bias in ((model[0], w1, b1), (model[2], w2, b2)):
             layer.weight.copy_(torch.from_numpy(weight.T))
@@ -286,19 +338,22 @@ def torch_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size:
     started = time.perf_counter()
     order = torch.randperm(len(labels), generator=generator)
     for start in range(0, len(labels), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         x = image_tensor[index].to(torch.float32).div_(255)
         optimizer.zero_grad(set_to_none=True)
         criterion(model(x), label_tensor[index]).backward()
         optimizer.step()
     seconds = time.perf_counter() - started
-    params = (model[0].weight.detach().numpy().T, model[0].bias.detach().numpy(),
-              model[2].weight.detach().numpy().T, model[2].bias.detach().numpy())
+    params = (
+        model[0].weight.detach().numpy().T,
+        model[0].bias.detach().numpy(),
+        model[2].weight.detach().numpy().T,
+        model[2].bias.detach().numpy(),
+    )
     return Run(seconds, tuple(param.copy() for param in params))
 
 
-def dense_floor_epoch(images: np.ndarray, labels: np.ndarray, hidden: int,
-                      batch_size: int) -> Run:
+def dense_floor_epoch(images: np.ndarray, labels: np.ndarray, hidden: int, batch_size: int) -> Run:
     """Only the four dense products of each step, through fcnn's BLAS kernels.
 
     No shuffling, conversion, activation, loss or update: what is left is the cost
@@ -333,15 +388,18 @@ class Contender:
     needs_torch: bool = False
 
 
-CONTENDERS = {contender.key: contender for contender in (
-    Contender("fused", "fcnn fused", fcnn_fused_epoch),
-    Contender("module", "fcnn Module API", fcnn_module_epoch),
-    Contender("numpy_backend", "fcnn NumPy backend", fcnn_numpy_backend_epoch),
-    Contender("numpy32", "NumPy float32", numpy_epoch),
-    Contender("original", "original (NumPy float64)", original_epoch),
-    Contender("torch", "PyTorch CPU", torch_epoch, needs_torch=True),
-    Contender("floor", "dense floor", dense_floor_epoch),
-)}
+CONTENDERS = {
+    contender.key: contender
+    for contender in (
+        Contender("fused", "fcnn fused", fcnn_fused_epoch),
+        Contender("module", "fcnn Module API", fcnn_module_epoch),
+        Contender("numpy_backend", "fcnn NumPy backend", fcnn_numpy_backend_epoch),
+        Contender("numpy32", "NumPy float32", numpy_epoch),
+        Contender("original", "original (NumPy float64)", original_epoch),
+        Contender("torch", "PyTorch CPU", torch_epoch, needs_torch=True),
+        Contender("floor", "dense floor", dense_floor_epoch),
+    )
+}
 
 
 def contenders(keys: Sequence[str], args: argparse.Namespace) -> list[Contender]:
@@ -350,13 +408,14 @@ def contenders(keys: Sequence[str], args: argparse.Namespace) -> list[Contender]
     return [c for c in chosen if not c.needs_torch or use_torch(args)]
 
 
-def numpy_predict(params: tuple[np.ndarray, ...], images: np.ndarray,
-                  batch_size: int = 1000) -> np.ndarray:
+def numpy_predict(
+    params: tuple[np.ndarray, ...], images: np.ndarray, batch_size: int = 1000
+) -> np.ndarray:
     """Predicted classes of uint8 images by a float32 NumPy forward pass, batch by batch."""
     w1, b1, w2, b2 = (np.asarray(param, np.float32) for param in params)
     predictions = []
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].astype(np.float32)
+        x = images[start : start + batch_size].astype(np.float32)
         x /= 255
         active = x @ w1
         active += b1
@@ -393,11 +452,11 @@ class Case:
         return {**self.info, "seconds": self.seconds, "median_seconds": self.median}
 
 
-def epoch_case(contender: Contender, data: MNIST, hidden: int, batch_size: int,
-               samples: int | None = None) -> Case:
+def epoch_case(
+    contender: Contender, data: MNIST, hidden: int, batch_size: int, samples: int | None = None
+) -> Case:
     """An epoch of ``contender`` on the first ``samples`` training images (all by default)."""
-    samples = len(data.train_labels) if samples is None else min(samples,
-                                                                  len(data.train_labels))
+    samples = len(data.train_labels) if samples is None else min(samples, len(data.train_labels))
     images, labels = data.train_images[:samples], data.train_labels[:samples]
     # A few batches first: thread pools, lazy initialisation and page faults of the weights.
     warm = min(samples, max(4 * batch_size, 512))
@@ -405,9 +464,14 @@ def epoch_case(contender: Contender, data: MNIST, hidden: int, batch_size: int,
         label=f"{contender.name}, H={hidden}, B={batch_size}, {samples} samples",
         run=lambda: contender.epoch(images, labels, hidden, batch_size),
         warm_up=lambda: contender.epoch(images[:warm], labels[:warm], hidden, batch_size),
-        info={"contender": contender.key, "name": contender.name, "hidden": hidden,
-              "batch_size": batch_size, "samples": samples,
-              "steps": -(-samples // batch_size)},
+        info={
+            "contender": contender.key,
+            "name": contender.name,
+            "hidden": hidden,
+            "batch_size": batch_size,
+            "samples": samples,
+            "steps": -(-samples // batch_size),
+        },
     )
 
 
@@ -421,8 +485,11 @@ def run_cases(cases: Sequence[Case], repeats: int) -> None:
         for case in cases:
             gc.collect()
             case.runs.append(case.run())
-            print(f"  [{repeat}/{repeats}] {case.label}: {case.runs[-1].seconds:.3f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  [{repeat}/{repeats}] {case.label}: {case.runs[-1].seconds:.3f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def per_epoch(seconds: float, samples: int) -> float:
@@ -443,14 +510,20 @@ def growth(sizes: Sequence[float], seconds: Sequence[float]) -> dict[str, float]
     slope, intercept = np.polyfit(sizes, seconds, 1)
     residual = seconds - (intercept + slope * sizes)
     spread = np.sum((seconds - seconds.mean()) ** 2)
-    r2 = 1 - np.sum(residual ** 2) / spread if spread > 0 else 1.0
-    return {"exponent": float(exponent), "intercept": float(intercept), "slope": float(slope),
-            "r2": float(r2)}
+    r2 = 1 - np.sum(residual**2) / spread if spread > 0 else 1.0
+    return {
+        "exponent": float(exponent),
+        "intercept": float(intercept),
+        "slope": float(slope),
+        "r2": float(r2),
+    }
 
 
 def growth_text(fit: dict[str, float], size_name: str, unit: float) -> str:
-    return (f"k={fit['exponent']:.2f} in s ~ {size_name}**k; line s = {fit['intercept']:.3f} + "
-            f"{fit['slope'] * unit:.3f} per {unit:,g} {size_name}, R^2={fit['r2']:.4f}")
+    return (
+        f"k={fit['exponent']:.2f} in s ~ {size_name}**k; line s = {fit['intercept']:.3f} + "
+        f"{fit['slope'] * unit:.3f} per {unit:,g} {size_name}, R^2={fit['r2']:.4f}"
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -463,8 +536,10 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
     widths = [max(len(headers[i]), *(len(row[i]) for row in cells)) for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(value.ljust(widths[0]) if i == 0 else value.rjust(widths[i])
-                         for i, value in enumerate(values))
+        return "  ".join(
+            value.ljust(widths[0]) if i == 0 else value.rjust(widths[i])
+            for i, value in enumerate(values)
+        )
 
     print(f"\n{title}")
     print(line(headers))
@@ -486,15 +561,23 @@ def output_path(args: argparse.Namespace, name: str, suffix: str = ".json") -> P
     return folder / f"{stem}{suffix}"
 
 
-def write_results(args: argparse.Namespace, name: str, threads: int,
-                  payload: dict[str, Any]) -> Path:
+def write_results(
+    args: argparse.Namespace, name: str, threads: int, payload: dict[str, Any]
+) -> Path:
     """Writes ``payload`` with the run's settings and the machine's facts as JSON."""
     path = output_path(args, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    settings = {key: str(value) if isinstance(value, Path) else value
-                for key, value in vars(args).items()}
-    document = {"benchmark": name, "quick": args.quick, "repeats": args.repeats,
-                "settings": settings, "machine": machine_info(threads), **payload}
+    settings = {
+        key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()
+    }
+    document = {
+        "benchmark": name,
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "settings": settings,
+        "machine": machine_info(threads),
+        **payload,
+    }
     path.write_text(json.dumps(document, indent=1) + "\n")
     print(f"\nwrote {path}")
     return path

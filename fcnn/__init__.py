@@ -7,9 +7,9 @@ in ``fcnn.datasets``, the training loop and evaluation in ``fcnn.training``,
 metrics in ``fcnn.metrics`` and figures in ``fcnn.plot`` (needs matplotlib).
 """
 
-from . import _cli_startup  # noqa: F401  (first: Ctrl-C while the fcnn command starts)
-
 import os as _os
+
+from . import _cli_startup  # noqa: F401  (first: Ctrl-C while the fcnn command starts)
 
 # OpenMP threads that wait spin 300,000 times by default before sleeping: when another process
 # holds one of the cores, fcnn's 2-thread epochs then ran up to 10x slower than on 1 thread
@@ -47,7 +47,20 @@ from .training import TrainConfig, evaluate, fit, predict, predict_proba, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "Module", "TrainConfig", "evaluate", "export_onnx", "fit", "get_backend", "get_num_threads",
-    "load", "load_checkpoint", "predict", "predict_proba", "save", "set_backend",
-    "set_num_threads", "train", "__version__",
+    "Module",
+    "TrainConfig",
+    "evaluate",
+    "export_onnx",
+    "fit",
+    "get_backend",
+    "get_num_threads",
+    "load",
+    "load_checkpoint",
+    "predict",
+    "predict_proba",
+    "save",
+    "set_backend",
+    "set_num_threads",
+    "train",
+    "__version__",
 ]

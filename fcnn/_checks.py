@@ -19,11 +19,12 @@ def require_finite(images: np.ndarray, name: str = "images") -> None:
     flat = images.reshape(-1)
     features = images.size // images.shape[0]
     for first in range(0, flat.shape[0], _CHUNK):
-        chunk = flat[first:first + _CHUNK]
+        chunk = flat[first : first + _CHUNK]
         # min and max propagate NaN and show inf.
         if np.isfinite(chunk.min()) and np.isfinite(chunk.max()):
             continue
         bad = first + int(np.flatnonzero(~np.isfinite(chunk))[0])
         sample, feature = divmod(bad, features)
-        raise ValueError(f"{name} must be finite, got {flat[bad]} at sample {sample}, "
-                         f"feature {feature}")
+        raise ValueError(
+            f"{name} must be finite, got {flat[bad]} at sample {sample}, feature {feature}"
+        )

@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 
-
 # Interpreter options whose value is the next argument.
 _OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")
 
@@ -44,7 +43,9 @@ def exit_interrupted(signum: int, frame: object) -> None:
 
 
 # A SIGINT the parent made this process ignore (a background job, nohup) stays ignored.
-if threading.current_thread() is threading.main_thread() and \
-        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN and \
-        _is_fcnn_command(getattr(sys, "orig_argv", sys.argv)):
+if (
+    threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    and _is_fcnn_command(getattr(sys, "orig_argv", sys.argv))
+):
     signal.signal(signal.SIGINT, exit_interrupted)

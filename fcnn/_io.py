@@ -23,7 +23,7 @@ def _temp_parts(name: str, target: str, suffix: str) -> int | None:
     prefix = f".{target}."
     if not (name.startswith(prefix) and name.endswith(suffix)):
         return None
-    middle = name[len(prefix):len(name) - len(suffix)]
+    middle = name[len(prefix) : len(name) - len(suffix)]
     pid, _, token = middle.partition(".")
     if not (pid.isdigit() and token):
         return None

@@ -74,6 +74,7 @@ class CommandError(Exception):
 
 # ---------------------------------------------------------------------------- the parser
 
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -87,7 +88,8 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be layer sizes like 256 or 256,128, got {text!r}") from None
+            f"must be layer sizes like 256 or 256,128, got {text!r}"
+        ) from None
     if any(size < 1 for size in sizes):
         raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
     return sizes
@@ -105,8 +107,12 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default is argparse.SUPPRESS or action.required or \
-                not action.option_strings:  # positionals and the list of commands
+        if (
+            "default" in text
+            or action.default is argparse.SUPPRESS
+            or action.required
+            or not action.option_strings
+        ):  # positionals and the list of commands
             return text
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             return f"{text} (default: off)" if action.default is False else f"{text} (default: on)"
@@ -114,82 +120,151 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _has_early_stopping() -> bool:
-    return "early_stopping" in {field.name for field in fields(TrainConfig)} and \
-        "early_stopping" in inspect.signature(train).parameters
+    return (
+        "early_stopping" in {field.name for field in fields(TrainConfig)}
+        and "early_stopping" in inspect.signature(train).parameters
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
-        prog="fcnn", formatter_class=_HelpFormatter,
+        prog="fcnn",
+        formatter_class=_HelpFormatter,
         description="Train and use fully-connected networks on MNIST and Fashion-MNIST.",
-        epilog="Exit status: 0 done, 1 runtime error, 2 usage error, 130 interrupted.")
+        epilog="Exit status: 0 done, 1 runtime error, 2 usage error, 130 interrupted.",
+    )
     parser.add_argument("--version", action="version", version=f"fcnn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         return commands.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
 
-    def data_options(sub: argparse.ArgumentParser, dataset_default: str | None = "mnist",
-                     dataset_help: str = "the data set") -> None:
-        sub.add_argument("--dataset", choices=sorted(_DATASETS), default=dataset_default,
-                         help=dataset_help)
-        sub.add_argument("--data-dir", type=Path, default=None,
-                         help="folder with the IDX files (default: $FCNN_DATA or ~/.cache/fcnn;"
-                              " downloaded there when missing)")
-        sub.add_argument("--no-download", action="store_true",
-                         help="fail instead of downloading missing files")
+    def data_options(
+        sub: argparse.ArgumentParser,
+        dataset_default: str | None = "mnist",
+        dataset_help: str = "the data set",
+    ) -> None:
+        sub.add_argument(
+            "--dataset", choices=sorted(_DATASETS), default=dataset_default, help=dataset_help
+        )
+        sub.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="folder with the IDX files (default: $FCNN_DATA or ~/.cache/fcnn;"
+            " downloaded there when missing)",
+        )
+        sub.add_argument(
+            "--no-download", action="store_true", help="fail instead of downloading missing files"
+        )
 
-    train_cmd = command("train", help="train a network and save it",
-                        description="Train a network; writes model.npz, history.json and "
-                                    "curves.png (with matplotlib) into --out. Ctrl-C stops "
-                                    "after the current batch and saves the model.")
+    train_cmd = command(
+        "train",
+        help="train a network and save it",
+        description="Train a network; writes model.npz, history.json and "
+        "curves.png (with matplotlib) into --out. Ctrl-C stops "
+        "after the current batch and saves the model.",
+    )
     data_options(train_cmd)
-    train_cmd.add_argument("--hidden", type=_positive_int, nargs="+",
-                           default=list(defaults.hidden), metavar="N",
-                           help="hidden layer sizes (default: "
-                                f"{' '.join(map(str, defaults.hidden))})")
+    train_cmd.add_argument(
+        "--hidden",
+        type=_positive_int,
+        nargs="+",
+        default=list(defaults.hidden),
+        metavar="N",
+        help=f"hidden layer sizes (default: {' '.join(map(str, defaults.hidden))})",
+    )
     train_cmd.add_argument("--lr", type=float, default=defaults.lr, help="initial learning rate")
-    train_cmd.add_argument("--lr-decay", type=float, default=defaults.lr_decay,
-                           help="schedule factor alpha per stage")
-    train_cmd.add_argument("--lr-step", type=_positive_int, default=defaults.lr_step,
-                           help="schedule stage length T in steps")
-    train_cmd.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                           help="SGD weight decay lambda")
-    train_cmd.add_argument("--momentum", type=float, default=defaults.momentum,
-                           help="SGD momentum in [0, 1)")
-    train_cmd.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
-                           default=defaults.nesterov, help="Nesterov momentum")
-    train_cmd.add_argument("--epochs", type=_positive_int, default=defaults.epochs,
-                           help="epochs to train (with --resume: the total, counting the "
-                                "saved ones; default: %(default)s)")
-    train_cmd.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
-                           help="images per SGD step")
-    train_cmd.add_argument("--seed", type=_count, default=defaults.seed,
-                           help="seed of the initial weights, the shuffling and the split")
-    train_cmd.add_argument("--dtype", choices=["float32", "float64"], default=defaults.dtype,
-                           help="floating-point type of the weights")
-    train_cmd.add_argument("--val-size", type=_count, default=0,
-                           help="training images held out to watch validation figures; the "
-                                "default, 0, trains on all of them")
+    train_cmd.add_argument(
+        "--lr-decay", type=float, default=defaults.lr_decay, help="schedule factor alpha per stage"
+    )
+    train_cmd.add_argument(
+        "--lr-step",
+        type=_positive_int,
+        default=defaults.lr_step,
+        help="schedule stage length T in steps",
+    )
+    train_cmd.add_argument(
+        "--weight-decay", type=float, default=defaults.weight_decay, help="SGD weight decay lambda"
+    )
+    train_cmd.add_argument(
+        "--momentum", type=float, default=defaults.momentum, help="SGD momentum in [0, 1)"
+    )
+    train_cmd.add_argument(
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.nesterov,
+        help="Nesterov momentum",
+    )
+    train_cmd.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=defaults.epochs,
+        help="epochs to train (with --resume: the total, counting the "
+        "saved ones; default: %(default)s)",
+    )
+    train_cmd.add_argument(
+        "--batch-size", type=_positive_int, default=defaults.batch_size, help="images per SGD step"
+    )
+    train_cmd.add_argument(
+        "--seed",
+        type=_count,
+        default=defaults.seed,
+        help="seed of the initial weights, the shuffling and the split",
+    )
+    train_cmd.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default=defaults.dtype,
+        help="floating-point type of the weights",
+    )
+    train_cmd.add_argument(
+        "--val-size",
+        type=_count,
+        default=0,
+        help="training images held out to watch validation figures; the "
+        "default, 0, trains on all of them",
+    )
     if _has_early_stopping():
-        train_cmd.add_argument("--early-stopping", type=_positive_int, default=None,
-                               metavar="PATIENCE",
-                               help="stop when the validation accuracy has not improved "
-                                    "for PATIENCE epochs and keep the best epoch's weights; "
-                                    "needs --val-size (default: off)")
-    train_cmd.add_argument("--resume", type=Path, default=None, metavar="MODEL",
-                           help="continue the run saved in MODEL (a model.npz of fcnn train) "
-                                "with its settings, up to --epochs in total (default: a new run)")
-    train_cmd.add_argument("--threads", type=_positive_int, default=None,
-                           help="threads for fcnn's C core (default: all cores)")
-    train_cmd.add_argument("--out", type=Path, default=Path("fcnn-run"),
-                           help="folder for model.npz, history.json and curves.png")
-    train_cmd.add_argument("--no-progress", action="store_true",
-                           help="no progress bar; the per-epoch lines stay")
-    train_cmd.add_argument("--quiet", "-q", action="store_true",
-                           help="no progress bar, no per-epoch lines, no report: errors and "
-                                "the final line only")
+        train_cmd.add_argument(
+            "--early-stopping",
+            type=_positive_int,
+            default=None,
+            metavar="PATIENCE",
+            help="stop when the validation accuracy has not improved "
+            "for PATIENCE epochs and keep the best epoch's weights; "
+            "needs --val-size (default: off)",
+        )
+    train_cmd.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="continue the run saved in MODEL (a model.npz of fcnn train) "
+        "with its settings, up to --epochs in total (default: a new run)",
+    )
+    train_cmd.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="threads for fcnn's C core (default: all cores)",
+    )
+    train_cmd.add_argument(
+        "--out",
+        type=Path,
+        default=Path("fcnn-run"),
+        help="folder for model.npz, history.json and curves.png",
+    )
+    train_cmd.add_argument(
+        "--no-progress", action="store_true", help="no progress bar; the per-epoch lines stay"
+    )
+    train_cmd.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress bar, no per-epoch lines, no report: errors and the final line only",
+    )
 
     evaluate_cmd = command("evaluate", help="report a saved model on the test set")
     evaluate_cmd.add_argument("--model", type=Path, required=True, help="a model.npz")
@@ -197,82 +272,150 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--json", action="store_true", help="print JSON instead")
 
     predict_cmd = command(
-        "predict", help="print the predicted class of each image",
+        "predict",
+        help="print the predicted class of each image",
         description="Print each image's predicted class and its probability. Image files "
-                    "(PNG, JPEG, BMP, ...; needs Pillow) are made to look like MNIST first: "
-                    "grayscale, inverted when the background is light, cropped to the ink, "
-                    "fitted in 20x20 and centred by centre of mass in 28x28. .npy and IDX "
-                    "files hold images already in the model's format, uint8 0..255.")
+        "(PNG, JPEG, BMP, ...; needs Pillow) are made to look like MNIST first: "
+        "grayscale, inverted when the background is light, cropped to the ink, "
+        "fitted in 20x20 and centred by centre of mass in 28x28. .npy and IDX "
+        "files hold images already in the model's format, uint8 0..255.",
+    )
     predict_cmd.add_argument("--model", type=Path, required=True, help="a model.npz")
-    predict_cmd.add_argument("images", type=Path, nargs="+", metavar="IMAGES",
-                             help="image files, folders of image files, .npy or IDX files")
-    predict_cmd.add_argument("--top-k", type=_positive_int, default=1, metavar="K",
-                             help="print the K most probable classes of each image")
-    predict_cmd.add_argument("--json", action="store_true",
-                             help="print a JSON list, one object per image")
+    predict_cmd.add_argument(
+        "images",
+        type=Path,
+        nargs="+",
+        metavar="IMAGES",
+        help="image files, folders of image files, .npy or IDX files",
+    )
+    predict_cmd.add_argument(
+        "--top-k",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="print the K most probable classes of each image",
+    )
+    predict_cmd.add_argument(
+        "--json", action="store_true", help="print a JSON list, one object per image"
+    )
 
-    export_cmd = command("export", help="write a saved model as an ONNX file",
-                         description="Write a model as ONNX (needs onnx: pip install "
-                                     "fcnn[onnx]). Input 'input': float (N, features), pixels "
-                                     "in [0, 1]; outputs 'probabilities' (N, classes) and "
-                                     "'label' (N,).")
+    export_cmd = command(
+        "export",
+        help="write a saved model as an ONNX file",
+        description="Write a model as ONNX (needs onnx: pip install "
+        "fcnn[onnx]). Input 'input': float (N, features), pixels "
+        "in [0, 1]; outputs 'probabilities' (N, classes) and "
+        "'label' (N,).",
+    )
     export_cmd.add_argument("--model", type=Path, required=True, help="a model.npz")
     export_cmd.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
 
-    _search_options(command(
-        "search", help="choose settings on the validation set (sequential or grid search)",
-        description="The original's sequential search: the learning rate, then the hidden "
-                    "size, then the weight decay (then the momentum, if given), each stage "
-                    "from the best settings so far, chosen on the validation accuracy of the "
-                    "last epoch; --grid trains every combination instead. A stage with one "
-                    "value fixes that setting. Writes search.csv, search.json and figures."),
-        data_options)
+    _search_options(
+        command(
+            "search",
+            help="choose settings on the validation set (sequential or grid search)",
+            description="The original's sequential search: the learning rate, then the hidden "
+            "size, then the weight decay (then the momentum, if given), each stage "
+            "from the best settings so far, chosen on the validation accuracy of the "
+            "last epoch; --grid trains every combination instead. A stage with one "
+            "value fixes that setting. Writes search.csv, search.json and figures.",
+        ),
+        data_options,
+    )
     return parser
 
 
-def _search_options(search: argparse.ArgumentParser,
-                    data_options: Callable[[argparse.ArgumentParser], None]) -> None:
+def _search_options(
+    search: argparse.ArgumentParser, data_options: Callable[[argparse.ArgumentParser], None]
+) -> None:
     from .search import ORIGINAL_BASE, ORIGINAL_STAGES
 
     grids = dict(ORIGINAL_STAGES)
     data_options(search)
-    search.add_argument("--lr", type=float, nargs="+", default=list(grids["lr"]), metavar="X",
-                        help="initial learning rates (default: %(default)s)")
-    search.add_argument("--hidden", type=_hidden_sizes, nargs="+",
-                        default=[(size,) for size in grids["hidden"]], metavar="N[,N...]",
-                        help="hidden layer sizes, one candidate each, e.g. 256 or 256,128 "
-                             "(default: 64 128 256 512 1024); the first is used until its stage")
-    search.add_argument("--weight-decay", type=float, nargs="+",
-                        default=list(grids["weight_decay"]), metavar="L",
-                        help="SGD weight decays lambda, 0 for none (default: %(default)s)")
-    search.add_argument("--momentum", type=float, nargs="+", default=None, metavar="M",
-                        help="momentums, searched last (default: no momentum stage)")
-    search.add_argument("--epochs", type=_positive_int, default=ORIGINAL_BASE.epochs,
-                        help="epochs per candidate (default: %(default)s)")
-    search.add_argument("--n-jobs", type=int, default=None, metavar="J",
-                        help="candidates trained at once; -1 for every core (default: 1, or "
-                             "every worker of --backend dask/ray)")
-    search.add_argument("--backend", default=None, metavar="NAME",
-                        help="joblib backend: loky (default), threading, dask (connects to "
-                             "$DASK_SCHEDULER_ADDRESS, else starts a local cluster) or ray")
-    search.add_argument("--grid", action="store_true",
-                        help="train every combination instead of one setting at a time")
-    search.add_argument("--seed", type=_count, default=ORIGINAL_BASE.seed,
-                        help="seed of the validation split and of every run (default: "
-                             "%(default)s)")
-    search.add_argument("--val-size", type=_positive_int, default=10_000,
-                        help="training images held out for validation (default: %(default)s)")
-    search.add_argument("--out", type=Path, default=Path("fcnn-search"),
-                        help="folder for search.csv, search.json and the figures "
-                             "(default: %(default)s)")
-    search.add_argument("--no-progress", action="store_true",
-                        help="no line per finished candidate")
+    search.add_argument(
+        "--lr",
+        type=float,
+        nargs="+",
+        default=list(grids["lr"]),
+        metavar="X",
+        help="initial learning rates (default: %(default)s)",
+    )
+    search.add_argument(
+        "--hidden",
+        type=_hidden_sizes,
+        nargs="+",
+        default=[(size,) for size in grids["hidden"]],
+        metavar="N[,N...]",
+        help="hidden layer sizes, one candidate each, e.g. 256 or 256,128 "
+        "(default: 64 128 256 512 1024); the first is used until its stage",
+    )
+    search.add_argument(
+        "--weight-decay",
+        type=float,
+        nargs="+",
+        default=list(grids["weight_decay"]),
+        metavar="L",
+        help="SGD weight decays lambda, 0 for none (default: %(default)s)",
+    )
+    search.add_argument(
+        "--momentum",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="M",
+        help="momentums, searched last (default: no momentum stage)",
+    )
+    search.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=ORIGINAL_BASE.epochs,
+        help="epochs per candidate (default: %(default)s)",
+    )
+    search.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        metavar="J",
+        help="candidates trained at once; -1 for every core (default: 1, or "
+        "every worker of --backend dask/ray)",
+    )
+    search.add_argument(
+        "--backend",
+        default=None,
+        metavar="NAME",
+        help="joblib backend: loky (default), threading, dask (connects to "
+        "$DASK_SCHEDULER_ADDRESS, else starts a local cluster) or ray",
+    )
+    search.add_argument(
+        "--grid",
+        action="store_true",
+        help="train every combination instead of one setting at a time",
+    )
+    search.add_argument(
+        "--seed",
+        type=_count,
+        default=ORIGINAL_BASE.seed,
+        help="seed of the validation split and of every run (default: %(default)s)",
+    )
+    search.add_argument(
+        "--val-size",
+        type=_positive_int,
+        default=10_000,
+        help="training images held out for validation (default: %(default)s)",
+    )
+    search.add_argument(
+        "--out",
+        type=Path,
+        default=Path("fcnn-search"),
+        help="folder for search.csv, search.json and the figures (default: %(default)s)",
+    )
+    search.add_argument("--no-progress", action="store_true", help="no line per finished candidate")
 
 
 # ---------------------------------------------------------------------------- data and models
 
-def _load_split(dataset: str, args: argparse.Namespace, split: str | None,
-                progress: bool) -> Any:
+
+def _load_split(dataset: str, args: argparse.Namespace, split: str | None, progress: bool) -> Any:
     """``(train, test)`` of ``dataset``, or ``(images, labels)`` of one ``split``."""
     loader = _DATASETS[dataset][0]
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
@@ -280,8 +423,7 @@ def _load_split(dataset: str, args: argparse.Namespace, split: str | None,
     try:
         if split is None:
             return loader(args.data_dir, download=not args.no_download, progress=progress)
-        return loader(args.data_dir, download=not args.no_download, progress=progress,
-                      split=split)
+        return loader(args.data_dir, download=not args.no_download, progress=progress, split=split)
     except DatasetNotFoundError as error:
         raise CommandError(_not_found_message(str(error))) from None
     except (ValueError, OSError) as error:
@@ -301,8 +443,9 @@ def _load_checkpoint(path: Path):
     except FileNotFoundError:
         raise CommandError(f"no model file at {path}") from None
     except IsADirectoryError:
-        raise CommandError(f"{path} is a folder, not a model file (try {path / 'model.npz'})"
-                           ) from None
+        raise CommandError(
+            f"{path} is a folder, not a model file (try {path / 'model.npz'})"
+        ) from None
     except (ValueError, OSError) as error:
         raise CommandError(str(error)) from None
 
@@ -321,17 +464,22 @@ def _num_inputs(net: Module) -> int:
     return net.linear_layers()[0].num_inputs
 
 
-def _check_fits(net: Module, model_path: Path, images: np.ndarray, labels: np.ndarray,
-                dataset: str) -> None:
+def _check_fits(
+    net: Module, model_path: Path, images: np.ndarray, labels: np.ndarray, dataset: str
+) -> None:
     """A CommandError when the model cannot be evaluated on these images and labels."""
     features = int(np.prod(images.shape[1:]))
     if _num_inputs(net) != features:
-        raise CommandError(f"{model_path} takes {_num_inputs(net)} inputs per image, but the "
-                           f"{dataset} images have {features} pixels")
+        raise CommandError(
+            f"{model_path} takes {_num_inputs(net)} inputs per image, but the "
+            f"{dataset} images have {features} pixels"
+        )
     num_classes = net.linear_layers()[-1].num_outputs
     if labels.size and int(labels.max()) >= num_classes:
-        raise CommandError(f"{model_path} has {num_classes} classes, but the {dataset} labels "
-                           f"go up to {int(labels.max())}")
+        raise CommandError(
+            f"{model_path} has {num_classes} classes, but the {dataset} labels "
+            f"go up to {int(labels.max())}"
+        )
 
 
 # ---------------------------------------------------------------------------- train
@@ -356,16 +504,19 @@ def _check_memory(num_inputs: int, num_classes: int, config: TrainConfig) -> Non
     needed = np.dtype(config.dtype).itemsize * (3 * params + 2 * config.batch_size * sum(sizes))
     available = _physical_memory()
     if available is not None and needed > _MEMORY_SHARE * available:
-        raise UsageError(f"--hidden {' '.join(map(str, config.hidden))}: the net would need "
-                         f"{needed / 2**30:.1f} GiB of memory, more than this machine's "
-                         f"{available / 2**30:.1f} GiB allows")
+        raise UsageError(
+            f"--hidden {' '.join(map(str, config.hidden))}: the net would need "
+            f"{needed / 2**30:.1f} GiB of memory, more than this machine's "
+            f"{available / 2**30:.1f} GiB allows"
+        )
 
 
 def _check_out_folder(folder: Path) -> None:
     """Fails before any training when ``--out`` cannot become a writable folder."""
     if folder.exists() and not folder.is_dir():
-        raise CommandError(f"--out {folder} is a file; --out names the folder that gets "
-                           "model.npz and history.json")
+        raise CommandError(
+            f"--out {folder} is a file; --out names the folder that gets model.npz and history.json"
+        )
     existing = folder
     while not existing.exists():
         existing = existing.parent
@@ -398,8 +549,14 @@ class _Run:
         self.saved_to: Path | None = None
 
 
-def _write_outputs(folder: Path, net: Module, optimizer: Any, metadata: dict[str, Any],
-                   history_record: dict[str, Any], run: _Run) -> tuple[Path, Path, str | None]:
+def _write_outputs(
+    folder: Path,
+    net: Module,
+    optimizer: Any,
+    metadata: dict[str, Any],
+    history_record: dict[str, Any],
+    run: _Run,
+) -> tuple[Path, Path, str | None]:
     """model.npz and history.json into ``folder``; into a fresh temporary folder if that fails.
 
     Returns the two paths and, when the rescue folder was used, why ``folder`` failed.
@@ -423,8 +580,10 @@ def _write_outputs(folder: Path, net: Module, optimizer: Any, metadata: dict[str
     try:
         return (*write(Path(tempfile.mkdtemp(prefix="fcnn-rescue-"))), problem)
     except OSError as error:
-        raise CommandError(f"{problem}, nor to a temporary folder ({error.strerror or error}); "
-                           "the model was not saved") from None
+        raise CommandError(
+            f"{problem}, nor to a temporary folder ({error.strerror or error}); "
+            "the model was not saved"
+        ) from None
 
 
 def _write_curves(folder: Path, history: dict[str, Any]) -> str | None:
@@ -445,23 +604,41 @@ def _write_curves(folder: Path, history: dict[str, Any]) -> str | None:
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    settings = dict(hidden=tuple(args.hidden), lr=args.lr, lr_decay=args.lr_decay,
-                    lr_step=args.lr_step, weight_decay=args.weight_decay,
-                    momentum=args.momentum, nesterov=args.nesterov, epochs=args.epochs,
-                    batch_size=args.batch_size, seed=args.seed, dtype=args.dtype)
+    settings = dict(
+        hidden=tuple(args.hidden),
+        lr=args.lr,
+        lr_decay=args.lr_decay,
+        lr_step=args.lr_step,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        dtype=args.dtype,
+    )
     if getattr(args, "early_stopping", None) is not None:
         settings["early_stopping"] = args.early_stopping
     config = TrainConfig(**settings)
     # The schedule and the optimiser validate their settings: build them on a 1x1 net,
     # before any data is read, and name the flag rather than the constructor's argument.
     try:
-        scheduler = ExponentialScheduler(config.lr, stage_length=config.lr_step,
-                                         decay=config.lr_decay, staircase=config.staircase)
+        scheduler = ExponentialScheduler(
+            config.lr,
+            stage_length=config.lr_step,
+            decay=config.lr_decay,
+            staircase=config.staircase,
+        )
     except (ValueError, TypeError) as error:
         raise UsageError(_flag_error(error, _SCHEDULE_FLAGS, args)) from None
     try:
-        SGD(Module(Linear(1, 1, dtype=config.dtype, rng=0)), lr_scheduler=scheduler,
-            decay=config.weight_decay, momentum=config.momentum, nesterov=config.nesterov)
+        SGD(
+            Module(Linear(1, 1, dtype=config.dtype, rng=0)),
+            lr_scheduler=scheduler,
+            decay=config.weight_decay,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+        )
     except (ValueError, TypeError) as error:
         raise UsageError(_flag_error(error, _SGD_FLAGS, args)) from None
     return config
@@ -469,8 +646,13 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 # The constructors' argument names, as the first word of their messages, and their flags.
 _SCHEDULE_FLAGS = {"initial_lr": "lr", "decay": "lr_decay", "stage_length": "lr_step"}
-_SGD_FLAGS = {"decay": "weight_decay", "weight_decay": "weight_decay", "momentum": "momentum",
-              "nesterov": "nesterov", "lr": "lr"}
+_SGD_FLAGS = {
+    "decay": "weight_decay",
+    "weight_decay": "weight_decay",
+    "momentum": "momentum",
+    "nesterov": "nesterov",
+    "lr": "lr",
+}
 
 
 def _flag_error(error: Exception, flags: dict[str, str], args: argparse.Namespace) -> str:
@@ -482,26 +664,39 @@ def _flag_error(error: Exception, flags: dict[str, str], args: argparse.Namespac
     return f"--{name.replace('_', '-')} {getattr(args, name)}: {message}"
 
 
-def _resumed_config(args: argparse.Namespace, parser_defaults: dict[str, Any],
-                    metadata: dict[str, Any]) -> TrainConfig:
+def _resumed_config(
+    args: argparse.Namespace, parser_defaults: dict[str, Any], metadata: dict[str, Any]
+) -> TrainConfig:
     """The saved run's settings, with --epochs; a UsageError for any other flag that differs."""
     try:
         saved = TrainConfig.from_dict(metadata["config"])
     except (KeyError, TypeError, ValueError):
-        raise CommandError(f"{args.resume} holds no fcnn train settings (metadata['config']); "
-                           "only a model.npz written by fcnn train can be resumed") from None
-    flags = {"hidden": list(saved.hidden), "lr": saved.lr, "lr_decay": saved.lr_decay,
-             "lr_step": saved.lr_step, "weight_decay": saved.weight_decay,
-             "momentum": saved.momentum, "nesterov": saved.nesterov,
-             "batch_size": saved.batch_size, "seed": saved.seed, "dtype": saved.dtype,
-             "dataset": metadata.get("dataset", "mnist"),
-             "val_size": metadata.get("val_size", 0)}
+        raise CommandError(
+            f"{args.resume} holds no fcnn train settings (metadata['config']); "
+            "only a model.npz written by fcnn train can be resumed"
+        ) from None
+    flags = {
+        "hidden": list(saved.hidden),
+        "lr": saved.lr,
+        "lr_decay": saved.lr_decay,
+        "lr_step": saved.lr_step,
+        "weight_decay": saved.weight_decay,
+        "momentum": saved.momentum,
+        "nesterov": saved.nesterov,
+        "batch_size": saved.batch_size,
+        "seed": saved.seed,
+        "dtype": saved.dtype,
+        "dataset": metadata.get("dataset", "mnist"),
+        "val_size": metadata.get("val_size", 0),
+    }
     for name, value in flags.items():
         given = getattr(args, name)
         if given != parser_defaults[name] and given != value:
             flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} {given} differs from the resumed run's {value}; --resume "
-                             "continues with the saved settings (only --epochs may change)")
+            raise UsageError(
+                f"{flag} {given} differs from the resumed run's {value}; --resume "
+                "continues with the saved settings (only --epochs may change)"
+            )
     return replace(saved, epochs=args.epochs)
 
 
@@ -516,8 +711,10 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
         previous = metadata.get("history") or {}
         done = len(previous.get("epoch", []))
         if done >= config.epochs:
-            raise UsageError(f"{args.resume} has trained {done} epochs already; give --epochs "
-                             f"above {done} to continue")
+            raise UsageError(
+                f"{args.resume} has trained {done} epochs already; give --epochs "
+                f"above {done} to continue"
+            )
     else:
         checkpoint, previous, done = None, {}, 0
         config = _config_from_args(args)
@@ -527,8 +724,9 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
         cores = os.cpu_count() or 1
         if args.threads > cores:
             # More OpenMP threads than cores only slows every step down (4096 ~ a hang).
-            raise UsageError(f"--threads {args.threads}: this machine has {cores} cores; "
-                             f"give at most {cores}")
+            raise UsageError(
+                f"--threads {args.threads}: this machine has {cores} cores; give at most {cores}"
+            )
         set_num_threads(args.threads)
     _check_out_folder(args.out)
     quiet = args.quiet
@@ -540,8 +738,9 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
         train_data, val_data = full_train, None
     else:
         try:
-            train_data, val_data = train_val_split(*full_train, val_size=args.val_size,
-                                                   seed=config.seed)
+            train_data, val_data = train_val_split(
+                *full_train, val_size=args.val_size, seed=config.seed
+            )
         except ValueError as error:
             raise UsageError(f"--val-size {args.val_size}: {error}") from None
     del full_train  # the split made copies: let the original go (47 MB for MNIST)
@@ -556,19 +755,24 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
             _check_fits(net, args.resume, test_data[0], test_data[1], args.dataset)
             optimizer = build_optimizer(net, config)
             restore_optimizer(optimizer, checkpoint)
-        loader = DataLoader(train_data, batch_size=config.batch_size, seed=config.seed,
-                            dtype=config.dtype)
+        loader = DataLoader(
+            train_data, batch_size=config.batch_size, seed=config.seed, dtype=config.dtype
+        )
     except MemoryError:
-        raise CommandError(f"out of memory building a {num_inputs}-"
-                           f"{'-'.join(map(str, config.hidden))}-{len(class_names)} net"
-                           ) from None
+        raise CommandError(
+            f"out of memory building a {num_inputs}-"
+            f"{'-'.join(map(str, config.hidden))}-{len(class_names)} net"
+        ) from None
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
     for _ in range(done):  # the shuffling continues where the saved run left it
         loader.epoch_order()
     if previous.get("interrupted"):
-        print(f"note: {args.resume} was interrupted during epoch {done + 1}; that epoch "
-              "starts over from the saved weights", file=sys.stderr)
+        print(
+            f"note: {args.resume} was interrupted during epoch {done + 1}; that epoch "
+            "starts over from the saved weights",
+            file=sys.stderr,
+        )
 
     def epoch_line(epoch: int, history: dict[str, Any]) -> None:
         if not quiet and not progress_bar:
@@ -579,34 +783,53 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
         extra["early_stopping"] = config.early_stopping
     steps_before = optimizer.step_count
     try:
-        history = train(net, optimizer, loader, config.epochs - done, val_data=val_data,
-                        test_data=test_data, progress=progress_bar, on_epoch_end=epoch_line,
-                        **extra)
+        history = train(
+            net,
+            optimizer,
+            loader,
+            config.epochs - done,
+            val_data=val_data,
+            test_data=test_data,
+            progress=progress_bar,
+            on_epoch_end=epoch_line,
+            **extra,
+        )
     except DivergenceError as error:
         raise CommandError(f"{error}; nothing saved") from None
     except MemoryError:
-        raise CommandError("out of memory while training; try a smaller --hidden or "
-                           "--batch-size; nothing saved") from None
+        raise CommandError(
+            "out of memory while training; try a smaller --hidden or --batch-size; nothing saved"
+        ) from None
     history = _joined_history(previous, history, done)
     interrupted = bool(history.get("interrupted"))
     if interrupted and optimizer.step_count == steps_before:
         print("fcnn train: interrupted before the first step; nothing saved", file=sys.stderr)
         return _INTERRUPTED
 
-    metadata = {"config": config.to_dict(), "dataset": args.dataset, "history": history,
-                "class_names": class_names, "val_size": args.val_size,
-                "fcnn_version": __version__}
+    metadata = {
+        "config": config.to_dict(),
+        "dataset": args.dataset,
+        "history": history,
+        "class_names": class_names,
+        "val_size": args.val_size,
+        "fcnn_version": __version__,
+    }
     model_path, history_path, problem = _write_outputs(
-        args.out, net, optimizer, metadata, {"config": config.to_dict(), "history": history},
-        run)
+        args.out, net, optimizer, metadata, {"config": config.to_dict(), "history": history}, run
+    )
     if problem is not None:
-        print(f"fcnn train: error: {problem}; saved the model to {model_path} instead",
-              file=sys.stderr)
+        print(
+            f"fcnn train: error: {problem}; saved the model to {model_path} instead",
+            file=sys.stderr,
+        )
         return 1
     if interrupted:
         epochs_done = len(history["epoch"])
-        print(f"fcnn train: interrupted after {optimizer.step_count} steps ({epochs_done} "
-              f"complete epochs); saved the model to {model_path}", file=sys.stderr)
+        print(
+            f"fcnn train: interrupted after {optimizer.step_count} steps ({epochs_done} "
+            f"complete epochs); saved the model to {model_path}",
+            file=sys.stderr,
+        )
         return _INTERRUPTED
     note = _write_curves(args.out, history)
     if note and not quiet:
@@ -618,13 +841,13 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
     why = ""
     if history.get("stop_reason") == "early_stopping":
         why = f" (stopped early, weights of epoch {history.get('best_epoch')})"
-    print(f"test accuracy {result['accuracy']:.2%}{why}; saved {model_path}, "
-          f"{history_path}{curves}")
+    print(
+        f"test accuracy {result['accuracy']:.2%}{why}; saved {model_path}, {history_path}{curves}"
+    )
     return 0
 
 
-def _joined_history(previous: dict[str, Any], history: dict[str, Any],
-                    done: int) -> dict[str, Any]:
+def _joined_history(previous: dict[str, Any], history: dict[str, Any], done: int) -> dict[str, Any]:
     """The saved run's epochs followed by this run's, numbered on from them."""
     history = dict(history)
     history["epoch"] = [done + epoch for epoch in history.get("epoch", [])]
@@ -641,8 +864,14 @@ def _joined_history(previous: dict[str, Any], history: dict[str, Any],
 
 def _epoch_line(history: dict[str, Any], done: int) -> str:
     parts = [f"epoch {history['epoch'][-1] + done}"]
-    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
-                "test_accuracy"):
+    for key in (
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "test_loss",
+        "test_accuracy",
+    ):
         if history.get(key):
             value = history[key][-1]
             parts.append(f"{key} {value:.2%}" if key.endswith("accuracy") else f"{key} {value:.4f}")
@@ -653,6 +882,7 @@ def _epoch_line(history: dict[str, Any], done: int) -> str:
 
 # ---------------------------------------------------------------------------- evaluate
 
+
 def _evaluate(args: argparse.Namespace, run: _Run) -> int:
     checkpoint = _load_checkpoint(args.model)
     net, metadata = checkpoint.net, checkpoint.metadata
@@ -660,23 +890,35 @@ def _evaluate(args: argparse.Namespace, run: _Run) -> int:
     dataset = args.dataset or (trained_on if trained_on in _DATASETS else None)
     if dataset is None:
         dataset = "mnist"
-        print(f"note: {args.model} does not say which data set it was trained on; evaluating "
-              "on mnist (choose with --dataset)", file=sys.stderr)
+        print(
+            f"note: {args.model} does not say which data set it was trained on; evaluating "
+            "on mnist (choose with --dataset)",
+            file=sys.stderr,
+        )
     elif trained_on in _DATASETS and dataset != trained_on:
-        print(f"warning: {args.model} was trained on {trained_on}, evaluating it on {dataset}",
-              file=sys.stderr)
+        print(
+            f"warning: {args.model} was trained on {trained_on}, evaluating it on {dataset}",
+            file=sys.stderr,
+        )
     test_images, test_labels = _load_split(dataset, args, "test", progress=False)
     _check_fits(net, args.model, test_images, test_labels, dataset)
     num_classes = net.linear_layers()[-1].num_outputs
     class_names = _class_names(metadata if dataset == trained_on else {}, dataset, num_classes)
     result = evaluate(net, test_images, test_labels, class_names=class_names)
     if args.json:
-        print(json.dumps({
-            "model": str(args.model), "dataset": dataset, "loss": result["loss"],
-            "accuracy": result["accuracy"],
-            "confusion_matrix": result["confusion_matrix"].tolist(),
-            "report": result["report"],
-        }, indent=1))
+        print(
+            json.dumps(
+                {
+                    "model": str(args.model),
+                    "dataset": dataset,
+                    "loss": result["loss"],
+                    "accuracy": result["accuracy"],
+                    "confusion_matrix": result["confusion_matrix"].tolist(),
+                    "report": result["report"],
+                },
+                indent=1,
+            )
+        )
     else:
         print(result["report_text"])
         print(f"{dataset} test accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f}")
@@ -685,8 +927,10 @@ def _evaluate(args: argparse.Namespace, run: _Run) -> int:
 
 # ---------------------------------------------------------------------------- predict
 
-def _predict_inputs(paths: Sequence[Path],
-                    num_inputs: int) -> Iterator[tuple[list[str], np.ndarray]]:
+
+def _predict_inputs(
+    paths: Sequence[Path], num_inputs: int
+) -> Iterator[tuple[list[str], np.ndarray]]:
     """``(names, images (n, features))`` per file named or found in a named folder.
 
     An image file is one image named by its path; the n images of a .npy or IDX
@@ -696,11 +940,13 @@ def _predict_inputs(paths: Sequence[Path],
 
     for path in paths:
         if path.is_dir():
-            found = sorted(child for child in path.iterdir()
-                           if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                child
+                for child in path.iterdir()
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES
+            )
             if not found:
-                raise CommandError(f"{path} holds no image files "
-                                   f"({', '.join(IMAGE_SUFFIXES)})")
+                raise CommandError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             for child in found:
                 yield [str(child)], _image_file(child, num_inputs)
         elif not path.is_file():
@@ -717,15 +963,18 @@ def _image_file(path: Path, num_inputs: int) -> np.ndarray:
 
     side = math.isqrt(num_inputs)
     if side * side != num_inputs:
-        raise CommandError(f"{path}: the model takes {num_inputs} inputs, not a square image; "
-                           "give its images as .npy instead")
+        raise CommandError(
+            f"{path}: the model takes {num_inputs} inputs, not a square image; "
+            "give its images as .npy instead"
+        )
     try:
         image = mnist_preprocess(load_image(path), size=side, box=max(1, round(side * 20 / 28)))
     except ImportError as error:
         raise CommandError(str(error)) from None
     except (ValueError, OSError) as error:
-        raise CommandError(f"{path}: {error}" if str(path) not in str(error) else str(error)
-                           ) from None
+        raise CommandError(
+            f"{path}: {error}" if str(path) not in str(error) else str(error)
+        ) from None
     return image.reshape(1, -1)
 
 
@@ -739,13 +988,18 @@ def _array_file(path: Path, num_inputs: int) -> np.ndarray:
         raise CommandError(f"{path}: not a .npy, IDX or image file ({error})") from None
     if images.dtype.kind not in "uif":
         raise CommandError(f"{path}: images must be numbers, got {images.dtype}")
-    if images.ndim >= 1 and images.size == num_inputs and images.shape[0] != 1 and (
-            images.ndim == 1 or images.shape[1:] != (num_inputs,)):
+    if (
+        images.ndim >= 1
+        and images.size == num_inputs
+        and images.shape[0] != 1
+        and (images.ndim == 1 or images.shape[1:] != (num_inputs,))
+    ):
         images = images.reshape(1, -1)  # a single image, e.g. (28, 28)
-    if images.ndim < 2 or images.shape[0] == 0 or \
-            int(np.prod(images.shape[1:])) != num_inputs:
-        raise CommandError(f"{path}: the model takes images of {num_inputs} pixels, got an "
-                           f"array of shape {images.shape}")
+    if images.ndim < 2 or images.shape[0] == 0 or int(np.prod(images.shape[1:])) != num_inputs:
+        raise CommandError(
+            f"{path}: the model takes images of {num_inputs} pixels, got an "
+            f"array of shape {images.shape}"
+        )
     images = images.reshape(images.shape[0], -1)
     if images.dtype.kind == "f" and not np.isfinite(images).all():
         raise CommandError(f"{path}: the images hold NaN or infinite pixels")
@@ -756,27 +1010,36 @@ def _predict(args: argparse.Namespace, run: _Run) -> int:
     checkpoint = _load_checkpoint(args.model)
     net = checkpoint.net
     num_classes = net.linear_layers()[-1].num_outputs
-    class_names = _class_names(checkpoint.metadata, checkpoint.metadata.get("dataset"),
-                               num_classes)
+    class_names = _class_names(checkpoint.metadata, checkpoint.metadata.get("dataset"), num_classes)
     top_k = min(args.top_k, num_classes)
     records = []
     for names, images in _predict_inputs(args.images, _num_inputs(net)):
         probabilities = predict_proba(net, images)
         ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         for name, row_probabilities, classes in zip(names, probabilities, ranked):
-            top = [{"class": int(index), "name": class_names[index],
-                    "probability": float(row_probabilities[index])} for index in classes]
+            top = [
+                {
+                    "class": int(index),
+                    "name": class_names[index],
+                    "probability": float(row_probabilities[index]),
+                }
+                for index in classes
+            ]
             if args.json:
                 records.append({"file": name, "predictions": top})
             else:
-                sys.stdout.write(f"{name}\t" + "\t".join(
-                    f"{entry['name']} {entry['probability']:.4f}" for entry in top) + "\n")
+                sys.stdout.write(
+                    f"{name}\t"
+                    + "\t".join(f"{entry['name']} {entry['probability']:.4f}" for entry in top)
+                    + "\n"
+                )
     if args.json:
         print(json.dumps(records, indent=1))
     return 0
 
 
 # ---------------------------------------------------------------------------- export
+
 
 def _export(args: argparse.Namespace, run: _Run) -> int:
     from .onnx_export import export_onnx
@@ -787,20 +1050,23 @@ def _export(args: argparse.Namespace, run: _Run) -> int:
     dataset = metadata.get("dataset")
     extra = {"dataset": dataset} if isinstance(dataset, str) else {}
     try:
-        path = export_onnx(net, args.out, class_names=_class_names(metadata, dataset,
-                                                                   num_classes),
-                           metadata=extra)
+        path = export_onnx(
+            net, args.out, class_names=_class_names(metadata, dataset, num_classes), metadata=extra
+        )
     except ImportError as error:
         raise CommandError(str(error)) from None
     except OSError as error:
         raise CommandError(f"cannot write {args.out} ({error.strerror or error})") from None
-    print(f"wrote {path}: input 'input' float{np.dtype(net.dtype).itemsize * 8} "
-          f"(N, {_num_inputs(net)}) in [0, 1]; outputs 'probabilities' (N, {num_classes}) "
-          "and 'label' (N,)")
+    print(
+        f"wrote {path}: input 'input' float{np.dtype(net.dtype).itemsize * 8} "
+        f"(N, {_num_inputs(net)}) in [0, 1]; outputs 'probabilities' (N, {num_classes}) "
+        "and 'label' (N,)"
+    )
     return 0
 
 
 # ---------------------------------------------------------------------------- search
+
 
 @contextlib.contextmanager
 def _backend_session(backend: str | None) -> Iterator[None]:
@@ -825,13 +1091,16 @@ def _backend_session(backend: str | None) -> Iterator[None]:
         with Client(address):
             yield
     else:
-        with LocalCluster(threads_per_worker=1, host="127.0.0.1", dashboard_address=None) \
-                as cluster, Client(cluster):
+        with (
+            LocalCluster(threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster,
+            Client(cluster),
+        ):
             yield
 
 
-def _train_command(params: dict[str, Any], args: argparse.Namespace,
-                   searched: Sequence[str]) -> tuple[list[str], list[str]]:
+def _train_command(
+    params: dict[str, Any], args: argparse.Namespace, searched: Sequence[str]
+) -> tuple[list[str], list[str]]:
     """The ``fcnn train`` command line for ``params``, and the settings it has no option for."""
     train_defaults = vars(_parser().parse_args(["train"]))
     command = ["fcnn", "train"]
@@ -866,48 +1135,64 @@ def _search(args: argparse.Namespace, run: _Run) -> int:
     from .search import ORIGINAL_BASE, SearchError, grid_search, sequential_search
 
     stages: list[tuple[str, list[Any]]] = [
-        ("lr", args.lr), ("hidden", args.hidden), ("weight_decay", args.weight_decay)]
+        ("lr", args.lr),
+        ("hidden", args.hidden),
+        ("weight_decay", args.weight_decay),
+    ]
     if args.momentum is not None:
         stages.append(("momentum", args.momentum))
     base = replace(ORIGINAL_BASE, hidden=args.hidden[0], seed=args.seed)
     search = grid_search if args.grid else sequential_search
     if args.out.exists() and not args.out.is_dir():
-        raise CommandError(f"--out {args.out} is a file; --out names the folder that gets "
-                           "search.csv and search.json")
+        raise CommandError(
+            f"--out {args.out} is a file; --out names the folder that gets "
+            "search.csv and search.json"
+        )
     # The test images are never looked at: settings are chosen on validation data.
     images, labels = _load_split(args.dataset, args, "train", not args.no_progress)
     class_names = _DATASETS[args.dataset][1]
     for hidden in args.hidden:
-        _check_memory(int(np.prod(images.shape[1:])), len(class_names),
-                      replace(base, hidden=hidden))
+        _check_memory(
+            int(np.prod(images.shape[1:])), len(class_names), replace(base, hidden=hidden)
+        )
     try:
-        train_data, val_data = train_val_split(images, labels, val_size=args.val_size,
-                                               seed=args.seed)
+        train_data, val_data = train_val_split(
+            images, labels, val_size=args.val_size, seed=args.seed
+        )
         with _backend_session(args.backend):
-            result = search(train_data, val_data, stages, base, epochs=args.epochs,
-                            num_classes=len(class_names), n_jobs=args.n_jobs,
-                            backend=args.backend, progress=not args.no_progress)
+            result = search(
+                train_data,
+                val_data,
+                stages,
+                base,
+                epochs=args.epochs,
+                num_classes=len(class_names),
+                n_jobs=args.n_jobs,
+                backend=args.backend,
+                progress=not args.no_progress,
+            )
     except (ValueError, TypeError, ImportError, SearchError) as error:
         raise UsageError(str(error)) from None
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        written = [result.to_csv(args.out / "search.csv"),
-                   result.to_json(args.out / "search.json")]
+        written = [result.to_csv(args.out / "search.csv"), result.to_json(args.out / "search.json")]
     except OSError as error:
-        raise CommandError(f"cannot write to --out {args.out} ({error.strerror or error})"
-                           ) from None
+        raise CommandError(
+            f"cannot write to --out {args.out} ({error.strerror or error})"
+        ) from None
     try:
         from .plot import plot_search
     except ImportError:
         print("note: figures need matplotlib: pip install fcnn[plot]", file=sys.stderr)
     else:
         for stage in result.stages:
-            records = [record for record in result.stage_records(stage)
-                       if record["error"] is None]
+            records = [record for record in result.stage_records(stage) if record["error"] is None]
             title = "grid search" if args.grid else f"sequential search, stage {stage}"
             slug = stage.replace("#", "-")
-            for part, metrics in (("train", ("train_loss", "train_accuracy")),
-                                  ("val", ("val_accuracy",))):
+            for part, metrics in (
+                ("train", ("train_loss", "train_accuracy")),
+                ("val", ("val_accuracy",)),
+            ):
                 path = args.out / f"search_{slug}_{part}.png"
                 plot_search(records, metrics=metrics, title=title).savefig(path, dpi=100)
                 written.append(path)
@@ -918,13 +1203,17 @@ def _search(args: argparse.Namespace, run: _Run) -> int:
     if not args.grid and args.no_progress:  # otherwise the progress lines said it
         for stage, record in result.stage_best().items():
             print(f"stage {stage}: {record['name']} (val accuracy {record['val_accuracy']:.2%})")
-    print(f"best settings: {chosen} (val accuracy {best['val_accuracy']:.2%}, "
-          f"val loss {best['val_loss']:.4f})")
+    print(
+        f"best settings: {chosen} (val accuracy {best['val_accuracy']:.2%}, "
+        f"val loss {best['val_loss']:.4f})"
+    )
     command, missing = _train_command(best["params"], args, searched)
     print(f"train them with: {shlex.join(command)}")
     if missing:
-        print(f"note: fcnn train has no option for {', '.join(missing)}; train with "
-              f"fcnn.fit(TrainConfig.from_dict(best_params)) from {written[1]}")
+        print(
+            f"note: fcnn train has no option for {', '.join(missing)}; train with "
+            f"fcnn.fit(TrainConfig.from_dict(best_params)) from {written[1]}"
+        )
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
 
@@ -934,6 +1223,7 @@ def _setting_text(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- main
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fcnn`` command; returns the exit status (see the module doc).
@@ -950,8 +1240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = _parser()
         args = parser.parse_args(argv)
         command = f"fcnn {args.command}"
-        handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict,
-                    "export": _export, "search": _search}
+        handlers = {
+            "train": _train,
+            "evaluate": _evaluate,
+            "predict": _predict,
+            "export": _export,
+            "search": _search,
+        }
         return handlers[args.command](args, run)
     except UsageError as error:
         print(f"{command}: error: {_one_line(error)}", file=sys.stderr)
@@ -969,8 +1264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
         return 1
     except KeyboardInterrupt:
-        saved = f"; the model was saved to {run.saved_to}" if run.saved_to else (
-            "; nothing saved" if command == "fcnn train" else "")
+        saved = (
+            f"; the model was saved to {run.saved_to}"
+            if run.saved_to
+            else ("; nothing saved" if command == "fcnn train" else "")
+        )
         print(f"{command}: interrupted{saved}", file=sys.stderr)
         return _INTERRUPTED
     except OSError as error:

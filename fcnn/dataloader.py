@@ -51,9 +51,15 @@ class DataLoader:
         >>> for images, labels in loader: ...
     """
 
-    def __init__(self, dataset: tuple[np.ndarray, np.ndarray], batch_size: int = 64,
-                 shuffle: bool = True, seed: int | None = None, drop_last: bool = False,
-                 dtype: npt.DTypeLike = np.float32) -> None:
+    def __init__(
+        self,
+        dataset: tuple[np.ndarray, np.ndarray],
+        batch_size: int = 64,
+        shuffle: bool = True,
+        seed: int | None = None,
+        drop_last: bool = False,
+        dtype: npt.DTypeLike = np.float32,
+    ) -> None:
         if not isinstance(dataset, (tuple, list)) or len(dataset) != 2:
             raise TypeError("dataset must be a pair (images, labels)")
         images, labels = dataset
@@ -64,7 +70,8 @@ class DataLoader:
             raise ValueError(f"images must have shape (N, ...) with N >= 1, got {images.shape}")
         if images.size == 0:
             raise ValueError(
-                f"images must have at least one feature per sample, got shape {images.shape}")
+                f"images must have at least one feature per sample, got shape {images.shape}"
+            )
         if images.dtype.kind not in "uif":
             raise TypeError(f"images must have an integer or float dtype, got {images.dtype}")
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
@@ -132,12 +139,14 @@ class DataLoader:
         images, labels, size = self.images, self._labels, self.batch_size
         for start in range(0, len(self) * size, size):
             if self.shuffle:
-                indices = order[start:start + size]
+                indices = order[start : start + size]
                 yield self._converted(images[indices], owned=True), labels[indices]
             else:
                 # A slice is a view: no gather needed in order.
-                yield (self._converted(images[start:start + size], owned=False),
-                       labels[start:start + size])
+                yield (
+                    self._converted(images[start : start + size], owned=False),
+                    labels[start : start + size],
+                )
 
 
 # Chunks of this many values bound the memory of the checks below.
@@ -157,7 +166,7 @@ def _check_image_values(images: np.ndarray) -> None:
     flat = images.reshape(-1)
     integer = images.dtype.kind in "iu"
     for first in range(0, flat.shape[0] if integer else 0, _CHECK_CHUNK):
-        chunk = flat[first:first + _CHECK_CHUNK]
+        chunk = flat[first : first + _CHECK_CHUNK]
         low, high = chunk.min(), chunk.max()
         if low < 0 or high > 255:
             raise ValueError(
@@ -172,14 +181,18 @@ def _class_indices(labels: np.ndarray) -> np.ndarray:
     if labels.dtype == np.int64:
         converted = labels
     else:
-        if labels.dtype.kind == "u" and labels.dtype.itemsize == 8 and labels.size and \
-                labels.max() > np.iinfo(np.int64).max:
+        if (
+            labels.dtype.kind == "u"
+            and labels.dtype.itemsize == 8
+            and labels.size
+            and labels.max() > np.iinfo(np.int64).max
+        ):
             index = int(np.argmax(labels > np.iinfo(np.int64).max))
-            raise ValueError(f"labels must be class indices >= 0, got {labels[index]} at "
-                             f"index {index}")
+            raise ValueError(
+                f"labels must be class indices >= 0, got {labels[index]} at index {index}"
+            )
         converted = labels.astype(np.int64)
     if converted.size and converted.min() < 0:
         index = int(np.argmax(converted < 0))
-        raise ValueError(f"labels must be class indices >= 0, got {labels[index]} at "
-                         f"index {index}")
+        raise ValueError(f"labels must be class indices >= 0, got {labels[index]} at index {index}")
     return converted

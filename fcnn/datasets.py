@@ -107,7 +107,9 @@ def _read_up_to(data: bytearray, source: BinaryIO, size: int) -> None:
         data += chunk
 
 
-def _read_idx_stream(source: BinaryIO, path: PathLike, bound: int, gzip_size: int | None) -> bytearray:
+def _read_idx_stream(
+    source: BinaryIO, path: PathLike, bound: int, gzip_size: int | None
+) -> bytearray:
     """The IDX bytes of ``source``, header first; ``bound``: the most the file can hold.
 
     ``gzip_size`` is the compressed file's size, or None when ``source`` is the raw file
@@ -138,7 +140,9 @@ def _read_idx_stream(source: BinaryIO, path: PathLike, bound: int, gzip_size: in
 def _idx_header_size(data: bytearray, path: PathLike) -> int:
     """The header size of an IDX file from its first 4 bytes, after checking them."""
     if len(data) < 4:
-        raise ValueError(f"{path}: not an IDX file: {len(data)} bytes, shorter than the 4-byte magic")
+        raise ValueError(
+            f"{path}: not an IDX file: {len(data)} bytes, shorter than the 4-byte magic"
+        )
     if data[0] != 0 or data[1] != 0:
         raise ValueError(
             f"{path}: not an IDX file: magic starts with bytes 0x{data[0]:02x} 0x{data[1]:02x}, "
@@ -147,7 +151,9 @@ def _idx_header_size(data: bytearray, path: PathLike) -> int:
     type_code, ndim = data[2], data[3]
     if type_code not in _IDX_DTYPES:
         known = ", ".join(f"0x{code:02X}" for code in _IDX_DTYPES)
-        raise ValueError(f"{path}: unknown IDX type code 0x{type_code:02X}, expected one of {known}")
+        raise ValueError(
+            f"{path}: unknown IDX type code 0x{type_code:02X}, expected one of {known}"
+        )
     if not 1 <= ndim <= _IDX_MAX_DIMS:
         raise ValueError(f"{path}: IDX header has {ndim} dimensions, expected 1 to {_IDX_MAX_DIMS}")
     return 4 + 4 * ndim
@@ -446,7 +452,9 @@ def _sha256_mismatch(source: PathLike, name: str, dataset: _Dataset, actual: str
     )
 
 
-def _locate(dataset: _Dataset, name: str, folders: Sequence[Path], found: _Found) -> np.ndarray | None:
+def _locate(
+    dataset: _Dataset, name: str, folders: Sequence[Path], found: _Found
+) -> np.ndarray | None:
     """Load the first copy of ``name`` (raw or .gz) found in ``folders``, verified.
 
     Returns None when there is no usable copy. A copy that is the other data set's
@@ -462,7 +470,9 @@ def _locate(dataset: _Dataset, name: str, folders: Sequence[Path], found: _Found
                 return _parse_idx(payload, path)
             other = _KNOWN_PAYLOADS.get(actual)
             if other is not None and other.name != dataset.name:
-                found.notes.append(f"Skipped {path}: it is the {other.name} file, not {dataset.name}'s.")
+                found.notes.append(
+                    f"Skipped {path}: it is the {other.name} file, not {dataset.name}'s."
+                )
                 if other.name not in [known.name for known in found.other_datasets]:
                     found.other_datasets.append(other)
                 continue
@@ -486,7 +496,9 @@ def _check_split(dataset: _Dataset, split: str, images: np.ndarray, labels: np.n
             f"{dataset.name} {split} labels must be 1-D uint8, got {labels.dtype} {labels.shape}"
         )
     if labels.shape[0] != images.shape[0]:
-        raise ValueError(f"{dataset.name} {split}: {images.shape[0]} images but {labels.shape[0]} labels")
+        raise ValueError(
+            f"{dataset.name} {split}: {images.shape[0]} images but {labels.shape[0]} labels"
+        )
     if labels.size and labels.max() >= len(dataset.classes):
         raise ValueError(
             f"{dataset.name} {split} labels must be in 0..{len(dataset.classes) - 1}, found {labels.max()}"
@@ -530,7 +542,9 @@ def _fetch(url: str, out: BinaryIO, progress: bool, label: str, cap: int) -> Non
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         if total is not None and total > cap:
-            raise _TransferRefused(f"announces {total} bytes, more than the {cap} this file can take")
+            raise _TransferRefused(
+                f"announces {total} bytes, more than the {cap} this file can take"
+            )
         received = 0
         with tqdm(
             total=total,
@@ -650,7 +664,13 @@ def _load(
     missing = [name for name, array in arrays.items() if array is None]
     if missing and not download:
         raise _not_found(
-            dataset, missing, folder, searched, mirrors, "download=False, so nothing was fetched.", found
+            dataset,
+            missing,
+            folder,
+            searched,
+            mirrors,
+            "download=False, so nothing was fetched.",
+            found,
         )
     if missing:
         created = _make_folder(folder)
@@ -661,7 +681,9 @@ def _load(
                     reason = f"Downloading {name}.gz failed from every mirror:\n" + "\n".join(
                         f"  {line}" for line in failures
                     )
-                    raise _not_found(dataset, missing[index:], folder, searched, mirrors, reason, found)
+                    raise _not_found(
+                        dataset, missing[index:], folder, searched, mirrors, reason, found
+                    )
         finally:
             _remove_if_empty(created)  # offline: leave no empty cache folder behind
     results = []
@@ -824,7 +846,9 @@ def train_val_split(
     if count < 2:
         raise ValueError(f"need at least 2 samples to split off a validation set, got {count}")
     if not 1 <= val_size <= count - 1:
-        raise ValueError(f"val_size must be in [1, {count - 1}] for {count} samples, got {val_size}")
+        raise ValueError(
+            f"val_size must be in [1, {count - 1}] for {count} samples, got {val_size}"
+        )
     order = np.random.default_rng(seed).permutation(count)
     val_index = np.sort(order[:val_size])
     train_index = np.sort(order[val_size:])

@@ -82,8 +82,13 @@ def _can_hold(gradient: object, parameter: np.ndarray) -> bool:
     if not isinstance(gradient, np.ndarray):
         return False
     flags = gradient.flags
-    return (gradient.shape == parameter.shape and gradient.dtype == parameter.dtype
-            and flags.c_contiguous and flags.writeable and flags.aligned)
+    return (
+        gradient.shape == parameter.shape
+        and gradient.dtype == parameter.dtype
+        and flags.c_contiguous
+        and flags.writeable
+        and flags.aligned
+    )
 
 
 class Layer:
@@ -299,8 +304,14 @@ class Softmax(Layer):
 class Loss:
     """The value of a loss on one batch: ``.item()`` and ``.backward()``."""
 
-    def __init__(self, value: float, logits: np.ndarray, labels: np.ndarray,
-                 net: Module | None, start: int | None) -> None:
+    def __init__(
+        self,
+        value: float,
+        logits: np.ndarray,
+        labels: np.ndarray,
+        net: Module | None,
+        start: int | None,
+    ) -> None:
         self._value = value
         self._logits = logits
         self._labels = labels

@@ -39,8 +39,9 @@ def _import_pillow():
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise ImportError("reading image files needs Pillow: pip install fcnn[images] "
-                          "(or pip install pillow)") from None
+        raise ImportError(
+            "reading image files needs Pillow: pip install fcnn[images] (or pip install pillow)"
+        ) from None
     return Image, ImageOps
 
 
@@ -100,8 +101,10 @@ def mnist_preprocess(image: np.ndarray, size: int = 28, box: int = 20) -> np.nda
     """
     Image, _ = _import_pillow()
     if not isinstance(image, np.ndarray) or image.dtype.kind not in "uif":
-        raise TypeError(f"image must be a numeric numpy array, got "
-                        f"{getattr(image, 'dtype', type(image).__name__)}")
+        raise TypeError(
+            f"image must be a numeric numpy array, got "
+            f"{getattr(image, 'dtype', type(image).__name__)}"
+        )
     if image.ndim != 2 or image.size == 0:
         raise ValueError(f"image must be a non-empty 2-D grayscale array, got shape {image.shape}")
     if not 1 <= box <= size:
@@ -122,14 +125,15 @@ def mnist_preprocess(image: np.ndarray, size: int = 28, box: int = 20) -> np.nda
     ink *= 255 / brightest
     rows = np.flatnonzero((ink > _INK_FRACTION * 255).any(axis=1))
     cols = np.flatnonzero((ink > _INK_FRACTION * 255).any(axis=0))
-    ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     height, width = ink.shape
     scale = box / max(height, width)
     new_height = max(1, round(height * scale))
     new_width = max(1, round(width * scale))
     resized = Image.fromarray(ink.astype(np.float32)).resize(
-        (new_width, new_height), Image.Resampling.LANCZOS)
+        (new_width, new_height), Image.Resampling.LANCZOS
+    )
     fitted = np.clip(np.asarray(resized, dtype=np.float64), 0, 255)
 
     total = fitted.sum()
@@ -141,7 +145,7 @@ def mnist_preprocess(image: np.ndarray, size: int = 28, box: int = 20) -> np.nda
     top = _offset(size / 2 - centre_row, new_height, size)
     left = _offset(size / 2 - centre_col, new_width, size)
     field = np.zeros((size, size), np.float64)
-    field[top:top + new_height, left:left + new_width] = fitted
+    field[top : top + new_height, left : left + new_width] = fitted
     return np.rint(field).astype(np.uint8)
 
 

@@ -39,22 +39,29 @@ OPSET = 17
 _IR_VERSION = 8
 
 #: What the graph's input holds; stored in the file as its doc string.
-INPUT_DESCRIPTION = ("one flattened image per row, shape (N, features), float pixels in [0, 1] "
-                     "(uint8 pixels divided by 255)")
+INPUT_DESCRIPTION = (
+    "one flattened image per row, shape (N, features), float pixels in [0, 1] "
+    "(uint8 pixels divided by 255)"
+)
 
 
 def _import_onnx():
     try:
         import onnx
     except ImportError:
-        raise ImportError("ONNX export needs the onnx package: pip install fcnn[onnx] "
-                          "(or pip install onnx)") from None
+        raise ImportError(
+            "ONNX export needs the onnx package: pip install fcnn[onnx] (or pip install onnx)"
+        ) from None
     return onnx
 
 
-def export_onnx(net: Module, path: str | os.PathLike, *,
-                class_names: Sequence[str] | None = None,
-                metadata: dict[str, str] | None = None) -> Path:
+def export_onnx(
+    net: Module,
+    path: str | os.PathLike,
+    *,
+    class_names: Sequence[str] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Writes ``net`` to ``path`` as an ONNX model returning class probabilities.
 
     Args:
@@ -92,8 +99,9 @@ def export_onnx(net: Module, path: str | os.PathLike, *,
     if class_names is not None:
         class_names = [str(name) for name in class_names]
         if len(class_names) != num_classes:
-            raise ValueError(f"class_names must have one name per class ({num_classes}), "
-                             f"got {len(class_names)}")
+            raise ValueError(
+                f"class_names must have one name per class ({num_classes}), got {len(class_names)}"
+            )
 
     nodes, initializers = [], []
     current = "input"
@@ -103,25 +111,35 @@ def export_onnx(net: Module, path: str | os.PathLike, *,
             weight, bias = f"layers.{index}.weight", f"layers.{index}.bias"
             initializers.append(numpy_helper.from_array(np.ascontiguousarray(layer.weight), weight))
             initializers.append(numpy_helper.from_array(np.ascontiguousarray(layer.bias), bias))
-            nodes.append(helper.make_node("MatMul", [current, weight], [f"{output}.matmul"],
-                                          name=f"layers.{index}.matmul"))
-            nodes.append(helper.make_node("Add", [f"{output}.matmul", bias], [output],
-                                          name=f"layers.{index}.add"))
+            nodes.append(
+                helper.make_node(
+                    "MatMul", [current, weight], [f"{output}.matmul"], name=f"layers.{index}.matmul"
+                )
+            )
+            nodes.append(
+                helper.make_node(
+                    "Add", [f"{output}.matmul", bias], [output], name=f"layers.{index}.add"
+                )
+            )
         elif isinstance(layer, ReLU):
             nodes.append(helper.make_node("Relu", [current], [output], name=f"layers.{index}"))
         else:
-            nodes.append(helper.make_node("Softmax", [current], [output], axis=-1,
-                                          name=f"layers.{index}"))
+            nodes.append(
+                helper.make_node("Softmax", [current], [output], axis=-1, name=f"layers.{index}")
+            )
         current = output
     if not isinstance(net.layers[-1], Softmax):
         # predict_proba turns a net's raw output into probabilities the same way.
-        nodes.append(helper.make_node("Softmax", [current], ["probabilities"], axis=-1,
-                                      name="probabilities"))
+        nodes.append(
+            helper.make_node("Softmax", [current], ["probabilities"], axis=-1, name="probabilities")
+        )
     else:
-        nodes.append(helper.make_node("Identity", [current], ["probabilities"],
-                                      name="probabilities"))
-    nodes.append(helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0,
-                                  name="label"))
+        nodes.append(
+            helper.make_node("Identity", [current], ["probabilities"], name="probabilities")
+        )
+    nodes.append(
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0, name="label")
+    )
 
     graph_input = helper.make_tensor_value_info("input", elem_type, ["N", num_inputs])
     graph_input.doc_string = INPUT_DESCRIPTION
@@ -129,13 +147,16 @@ def export_onnx(net: Module, path: str | os.PathLike, *,
     probabilities.doc_string = "class probabilities, each row summing to 1"
     label = helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])
     label.doc_string = "the most probable class of each row"
-    graph = helper.make_graph(nodes, "fcnn", [graph_input], [probabilities, label],
-                              initializer=initializers)
+    graph = helper.make_graph(
+        nodes, "fcnn", [graph_input], [probabilities, label], initializer=initializers
+    )
     graph.doc_string = f"fcnn net {_layer_summary(net)}; input: {INPUT_DESCRIPTION}"
-    model = helper.make_model(graph, producer_name="fcnn",
-                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model = helper.make_model(
+        graph, producer_name="fcnn", opset_imports=[helper.make_opsetid("", OPSET)]
+    )
     model.ir_version = _IR_VERSION
     from . import __version__
+
     model.producer_version = __version__
     properties = {"input": INPUT_DESCRIPTION, **(metadata or {})}
     if class_names is not None:
@@ -156,12 +177,15 @@ def _check_net(net: Module) -> np.dtype:
     if not isinstance(net, Module):
         raise TypeError(f"net must be an fcnn.nn.Module, got {type(net).__name__}")
     if type(net).forward is not Module.forward or type(net).__call__ is not Module.__call__:
-        raise TypeError(f"{type(net).__name__} overrides forward; only plain layer stacks "
-                        "can be exported")
+        raise TypeError(
+            f"{type(net).__name__} overrides forward; only plain layer stacks can be exported"
+        )
     for index, layer in enumerate(net.layers):
         if type(layer) not in (Linear, ReLU, Softmax):
-            raise TypeError(f"net.layers[{index}] is a {type(layer).__name__}; only Linear, "
-                            "ReLU and Softmax layers can be exported")
+            raise TypeError(
+                f"net.layers[{index}] is a {type(layer).__name__}; only Linear, "
+                "ReLU and Softmax layers can be exported"
+            )
     linears = net.linear_layers()
     if not linears:
         raise ValueError("net must have at least one Linear layer, got none")
@@ -170,16 +194,19 @@ def _check_net(net: Module) -> np.dtype:
         raise TypeError(f"the parameters must be float32 or float64, got {dtype}")
     for name, array in net.named_parameters():
         if array.dtype != dtype:
-            raise TypeError(f"every parameter must have one dtype: {name} is {array.dtype}, "
-                            f"the first is {dtype}")
+            raise TypeError(
+                f"every parameter must have one dtype: {name} is {array.dtype}, "
+                f"the first is {dtype}"
+            )
     for before, after in zip(linears[:-1], linears[1:]):
         if before.num_outputs != after.num_inputs:
-            raise ValueError(f"the Linear layers do not chain: {before!r} is followed by "
-                             f"{after!r}")
+            raise ValueError(f"the Linear layers do not chain: {before!r} is followed by {after!r}")
     return dtype
 
 
 def _layer_summary(net: Module) -> str:
-    sizes = [net.linear_layers()[0].num_inputs,
-             *(layer.num_outputs for layer in net.linear_layers())]
+    sizes = [
+        net.linear_layers()[0].num_inputs,
+        *(layer.num_outputs for layer in net.linear_layers()),
+    ]
     return "-".join(map(str, sizes)) + f" ({net.dtype})"

@@ -17,8 +17,10 @@ __all__ = ["SGD", "ExponentialScheduler", "ConstantScheduler"]
 
 def _rate(value: object, name: str) -> float:
     """A finite, non-negative float setting, or a ValueError/TypeError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(
-        value, "__float__"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        and not hasattr(value, "__float__")
     ):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     number = float(value)
@@ -47,8 +49,9 @@ class ExponentialScheduler:
         0.125
     """
 
-    def __init__(self, initial_lr: float, stage_length: int = 500, decay: float = 0.5,
-                 staircase: bool = True) -> None:
+    def __init__(
+        self, initial_lr: float, stage_length: int = 500, decay: float = 0.5, staircase: bool = True
+    ) -> None:
         self.initial_lr = _rate(initial_lr, "initial_lr")
         try:
             self.stage_length = operator.index(stage_length)
@@ -70,14 +73,20 @@ class ExponentialScheduler:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"name": "exponential", "initial_lr": self.initial_lr,
-                "stage_length": self.stage_length, "decay": self.decay,
-                "staircase": self.staircase}
+        return {
+            "name": "exponential",
+            "initial_lr": self.initial_lr,
+            "stage_length": self.stage_length,
+            "decay": self.decay,
+            "staircase": self.staircase,
+        }
 
     def __repr__(self) -> str:
-        return (f"ExponentialScheduler(initial_lr={self.initial_lr}, "
-                f"stage_length={self.stage_length}, decay={self.decay}, "
-                f"staircase={self.staircase})")
+        return (
+            f"ExponentialScheduler(initial_lr={self.initial_lr}, "
+            f"stage_length={self.stage_length}, decay={self.decay}, "
+            f"staircase={self.staircase})"
+        )
 
 
 class ConstantScheduler:
@@ -122,10 +131,17 @@ class SGD:
         >>> loss.backward(); optimizer.step()
     """
 
-    def __init__(self, net: Module, lr: float | None = None,
-                 lr_scheduler: Any = ExponentialScheduler, decay: float | None = None,
-                 *, weight_decay: float | None = None, momentum: float = 0.0,
-                 nesterov: bool = False) -> None:
+    def __init__(
+        self,
+        net: Module,
+        lr: float | None = None,
+        lr_scheduler: Any = ExponentialScheduler,
+        decay: float | None = None,
+        *,
+        weight_decay: float | None = None,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         if not isinstance(net, Module):
             raise TypeError(f"net must be an fcnn.nn.Module, got {type(net).__name__}")
         self.net = net
@@ -185,8 +201,12 @@ class SGD:
         layers = self.net.layers
         with_momentum = self.momentum > 0
         key = self._plan_key
-        if key is not None and key[0] == layers and key[1] is self.velocities \
-                and key[2] == with_momentum:
+        if (
+            key is not None
+            and key[0] == layers
+            and key[1] is self.velocities
+            and key[2] == with_momentum
+        ):
             return self._plan
         plan = []
         for index, layer in enumerate(layers):
@@ -199,7 +219,8 @@ class SGD:
                     velocity = self.velocities.get(velocity_key)
                     if velocity is None:
                         velocity = self.velocities[velocity_key] = np.zeros_like(
-                            getattr(layer, name))
+                            getattr(layer, name)
+                        )
                     velocities[slot] = velocity
             plan.append((layer, velocities[0], velocities[1]))
         self._plan, self._plan_key = plan, (list(layers), self.velocities, with_momentum)
@@ -217,10 +238,18 @@ class SGD:
         lock = _exclusive(self.net, "optimizer.step()")
         try:
             for layer, weight_velocity, bias_velocity in self._current_plan():
-                sgd_step(layer.weight, layer.weight_grad, lr, weight_decay, momentum,
-                         weight_velocity, nesterov)
-                sgd_step(layer.bias, layer.bias_grad, lr, weight_decay, momentum,
-                         bias_velocity, nesterov)
+                sgd_step(
+                    layer.weight,
+                    layer.weight_grad,
+                    lr,
+                    weight_decay,
+                    momentum,
+                    weight_velocity,
+                    nesterov,
+                )
+                sgd_step(
+                    layer.bias, layer.bias_grad, lr, weight_decay, momentum, bias_velocity, nesterov
+                )
             self.step_count += 1
         finally:
             lock.release()
@@ -233,11 +262,17 @@ class SGD:
 
     def state_dict(self) -> dict[str, Any]:
         """The optimiser's settings and step count (JSON-serialisable)."""
-        scheduler_state = (self.scheduler.state_dict()
-                           if hasattr(self.scheduler, "state_dict") else None)
-        return {"name": "sgd", "weight_decay": self.weight_decay, "momentum": self.momentum,
-                "nesterov": self.nesterov, "step_count": self.step_count,
-                "scheduler": scheduler_state}
+        scheduler_state = (
+            self.scheduler.state_dict() if hasattr(self.scheduler, "state_dict") else None
+        )
+        return {
+            "name": "sgd",
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "step_count": self.step_count,
+            "scheduler": scheduler_state,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the step count, weight decay, momentum and scheduler of :meth:`state_dict`.

@@ -186,7 +186,7 @@ def _require_no_overlap(arrays):
     """``arrays``: (name, array or None) pairs, outputs first; no output may share memory
     with a later array of the list."""
     for index, (name, array) in enumerate(arrays):
-        for other_name, other in arrays[index + 1:]:
+        for other_name, other in arrays[index + 1 :]:
             if array is not None and other is not None and np.shares_memory(array, other):
                 raise ValueError(f"{name} must not share memory with {other_name}")
 
@@ -212,8 +212,16 @@ def _linear_backward_out(dx, dweight, dbias, dout, x, weight):
     if dx is not None:
         dx = _require_in_place("dx", dx, "dout", dout)
         _require_shape("dx", dx, x.shape, "x", x)
-    _require_no_overlap([("dweight", dweight), ("dbias", dbias), ("dx", dx), ("dout", dout),
-                         ("x", x), ("weight", weight)])
+    _require_no_overlap(
+        [
+            ("dweight", dweight),
+            ("dbias", dbias),
+            ("dx", dx),
+            ("dout", dout),
+            ("x", x),
+            ("weight", weight),
+        ]
+    )
     np.matmul(x.T, dout, out=dweight)
     np.sum(dout, axis=0, out=dbias)
     if dx is not None:
@@ -385,9 +393,22 @@ def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True
 # the fused epoch, batch by batch with the kernels above
 
 
-def train_epoch(images, labels, order, weights, biases, lrs, batch_size, weight_decay=0.0,
-                momentum=0.0, weight_velocities=None, bias_velocities=None, nesterov=False,
-                sparse_threshold=None, num_threads=0):
+def train_epoch(
+    images,
+    labels,
+    order,
+    weights,
+    biases,
+    lrs,
+    batch_size,
+    weight_decay=0.0,
+    momentum=0.0,
+    weight_velocities=None,
+    bias_velocities=None,
+    nesterov=False,
+    sparse_threshold=None,
+    num_threads=0,
+):
     """One SGD epoch of the MLP ``weights``/``biases`` over ``images[order]``; see the stub.
 
     ``sparse_threshold`` and ``num_threads`` only steer how the C kernel computes:
@@ -397,14 +418,17 @@ def train_epoch(images, labels, order, weights, biases, lrs, batch_size, weight_
         threshold = _require_rate("sparse_threshold", sparse_threshold)
         if threshold > 1:
             raise ValueError(
-                f"sparse_threshold must be None or in [0, 1], got {sparse_threshold!r}")
+                f"sparse_threshold must be None or in [0, 1], got {sparse_threshold!r}"
+            )
     _require_int("num_threads", num_threads, 0)
     for name, value in (("weights", weights), ("biases", biases)):
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"{name} must be a list of numpy arrays, got {type(value).__name__}")
     if not 1 <= len(weights) <= 64 or len(biases) != len(weights):
-        raise ValueError(f"weights and biases must hold 1 to 64 arrays each, got "
-                         f"{len(weights)} and {len(biases)}")
+        raise ValueError(
+            f"weights and biases must hold 1 to 64 arrays each, got "
+            f"{len(weights)} and {len(biases)}"
+        )
     for index, weight in enumerate(weights):
         _require_in_place(f"weights[{index}]", weight)
         if weight.ndim != 2 or weight.dtype != weights[0].dtype:
@@ -417,8 +441,10 @@ def train_epoch(images, labels, order, weights, biases, lrs, batch_size, weight_
     dtype = weights[0].dtype
     _require_array("images", images)
     if images.dtype != np.uint8 and images.dtype != dtype:
-        raise TypeError(f"images must have dtype uint8 or {dtype} (the dtype of the weights), "
-                        f"got {images.dtype}")
+        raise TypeError(
+            f"images must have dtype uint8 or {dtype} (the dtype of the weights), "
+            f"got {images.dtype}"
+        )
     if images.ndim != 2 or images.shape[1] != weights[0].shape[0] or images.shape[0] == 0:
         raise ValueError(f"images must have shape (*, {weights[0].shape[0]}), got {images.shape}")
     labels = _index_array("labels", labels, images.shape[0], weights[-1].shape[1])
@@ -426,8 +452,10 @@ def train_epoch(images, labels, order, weights, biases, lrs, batch_size, weight_
     batch_size = _require_int("batch_size", batch_size, 1)
     momentum_value = _require_rate("momentum", momentum)
     if momentum_value > 0 and (weight_velocities is None or bias_velocities is None):
-        raise ValueError("weight_velocities and bias_velocities must be lists like weights "
-                         "and biases when momentum > 0, got None")
+        raise ValueError(
+            "weight_velocities and bias_velocities must be lists like weights "
+            "and biases when momentum > 0, got None"
+        )
     batches = -(-order.shape[0] // batch_size)
     lrs = np.asarray(lrs, np.float64)
     if lrs.shape != (batches,):
@@ -436,7 +464,7 @@ def train_epoch(images, labels, order, weights, biases, lrs, batch_size, weight_
         raise ValueError("lrs must be finite and >= 0")
     loss_sum, correct = 0.0, 0
     for step in range(batches):
-        indices = order[step * batch_size:(step + 1) * batch_size]
+        indices = order[step * batch_size : (step + 1) * batch_size]
         x = images[indices].astype(dtype)
         if images.dtype == np.uint8:
             x /= dtype.type(255)
@@ -452,15 +480,17 @@ def train_epoch(images, labels, order, weights, biases, lrs, batch_size, weight_
         correct += int((logits.argmax(axis=1) == batch_labels).sum())
         dout = softmax_cross_entropy_backward(logits, batch_labels)
         for index in range(len(weights) - 1, -1, -1):
-            dweight, dbias, dx = linear_backward(dout, activations[index], weights[index],
-                                                 compute_dx=index > 0)
+            dweight, dbias, dx = linear_backward(
+                dout, activations[index], weights[index], compute_dx=index > 0
+            )
             if index > 0:
                 dout = relu_backward(dx, activations[index])
-            for param, grad, velocities in ((weights[index], dweight, weight_velocities),
-                                            (biases[index], dbias, bias_velocities)):
+            for param, grad, velocities in (
+                (weights[index], dweight, weight_velocities),
+                (biases[index], dbias, bias_velocities),
+            ):
                 velocity = velocities[index] if momentum_value > 0 else None
-                sgd_step(param, grad, float(lrs[step]), weight_decay, momentum, velocity,
-                         nesterov)
+                sgd_step(param, grad, float(lrs[step]), weight_decay, momentum, velocity, nesterov)
     return batches, loss_sum, correct
 
 
@@ -469,12 +499,15 @@ def _index_array(name, values, length, upper):
     _require_array(name, values)
     if values.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype, got {values.dtype}")
-    if values.ndim != 1 or values.shape[0] == 0 or (length is not None and
-                                                     values.shape[0] != length):
-        raise ValueError(f"{name} must be a 1-D array of {length or 'some'} entries, "
-                         f"got shape {values.shape}")
+    if (
+        values.ndim != 1
+        or values.shape[0] == 0
+        or (length is not None and values.shape[0] != length)
+    ):
+        raise ValueError(
+            f"{name} must be a 1-D array of {length or 'some'} entries, got shape {values.shape}"
+        )
     bad = np.flatnonzero((values < 0) | (values >= upper))
     if bad.size:
-        raise ValueError(f"{name} must be in [0, {upper}), got {values[bad[0]]} at index "
-                         f"{bad[0]}")
+        raise ValueError(f"{name} must be in [0, {upper}), got {values[bad[0]]} at index {bad[0]}")
     return values.astype(np.int64)

@@ -84,9 +84,17 @@ ORIGINAL_STAGES: tuple[tuple[str, tuple[Any, ...]], ...] = (
 FURTHER_STAGES: tuple[tuple[Field, tuple[Any, ...]], ...] = (
     ("lr_step", (500, 2000, 5000, 10000)),
     ("lr_decay", (0.3, 0.5, 0.8)),
-    (("momentum", "nesterov", "lr"), ((0.0, False, 0.5), (0.0, False, 0.1),
-                                      (0.9, False, 0.05), (0.9, True, 0.05),
-                                      (0.9, True, 0.1), (0.9, True, 0.01))),
+    (
+        ("momentum", "nesterov", "lr"),
+        (
+            (0.0, False, 0.5),
+            (0.0, False, 0.1),
+            (0.9, False, 0.05),
+            (0.9, True, 0.05),
+            (0.9, True, 0.1),
+            (0.9, True, 0.01),
+        ),
+    ),
 )
 #: The last stage, run with as many epochs as the final training (30): weight decay is a
 #: regulariser, and what it buys shows in long runs only (at 10 epochs none wins).
@@ -98,9 +106,21 @@ FINAL_STAGES: tuple[tuple[Field, tuple[Any, ...]], ...] = (
 #: steps, staircase as its formula says), 10 epochs. Every field is spelled out so that
 #: new TrainConfig defaults leave it be. With T = 500 the rate is below 1% of its start
 #: after four epochs: searching alpha and T too (see FURTHER_STAGES) is what fixes that.
-ORIGINAL_BASE = TrainConfig(hidden=(64,), lr=0.1, lr_decay=0.5, lr_step=500, staircase=True,
-                            weight_decay=0.0, momentum=0.0, nesterov=False, epochs=10,
-                            batch_size=64, seed=0, dtype="float32", init="kaiming")
+ORIGINAL_BASE = TrainConfig(
+    hidden=(64,),
+    lr=0.1,
+    lr_decay=0.5,
+    lr_step=500,
+    staircase=True,
+    weight_decay=0.0,
+    momentum=0.0,
+    nesterov=False,
+    epochs=10,
+    batch_size=64,
+    seed=0,
+    dtype="float32",
+    init="kaiming",
+)
 
 _FIELDS = tuple(f.name for f in fields(TrainConfig))
 
@@ -216,8 +236,12 @@ class SearchResult:
             The path written.
         """
         path = Path(path)
-        document = {"kind": self.kind, "best_index": self.best_index,
-                    "best_params": self.best_params, "records": self.records}
+        document = {
+            "kind": self.kind,
+            "best_index": self.best_index,
+            "best_params": self.best_params,
+            "records": self.records,
+        }
         _write_text_atomically(path, json.dumps(_plain(document), indent=1, allow_nan=False))
         return path
 
@@ -254,21 +278,38 @@ class SearchResult:
             The path written.
         """
         path = Path(path)
-        columns = ["name", "stage", *_FIELDS, "val_accuracy", "val_loss", "train_accuracy",
-                   "train_loss", "seconds", "reused", "error", "best"]
+        columns = [
+            "name",
+            "stage",
+            *_FIELDS,
+            "val_accuracy",
+            "val_loss",
+            "train_accuracy",
+            "train_loss",
+            "seconds",
+            "reused",
+            "error",
+            "best",
+        ]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for index, record in enumerate(self.records):
             history = record["history"]
             row = {"name": record["name"], "stage": record["stage"]}
-            row.update({name: _format_value(record["params"][name], exact=True) for name in _FIELDS})
+            row.update(
+                {name: _format_value(record["params"][name], exact=True) for name in _FIELDS}
+            )
             for key in ("val_accuracy", "val_loss"):
                 row[key] = repr(float(record[key]))
             for key in ("train_accuracy", "train_loss"):
                 row[key] = repr(float(history[key][-1])) if history.get(key) else ""
-            row.update(seconds=f"{record['seconds']:.3f}", reused=int(record.get("reused", False)),
-                       error=record.get("error") or "", best=int(index == self.best_index))
+            row.update(
+                seconds=f"{record['seconds']:.3f}",
+                reused=int(record.get("reused", False)),
+                error=record.get("error") or "",
+                best=int(index == self.best_index),
+            )
             writer.writerow(row)
         _write_text_atomically(path, buffer.getvalue())
         return path
@@ -301,9 +342,16 @@ def worker_threads(n_workers: int, cpu_count: int | None = None) -> int:
     return max(1, cores // n_workers)
 
 
-def _train_candidate(train_fn: TrainFn, settings: dict[str, Any], train_images: np.ndarray,
-                     train_labels: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray,
-                     num_classes: int, threads: int | None) -> tuple[History, float, str | None]:
+def _train_candidate(
+    train_fn: TrainFn,
+    settings: dict[str, Any],
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    num_classes: int,
+    threads: int | None,
+) -> tuple[History, float, str | None]:
     """One candidate, in a worker: ``(history, seconds, error message or None)``.
 
     The arrays come one by one, not as pairs: joblib's Dask backend sends a large
@@ -316,8 +364,9 @@ def _train_candidate(train_fn: TrainFn, settings: dict[str, Any], train_images: 
     error = None
     with _thread_limit(threads):
         try:
-            _, _, history = train_fn(config, train_data, val_data=val_data,
-                                     num_classes=num_classes, progress=False)
+            _, _, history = train_fn(
+                config, train_data, val_data=val_data, num_classes=num_classes, progress=False
+            )
         except DivergenceError as exc:
             history, error = {}, str(exc)
     seconds = time.perf_counter() - started
@@ -345,8 +394,7 @@ def _joblib_backend(backend: str | None) -> contextlib.AbstractContextManager:
     try:
         return joblib.parallel_config(backend=backend)
     except ImportError:
-        raise ImportError(
-            f"backend {backend!r} needs Dask: pip install fcnn[dask]") from None
+        raise ImportError(f"backend {backend!r} needs Dask: pip install fcnn[dask]") from None
 
 
 @dataclass
@@ -371,8 +419,11 @@ class _Runner:
 
         keys = [json.dumps(config.to_dict(), sort_keys=True) for _, config in candidates]
         # One run per distinct new setting; the others copy an earlier record.
-        pending = [index for index, key in enumerate(keys)
-                   if key not in self.finished and key not in keys[:index]]
+        pending = [
+            index
+            for index, key in enumerate(keys)
+            if key not in self.finished and key not in keys[:index]
+        ]
         records: list[dict[str, Any] | None] = [None] * len(candidates)
         done = 0
 
@@ -396,11 +447,21 @@ class _Runner:
                 parallel = Parallel(n_jobs=self.n_jobs, return_as="list")
             threads = self.threads_per_worker
             if threads == "auto":
-                threads = worker_threads(min(effective_n_jobs(parallel.n_jobs),
-                                             max(1, len(pending))))
-            jobs = (delayed(_tagged)(index, self.train_fn, candidates[index][1].to_dict(),
-                                     *self.train_data, *self.val_data, self.num_classes, threads)
-                    for index in pending)
+                threads = worker_threads(
+                    min(effective_n_jobs(parallel.n_jobs), max(1, len(pending)))
+                )
+            jobs = (
+                delayed(_tagged)(
+                    index,
+                    self.train_fn,
+                    candidates[index][1].to_dict(),
+                    *self.train_data,
+                    *self.val_data,
+                    self.num_classes,
+                    threads,
+                )
+                for index in pending
+            )
             # The same limit here too: workers that are threads of this process (n_jobs=1,
             # the threading backend) share its thread pools, and one that finishes restores
             # the limit it found, which must be this one.
@@ -408,7 +469,8 @@ class _Runner:
                 for index, (history, seconds, error) in parallel(jobs) if pending else ():
                     name, config = candidates[index]
                     records[index] = self.finished[keys[index]] = _record(
-                        name, stage, config, history, seconds, error)
+                        name, stage, config, history, seconds, error
+                    )
                     report(records[index])
         for index, key in enumerate(keys):
             if records[index] is None:  # a duplicate within this stage
@@ -433,28 +495,41 @@ def _tagged(index: int, *args: Any) -> tuple[int, tuple[History, float, str | No
     return index, _train_candidate(*args)
 
 
-def _record(name: str, stage: str, config: TrainConfig, history: History, seconds: float,
-            error: str | None) -> dict[str, Any]:
+def _record(
+    name: str, stage: str, config: TrainConfig, history: History, seconds: float, error: str | None
+) -> dict[str, Any]:
     if error is None:
         if not history.get("val_accuracy") or not history.get("val_loss"):
-            raise ValueError(f"candidate {name}: the trainer returned a history without "
-                             f"val_accuracy/val_loss; got keys {sorted(history)}")
+            raise ValueError(
+                f"candidate {name}: the trainer returned a history without "
+                f"val_accuracy/val_loss; got keys {sorted(history)}"
+            )
         # With early stopping the net ends at its best epoch, not its last.
         at = history["epoch"].index(history["best_epoch"]) if history.get("best_epoch") else -1
         val_accuracy = float(history["val_accuracy"][at])
         val_loss = float(history["val_loss"][at])
     else:
         val_accuracy = val_loss = math.nan
-    return {"name": name, "stage": stage, "params": config.to_dict(), "history": history,
-            "val_accuracy": val_accuracy, "val_loss": val_loss, "seconds": seconds,
-            "reused": False, "error": error}
+    return {
+        "name": name,
+        "stage": stage,
+        "params": config.to_dict(),
+        "history": history,
+        "val_accuracy": val_accuracy,
+        "val_loss": val_loss,
+        "seconds": seconds,
+        "reused": False,
+        "error": error,
+    }
 
 
 def _describe(record: Mapping[str, Any]) -> str:
     if record["error"] is not None:
         return f"{record['name']}: diverged ({record['error']})"
-    text = (f"{record['name']}: val accuracy {record['val_accuracy']:.2%}, "
-            f"val loss {record['val_loss']:.4f}, {record['seconds']:.1f}s")
+    text = (
+        f"{record['name']}: val accuracy {record['val_accuracy']:.2%}, "
+        f"val loss {record['val_loss']:.4f}, {record['seconds']:.1f}s"
+    )
     return text + " (reused)" if record["reused"] else text
 
 
@@ -483,10 +558,19 @@ def _stage_list(stages: Stages, what: str) -> list[tuple[Field, list[Any]]]:
         if isinstance(field, (tuple, list)):
             for value in values:
                 if not isinstance(value, (tuple, list)) or len(value) != len(linked):
-                    raise ValueError(f"{what}: each value of {label} must give {len(linked)} "
-                                     f"settings, got {value!r}")
-            result.append((linked, [tuple(_normalize(name, part) for name, part in
-                                          zip(linked, value)) for value in values]))
+                    raise ValueError(
+                        f"{what}: each value of {label} must give {len(linked)} "
+                        f"settings, got {value!r}"
+                    )
+            result.append(
+                (
+                    linked,
+                    [
+                        tuple(_normalize(name, part) for name, part in zip(linked, value))
+                        for value in values
+                    ],
+                )
+            )
         else:
             result.append((field, [_normalize(field, value) for value in values]))
     return result
@@ -539,13 +623,21 @@ def _check_data(train_data: Data, val_data: Data, num_classes: int | None) -> in
         images, labels = data
         if not isinstance(images, np.ndarray) or not isinstance(labels, np.ndarray):
             raise TypeError(f"{what} must hold two numpy arrays (images, labels)")
-        if labels.ndim != 1 or images.ndim < 2 or images.shape[0] != labels.shape[0] \
-                or labels.shape[0] == 0:
-            raise ValueError(f"{what} must be images (N, ...) and labels (N,) with N >= 1, got "
-                             f"shapes {images.shape} and {labels.shape}")
+        if (
+            labels.ndim != 1
+            or images.ndim < 2
+            or images.shape[0] != labels.shape[0]
+            or labels.shape[0] == 0
+        ):
+            raise ValueError(
+                f"{what} must be images (N, ...) and labels (N,) with N >= 1, got "
+                f"shapes {images.shape} and {labels.shape}"
+            )
     if train_data[0][0].size != val_data[0][0].size:
-        raise ValueError(f"train and validation images differ in size: "
-                         f"{train_data[0].shape[1:]} and {val_data[0].shape[1:]}")
+        raise ValueError(
+            f"train and validation images differ in size: "
+            f"{train_data[0].shape[1:]} and {val_data[0].shape[1:]}"
+        )
     largest = int(max(train_data[1].max(), val_data[1].max()))
     if num_classes is None:
         return largest + 1
@@ -555,18 +647,21 @@ def _check_data(train_data: Data, val_data: Data, num_classes: int | None) -> in
 
 
 def _check_n_jobs(n_jobs: int | None) -> None:
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int)
-                               or n_jobs == 0):
-        raise ValueError(f"n_jobs must be a non-zero integer (-1: every core) or None, "
-                         f"got {n_jobs!r}")
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0
+    ):
+        raise ValueError(
+            f"n_jobs must be a non-zero integer (-1: every core) or None, got {n_jobs!r}"
+        )
 
 
 def _check_threads(threads: int | Literal["auto"] | None) -> None:
     if threads is None or threads == "auto":
         return
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads_per_worker must be an integer >= 1, 'auto' or None, "
-                         f"got {threads!r}")
+        raise ValueError(
+            f"threads_per_worker must be an integer >= 1, 'auto' or None, got {threads!r}"
+        )
 
 
 def _base_config(base: TrainConfig | Mapping[str, Any] | None, epochs: int) -> TrainConfig:
@@ -663,13 +758,18 @@ def sequential_search(
         if len(values) == 1:
             config = replace(config, **_settings(field, values[0]))
     num_classes = _check_data(train_data, val_data, num_classes)
-    runner = _runner(train_data, val_data, num_classes, train_fn, n_jobs, backend,
-                     threads_per_worker, progress)
+    runner = _runner(
+        train_data, val_data, num_classes, train_fn, n_jobs, backend, threads_per_worker, progress
+    )
     # Every value is checked on the base settings before the first stage trains.
     for field, values in stage_list:
         for value in values:
-            _check_config(_name(_settings(field, value)),
-                          replace(config, **_settings(field, value)), train_data, num_classes)
+            _check_config(
+                _name(_settings(field, value)),
+                replace(config, **_settings(field, value)),
+                train_data,
+                num_classes,
+            )
 
     records: list[dict[str, Any]] = []
     best_index = 0
@@ -678,15 +778,18 @@ def sequential_search(
         label = _label(field)
         seen[label] = seen.get(label, 0) + 1
         stage = label if seen[label] == 1 else f"{label}#{seen[label]}"
-        candidates = [(_name(_settings(field, value)),
-                       replace(config, **_settings(field, value))) for value in values]
+        candidates = [
+            (_name(_settings(field, value)), replace(config, **_settings(field, value)))
+            for value in values
+        ]
         for name, candidate in candidates:
             _check_config(name, candidate, train_data, num_classes)
         stage_records = runner.run(stage, candidates)
         winner = _select(stage_records)
         if winner is None:
-            raise SearchError(f"every candidate of stage {stage!r} diverged; try smaller "
-                              f"learning rates")
+            raise SearchError(
+                f"every candidate of stage {stage!r} diverged; try smaller learning rates"
+            )
         config = candidates[winner][1]
         best_index = len(records) + winner
         records.extend(stage_records)
@@ -735,18 +838,23 @@ def grid_search(
         4
     """
     grid_list = _stage_list(grid, "grid")
-    names = [name for field, _ in grid_list
-             for name in (field if isinstance(field, tuple) else (field,))]
+    names = [
+        name for field, _ in grid_list for name in (field if isinstance(field, tuple) else (field,))
+    ]
     if len(set(names)) != len(names):
         raise ValueError(f"grid names a setting twice: {names}")
     config = _base_config(base, epochs)
     num_classes = _check_data(train_data, val_data, num_classes)
-    runner = _runner(train_data, val_data, num_classes, train_fn, n_jobs, backend,
-                     threads_per_worker, progress)
+    runner = _runner(
+        train_data, val_data, num_classes, train_fn, n_jobs, backend, threads_per_worker, progress
+    )
     candidates = []
     for values in itertools.product(*(values for _, values in grid_list)):
-        settings = {name: part for (field, _), value in zip(grid_list, values)
-                    for name, part in _settings(field, value).items()}
+        settings = {
+            name: part
+            for (field, _), value in zip(grid_list, values)
+            for name, part in _settings(field, value).items()
+        }
         candidate = (_name(settings), replace(config, **settings))
         _check_config(*candidate, train_data, num_classes)
         candidates.append(candidate)
@@ -759,19 +867,32 @@ def grid_search(
     return SearchResult(records=records, best_index=best_index, kind="grid")
 
 
-def _runner(train_data: Data, val_data: Data, num_classes: int, train_fn: TrainFn | None,
-            n_jobs: int | None, backend: str | None,
-            threads_per_worker: int | Literal["auto"] | None, progress: bool) -> _Runner:
+def _runner(
+    train_data: Data,
+    val_data: Data,
+    num_classes: int,
+    train_fn: TrainFn | None,
+    n_jobs: int | None,
+    backend: str | None,
+    threads_per_worker: int | Literal["auto"] | None,
+    progress: bool,
+) -> _Runner:
     _check_n_jobs(n_jobs)
     _check_threads(threads_per_worker)
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend must be a joblib backend name or None, got {backend!r}")
-    return _Runner(tuple(train_data), tuple(val_data), num_classes,  # type: ignore[arg-type]
-                   fit if train_fn is None else train_fn, n_jobs, backend, threads_per_worker,
-                   progress)
+    return _Runner(
+        tuple(train_data),
+        tuple(val_data),
+        num_classes,  # type: ignore[arg-type]
+        fit if train_fn is None else train_fn,
+        n_jobs,
+        backend,
+        threads_per_worker,
+        progress,
+    )
 
 
 def _name(settings: Mapping[str, Any]) -> str:
     """``"lr=0.1 hidden=256,128"``."""
     return " ".join(f"{field}={_format_value(value)}" for field, value in settings.items())
-

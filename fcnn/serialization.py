@@ -50,8 +50,16 @@ from ._io import write_atomically
 from .functional import Layer, Linear, ReLU, Softmax
 from .nn import Module
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "META_KEY", "Checkpoint", "load", "load_checkpoint",
-           "restore_optimizer", "save"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "META_KEY",
+    "Checkpoint",
+    "load",
+    "load_checkpoint",
+    "restore_optimizer",
+    "save",
+]
 
 #: The ``format`` field of every fcnn model file.
 FORMAT = "fcnn-model"
@@ -97,8 +105,10 @@ class Checkpoint:
 
 # ---------------------------------------------------------------------------- saving
 
-def save(net: Module, path: PathLike, optimizer: Any = None,
-         metadata: Mapping[str, Any] | None = None) -> Path:
+
+def save(
+    net: Module, path: PathLike, optimizer: Any = None, metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Writes ``net`` (and optionally its optimiser's state and a metadata dict) to ``path``.
 
     The file is written at exactly ``path``: unlike ``np.savez``, no ``.npz`` is
@@ -145,8 +155,9 @@ def save(net: Module, path: PathLike, optimizer: Any = None,
             )
         optimizer_state = _to_json(optimizer.state_dict(), "optimizer.state_dict()")
         if not isinstance(optimizer_state, dict):
-            raise TypeError("optimizer.state_dict() must return a dict, "
-                            f"got {type(optimizer_state).__name__}")
+            raise TypeError(
+                f"optimizer.state_dict() must return a dict, got {type(optimizer_state).__name__}"
+            )
         # Momentum buffers are arrays: stored beside the parameters, listed in the JSON.
         velocities = getattr(optimizer, "velocities", None) or {}
         for name, velocity in sorted(velocities.items()):
@@ -170,13 +181,17 @@ def save(net: Module, path: PathLike, optimizer: Any = None,
     }
     encoded = json.dumps(meta, ensure_ascii=False, allow_nan=False).encode("utf-8")
     if len(encoded) > MAX_META_BYTES:
-        raise ValueError(f"metadata and optimizer state take {len(encoded)} bytes of JSON; a "
-                         f"model file holds at most {MAX_META_BYTES} (fcnn.serialization."
-                         "MAX_META_BYTES)")
+        raise ValueError(
+            f"metadata and optimizer state take {len(encoded)} bytes of JSON; a "
+            f"model file holds at most {MAX_META_BYTES} (fcnn.serialization."
+            "MAX_META_BYTES)"
+        )
     for name, array in arrays.items():
         if not np.isfinite(array).all():
-            raise ValueError(f"{name} holds NaN or infinite values: a diverged net is not "
-                             "saved, since load would refuse it")
+            raise ValueError(
+                f"{name} holds NaN or infinite values: a diverged net is not "
+                "saved, since load would refuse it"
+            )
     arrays[META_KEY] = np.frombuffer(encoded, dtype=np.uint8)
     _write_archive(path, arrays)
     return path
@@ -200,15 +215,20 @@ def _describe(net: Module) -> tuple[dict[str, np.ndarray], list[dict[str, Any]],
                 f"net.layers[{index}] is a {type(layer).__name__}; only "
                 f"{', '.join(_LAYER_TYPES)} layers can be saved"
             )
-        layers.append({"type": type(layer).__name__,
-                       **{name: int(getattr(layer, name)) for name in fields}})
+        layers.append(
+            {"type": type(layer).__name__, **{name: int(getattr(layer, name)) for name in fields}}
+        )
         if isinstance(layer, Linear):
             if width is not None and layer.num_inputs != width:
-                raise ValueError(f"net.layers[{index}] takes {layer.num_inputs} inputs, but the "
-                                 f"layer before it gives {width}: the net cannot run")
+                raise ValueError(
+                    f"net.layers[{index}] takes {layer.num_inputs} inputs, but the "
+                    f"layer before it gives {width}: the net cannot run"
+                )
             width = layer.num_outputs
-            expected = {"weight": (layer.num_inputs, layer.num_outputs),
-                        "bias": (layer.num_outputs,)}
+            expected = {
+                "weight": (layer.num_inputs, layer.num_outputs),
+                "bias": (layer.num_outputs,),
+            }
             for name, shape in expected.items():
                 array = getattr(layer, name)
                 if not isinstance(array, np.ndarray) or array.shape != shape:
@@ -283,6 +303,7 @@ def _write_archive(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 # ---------------------------------------------------------------------------- loading
 
+
 def load(path: PathLike) -> Module:
     """Reads a net written by :func:`save`.
 
@@ -332,9 +353,11 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
             meta = _read_meta(path, archive, members)
             expected = _expected_arrays(path, meta["layers"], np.dtype(meta["dtype"]))
             velocity_names = (meta["optimizer"] or {}).get("velocities", [])
-            if (not isinstance(velocity_names, list)
-                    or not all(isinstance(name, str) for name in velocity_names)
-                    or not set(velocity_names) <= expected.keys()):
+            if (
+                not isinstance(velocity_names, list)
+                or not all(isinstance(name, str) for name in velocity_names)
+                or not set(velocity_names) <= expected.keys()
+            ):
                 raise _bad(path, "its optimizer velocities name no parameter of its layer list")
             for name in velocity_names:
                 expected[_VELOCITY_PREFIX + name] = expected[name]
@@ -342,26 +365,41 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
             missing = sorted(expected.keys() - present)
             unexpected = sorted(present - expected.keys())
             if missing or unexpected:
-                raise _bad(path, f"its arrays do not match its layer list: missing {missing!s:.200}, "
-                                 f"unexpected {unexpected!s:.200}")
-            arrays = {name: _read_array(path, archive, members[name], name, shape, dtype,
-                                        meta["dtype"])
-                      for name, (shape, dtype) in expected.items()}
+                raise _bad(
+                    path,
+                    f"its arrays do not match its layer list: missing {missing!s:.200}, "
+                    f"unexpected {unexpected!s:.200}",
+                )
+            arrays = {
+                name: _read_array(path, archive, members[name], name, shape, dtype, meta["dtype"])
+                for name, (shape, dtype) in expected.items()
+            }
     if _checksum(arrays) != meta["sha256"]:
-        raise _bad(path, "its parameters do not match their sha256 checksum: the file was "
-                         "damaged or its arrays altered")
+        raise _bad(
+            path,
+            "its parameters do not match their sha256 checksum: the file was "
+            "damaged or its arrays altered",
+        )
     for name, array in arrays.items():
         # Checked after the checksum, which whoever edits the file can recompute: NaN or
         # infinite weights make every prediction meaningless (argmax of NaN is class 0).
         if not np.isfinite(array).all():
             raise _bad(path, f"{name} holds NaN or infinite values")
-    velocities = {name[len(_VELOCITY_PREFIX):]: arrays.pop(name) for name in list(arrays)
-                  if name.startswith(_VELOCITY_PREFIX)}
+    velocities = {
+        name[len(_VELOCITY_PREFIX) :]: arrays.pop(name)
+        for name in list(arrays)
+        if name.startswith(_VELOCITY_PREFIX)
+    }
     net = Module([_build_layer(spec, meta["dtype"]) for spec in meta["layers"]])
     net.load_state_dict(arrays)
-    return Checkpoint(net=net, optimizer_state=meta["optimizer"], metadata=meta["metadata"],
-                      velocities={name: np.ascontiguousarray(value, net.dtype)
-                                  for name, value in velocities.items()})
+    return Checkpoint(
+        net=net,
+        optimizer_state=meta["optimizer"],
+        metadata=meta["metadata"],
+        velocities={
+            name: np.ascontiguousarray(value, net.dtype) for name, value in velocities.items()
+        },
+    )
 
 
 def _build_layer(spec: Mapping[str, Any], dtype: str) -> Layer:
@@ -379,9 +417,23 @@ def _bad(path: Path, problem: str) -> ValueError:
 
 # What a damaged or hostile archive makes zipfile, NumPy's header parser or json raise,
 # besides ValueError and OSError (a BadZipFile is neither, nor an unsupported zip feature).
-_PARSE_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, struct.error, OverflowError,
-                 NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError,
-                 RecursionError, KeyError, IndexError, TypeError, zlib.error)
+_PARSE_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    struct.error,
+    OverflowError,
+    NotImplementedError,
+    RuntimeError,
+    SyntaxError,
+    tokenize.TokenError,
+    RecursionError,
+    KeyError,
+    IndexError,
+    TypeError,
+    zlib.error,
+)
 # Every member of a model file is "<name>.npy"; names are parameter names or META_KEY.
 _MEMBER_NAME = re.compile(r"[A-Za-z0-9_.]{1,200}\.npy")
 _NPY_MAGIC = b"\x93NUMPY"
@@ -411,17 +463,23 @@ def _open_archive(path: Path, file: BinaryIO) -> tuple[zipfile.ZipFile, dict[str
             name = info.filename
             if not _MEMBER_NAME.fullmatch(name):
                 raise _bad(path, f"its member {name[:80]!r} is not named <array>.npy")
-            key = name[:-len(".npy")]
+            key = name[: -len(".npy")]
             if key in members:
                 raise _bad(path, f"its member {name!r} appears twice")
             if info.flag_bits & 0x1:
                 raise _bad(path, f"its member {name!r} is encrypted")
             if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-                raise _bad(path, f"its member {name!r} is compressed; fcnn model files store "
-                                 "arrays uncompressed (write them with fcnn.save or np.savez)")
+                raise _bad(
+                    path,
+                    f"its member {name!r} is compressed; fcnn model files store "
+                    "arrays uncompressed (write them with fcnn.save or np.savez)",
+                )
             if info.file_size > file_size:
-                raise _bad(path, f"its member {name!r} claims {info.file_size} bytes, more "
-                                 f"than the whole file's {file_size}")
+                raise _bad(
+                    path,
+                    f"its member {name!r} claims {info.file_size} bytes, more "
+                    f"than the whole file's {file_size}",
+                )
             members[key] = info
     except BaseException:
         archive.close()
@@ -435,8 +493,9 @@ def _describe_error(error: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def _member_header(path: Path, name: str,
-                   stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+def _member_header(
+    path: Path, name: str, stream: BinaryIO
+) -> tuple[tuple[int, ...], bool, np.dtype]:
     """The shape, Fortran order flag and dtype from the .npy header at the start of ``stream``."""
     try:
         version = np.lib.format.read_magic(stream)
@@ -449,8 +508,15 @@ def _member_header(path: Path, name: str,
         raise _bad(path, f"its entry {name!r} cannot be read ({_describe_error(error)})") from None
 
 
-def _read_array(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
-                shape: tuple[int, ...], dtype: np.dtype, dtype_name: str) -> np.ndarray:
+def _read_array(
+    path: Path,
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    dtype_name: str,
+) -> np.ndarray:
     """One member as a C-contiguous array of exactly ``shape`` and ``dtype``.
 
     The header is checked against what the layer list calls for before anything is
@@ -471,8 +537,11 @@ def _read_array(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, nam
         nbytes = math.prod(shape) * dtype.itemsize
         stored = info.file_size - stream.tell()
         if stored != nbytes:
-            raise _bad(path, f"its entry {name!r} cannot be read (it holds {stored} bytes of "
-                             f"data, its header says {nbytes})")
+            raise _bad(
+                path,
+                f"its entry {name!r} cannot be read (it holds {stored} bytes of "
+                f"data, its header says {nbytes})",
+            )
         array = np.empty(shape[::-1] if fortran_order else shape, dtype)
         view = memoryview(array).cast("B")
         try:
@@ -485,35 +554,47 @@ def _read_array(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, nam
             # Reading to the end makes zipfile check the member's CRC-32.
             extra = stream.read(1)
         except _PARSE_ERRORS as error:
-            raise _bad(path, f"its entry {name!r} cannot be read "
-                             f"({_describe_error(error)})") from None
+            raise _bad(
+                path, f"its entry {name!r} cannot be read ({_describe_error(error)})"
+            ) from None
         finally:
             view.release()
         if filled < array.nbytes or extra:
-            raise _bad(path, f"its entry {name!r} cannot be read (it holds "
-                             f"{'more' if extra else 'fewer'} bytes than its header says)")
+            raise _bad(
+                path,
+                f"its entry {name!r} cannot be read (it holds "
+                f"{'more' if extra else 'fewer'} bytes than its header says)",
+            )
     return np.ascontiguousarray(array.T) if fortran_order else array
 
 
-def _read_meta(path: Path, archive: zipfile.ZipFile,
-               members: Mapping[str, zipfile.ZipInfo]) -> dict[str, Any]:
+def _read_meta(
+    path: Path, archive: zipfile.ZipFile, members: Mapping[str, zipfile.ZipInfo]
+) -> dict[str, Any]:
     """The JSON document, checked field by field."""
     if META_KEY not in members:
         raise _bad(path, f"it has no {META_KEY!r} entry (an .npz written by something else)")
     info = members[META_KEY]
     if info.file_size > MAX_META_BYTES + 4096:
-        raise _bad(path, f"its {META_KEY!r} entry has {info.file_size} bytes; fcnn writes at "
-                         f"most {MAX_META_BYTES} bytes of JSON")
+        raise _bad(
+            path,
+            f"its {META_KEY!r} entry has {info.file_size} bytes; fcnn writes at "
+            f"most {MAX_META_BYTES} bytes of JSON",
+        )
     try:
         stream = archive.open(info)
     except _PARSE_ERRORS as error:
-        raise _bad(path, f"its entry {META_KEY!r} cannot be read "
-                         f"({_describe_error(error)})") from None
+        raise _bad(
+            path, f"its entry {META_KEY!r} cannot be read ({_describe_error(error)})"
+        ) from None
     with stream:
         shape, _, dtype = _member_header(path, META_KEY, stream)
     if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_META_BYTES:
-        raise _bad(path, f"{META_KEY!r} must be 1-D uint8 of at most {MAX_META_BYTES} bytes, "
-                         f"got {dtype} of shape {shape}")
+        raise _bad(
+            path,
+            f"{META_KEY!r} must be 1-D uint8 of at most {MAX_META_BYTES} bytes, "
+            f"got {dtype} of shape {shape}",
+        )
     raw = _read_array(path, archive, info, META_KEY, shape, np.dtype(np.uint8), "uint8")
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_refuse_constant)
@@ -526,18 +607,23 @@ def _read_meta(path: Path, archive: zipfile.ZipFile,
     if not _is_int(version) or version < 1:
         raise _bad(path, f"its format version must be a positive integer, got {version!r}")
     if version > FORMAT_VERSION:
-        raise _bad(path, f"it has format version {version}, written by a newer fcnn; this one "
-                         f"reads up to version {FORMAT_VERSION}: upgrade fcnn")
+        raise _bad(
+            path,
+            f"it has format version {version}, written by a newer fcnn; this one "
+            f"reads up to version {FORMAT_VERSION}: upgrade fcnn",
+        )
     wanted = {"dtype": str, "layers": list, "metadata": dict, "sha256": str}
     for key, kind in wanted.items():
         if not isinstance(meta.get(key), kind):
-            raise _bad(path, f"its {key!r} must be a JSON {kind.__name__}, "
-                             f"got {meta.get(key)!r:.80}")
+            raise _bad(
+                path, f"its {key!r} must be a JSON {kind.__name__}, got {meta.get(key)!r:.80}"
+            )
     if meta["dtype"] not in _DTYPES:
         raise _bad(path, f"its dtype must be one of {list(_DTYPES)}, got {meta['dtype']!r}")
     if not isinstance(meta.get("optimizer"), (dict, type(None))):
-        raise _bad(path, f"its 'optimizer' must be an object or null, "
-                         f"got {meta.get('optimizer')!r:.80}")
+        raise _bad(
+            path, f"its 'optimizer' must be an object or null, got {meta.get('optimizer')!r:.80}"
+        )
     meta.setdefault("optimizer", None)  # absent reads as null (no optimizer saved)
     return meta
 
@@ -550,8 +636,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _expected_arrays(path: Path, layers: list[Any],
-                     dtype: np.dtype) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+def _expected_arrays(
+    path: Path, layers: list[Any], dtype: np.dtype
+) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """``name -> (shape, dtype)`` of every parameter the layer list calls for."""
     little = dtype.newbyteorder("<")
     expected = {}
@@ -560,28 +647,38 @@ def _expected_arrays(path: Path, layers: list[Any],
         kind = spec.get("type") if isinstance(spec, dict) else None
         cls = _LAYER_TYPES.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            raise _bad(path, f"layers[{index}] must be one of "
-                             f"{[{'type': name} for name in _LAYER_TYPES]}, got {spec!r:.80}")
+            raise _bad(
+                path,
+                f"layers[{index}] must be one of "
+                f"{[{'type': name} for name in _LAYER_TYPES]}, got {spec!r:.80}",
+            )
         fields = _LAYER_FIELDS[cls]
         if set(spec) != {"type", *fields}:
-            raise _bad(path, f"layers[{index}] ({spec['type']}) must have exactly the fields "
-                             f"{['type', *fields]}, got {sorted(spec)}")
+            raise _bad(
+                path,
+                f"layers[{index}] ({spec['type']}) must have exactly the fields "
+                f"{['type', *fields]}, got {sorted(spec)}",
+            )
         for name in fields:
             if not _is_int(spec[name]) or spec[name] < 1:
-                raise _bad(path, f"layers[{index}].{name} must be a positive integer, "
-                                 f"got {spec[name]!r}")
+                raise _bad(
+                    path, f"layers[{index}].{name} must be a positive integer, got {spec[name]!r}"
+                )
         if cls is Linear:
             if width is not None and spec["num_inputs"] != width:
-                raise _bad(path, f"layers[{index}] takes {spec['num_inputs']} inputs, but the "
-                                 f"layer before it gives {width}")
+                raise _bad(
+                    path,
+                    f"layers[{index}] takes {spec['num_inputs']} inputs, but the "
+                    f"layer before it gives {width}",
+                )
             width = spec["num_outputs"]
-            expected[f"layers.{index}.weight"] = ((spec["num_inputs"], spec["num_outputs"]),
-                                                  little)
+            expected[f"layers.{index}.weight"] = ((spec["num_inputs"], spec["num_outputs"]), little)
             expected[f"layers.{index}.bias"] = ((spec["num_outputs"],), little)
     return expected
 
 
 # ---------------------------------------------------------------------------- resuming
+
 
 def restore_optimizer(optimizer: Any, checkpoint: Checkpoint) -> None:
     """Loads the optimiser state saved in ``checkpoint`` into ``optimizer``.
@@ -606,15 +703,17 @@ def restore_optimizer(optimizer: Any, checkpoint: Checkpoint) -> None:
     """
     state = checkpoint.optimizer_state
     if state is None:
-        raise ValueError("the checkpoint holds no optimizer state (save was called without "
-                         "optimizer=)")
+        raise ValueError(
+            "the checkpoint holds no optimizer state (save was called without optimizer=)"
+        )
     if getattr(optimizer, "net", checkpoint.net) is not checkpoint.net:
         raise ValueError("optimizer must be built on checkpoint.net, but it trains another net")
     own_name = optimizer.state_dict().get("name") if hasattr(optimizer, "state_dict") else None
     if own_name is not None and state.get("name") != own_name:
-        raise ValueError(f"the checkpoint holds the state of a {state.get('name')!r} optimizer, "
-                         f"not of a {own_name!r} one")
+        raise ValueError(
+            f"the checkpoint holds the state of a {state.get('name')!r} optimizer, "
+            f"not of a {own_name!r} one"
+        )
     optimizer.load_state_dict(state)
     if checkpoint.velocities and hasattr(optimizer, "velocities"):
-        optimizer.velocities = {name: value.copy() for name, value in
-                                checkpoint.velocities.items()}
+        optimizer.velocities = {name: value.copy() for name, value in checkpoint.velocities.items()}

@@ -25,19 +25,21 @@ try:
     from sklearn.utils.validation import check_is_fitted
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "fcnn.sklearn needs scikit-learn: pip install fcnn[sklearn] "
-        "(or pip install scikit-learn)") from error
+        "fcnn.sklearn needs scikit-learn: pip install fcnn[sklearn] (or pip install scikit-learn)"
+    ) from error
 
 try:
     from sklearn.utils.validation import validate_data
 except ImportError:  # scikit-learn < 1.6: the same check was a method
+
     def validate_data(estimator: Any, *args: Any, **kwargs: Any) -> Any:
         return estimator._validate_data(*args, **kwargs)
+
 
 from .dataloader import DataLoader
 from .nn import Module
 from .optim import SGD
-from .training import _BestWeights, TrainConfig, build_model, build_optimizer, train
+from .training import TrainConfig, _BestWeights, build_model, build_optimizer, train
 from .training import predict_proba as _net_predict_proba
 
 __all__ = ["MLPClassifier"]
@@ -168,14 +170,30 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     >>> clf.fit(X_train, y_train).score(X_test, y_test)
     """
 
-    def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *,
-                 solver: str = "sgd", alpha: float = 0.0001, batch_size: int | str = "auto",
-                 learning_rate_init: float = 0.001, max_iter: int = 200, shuffle: bool = True,
-                 random_state: Any = None, tol: float = 1e-4, verbose: bool = False,
-                 warm_start: bool = False, momentum: float = 0.9,
-                 nesterovs_momentum: bool = True, early_stopping: bool = False,
-                 validation_fraction: float = 0.1, n_iter_no_change: int = 10,
-                 lr_decay: float = 1.0, lr_step: int = 1000, dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "sgd",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate_init: float = 0.001,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        lr_decay: float = 1.0,
+        lr_step: int = 1000,
+        dtype: str = "float32",
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -201,6 +219,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_settings(self) -> tuple[int, ...]:
         """Validates every parameter (at fit time, as scikit-learn does); returns hidden sizes."""
+
         def integer(name: str, minimum: int) -> int:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -209,38 +228,51 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
             return int(value)
 
-        def real(name: str, low: float, high: float, closed_low: bool = True,
-                 closed_high: bool = True) -> float:
+        def real(
+            name: str, low: float, high: float, closed_low: bool = True, closed_high: bool = True
+        ) -> float:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(f"{name} must be a real number, got {value!r}")
             value = float(value)
             closed_high = closed_high and math.isfinite(high)
-            ok = math.isfinite(value) and (value >= low if closed_low else value > low) and (
-                value <= high if closed_high else value < high)
+            ok = (
+                math.isfinite(value)
+                and (value >= low if closed_low else value > low)
+                and (value <= high if closed_high else value < high)
+            )
             if not ok:
-                interval = (("[" if closed_low else "(") + f"{low:g}, {high:g}"
-                            + ("]" if closed_high else ")"))
+                interval = (
+                    ("[" if closed_low else "(")
+                    + f"{low:g}, {high:g}"
+                    + ("]" if closed_high else ")")
+                )
                 raise ValueError(f"{name} must be in {interval}, got {getattr(self, name)!r}")
             return value
 
         if self.solver != "sgd":
-            raise ValueError(f"solver must be 'sgd' (fcnn trains with SGD, with momentum and "
-                             f"Nesterov), got {self.solver!r}")
+            raise ValueError(
+                f"solver must be 'sgd' (fcnn trains with SGD, with momentum and "
+                f"Nesterov), got {self.solver!r}"
+            )
         if self.activation != "relu":
-            raise ValueError(f"activation must be 'relu' (fcnn's nets are ReLU nets), "
-                             f"got {self.activation!r}")
+            raise ValueError(
+                f"activation must be 'relu' (fcnn's nets are ReLU nets), got {self.activation!r}"
+            )
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
             sizes = (sizes,)
         try:
             hidden = tuple(operator.index(size) for size in sizes)
         except TypeError:
-            raise ValueError(f"hidden_layer_sizes must be an integer or a sequence of integers, "
-                             f"got {self.hidden_layer_sizes!r}") from None
+            raise ValueError(
+                f"hidden_layer_sizes must be an integer or a sequence of integers, "
+                f"got {self.hidden_layer_sizes!r}"
+            ) from None
         if any(size < 1 or isinstance(size, bool) for size in sizes):
             raise ValueError(
-                f"hidden_layer_sizes must be >= 1 each, got {self.hidden_layer_sizes!r}")
+                f"hidden_layer_sizes must be >= 1 each, got {self.hidden_layer_sizes!r}"
+            )
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             integer("batch_size", 1)
         real("alpha", 0, math.inf)
@@ -260,19 +292,31 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(self.batch_size, str):
             return min(200, num_samples)
         if not 1 <= self.batch_size <= num_samples:
-            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                          "going to be clipped", UserWarning, stacklevel=3)
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is "
+                "going to be clipped",
+                UserWarning,
+                stacklevel=3,
+            )
         return int(np.clip(self.batch_size, 1, num_samples))
 
     def _config(self, hidden: tuple[int, ...], batch_size: int, seed: int) -> TrainConfig:
         """The fcnn settings these parameters mean (see ``alpha`` for the decay)."""
         return TrainConfig(
-            hidden=hidden, lr=float(self.learning_rate_init), lr_decay=float(self.lr_decay),
-            lr_step=int(self.lr_step), staircase=True,
-            weight_decay=float(self.alpha) / batch_size, momentum=float(self.momentum),
+            hidden=hidden,
+            lr=float(self.learning_rate_init),
+            lr_decay=float(self.lr_decay),
+            lr_step=int(self.lr_step),
+            staircase=True,
+            weight_decay=float(self.alpha) / batch_size,
+            momentum=float(self.momentum),
             nesterov=bool(self.nesterovs_momentum) and self.momentum > 0,
-            epochs=int(self.max_iter), batch_size=batch_size, seed=seed,
-            dtype=np.dtype(self.dtype).name, init="kaiming")
+            epochs=int(self.max_iter),
+            batch_size=batch_size,
+            seed=seed,
+            dtype=np.dtype(self.dtype).name,
+            init="kaiming",
+        )
 
     def _input_dtypes(self) -> list[Any]:
         # uint8 stays bytes (the fused epoch scales it); anything else becomes the net's dtype.
@@ -305,8 +349,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
         elif classes is not None and not np.array_equal(self.classes_, np.unique(classes)):
-            raise ValueError(f"classes={classes!r} is not the same as on the first call to "
-                             f"partial_fit, {self.classes_!r}")
+            raise ValueError(
+                f"classes={classes!r} is not the same as on the first call to "
+                f"partial_fit, {self.classes_!r}"
+            )
         return self._fit(X, y, classes=classes, incremental=True)
 
     def _fit(self, X: Any, y: Any, classes: Any, incremental: bool) -> MLPClassifier:
@@ -319,14 +365,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if reset:
             self.classes_ = np.unique(y if classes is None else classes)
             if self.classes_.shape[0] < 2:
-                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; "
-                                 f"got 1 class: {self.classes_[0]!r}")
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes; "
+                    f"got 1 class: {self.classes_[0]!r}"
+                )
         if self.classes_.dtype.kind != "O" and y.dtype.kind == "O":
             y = y.astype(self.classes_.dtype)
         known = np.isin(y, self.classes_)
         if not known.all():
-            raise ValueError(f"y holds labels that are not in classes_ {self.classes_!r}: "
-                             f"{np.unique(y[~known])!r}")
+            raise ValueError(
+                f"y holds labels that are not in classes_ {self.classes_!r}: "
+                f"{np.unique(y[~known])!r}"
+            )
         targets = np.searchsorted(self.classes_, y).astype(np.int64)
 
         early_stopping = bool(self.early_stopping)
@@ -335,9 +385,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self._random_state = check_random_state(self.random_state)
         if early_stopping:
             X, X_val, targets, y_val = train_test_split(
-                X, targets, test_size=self.validation_fraction,
+                X,
+                targets,
+                test_size=self.validation_fraction,
                 stratify=targets if _can_stratify(targets, self.validation_fraction) else None,
-                random_state=self._random_state)
+                random_state=self._random_state,
+            )
             val_data = (X_val, y_val)
         batch_size = self._batch_size(X.shape[0])
         seed = int(self._random_state.randint(np.iinfo(np.int32).max))
@@ -360,13 +413,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.optimizer_.weight_decay = float(self.alpha) / batch_size
         if early_stopping and self.validation_scores_ is None:
             self.validation_scores_, self.best_validation_score_ = [], -math.inf
-        loader = DataLoader((X, targets), batch_size=batch_size, shuffle=bool(self.shuffle),
-                            seed=seed, dtype=self.net_.dtype)
+        loader = DataLoader(
+            (X, targets),
+            batch_size=batch_size,
+            shuffle=bool(self.shuffle),
+            seed=seed,
+            dtype=self.net_.dtype,
+        )
         best = _BestWeights()
         epochs = 1 if incremental else int(self.max_iter)
         for _ in range(epochs):
-            history = train(self.net_, self.optimizer_, loader, 1, val_data=val_data,
-                            progress=False)
+            history = train(
+                self.net_, self.optimizer_, loader, 1, val_data=val_data, progress=False
+            )
             if not history["epoch"]:  # Ctrl-C within the epoch
                 warnings.warn("Training interrupted by user.", stacklevel=3)
                 break
@@ -388,17 +447,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if self._no_progress(early_stopping):
                 if self.verbose:
                     what = "Validation score" if early_stopping else "Training loss"
-                    print(f"{what} did not improve more than tol={self.tol:f} for "
-                          f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+                    print(
+                        f"{what} did not improve more than tol={self.tol:f} for "
+                        f"{self.n_iter_no_change} consecutive epochs. Stopping."
+                    )
                 break
             if history.get("interrupted"):
                 warnings.warn("Training interrupted by user.", stacklevel=3)
                 break
         else:
             if not incremental:
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                              f"reached and the optimization hasn't converged yet.",
-                              ConvergenceWarning, stacklevel=3)
+                warnings.warn(
+                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                    f"reached and the optimization hasn't converged yet.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
         if early_stopping:
             self.best_loss_ = None
             if best.epoch is not None:
@@ -454,5 +518,8 @@ def _can_stratify(targets: np.ndarray, fraction: float) -> bool:
     counts = np.bincount(targets)
     counts = counts[counts > 0]
     held_out = math.ceil(fraction * targets.shape[0])
-    return bool(counts.min() >= 2 and held_out >= counts.shape[0]
-                and targets.shape[0] - held_out >= counts.shape[0])
+    return bool(
+        counts.min() >= 2
+        and held_out >= counts.shape[0]
+        and targets.shape[0] - held_out >= counts.shape[0]
+    )

@@ -18,16 +18,27 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._checks import require_finite
 from ._backend import get_backend, kernels
+from ._checks import require_finite
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
 from .nn import Module
 from .optim import SGD, ExponentialScheduler
 
-__all__ = ["DivergenceError", "History", "TrainConfig", "build_model", "build_optimizer", "evaluate",
-           "fit", "fused_eligible", "predict", "predict_proba", "train"]
+__all__ = [
+    "DivergenceError",
+    "History",
+    "TrainConfig",
+    "build_model",
+    "build_optimizer",
+    "evaluate",
+    "fit",
+    "fused_eligible",
+    "predict",
+    "predict_proba",
+    "train",
+]
 
 #: Per-epoch records: "epoch", "train_loss", "train_accuracy", "val_loss",
 #: "val_accuracy", "test_loss", "test_accuracy", "lr" (at the end of the epoch),
@@ -74,13 +85,19 @@ def _check_images(net: Module, images: Any, name: str = "images") -> np.ndarray:
     if images.dtype.kind not in "uif":
         raise TypeError(f"{name} must have an integer or float dtype, got {images.dtype}")
     num_inputs = _num_inputs(net)
-    if (num_inputs is not None and images.ndim >= 1 and images.size == num_inputs
-            and (images.ndim == 1 or math.prod(images.shape[1:]) != num_inputs)):
+    if (
+        num_inputs is not None
+        and images.ndim >= 1
+        and images.size == num_inputs
+        and (images.ndim == 1 or math.prod(images.shape[1:]) != num_inputs)
+    ):
         images = images.reshape(1, num_inputs)
     flat = _images_2d(images, name)
     if num_inputs is not None and flat.shape[1] != num_inputs:
-        raise ValueError(f"{name} must have {num_inputs} features per sample (the net's inputs), "
-                         f"got shape {images.shape}")
+        raise ValueError(
+            f"{name} must have {num_inputs} features per sample (the net's inputs), "
+            f"got shape {images.shape}"
+        )
     require_finite(flat, name)
     return flat
 
@@ -93,25 +110,30 @@ def _check_labels(net: Module, labels: Any, num_samples: int, name: str = "label
     if labels.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype (class indices), got {labels.dtype}")
     if labels.shape != (num_samples,):
-        raise ValueError(f"{name} must have shape ({num_samples},) to match the images, "
-                         f"got {labels.shape}")
+        raise ValueError(
+            f"{name} must have shape ({num_samples},) to match the images, got {labels.shape}"
+        )
     num_classes = _num_classes(net)
     if num_classes is not None and labels.size:
         low, high = labels.min(), labels.max()
         if low < 0 or high >= num_classes:
             value = low if low < 0 else high
-            raise ValueError(f"{name} must be class indices in [0, {num_classes}) for this net, "
-                             f"got {value}")
+            raise ValueError(
+                f"{name} must be class indices in [0, {num_classes}) for this net, got {value}"
+            )
     return labels
 
 
-def _check_data(net: Module, images: Any, labels: Any = None,
-                name: str = "data") -> tuple[np.ndarray, np.ndarray]:
+def _check_data(
+    net: Module, images: Any, labels: Any = None, name: str = "data"
+) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)`` from a pair or from two arguments, both checked."""
     if labels is None:
         if not isinstance(images, (tuple, list)) or len(images) != 2:
-            raise TypeError(f"{name} must be a pair (images, labels) or images and labels "
-                            f"as two arguments, got {type(images).__name__}")
+            raise TypeError(
+                f"{name} must be a pair (images, labels) or images and labels "
+                f"as two arguments, got {type(images).__name__}"
+            )
         images, labels = images
         names = (f"{name}[0] (images)", f"{name}[1] (labels)")
     else:
@@ -142,21 +164,23 @@ def _logits_and_probs(net: Module, batch: np.ndarray) -> tuple[np.ndarray, np.nd
 def _batches(net: Module, images: np.ndarray, batch_size: int):
     """(logits, probs) per batch of ``images``, checked whole (shape, range, NaN) first."""
     flat = _images_2d(images)
-    num_inputs = next((layer.num_inputs for layer in net.layers if isinstance(layer, Linear)),
-                      None)
+    num_inputs = next((layer.num_inputs for layer in net.layers if isinstance(layer, Linear)), None)
     if num_inputs is not None and flat.shape[1] != num_inputs:
         raise ValueError(
             f"images must have {num_inputs} features per sample (the net's first layer "
             f"takes {num_inputs}), got shape {images.shape}"
         )
-    loader = DataLoader((flat, np.zeros(flat.shape[0], np.int64)), batch_size=batch_size,
-                        shuffle=False, dtype=net.dtype)
+    loader = DataLoader(
+        (flat, np.zeros(flat.shape[0], np.int64)),
+        batch_size=batch_size,
+        shuffle=False,
+        dtype=net.dtype,
+    )
     for batch, _ in loader:
         yield _logits_and_probs(net, batch)
 
 
-def predict_proba(net: Module, images: np.ndarray,
-                  batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+def predict_proba(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
     """Class probabilities (N, classes) for images (N, ...), uint8 (rescaled) or float.
 
     A single image ((28, 28) or (784,) for an MNIST net) is one sample: the result
@@ -176,18 +200,18 @@ def predict(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) 
         ValueError: the images do not match the net's inputs, or hold NaN or inf.
     """
     flat = _check_images(net, images)
-    return np.concatenate(
-        [logits.argmax(axis=1) for logits, _ in _batches(net, flat, batch_size)])
+    return np.concatenate([logits.argmax(axis=1) for logits, _ in _batches(net, flat, batch_size)])
 
 
-def _loss_and_accuracy(net: Module, images: np.ndarray, labels: np.ndarray,
-                       batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, float, np.ndarray]:
+def _loss_and_accuracy(
+    net: Module, images: np.ndarray, labels: np.ndarray, batch_size: int = EVAL_BATCH_SIZE
+) -> tuple[float, float, np.ndarray]:
     criterion = CrossEntropyLoss()
     total_loss = 0.0
     predictions = []
     start = 0
     for logits, _ in _batches(net, images, batch_size):
-        batch_labels = labels[start:start + logits.shape[0]]
+        batch_labels = labels[start : start + logits.shape[0]]
         total_loss += criterion(logits, batch_labels).item() * logits.shape[0]
         predictions.append(logits.argmax(axis=1))
         start += logits.shape[0]
@@ -195,9 +219,13 @@ def _loss_and_accuracy(net: Module, images: np.ndarray, labels: np.ndarray,
     return total_loss / labels.shape[0], float((predicted == labels).mean()), predicted
 
 
-def evaluate(net: Module, images: np.ndarray | tuple[np.ndarray, np.ndarray],
-             labels: np.ndarray | None = None, class_names: list[str] | None = None,
-             batch_size: int = EVAL_BATCH_SIZE) -> dict[str, Any]:
+def evaluate(
+    net: Module,
+    images: np.ndarray | tuple[np.ndarray, np.ndarray],
+    labels: np.ndarray | None = None,
+    class_names: list[str] | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> dict[str, Any]:
     """Loss, accuracy, confusion matrix and classification report of ``net`` on a data set.
 
     The data come as :func:`train` takes them, ``evaluate(net, (images, labels))``,
@@ -220,10 +248,17 @@ def evaluate(net: Module, images: np.ndarray | tuple[np.ndarray, np.ndarray],
         "loss": loss,
         "accuracy": accuracy,
         "confusion_matrix": confusion_matrix(labels, predicted, num_classes=num_classes),
-        "report": classification_report(labels, predicted, target_names=class_names,
-                                        output_dict=True, num_classes=num_classes, digits=4),
-        "report_text": classification_report(labels, predicted, target_names=class_names,
-                                             num_classes=num_classes, digits=4),
+        "report": classification_report(
+            labels,
+            predicted,
+            target_names=class_names,
+            output_dict=True,
+            num_classes=num_classes,
+            digits=4,
+        ),
+        "report_text": classification_report(
+            labels, predicted, target_names=class_names, num_classes=num_classes, digits=4
+        ),
         "predictions": predicted,
     }
 
@@ -237,8 +272,10 @@ class _StopOnInterrupt:
 
     def __enter__(self) -> _StopOnInterrupt:
         # An ignored SIGINT (a background job, nohup) stays ignored.
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        ):
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -294,8 +331,14 @@ def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | Non
     return None
 
 
-def _module_epoch(net: Module, optimizer: SGD, loader: DataLoader, epoch: int, bar: Any,
-                  interrupt: _StopOnInterrupt) -> tuple[float, int, int]:
+def _module_epoch(
+    net: Module,
+    optimizer: SGD,
+    loader: DataLoader,
+    epoch: int,
+    bar: Any,
+    interrupt: _StopOnInterrupt,
+) -> tuple[float, int, int]:
     """One epoch through the Module API, batch by batch; returns (loss sum, correct, seen)."""
     criterion = CrossEntropyLoss(net)
     total_loss, correct, seen = 0.0, 0, 0
@@ -319,8 +362,14 @@ def _module_epoch(net: Module, optimizer: SGD, loader: DataLoader, epoch: int, b
     return total_loss, correct, seen
 
 
-def _fused_epoch(net: Module, optimizer: SGD, loader: DataLoader, epoch: int, bar: Any,
-                 interrupt: _StopOnInterrupt) -> tuple[float, int, int]:
+def _fused_epoch(
+    net: Module,
+    optimizer: SGD,
+    loader: DataLoader,
+    epoch: int,
+    bar: Any,
+    interrupt: _StopOnInterrupt,
+) -> tuple[float, int, int]:
     """One epoch through fcnn._core.train_epoch, FUSED_CHUNK batches per call."""
     linears = net.linear_layers()
     weights = [layer.weight for layer in linears]
@@ -337,18 +386,30 @@ def _fused_epoch(net: Module, optimizer: SGD, loader: DataLoader, epoch: int, ba
         weight_velocities = [velocity[f"layers.{index_of[id(layer)]}.weight"] for layer in linears]
         bias_velocities = [velocity[f"layers.{index_of[id(layer)]}.bias"] for layer in linears]
     batch_size = loader.batch_size
-    order = loader.epoch_order()[:len(loader) * batch_size]
+    order = loader.epoch_order()[: len(loader) * batch_size]
     images = np.ascontiguousarray(loader.images)
     total_loss, correct, seen = 0.0, 0, 0
     for first in range(0, len(loader), FUSED_CHUNK):
-        chunk = order[first * batch_size:(first + FUSED_CHUNK) * batch_size]
+        chunk = order[first * batch_size : (first + FUSED_CHUNK) * batch_size]
         batches = -(-chunk.shape[0] // batch_size)
-        lrs = np.array([optimizer.scheduler(optimizer.step_count + i) for i in range(batches)],
-                       np.float64)
+        lrs = np.array(
+            [optimizer.scheduler(optimizer.step_count + i) for i in range(batches)], np.float64
+        )
         steps, loss_sum, chunk_correct = _core.train_epoch(
-            images, loader.labels, chunk, weights, biases, lrs, batch_size,
-            optimizer.weight_decay, optimizer.momentum, weight_velocities, bias_velocities,
-            optimizer.nesterov, SPARSE_THRESHOLD)
+            images,
+            loader.labels,
+            chunk,
+            weights,
+            biases,
+            lrs,
+            batch_size,
+            optimizer.weight_decay,
+            optimizer.momentum,
+            weight_velocities,
+            bias_velocities,
+            optimizer.nesterov,
+            SPARSE_THRESHOLD,
+        )
         optimizer.step_count += steps
         total_loss += loss_sum
         correct += chunk_correct
@@ -392,8 +453,9 @@ class _BestWeights:
         if accuracy > self.accuracy:
             self.epoch, self.accuracy = epoch, accuracy
             self.weights = net.state_dict()
-            self.velocities = {key: value.copy()
-                               for key, value in getattr(optimizer, "velocities", {}).items()}
+            self.velocities = {
+                key: value.copy() for key, value in getattr(optimizer, "velocities", {}).items()
+            }
             self.step_count = getattr(optimizer, "step_count", None)
 
     def restore(self, net: Module, optimizer: SGD) -> None:
@@ -409,12 +471,18 @@ class _BestWeights:
             optimizer.step_count = self.step_count
 
 
-def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
-          val_data: tuple[np.ndarray, np.ndarray] | None = None,
-          test_data: tuple[np.ndarray, np.ndarray] | None = None,
-          progress: bool = True,
-          on_epoch_end: Callable[[int, History], None] | None = None,
-          fused: bool | None = None, early_stopping: int | None = None) -> History:
+def train(
+    net: Module,
+    optimizer: SGD,
+    loader: DataLoader,
+    epochs: int,
+    val_data: tuple[np.ndarray, np.ndarray] | None = None,
+    test_data: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, History], None] | None = None,
+    fused: bool | None = None,
+    early_stopping: int | None = None,
+) -> History:
     """Trains ``net`` for ``epochs`` epochs and returns the per-epoch history.
 
     Args:
@@ -471,8 +539,13 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
     if fused and reason is not None:
         raise ValueError(f"fused=True, but the fused epoch cannot train this: {reason}")
     run_epoch = _fused_epoch if fused is not False and reason is None else _module_epoch
-    history: History = {"epoch": [], "train_loss": [], "train_accuracy": [], "lr": [],
-                        "epoch_time": []}
+    history: History = {
+        "epoch": [],
+        "train_loss": [],
+        "train_accuracy": [],
+        "lr": [],
+        "epoch_time": [],
+    }
     for name, data in (("val", val_data), ("test", test_data)):
         if data is not None:
             history[f"{name}_loss"], history[f"{name}_accuracy"] = [], []
@@ -482,10 +555,14 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
             steps_before = optimizer.step_count
-            with tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress,
-                      leave=False, unit="batch") as bar:
-                total_loss, correct, seen = run_epoch(net, optimizer, loader, epoch, bar,
-                                                      interrupt)
+            with tqdm(
+                total=len(loader),
+                desc=f"epoch {epoch}/{epochs}",
+                disable=not progress,
+                leave=False,
+                unit="batch",
+            ) as bar:
+                total_loss, correct, seen = run_epoch(net, optimizer, loader, epoch, bar, interrupt)
             train_seconds = time.perf_counter() - started
             # Ctrl-C during the last batch (or the fused path's last chunk) still
             # completes the epoch: that one is recorded.
@@ -512,8 +589,10 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
             if early_stopping is not None and epoch - best.epoch >= early_stopping:
                 stop_reason = "early_stopping"
                 if progress:
-                    tqdm.write(f"early stopping: val_accuracy has not improved for "
-                               f"{early_stopping} epochs; back to epoch {best.epoch}")
+                    tqdm.write(
+                        f"early stopping: val_accuracy has not improved for "
+                        f"{early_stopping} epochs; back to epoch {best.epoch}"
+                    )
                 break
     if interrupt.requested:
         history["interrupted"] = True
@@ -528,8 +607,14 @@ def train(net: Module, optimizer: SGD, loader: DataLoader, epochs: int,
 
 def _epoch_line(history: History) -> str:
     parts = [f"epoch {history['epoch'][-1]}"]
-    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
-                "test_accuracy"):
+    for key in (
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "test_loss",
+        "test_accuracy",
+    ):
         if key in history:
             value = history[key][-1]
             parts.append(f"{key} {value:.2%}" if key.endswith("accuracy") else f"{key} {value:.4f}")
@@ -598,17 +683,26 @@ def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Modul
 
 def build_optimizer(net: Module, config: TrainConfig) -> SGD:
     """SGD with the exponential schedule, weight decay and momentum of ``config``."""
-    scheduler = ExponentialScheduler(config.lr, stage_length=config.lr_step,
-                                     decay=config.lr_decay, staircase=config.staircase)
-    return SGD(net, lr_scheduler=scheduler, decay=config.weight_decay,
-               momentum=config.momentum, nesterov=config.nesterov)
+    scheduler = ExponentialScheduler(
+        config.lr, stage_length=config.lr_step, decay=config.lr_decay, staircase=config.staircase
+    )
+    return SGD(
+        net,
+        lr_scheduler=scheduler,
+        decay=config.weight_decay,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
 
 
-def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
-        val_data: tuple[np.ndarray, np.ndarray] | None = None,
-        test_data: tuple[np.ndarray, np.ndarray] | None = None,
-        num_classes: int | None = None, progress: bool = True,
-        ) -> tuple[Module, SGD, History]:
+def fit(
+    config: TrainConfig,
+    train_data: tuple[np.ndarray, np.ndarray],
+    val_data: tuple[np.ndarray, np.ndarray] | None = None,
+    test_data: tuple[np.ndarray, np.ndarray] | None = None,
+    num_classes: int | None = None,
+    progress: bool = True,
+) -> tuple[Module, SGD, History]:
     """Builds a net and its optimiser from ``config`` and trains it on ``train_data``.
 
     Returns:
@@ -618,15 +712,24 @@ def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
     flat = _images_2d(images, "train images")
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
-        raise TypeError(f"train labels must have an integer dtype (class indices), "
-                        f"got {labels.dtype}")
+        raise TypeError(
+            f"train labels must have an integer dtype (class indices), got {labels.dtype}"
+        )
     if num_classes is None:
         num_classes = int(labels.max()) + 1
     net = build_model(flat.shape[1], num_classes, config)
     optimizer = build_optimizer(net, config)
-    loader = DataLoader((flat, labels), batch_size=config.batch_size, seed=config.seed,
-                        dtype=config.dtype)
-    history = train(net, optimizer, loader, config.epochs, val_data=val_data,
-                    test_data=test_data, progress=progress,
-                    early_stopping=config.early_stopping)
+    loader = DataLoader(
+        (flat, labels), batch_size=config.batch_size, seed=config.seed, dtype=config.dtype
+    )
+    history = train(
+        net,
+        optimizer,
+        loader,
+        config.epochs,
+        val_data=val_data,
+        test_data=test_data,
+        progress=progress,
+        early_stopping=config.early_stopping,
+    )
     return net, optimizer, history

@@ -43,14 +43,14 @@
 import os
 
 FAST = os.environ.get("FCNN_NOTEBOOK_FAST") == "1"
-DATA_DIR = os.environ.get("FCNN_DATA")   # None: ~/.cache/fcnn, downloaded if missing
-N_JOBS = 2                               # candidates trained at once
-SEED = 0                                 # the split, the initial weights, the batch order
+DATA_DIR = os.environ.get("FCNN_DATA")  # None: ~/.cache/fcnn, downloaded if missing
+N_JOBS = 2  # candidates trained at once
+SEED = 0  # the split, the initial weights, the batch order
 
-VAL_SIZE = 1_000 if FAST else 10_000     # training images held out for model selection
-TRAIN_SIZE = 6_000 if FAST else None     # training images kept (None: all the rest)
-SEARCH_EPOCHS = 2 if FAST else 10        # per candidate of the original's stages
-FINAL_EPOCHS = 2 if FAST else 30         # the final run, and fcnn's last search stage
+VAL_SIZE = 1_000 if FAST else 10_000  # training images held out for model selection
+TRAIN_SIZE = 6_000 if FAST else None  # training images kept (None: all the rest)
+SEARCH_EPOCHS = 2 if FAST else 10  # per candidate of the original's stages
+FINAL_EPOCHS = 2 if FAST else 30  # the final run, and fcnn's last search stage
 
 # The original's stages.
 LRS = [1e-2, 0.5] if FAST else [1e-3, 1e-2, 1e-1, 0.5]
@@ -61,10 +61,13 @@ WEIGHT_DECAYS = [1e-4, 0.0] if FAST else [1e-3, 1e-4, 1e-5, 0.0]
 # momentum+Nesterov+lr linked) at SEARCH_EPOCHS, then FINAL_STAGES (weight decay) at
 # FINAL_EPOCHS; fast: the first and last value of each stage.
 from fcnn.search import FINAL_STAGES, FURTHER_STAGES
-FURTHER, FINAL = ([(field, [values[0], values[-1]] if FAST else list(values))
-                   for field, values in stages] for stages in (FURTHER_STAGES, FINAL_STAGES))
 
-ORIGINAL_TEST_ACCURACY = 0.93            # what the original project reported
+FURTHER, FINAL = (
+    [(field, [values[0], values[-1]] if FAST else list(values)) for field, values in stages]
+    for stages in (FURTHER_STAGES, FINAL_STAGES)
+)
+
+ORIGINAL_TEST_ACCURACY = 0.93  # what the original project reported
 
 # %%
 # %matplotlib inline
@@ -84,8 +87,15 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 import fcnn
 from fcnn.datasets import MNIST_CLASSES, load_mnist, train_val_split
-from fcnn.plot import (plot_accuracy, plot_confusion_matrix, plot_first_layer_weights,
-                       plot_loss, plot_misclassified, plot_search, plot_weight_matrix)
+from fcnn.plot import (
+    plot_accuracy,
+    plot_confusion_matrix,
+    plot_first_layer_weights,
+    plot_loss,
+    plot_misclassified,
+    plot_search,
+    plot_weight_matrix,
+)
 from fcnn.search import sequential_search
 from fcnn.training import TrainConfig, evaluate, fit, predict, predict_proba
 
@@ -108,22 +118,28 @@ def show_search(result, title):
 def print_search_table(result):
     """One row per candidate (last epoch); stage winners and the choice marked."""
     winners = {id(record) for record in result.stage_best().values()}
-    rows = [("stage", "candidate", "val acc", "val loss", "train acc", "train loss",
-             "seconds", "")]
+    rows = [("stage", "candidate", "val acc", "val loss", "train acc", "train loss", "seconds", "")]
     for index, record in enumerate(result.records):
         history = record["history"]
         if record["error"] is None:
-            figures = (f"{record['val_accuracy']:.2%}", f"{record['val_loss']:.4f}",
-                       f"{history['train_accuracy'][-1]:.2%}",
-                       f"{history['train_loss'][-1]:.4f}")
+            figures = (
+                f"{record['val_accuracy']:.2%}",
+                f"{record['val_loss']:.4f}",
+                f"{history['train_accuracy'][-1]:.2%}",
+                f"{history['train_loss'][-1]:.4f}",
+            )
         else:
             figures = ("diverged", "", "", "")
-        note = ("chosen" if index == result.best_index
-                else "best of stage" if id(record) in winners else "")
+        note = (
+            "chosen"
+            if index == result.best_index
+            else "best of stage"
+            if id(record) in winners
+            else ""
+        )
         if record["reused"]:
             note = f"{note} (same settings as an earlier run)".strip()
-        rows.append((record["stage"], record["name"], *figures, f"{record['seconds']:.1f}",
-                     note))
+        rows.append((record["stage"], record["name"], *figures, f"{record['seconds']:.1f}", note))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -132,10 +148,11 @@ def print_search_table(result):
 
 def describe(config):
     """The settings that the searches choose, on one line."""
-    return (f"hidden {','.join(map(str, config.hidden))}, lr {config.lr:g}, weight decay "
-            f"{config.weight_decay:g}, alpha {config.lr_decay:g} every T = {config.lr_step} "
-            f"steps, momentum {config.momentum:g}"
-            + (" (Nesterov)" if config.nesterov else ""))
+    return (
+        f"hidden {','.join(map(str, config.hidden))}, lr {config.lr:g}, weight decay "
+        f"{config.weight_decay:g}, alpha {config.lr_decay:g} every T = {config.lr_step} "
+        f"steps, momentum {config.momentum:g}" + (" (Nesterov)" if config.nesterov else "")
+    )
 
 
 # %% [markdown]
@@ -151,14 +168,18 @@ def describe(config):
 # %%
 (images, labels), (test_images, test_labels) = load_mnist(DATA_DIR)
 (train_images, train_labels), (val_images, val_labels) = train_val_split(
-    images, labels, val_size=VAL_SIZE, seed=SEED)
+    images, labels, val_size=VAL_SIZE, seed=SEED
+)
 if TRAIN_SIZE is not None:
     train_images, train_labels = train_images[:TRAIN_SIZE], train_labels[:TRAIN_SIZE]
 train_data, val_data = (train_images, train_labels), (val_images, val_labels)
 test_data = (test_images, test_labels)
 
-for name, split_labels in (("train", train_labels), ("validation", val_labels),
-                           ("test", test_labels)):
+for name, split_labels in (
+    ("train", train_labels),
+    ("validation", val_labels),
+    ("test", test_labels),
+):
     counts = " ".join(f"{count:5d}" for count in np.bincount(split_labels, minlength=10))
     print(f"{name:>10}: {split_labels.shape[0]:6,d} images; per digit {counts}")
 
@@ -205,14 +226,29 @@ digits
 
 # %%
 ORIGINAL_SETTINGS = TrainConfig(
-    hidden=(64,), lr=0.1, lr_decay=0.5, lr_step=500, staircase=True, weight_decay=0.0,
-    momentum=0.0, nesterov=False, epochs=SEARCH_EPOCHS, batch_size=64, seed=SEED,
-    dtype="float32", init="kaiming")
+    hidden=(64,),
+    lr=0.1,
+    lr_decay=0.5,
+    lr_step=500,
+    staircase=True,
+    weight_decay=0.0,
+    momentum=0.0,
+    nesterov=False,
+    epochs=SEARCH_EPOCHS,
+    batch_size=64,
+    seed=SEED,
+    dtype="float32",
+    init="kaiming",
+)
 
 original = sequential_search(
-    train_data, val_data,
+    train_data,
+    val_data,
     stages=[("lr", LRS), ("hidden", HIDDEN_SIZES), ("weight_decay", WEIGHT_DECAYS)],
-    base=ORIGINAL_SETTINGS, epochs=SEARCH_EPOCHS, n_jobs=N_JOBS)
+    base=ORIGINAL_SETTINGS,
+    epochs=SEARCH_EPOCHS,
+    n_jobs=N_JOBS,
+)
 
 # %% [markdown]
 # Each figure is one stage: the training loss and accuracy per epoch of every candidate,
@@ -223,8 +259,10 @@ show_search(original, "The original's search")
 
 # %%
 print_search_table(original)
-print(f"\nchosen: {describe(original.best_config)}; "
-      f"validation accuracy {original.best_record['val_accuracy']:.2%}")
+print(
+    f"\nchosen: {describe(original.best_config)}; "
+    f"validation accuracy {original.best_record['val_accuracy']:.2%}"
+)
 
 
 # %% [markdown]
@@ -249,6 +287,7 @@ print(f"\nchosen: {describe(original.best_config)}; "
 # candidate's run, so the α stage cannot tell its values apart and the tie goes to the
 # first value.
 
+
 # %%
 def print_stages(stages):
     for field, values in stages:
@@ -256,8 +295,14 @@ def print_stages(stages):
 
 
 print_stages(FURTHER)
-further = sequential_search(train_data, val_data, stages=FURTHER, base=original.best_config,
-                            epochs=SEARCH_EPOCHS, n_jobs=N_JOBS)
+further = sequential_search(
+    train_data,
+    val_data,
+    stages=FURTHER,
+    base=original.best_config,
+    epochs=SEARCH_EPOCHS,
+    n_jobs=N_JOBS,
+)
 
 # %%
 show_search(further, "The further search")
@@ -267,8 +312,9 @@ print_search_table(further)
 
 # %%
 print_stages(FINAL)
-final_search = sequential_search(train_data, val_data, stages=FINAL,
-                                 base=further.best_config, epochs=FINAL_EPOCHS, n_jobs=N_JOBS)
+final_search = sequential_search(
+    train_data, val_data, stages=FINAL, base=further.best_config, epochs=FINAL_EPOCHS, n_jobs=N_JOBS
+)
 chosen = final_search
 
 # %%
@@ -277,11 +323,16 @@ show_search(final_search, f"The last stage, {FINAL_EPOCHS} epochs each")
 # %%
 print_search_table(final_search)
 print()
-for title, result in (("original search", original), ("further search", further),
-                      ("last stage", final_search)):
+for title, result in (
+    ("original search", original),
+    ("further search", further),
+    ("last stage", final_search),
+):
     epochs = result.best_config.epochs
-    print(f"{title:>15}: {describe(result.best_config)}; validation accuracy "
-          f"{result.best_record['val_accuracy']:.2%} after {epochs} epoch{'s' * (epochs > 1)}")
+    print(
+        f"{title:>15}: {describe(result.best_config)}; validation accuracy "
+        f"{result.best_record['val_accuracy']:.2%} after {epochs} epoch{'s' * (epochs > 1)}"
+    )
 
 # %% [markdown]
 # ## 3. Training the chosen configuration
@@ -294,10 +345,11 @@ for title, result in (("original search", original), ("further search", further)
 # %%
 final_config = replace(chosen.best_config, epochs=FINAL_EPOCHS)
 print(describe(final_config))
-all_training = (np.concatenate([train_images, val_images]),
-                np.concatenate([train_labels, val_labels]))
-net, optimizer, history = fit(final_config, all_training, test_data=test_data,
-                              progress=True)
+all_training = (
+    np.concatenate([train_images, val_images]),
+    np.concatenate([train_labels, val_labels]),
+)
+net, optimizer, history = fit(final_config, all_training, test_data=test_data, progress=True)
 print(f"{sum(history['epoch_time']):.1f} s of training")
 
 # %% [markdown]
@@ -339,8 +391,9 @@ plot_confusion_matrix(test_report["confusion_matrix"], class_names=CLASS_NAMES)
 # Test images the net gets wrong:
 
 # %%
-plot_misclassified(test_images, test_labels, test_report["predictions"], max_images=25,
-                   class_names=CLASS_NAMES)
+plot_misclassified(
+    test_images, test_labels, test_report["predictions"], max_images=25, class_names=CLASS_NAMES
+)
 
 # %% [markdown]
 # ## 4. Saving and loading
@@ -352,17 +405,24 @@ plot_misclassified(test_images, test_labels, test_report["predictions"], max_ima
 
 # %%
 with tempfile.TemporaryDirectory() as folder:
-    path = fcnn.save(net, Path(folder) / "mnist.npz", optimizer=optimizer,
-                     metadata={"config": final_config.to_dict(), "history": history})
+    path = fcnn.save(
+        net,
+        Path(folder) / "mnist.npz",
+        optimizer=optimizer,
+        metadata={"config": final_config.to_dict(), "history": history},
+    )
     size = path.stat().st_size
     loaded = fcnn.load(path)
 
 same_classes = np.array_equal(predict(loaded, test_images), test_report["predictions"])
-same_probabilities = np.array_equal(predict_proba(loaded, test_images),
-                                    predict_proba(net, test_images))
+same_probabilities = np.array_equal(
+    predict_proba(loaded, test_images), predict_proba(net, test_images)
+)
 assert same_classes and same_probabilities, "the loaded net predicts differently"
-print(f"saved {size / 2**20:.1f} MB; the loaded net's predictions and probabilities are "
-      f"identical to the trained net's on all {test_labels.shape[0]:,d} test images")
+print(
+    f"saved {size / 2**20:.1f} MB; the loaded net's predictions and probabilities are "
+    f"identical to the trained net's on all {test_labels.shape[0]:,d} test images"
+)
 
 # %% [markdown]
 # ## 5. The test report
@@ -373,11 +433,15 @@ print(f"saved {size / 2**20:.1f} MB; the loaded net's predictions and probabilit
 # %%
 print(test_report["report_text"])
 accuracy = test_report["accuracy"]
-print(f"test accuracy after {FINAL_EPOCHS} epochs: fcnn {accuracy:.2%}, "
-      f"the original {ORIGINAL_TEST_ACCURACY:.0%} "
-      f"({100 * (accuracy - ORIGINAL_TEST_ACCURACY):+.2f} points)")
+print(
+    f"test accuracy after {FINAL_EPOCHS} epochs: fcnn {accuracy:.2%}, "
+    f"the original {ORIGINAL_TEST_ACCURACY:.0%} "
+    f"({100 * (accuracy - ORIGINAL_TEST_ACCURACY):+.2f} points)"
+)
 print(f"configuration: {describe(final_config)}")
-print(f"chosen on validation: {chosen.best_record['val_accuracy']:.2%} after "
-      f"{FINAL_EPOCHS} epochs on {train_labels.shape[0]:,d} images; the final model "
-      f"trained on {all_training[1].shape[0]:,d}")
+print(
+    f"chosen on validation: {chosen.best_record['val_accuracy']:.2%} after "
+    f"{FINAL_EPOCHS} epochs on {train_labels.shape[0]:,d} images; the final model "
+    f"trained on {all_training[1].shape[0]:,d}"
+)
 print(f"notebook run: {time.perf_counter() - started:.0f} s, {'fast' if FAST else 'full'} mode")

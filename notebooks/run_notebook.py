@@ -38,15 +38,23 @@ def read_script() -> nbformat.NotebookNode:
 
 def execute(notebook: nbformat.NotebookNode) -> None:
     """Runs ``notebook`` in place from the notebooks folder; raises on the first cell error."""
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-                            record_timing=False, coalesce_streams=True)
+    client = NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+        record_timing=False,
+        coalesce_streams=True,
+    )
     client.execute()
     # What a progress bar leaves behind once it has cleared itself: blank lines.
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            cell.outputs = [output for output in cell.outputs
-                            if output.output_type != "stream" or output.text.strip()]
+            cell.outputs = [
+                output
+                for output in cell.outputs
+                if output.output_type != "stream" or output.text.strip()
+            ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,5 +10,5 @@ def blobs(n=600, features=16, classes=3, seed=0):
     images = rng.integers(0, 60, (n, features), dtype=np.uint8)
     block = features // classes
     for c in range(classes):
-        images[labels == c, c * block:(c + 1) * block] += 180
+        images[labels == c, c * block : (c + 1) * block] += 180
     return images, labels

@@ -18,17 +18,24 @@ def backend(request):
 
 
 def small_net(dtype=np.float64, seed=0, sizes=(12, 9, 4)):
-    return Module(Linear(sizes[0], sizes[1], dtype=dtype, rng=seed), ReLU(),
-                  Linear(sizes[1], sizes[2], dtype=dtype, rng=seed + 1), Softmax())
+    return Module(
+        Linear(sizes[0], sizes[1], dtype=dtype, rng=seed),
+        ReLU(),
+        Linear(sizes[1], sizes[2], dtype=dtype, rng=seed + 1),
+        Softmax(),
+    )
 
 
 def random_batch(batch_size=7, features=12, classes=4, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((batch_size, features)).astype(dtype),
-            rng.integers(0, classes, batch_size))
+    return (
+        rng.standard_normal((batch_size, features)).astype(dtype),
+        rng.integers(0, classes, batch_size),
+    )
 
 
 # ---------------------------------------------------------------------------- Module and loss
+
 
 def test_forward_returns_probabilities(backend):
     net = small_net()
@@ -119,7 +126,11 @@ def test_module_subclass_as_in_original():
     net = Net()
     assert net(np.ones((4, 5), np.float32)).shape == (4, 2)
     assert [name for name, _ in net.named_parameters()] == [
-        "layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias"]
+        "layers.0.weight",
+        "layers.0.bias",
+        "layers.2.weight",
+        "layers.2.bias",
+    ]
 
 
 def test_state_dict_round_trip():
@@ -146,6 +157,7 @@ def test_load_state_dict_errors():
 
 # ---------------------------------------------------------------------------- Linear
 
+
 def test_linear_initialisation():
     kaiming = Linear(784, 1024, rng=0)
     assert kaiming.weight.dtype == np.float32 and kaiming.weight.shape == (784, 1024)
@@ -158,14 +170,22 @@ def test_linear_initialisation():
     np.testing.assert_array_equal(Linear(4, 3, rng=7).weight, Linear(4, 3, rng=7).weight)
 
 
-@pytest.mark.parametrize("args, kwargs, error, message", [
-    ((2**40, 2**40), {}, ValueError, r"^num_inputs must be in \[1, 2147483647\], got 1099511627776"),
-    ((0, 3), {}, ValueError, r"^num_inputs must be in \[1, "),
-    ((3, -1), {}, ValueError, r"^num_outputs must be in \[1, "),
-    ((3.5, 2), {}, TypeError, r"^num_inputs must be an integer, got float"),
-    ((3, 2), {"dtype": np.int32}, TypeError, r"^dtype must be float32 or float64, got int32"),
-    ((3, 2), {"init": "xavier"}, ValueError, r"^init must be 'kaiming' or 'normal'"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, error, message",
+    [
+        (
+            (2**40, 2**40),
+            {},
+            ValueError,
+            r"^num_inputs must be in \[1, 2147483647\], got 1099511627776",
+        ),
+        ((0, 3), {}, ValueError, r"^num_inputs must be in \[1, "),
+        ((3, -1), {}, ValueError, r"^num_outputs must be in \[1, "),
+        ((3.5, 2), {}, TypeError, r"^num_inputs must be an integer, got float"),
+        ((3, 2), {"dtype": np.int32}, TypeError, r"^dtype must be float32 or float64, got int32"),
+        ((3, 2), {"init": "xavier"}, ValueError, r"^init must be 'kaiming' or 'normal'"),
+    ],
+)
 def test_linear_bad_settings(args, kwargs, error, message):
     with pytest.raises(error, match=message):
         Linear(*args, **kwargs)
@@ -196,6 +216,7 @@ def test_linear_casts_input_to_its_dtype():
 
 # ---------------------------------------------------------------------------- optimiser
 
+
 def test_sgd_applies_weight_decay_rule_to_weights_and_biases(backend):
     net = small_net()
     x, y = random_batch()
@@ -206,8 +227,9 @@ def test_sgd_applies_weight_decay_rule_to_weights_and_biases(backend):
     optimizer = SGD(net, lr=0.1, lr_scheduler=None, decay=0.01)
     optimizer.step()
     for (name, param), grad in zip(net.named_parameters(), grads):
-        np.testing.assert_allclose(param, (1 - 0.01 * 0.1) * before[name] - 0.1 * grad,
-                                   rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(
+            param, (1 - 0.01 * 0.1) * before[name] - 0.1 * grad, rtol=1e-13, atol=1e-15
+        )
 
 
 def test_sgd_follows_staircase_schedule():
@@ -253,12 +275,15 @@ def test_exponential_scheduler_formula(backend):
         assert continuous(step) == pytest.approx(0.5 * 0.5 ** (step / 500), rel=1e-14)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"stage_length": 0}, "^stage_length must be >= 1"),
-    ({"decay": 0.0}, r"^decay must be in \(0, 1\]"),
-    ({"decay": 1.5}, r"^decay must be in \(0, 1\]"),
-    ({"initial_lr": float("inf")}, "^initial_lr must be finite"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"stage_length": 0}, "^stage_length must be >= 1"),
+        ({"decay": 0.0}, r"^decay must be in \(0, 1\]"),
+        ({"decay": 1.5}, r"^decay must be in \(0, 1\]"),
+        ({"initial_lr": float("inf")}, "^initial_lr must be finite"),
+    ],
+)
 def test_exponential_scheduler_bad_settings(kwargs, message):
     settings = {"initial_lr": 0.1, **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -273,6 +298,7 @@ def test_step_before_backward_uses_zero_gradients():
 
 
 # ---------------------------------------------------------------------------- DataLoader
+
 
 def test_dataloader_batches_and_rescales():
     images = np.arange(10 * 2 * 3, dtype=np.uint8).reshape(10, 2, 3) * 4
@@ -311,21 +337,35 @@ def test_dataloader_seeded_shuffling_is_reproducible():
     assert not np.array_equal(epochs(1)[0], first[0])
 
 
-@pytest.mark.parametrize("dataset, kwargs, error, message", [
-    ((np.zeros((3, 4)), np.zeros(2, int)), {}, ValueError, r"^labels must have shape \(3,\)"),
-    ((np.zeros((3, 4)), np.zeros(3)), {}, TypeError, "^labels must have an integer dtype"),
-    (([[0.0]], np.zeros(1, int)), {}, TypeError, "^images must be a numpy.ndarray"),
-    ((np.zeros((0, 4)), np.zeros(0, int)), {}, ValueError, "^images must have shape"),
-    ((np.zeros((3, 4)), np.zeros(3, int)), {"batch_size": 0}, ValueError, "^batch_size must be >= 1"),
-    ((np.zeros((3, 4)), np.zeros(3, int)), {"dtype": np.int8}, TypeError, "^dtype must be float32"),
-    (np.zeros((3, 4)), {}, TypeError, r"^dataset must be a pair"),
-])
+@pytest.mark.parametrize(
+    "dataset, kwargs, error, message",
+    [
+        ((np.zeros((3, 4)), np.zeros(2, int)), {}, ValueError, r"^labels must have shape \(3,\)"),
+        ((np.zeros((3, 4)), np.zeros(3)), {}, TypeError, "^labels must have an integer dtype"),
+        (([[0.0]], np.zeros(1, int)), {}, TypeError, "^images must be a numpy.ndarray"),
+        ((np.zeros((0, 4)), np.zeros(0, int)), {}, ValueError, "^images must have shape"),
+        (
+            (np.zeros((3, 4)), np.zeros(3, int)),
+            {"batch_size": 0},
+            ValueError,
+            "^batch_size must be >= 1",
+        ),
+        (
+            (np.zeros((3, 4)), np.zeros(3, int)),
+            {"dtype": np.int8},
+            TypeError,
+            "^dtype must be float32",
+        ),
+        (np.zeros((3, 4)), {}, TypeError, r"^dataset must be a pair"),
+    ],
+)
 def test_dataloader_bad_input(dataset, kwargs, error, message):
     with pytest.raises(error, match=message):
         DataLoader(dataset, **kwargs)
 
 
 # ---------------------------------------------------------------------------- backends
+
 
 def test_set_backend():
     assert fcnn.get_backend() == "c"
@@ -362,12 +402,14 @@ def test_training_runs_agree_between_backends(dtype, rtol):
 
 # ---------------------------------------------------------------------------- MNIST
 
+
 def test_mnist_original_recipe_reaches_97_percent_in_3_epochs(mnist_dir):
     """The original loop and settings (784-1024-10, b64, lr 0.5, alpha 0.5, T 500, decay 1e-5)."""
     from fcnn.datasets import load_mnist
 
     (train_images, train_labels), (test_images, test_labels) = load_mnist(
-        mnist_dir, download=False, progress=False)
+        mnist_dir, download=False, progress=False
+    )
     net = Module(Linear(784, 1024, rng=0), ReLU(), Linear(1024, 10, rng=1), Softmax())
     criterion = CrossEntropyLoss(net)
     optimizer = SGD(net, lr=0.5, lr_scheduler=ExponentialScheduler, decay=1e-5)
@@ -382,6 +424,7 @@ def test_mnist_original_recipe_reaches_97_percent_in_3_epochs(mnist_dir):
 
 # ---------------------------------------------------------------------------- in place, and
 # the private kernel behind it
+
 
 def backward_out_case(layout, dtype, seed=0, sizes=(7, 13, 5)):
     """Inputs of linear_backward in a memory layout: "c", "fortran", "strided" (every other
@@ -409,7 +452,10 @@ def test_linear_backward_out_twins_linear_backward(layout, dtype, rtol, compute_
     dout, x, weight = backward_out_case(layout, dtype)
     expected = reference.linear_backward(dout, x, weight, compute_dx)
     for module in (_core, reference):
-        dweight, dbias = np.full(weight.shape, np.nan, dtype), np.full(weight.shape[1], np.nan, dtype)
+        dweight, dbias = (
+            np.full(weight.shape, np.nan, dtype),
+            np.full(weight.shape[1], np.nan, dtype),
+        )
         dx = np.full(x.shape, np.nan, dtype) if compute_dx else None
         assert module._linear_backward_out(dx, dweight, dbias, dout, x, weight) is None
         for got, want in zip((dweight, dbias, dx), expected):
@@ -425,9 +471,14 @@ def backward_out_errors():
     B, C, OC = 7, 13, 5
 
     def case(**changes):
-        arrays = {"dx": np.zeros((B, C), f32), "dweight": np.zeros((C, OC), f32),
-                  "dbias": np.zeros(OC, f32), "dout": np.ones((B, OC), f32),
-                  "x": np.ones((B, C), f32), "weight": np.ones((C, OC), f32)}
+        arrays = {
+            "dx": np.zeros((B, C), f32),
+            "dweight": np.zeros((C, OC), f32),
+            "dbias": np.zeros(OC, f32),
+            "dout": np.ones((B, OC), f32),
+            "x": np.ones((B, C), f32),
+            "weight": np.ones((C, OC), f32),
+        }
         arrays.update(changes)
         return arrays
 
@@ -440,8 +491,11 @@ def backward_out_errors():
         (case(dweight=np.zeros((OC, C), f32).T), TypeError, "^dweight must be a writable"),
         (case(dbias=np.zeros(OC, f32)[::-1]), TypeError, "^dbias must be a writable"),
         (case(dx=shared, x=shared), ValueError, "^dx must not share memory with x"),
-        (case(dweight=np.zeros((C, OC), f32)[:, :], weight=None), TypeError,
-         "^weight must be a numpy.ndarray"),
+        (
+            case(dweight=np.zeros((C, OC), f32)[:, :], weight=None),
+            TypeError,
+            "^weight must be a numpy.ndarray",
+        ),
         (case(dout=np.ones((B, OC), np.int32)), TypeError, "^dout must have dtype float32 or"),
         (case(x=np.ones((B + 1, C), f32)), ValueError, r"^x must have shape \(7, \*\)"),
         (case(dx=[[0.0]]), TypeError, "^dx must be a numpy.ndarray"),
@@ -464,9 +518,14 @@ def test_linear_backward_out_refuses_aliased_outputs():
     block = np.zeros((C, OC), np.float32)
     for module in (_core, reference):
         with pytest.raises(ValueError, match="^dweight must not share memory with dx"):
-            module._linear_backward_out(block, block, np.zeros(OC, np.float32),
-                                        np.ones((B, OC), np.float32),
-                                        np.ones((B, C), np.float32), np.ones((C, OC), np.float32))
+            module._linear_backward_out(
+                block,
+                block,
+                np.zeros(OC, np.float32),
+                np.ones((B, OC), np.float32),
+                np.ones((B, C), np.float32),
+                np.ones((C, OC), np.float32),
+            )
 
 
 def test_gradients_are_written_in_place_and_kept_between_steps(backend):

@@ -394,8 +394,15 @@ case(
 case(
     "velocity-64-d-mismatch",
     "sgd_step",
-    lambda: [np.zeros(ONES_64), np.zeros(ONES_64), 0.1, 0.0, 0.9, np.zeros((1,) * 62 + (2, 1)),
-             False],
+    lambda: [
+        np.zeros(ONES_64),
+        np.zeros(ONES_64),
+        0.1,
+        0.0,
+        0.9,
+        np.zeros((1,) * 62 + (2, 1)),
+        False,
+    ],
     ValueError,
     r"^velocity must have shape \(1(, 1){63}\) to match param with shape \(1(, 1){63}\), "
     r"got \(1(, 1){61}, 2, 1\)$",

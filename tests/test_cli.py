@@ -38,8 +38,23 @@ def one_line_error(err, *parts):
 def trained(mnist_dir, tmp_path_factory):
     """A one-epoch run of a small net through `fcnn train`."""
     out = tmp_path_factory.mktemp("run")
-    status = main(["train", *data_args(mnist_dir), "--epochs", "1", "--hidden", "64", "--lr",
-                   "0.05", "--val-size", "10000", "--out", str(out), "--no-progress"])
+    status = main(
+        [
+            "train",
+            *data_args(mnist_dir),
+            "--epochs",
+            "1",
+            "--hidden",
+            "64",
+            "--lr",
+            "0.05",
+            "--val-size",
+            "10000",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert status == 0
     return out
 
@@ -57,6 +72,7 @@ def test_only_dir(mnist_dir, tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------- train
+
 
 def test_train_writes_model_history_and_curves(trained):
     assert (trained / "model.npz").is_file()
@@ -77,8 +93,13 @@ def test_plot_curves_has_loss_and_accuracy_side_by_side():
     pytest.importorskip("matplotlib", reason="fcnn.plot needs matplotlib")
     from fcnn.plot import plot_curves
 
-    history = {"epoch": [1, 2], "train_loss": [0.5, 0.3], "test_loss": [0.4, 0.35],
-               "train_accuracy": [0.8, 0.9], "test_accuracy": [0.85, 0.88]}
+    history = {
+        "epoch": [1, 2],
+        "train_loss": [0.5, 0.3],
+        "test_loss": [0.4, 0.35],
+        "train_accuracy": [0.8, 0.9],
+        "test_accuracy": [0.85, 0.88],
+    }
     loss_axes, accuracy_axes = plot_curves(history).axes
     assert [line.get_label() for line in loss_axes.lines] == ["train", "test"]
     assert list(accuracy_axes.lines[1].get_ydata()) == [85.0, 88.0]
@@ -87,9 +108,29 @@ def test_plot_curves_has_loss_and_accuracy_side_by_side():
 
 
 def test_train_on_all_images_with_plain_sgd(mnist_dir, tmp_path):
-    assert main(["train", *data_args(mnist_dir), "--epochs", "1", "--hidden", "16", "--lr",
-                 "0.1", "--momentum", "0", "--no-nesterov", "--threads", "1", "--out",
-                 str(tmp_path), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                "--epochs",
+                "1",
+                "--hidden",
+                "16",
+                "--lr",
+                "0.1",
+                "--momentum",
+                "0",
+                "--no-nesterov",
+                "--threads",
+                "1",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "history.json").read_text())
     assert "val_accuracy" not in record["history"]
     assert record["config"]["momentum"] == 0 and record["config"]["nesterov"] is False
@@ -98,22 +139,51 @@ def test_train_on_all_images_with_plain_sgd(mnist_dir, tmp_path):
 
 def test_without_matplotlib_a_note_instead_of_curves(mnist_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "fcnn.plot", None)  # import fcnn.plot fails
-    assert main(["train", *data_args(mnist_dir), *SMALL, "--out", str(tmp_path),
-                 "--no-progress"]) == 0
+    assert (
+        main(["train", *data_args(mnist_dir), *SMALL, "--out", str(tmp_path), "--no-progress"]) == 0
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["history.json", "model.npz"]
     assert "note: curves.png needs matplotlib" in capsys.readouterr().err
 
 
 def test_no_progress_keeps_epoch_lines_quiet_drops_them(mnist_dir, tmp_path, capsys):
-    assert main(["train", *data_args(mnist_dir), *SMALL, "--epochs", "2", "--out",
-                 str(tmp_path / "a"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                *SMALL,
+                "--epochs",
+                "2",
+                "--out",
+                str(tmp_path / "a"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert [line.split("  ")[0] for line in lines if line.startswith("epoch ")] == \
-        ["epoch 1", "epoch 2"]
+    assert [line.split("  ")[0] for line in lines if line.startswith("epoch ")] == [
+        "epoch 1",
+        "epoch 2",
+    ]
     assert "weighted avg" in captured.out and "epoch 1/2" not in captured.err
-    assert main(["train", *data_args(mnist_dir), *SMALL, "--epochs", "2", "--out",
-                 str(tmp_path / "b"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                *SMALL,
+                "--epochs",
+                "2",
+                "--out",
+                str(tmp_path / "b"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert captured.err == ""
     assert len(captured.out.splitlines()) == 1 and captured.out.startswith("test accuracy")
@@ -124,29 +194,82 @@ def test_resume_continues_exactly(mnist_dir, tmp_path):
     assert main(["train", *common, "--epochs", "3", "--out", str(tmp_path / "straight")]) == 0
     assert main(["train", *common, "--epochs", "2", "--out", str(tmp_path / "first")]) == 0
     # Settings and split come from the file: only --epochs (the total) is needed.
-    assert main(["train", *data_args(mnist_dir), "-q", "--resume",
-                 str(tmp_path / "first" / "model.npz"), "--epochs", "3",
-                 "--out", str(tmp_path / "resumed")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                "-q",
+                "--resume",
+                str(tmp_path / "first" / "model.npz"),
+                "--epochs",
+                "3",
+                "--out",
+                str(tmp_path / "resumed"),
+            ]
+        )
+        == 0
+    )
     straight = fcnn.load_checkpoint(tmp_path / "straight" / "model.npz")
     resumed = fcnn.load_checkpoint(tmp_path / "resumed" / "model.npz")
     for a, b in zip(straight.net.parameters(), resumed.net.parameters()):
         np.testing.assert_array_equal(a, b)
-    assert straight.metadata["history"]["epoch"] == resumed.metadata["history"]["epoch"] == \
-        [1, 2, 3]
+    assert (
+        straight.metadata["history"]["epoch"] == resumed.metadata["history"]["epoch"] == [1, 2, 3]
+    )
     assert straight.metadata["history"]["val_loss"] == resumed.metadata["history"]["val_loss"]
     assert straight.optimizer_state["step_count"] == resumed.optimizer_state["step_count"]
 
 
 def test_resume_refusals(trained, mnist_dir, tmp_path, capsys):
     model = str(trained / "model.npz")
-    assert main(["train", *data_args(mnist_dir), "--resume", model, "--epochs", "1",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                "--resume",
+                model,
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     one_line_error(capsys.readouterr().err, "has trained 1 epochs already", "--epochs")
-    assert main(["train", *data_args(mnist_dir), "--resume", model, "--epochs", "2",
-                 "--lr", "0.3", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                "--resume",
+                model,
+                "--epochs",
+                "2",
+                "--lr",
+                "0.3",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     one_line_error(capsys.readouterr().err, "--lr 0.3 differs from the resumed run's 0.05")
-    assert main(["train", *data_args(mnist_dir), "--resume", str(tmp_path / "none.npz"),
-                 "--out", str(tmp_path)]) == 1
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                "--resume",
+                str(tmp_path / "none.npz"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
     one_line_error(capsys.readouterr().err, "no model file at")
 
 
@@ -157,11 +280,40 @@ def test_early_stopping_flag(mnist_dir, tmp_path, capsys):
             main(["train", "--early-stopping", "2"])
         assert raised.value.code == 2
         return
-    assert main(["train", *data_args(mnist_dir), *SMALL, "--early-stopping", "2",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                *SMALL,
+                "--early-stopping",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     one_line_error(capsys.readouterr().err, "--val-size")
-    assert main(["train", *data_args(mnist_dir), *SMALL, "--epochs", "2", "--early-stopping",
-                 "1", "--val-size", "10000", "-q", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                *SMALL,
+                "--epochs",
+                "2",
+                "--early-stopping",
+                "1",
+                "--val-size",
+                "10000",
+                "-q",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     checkpoint = fcnn.load_checkpoint(tmp_path / "model.npz")
     assert checkpoint.metadata["config"]["early_stopping"] == 1
 
@@ -178,8 +330,7 @@ def test_failed_final_save_rescues_the_model(mnist_dir, tmp_path, monkeypatch, c
     monkeypatch.setattr(cli, "save", disk_full_in_out)
     assert main(["train", *data_args(mnist_dir), *SMALL, "--out", str(out), "-q"]) == 1
     err = capsys.readouterr().err
-    one_line_error(err, f"cannot write to {out}", "No space left on device",
-                   "saved the model to")
+    one_line_error(err, f"cannot write to {out}", "No space left on device", "saved the model to")
     rescued = Path(err.split("saved the model to ")[1].split(" instead")[0])
     assert rescued.parent != out and rescued.name == "model.npz"
     net = fcnn.load(rescued)
@@ -189,9 +340,11 @@ def test_failed_final_save_rescues_the_model(mnist_dir, tmp_path, monkeypatch, c
 
 # ---------------------------------------------------------------------------- evaluate
 
+
 def test_evaluate_json_matches_training_history(trained, mnist_dir, capsys):
-    status = main(["evaluate", "--model", str(trained / "model.npz"), *data_args(mnist_dir),
-                   "--json"])
+    status = main(
+        ["evaluate", "--model", str(trained / "model.npz"), *data_args(mnist_dir), "--json"]
+    )
     assert status == 0
     result = json.loads(capsys.readouterr().out)
     history = json.loads((trained / "history.json").read_text())["history"]
@@ -203,14 +356,24 @@ def test_evaluate_json_matches_training_history(trained, mnist_dir, capsys):
 
 
 def test_evaluate_needs_only_the_test_files(trained, test_only_dir, capsys):
-    assert main(["evaluate", "--model", str(trained / "model.npz"), "--data-dir",
-                 str(test_only_dir), "--no-download"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained / "model.npz"),
+                "--data-dir",
+                str(test_only_dir),
+                "--no-download",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "precision" in out and "weighted avg" in out and "mnist test accuracy" in out
 
 
-def test_evaluate_asks_the_loader_for_the_test_split_only(trained, mnist_dir, monkeypatch,
-                                                         capsys):
+def test_evaluate_asks_the_loader_for_the_test_split_only(trained, mnist_dir, monkeypatch, capsys):
     calls = []
 
     def load_with_split(root=None, download=True, progress=True, *, split=None):
@@ -219,42 +382,73 @@ def test_evaluate_asks_the_loader_for_the_test_split_only(trained, mnist_dir, mo
         return test_data if split == "test" else (train_data, test_data)
 
     monkeypatch.setitem(cli._DATASETS, "mnist", (load_with_split, cli.MNIST_CLASSES))
-    assert main(["evaluate", "--model", str(trained / "model.npz"), *data_args(mnist_dir),
-                 "--json"]) == 0
+    assert (
+        main(["evaluate", "--model", str(trained / "model.npz"), *data_args(mnist_dir), "--json"])
+        == 0
+    )
     assert calls == ["test"] and json.loads(capsys.readouterr().out)["accuracy"] > 0.85
 
 
 def test_evaluate_defaults_to_the_models_data_set(tmp_path, mnist_dir, capsys):
     net = Module(Linear(784, 10), Softmax())
     fcnn.save(net, tmp_path / "fashion.npz", metadata={"dataset": "fashion-mnist"})
-    status = main(["evaluate", "--model", str(tmp_path / "fashion.npz"), "--data-dir",
-                   str(mnist_dir), "--no-download", "--json"])
+    status = main(
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "fashion.npz"),
+            "--data-dir",
+            str(mnist_dir),
+            "--no-download",
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     if status == 0:  # Fashion-MNIST is installed (e.g. /usr/share/datasets/fashion-mnist)
         assert json.loads(captured.out)["dataset"] == "fashion-mnist"
     else:  # only MNIST here: the model's own data set is what is missing
         assert status == 1 and "Fashion" in captured.err and "Traceback" not in captured.err
-    assert main(["evaluate", "--model", str(tmp_path / "fashion.npz"), "--dataset", "mnist",
-                 "--data-dir", str(mnist_dir), "--no-download", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "fashion.npz"),
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(mnist_dir),
+                "--no-download",
+                "--json",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert json.loads(captured.out)["dataset"] == "mnist"
-    one_line_error(captured.err, "warning: ", "was trained on fashion-mnist, evaluating it on "
-                                             "mnist")
+    one_line_error(
+        captured.err, "warning: ", "was trained on fashion-mnist, evaluating it on mnist"
+    )
 
 
-@pytest.mark.parametrize("layers, message", [
-    ([Linear(784, 5), Softmax()], "has 5 classes, but the mnist labels go up to 9"),
-    ([Linear(100, 16), ReLU(), Linear(16, 10)], "takes 100 inputs per image, but the mnist "
-                                                "images have 784 pixels"),
-])
-def test_evaluate_a_model_that_does_not_fit_the_data(layers, message, tmp_path, mnist_dir,
-                                                     capsys):
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ([Linear(784, 5), Softmax()], "has 5 classes, but the mnist labels go up to 9"),
+        (
+            [Linear(100, 16), ReLU(), Linear(16, 10)],
+            "takes 100 inputs per image, but the mnist images have 784 pixels",
+        ),
+    ],
+)
+def test_evaluate_a_model_that_does_not_fit_the_data(layers, message, tmp_path, mnist_dir, capsys):
     fcnn.save(Module(layers), tmp_path / "m.npz", metadata={"dataset": "mnist"})
     assert main(["evaluate", "--model", str(tmp_path / "m.npz"), *data_args(mnist_dir)]) == 1
     one_line_error(capsys.readouterr().err, message)
 
 
 # ---------------------------------------------------------------------------- predict
+
 
 def test_predict_npy_and_idx(trained, mnist_dir, tmp_path, capsys):
     _, (test_images, _) = load_mnist(mnist_dir, download=False, progress=False)
@@ -267,9 +461,8 @@ def test_predict_npy_and_idx(trained, mnist_dir, tmp_path, capsys):
     assert [line.split("\t")[0] for line in lines] == [f"{images_path}[{i}]" for i in range(5)]
     assert [int(line.split("\t")[1].split()[0]) for line in lines] == expected.tolist()
     np.save(images_path, test_images[7])  # a single (28, 28) image is one image
-    assert main(["predict", "--model", str(trained / "model.npz"), "--json",
-                 str(images_path)]) == 0
-    record, = json.loads(capsys.readouterr().out)
+    assert main(["predict", "--model", str(trained / "model.npz"), "--json", str(images_path)]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
     assert record["predictions"][0]["class"] == fcnn.predict(net, test_images[7:8])[0]
     idx_path = mnist_dir / "t10k-images-idx3-ubyte.gz"
     if idx_path.exists():
@@ -277,11 +470,17 @@ def test_predict_npy_and_idx(trained, mnist_dir, tmp_path, capsys):
         assert len(capsys.readouterr().out.splitlines()) == 10_000
 
 
-@pytest.mark.parametrize("array, message", [
-    (np.zeros((3, 100), np.uint8), "takes images of 784 pixels, got an array of shape (3, 100)"),
-    (np.full((2, 784), np.nan), "NaN or infinite"),
-    (np.array(["a", "b"]), "images must be numbers"),
-])
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (
+            np.zeros((3, 100), np.uint8),
+            "takes images of 784 pixels, got an array of shape (3, 100)",
+        ),
+        (np.full((2, 784), np.nan), "NaN or infinite"),
+        (np.array(["a", "b"]), "images must be numbers"),
+    ],
+)
 def test_predict_bad_arrays(trained, tmp_path, array, message, capsys):
     np.save(tmp_path / "x.npy", array)
     assert main(["predict", "--model", str(trained / "model.npz"), str(tmp_path / "x.npy")]) == 1
@@ -290,17 +489,22 @@ def test_predict_bad_arrays(trained, tmp_path, array, message, capsys):
 
 def test_predict_a_file_that_is_no_images(trained, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
-    assert main(["predict", "--model", str(trained / "model.npz"),
-                 str(tmp_path / "notes.txt")]) == 1
+    assert (
+        main(["predict", "--model", str(trained / "model.npz"), str(tmp_path / "notes.txt")]) == 1
+    )
     one_line_error(capsys.readouterr().err, "not a .npy, IDX or image file")
 
 
 # ---------------------------------------------------------------------------- errors
 
-@pytest.mark.parametrize("argv, message", [
-    (["evaluate", "--model", "no/such/model.npz", "--no-download"], "no model file at"),
-    (["predict", "--model", "no/such/model.npz", "x.npy"], "no model file at"),
-])
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "--model", "no/such/model.npz", "--no-download"], "no model file at"),
+        (["predict", "--model", "no/such/model.npz", "x.npy"], "no model file at"),
+    ],
+)
 def test_missing_files_are_one_line_errors(argv, message, capsys):
     assert main(argv) == 1
     one_line_error(capsys.readouterr().err, message)
@@ -317,8 +521,21 @@ def test_missing_images_file(trained, capsys):
 
 
 def test_missing_data_set_says_how_to_point_at_it(tmp_path, capsys):
-    assert main(["train", "--data-dir", str(tmp_path), "--no-download", "--epochs", "1",
-                 "--out", str(tmp_path / "run")]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(tmp_path),
+                "--no-download",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("fcnn train: error: ") and "Traceback" not in err
     assert str(tmp_path) in err and "train-images-idx3-ubyte" in err
@@ -333,10 +550,19 @@ def test_corrupt_model_file(tmp_path, capsys):
     one_line_error(capsys.readouterr().err, "model.npz")
 
 
-@pytest.mark.parametrize("argv", [["train", "--epochs", "0"], ["train", "--bogus"], ["fly"],
-                                  ["train", "--lr", "fast"], ["train", "--seed", "-1"],
-                                  ["predict", "--model", "m.npz"], [],
-                                  ["predict", "--model", "m.npz", "--top-k", "0", "x.png"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--epochs", "0"],
+        ["train", "--bogus"],
+        ["fly"],
+        ["train", "--lr", "fast"],
+        ["train", "--seed", "-1"],
+        ["predict", "--model", "m.npz"],
+        [],
+        ["predict", "--model", "m.npz", "--top-k", "0", "x.png"],
+    ],
+)
 def test_wrong_flags_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as raised:
         main(argv)
@@ -344,33 +570,54 @@ def test_wrong_flags_exit_2(argv, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--lr", "-1"], "--lr -1.0: initial_lr must be finite and >= 0"),
-    (["--lr-decay", "0"], "--lr-decay 0.0: decay must be in (0, 1]"),
-    (["--weight-decay", "-1"], "--weight-decay -1.0: decay must be finite"),
-    (["--momentum", "1"], "--momentum 1.0: momentum must be in [0, 1)"),
-    (["--hidden", "100000000"], "--hidden 100000000: the net would need"),
-    (["--val-size", "60000"], "--val-size 60000: val_size must be in [1, 59999]"),
-    (["--threads", "100000"], "--threads 100000: this machine has"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--lr", "-1"], "--lr -1.0: initial_lr must be finite and >= 0"),
+        (["--lr-decay", "0"], "--lr-decay 0.0: decay must be in (0, 1]"),
+        (["--weight-decay", "-1"], "--weight-decay -1.0: decay must be finite"),
+        (["--momentum", "1"], "--momentum 1.0: momentum must be in [0, 1)"),
+        (["--hidden", "100000000"], "--hidden 100000000: the net would need"),
+        (["--val-size", "60000"], "--val-size 60000: val_size must be in [1, 59999]"),
+        (["--threads", "100000"], "--threads 100000: this machine has"),
+    ],
+)
 def test_bad_settings_exit_2_with_one_line(flags, message, tmp_path, mnist_dir, capsys):
-    assert main(["train", *data_args(mnist_dir), *SMALL, *flags,
-                 "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(["train", *data_args(mnist_dir), *SMALL, *flags, "--out", str(tmp_path / "run")]) == 2
+    )
     one_line_error(capsys.readouterr().err, message)
     assert not (tmp_path / "run").exists()
 
 
 def test_divergence_exit_1_nothing_saved(mnist_dir, tmp_path, capsys):
-    assert main(["train", *data_args(mnist_dir), "--hidden", "16", "--lr", "1e6",
-                 "--out", str(tmp_path / "run"), "-q"]) == 1
+    assert (
+        main(
+            [
+                "train",
+                *data_args(mnist_dir),
+                "--hidden",
+                "16",
+                "--lr",
+                "1e6",
+                "--out",
+                str(tmp_path / "run"),
+                "-q",
+            ]
+        )
+        == 1
+    )
     one_line_error(capsys.readouterr().err, "training diverged", "try a smaller learning rate")
     assert not (tmp_path / "run" / "model.npz").exists()
 
 
-@pytest.mark.parametrize("out, message", [
-    ("afile", "--out {out} is a file"),
-    ("afile/run", "cannot create --out {out}: {base}/afile is a file"),
-])
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("afile", "--out {out} is a file"),
+        ("afile/run", "cannot create --out {out}: {base}/afile is a file"),
+    ],
+)
 def test_unusable_out_exit_1_before_training(out, message, mnist_dir, tmp_path, capsys):
     (tmp_path / "afile").write_text("a file, not a folder")
     out = tmp_path / out
@@ -388,6 +635,7 @@ def test_data_dir_is_a_file(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- the parser
 
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as raised:
         main(["--version"])
@@ -397,46 +645,65 @@ def test_version(capsys):
 
 def test_every_option_shows_its_default():
     parser = _parser()
-    commands = next(action for action in parser._actions
-                    if isinstance(action, argparse._SubParsersAction))
+    commands = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
     checked = 0
     for name, sub in commands.choices.items():
         formatter = sub._get_formatter()
         for action in sub._actions:
-            if isinstance(action, argparse._HelpAction) or action.required or \
-                    not action.option_strings:
+            if (
+                isinstance(action, argparse._HelpAction)
+                or action.required
+                or not action.option_strings
+            ):
                 continue
             text = formatter._get_help_string(action)
             assert "default" in text, f"fcnn {name} {action.option_strings[0]}: {text!r}"
             checked += 1
     assert checked > 30
-    for help_text in [parser.format_help(),
-                      *(sub.format_help() for sub in commands.choices.values())]:
+    for help_text in [
+        parser.format_help(),
+        *(sub.format_help() for sub in commands.choices.values()),
+    ]:
         assert "(default: None)" not in help_text
     help_text = " ".join(commands.choices["train"].format_help().split())
-    for shown in ("--epochs EPOCHS epochs to train", "(default: 64)", "(default: 0)",
-                  "(default: 1024)", "(default: fcnn-run)"):
+    for shown in (
+        "--epochs EPOCHS epochs to train",
+        "(default: 64)",
+        "(default: 0)",
+        "(default: 1024)",
+        "(default: fcnn-run)",
+    ):
         assert shown in help_text
 
 
 def test_python_dash_m_fcnn(tmp_path):
     # Away from the checkout, whose fcnn/ (no compiled core) would shadow the installed one.
-    done = subprocess.run([sys.executable, "-m", "fcnn", "--help"], capture_output=True,
-                          text=True, check=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "fcnn", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     for command in ("train", "evaluate", "predict", "export", "search"):
         assert command in done.stdout
-    done = subprocess.run([sys.executable, "-m", "fcnn", "--version"], capture_output=True,
-                          text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "fcnn", "--version"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert done.returncode == 0 and done.stdout.strip() == f"fcnn {fcnn.__version__}"
 
 
 # ---------------------------------------------------------------------------- optional extras
 
+
 def test_export_without_onnx_says_what_to_install(tmp_path, monkeypatch, capsys):
     fcnn.save(Module(Linear(4, 2)), tmp_path / "m.npz")
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx fails
-    assert main(["export", "--model", str(tmp_path / "m.npz"),
-                 "--out", str(tmp_path / "m.onnx")]) == 1
+    assert (
+        main(["export", "--model", str(tmp_path / "m.npz"), "--out", str(tmp_path / "m.onnx")]) == 1
+    )
     one_line_error(capsys.readouterr().err, "pip install fcnn[onnx]")
     assert not (tmp_path / "m.onnx").exists()
 
@@ -449,23 +716,26 @@ def test_predict_images_without_pillow_says_what_to_install(tmp_path, monkeypatc
     assert main(["predict", "--model", str(tmp_path / "m.npz"), str(tmp_path / "digit.png")]) == 1
     one_line_error(capsys.readouterr().err, "pip install fcnn[images]")
     # .npy files need no Pillow.
-    assert main(["predict", "--model", str(tmp_path / "m.npz"),
-                 str(tmp_path / "digits.npy")]) == 0
+    assert main(["predict", "--model", str(tmp_path / "m.npz"), str(tmp_path / "digits.npy")]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
 
 
 # ---------------------------------------------------------------------------- start-up
 
-@pytest.mark.parametrize("argv, expected", [
-    (["/venv/bin/python", "/venv/bin/fcnn", "train"], True),
-    (["python", "-m", "fcnn", "train"], True),
-    (["python", "-X", "dev", "-m", "fcnn"], True),
-    (["python", "-mfcnn"], True),
-    (["python", "-m", "pytest", "tests"], False),
-    (["python", "-c", "import fcnn", "-m", "fcnn"], False),
-    (["python", "script.py", "-m", "fcnn"], False),
-    (["python"], False),
-])
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["/venv/bin/python", "/venv/bin/fcnn", "train"], True),
+        (["python", "-m", "fcnn", "train"], True),
+        (["python", "-X", "dev", "-m", "fcnn"], True),
+        (["python", "-mfcnn"], True),
+        (["python", "-m", "pytest", "tests"], False),
+        (["python", "-c", "import fcnn", "-m", "fcnn"], False),
+        (["python", "script.py", "-m", "fcnn"], False),
+        (["python"], False),
+    ],
+)
 def test_only_the_fcnn_command_gets_the_start_up_handler(argv, expected):
     from fcnn._cli_startup import _is_fcnn_command
 
@@ -473,8 +743,10 @@ def test_only_the_fcnn_command_gets_the_start_up_handler(argv, expected):
 
 
 def test_importing_fcnn_elsewhere_leaves_sigint_alone(tmp_path):
-    code = ("import signal, fcnn; "
-            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=tmp_path)
+    code = (
+        "import signal, fcnn; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert done.stdout.strip() == "True"

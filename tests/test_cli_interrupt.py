@@ -18,8 +18,10 @@ import fcnn
 
 MOMENTS = 20
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals"),
+]
 
 
 def fcnn_command():
@@ -33,14 +35,28 @@ def fcnn_command():
 
 def train_argv(mnist_dir, out, epochs=100):
     """A run far longer than the test waits: every SIGINT lands before it could finish."""
-    return [*fcnn_command(), "train", "--data-dir", str(mnist_dir), "--no-download",
-            "--epochs", str(epochs), "--hidden", "32", "--val-size", "50000", "--no-progress",
-            "--out", str(out)]
+    return [
+        *fcnn_command(),
+        "train",
+        "--data-dir",
+        str(mnist_dir),
+        "--no-download",
+        "--epochs",
+        str(epochs),
+        "--hidden",
+        "32",
+        "--val-size",
+        "50000",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
 
 
 def run(argv, cwd, interrupt_after=None):
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=cwd)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
+    )
     if interrupt_after is not None:
         time.sleep(interrupt_after)
         if process.poll() is None:
@@ -82,9 +98,13 @@ def check_interrupted(status, err, out_dir, context):
 def test_sigint_at_random_moments(mnist_dir, tmp_path):
     # Calibration, itself one interruption: how long until the first epoch is done.
     started = time.perf_counter()
-    process = subprocess.Popen(train_argv(mnist_dir, tmp_path / "first"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=tmp_path)
+    process = subprocess.Popen(
+        train_argv(mnist_dir, tmp_path / "first"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     first_line = process.stdout.readline()
     first_epoch = time.perf_counter() - started
     assert first_line.startswith("epoch 1"), first_line
@@ -103,11 +123,16 @@ def test_sigint_at_random_moments(mnist_dir, tmp_path):
     for number, moment in enumerate(moments):
         out_dir = tmp_path / f"run{number}"
         status, _, err = run(train_argv(mnist_dir, out_dir), tmp_path, interrupt_after=moment)
-        context = (f"SIGINT after {moment:.3f}s (first epoch took {first_epoch:.3f}s): "
-                   f"status {status}, stderr {err!r}")
+        context = (
+            f"SIGINT after {moment:.3f}s (first epoch took {first_epoch:.3f}s): "
+            f"status {status}, stderr {err!r}"
+        )
         outcomes.append(check_interrupted(status, err, out_dir, context))
-    print("outcomes:", {kind: outcomes.count(kind) for kind in set(outcomes)},
-          f"moments {earliest:.2f}..{2.5 * first_epoch:.2f}s")
+    print(
+        "outcomes:",
+        {kind: outcomes.count(kind) for kind in set(outcomes)},
+        f"moments {earliest:.2f}..{2.5 * first_epoch:.2f}s",
+    )
     assert outcomes.count("saved") >= 1 and outcomes.count("nothing") >= 1
 
 
@@ -117,7 +142,7 @@ def test_sigint_during_start_up_is_one_line(mnist_dir, tmp_path):
     for number, moment in enumerate(np.linspace(earliest, earliest + 0.25, 5)):
         argv = train_argv(mnist_dir, tmp_path / f"run{number}")
         if number % 2:
-            argv = [sys.executable, "-m", "fcnn", *argv[len(fcnn_command()):]]
+            argv = [sys.executable, "-m", "fcnn", *argv[len(fcnn_command()) :]]
         status, _, err = run(argv, tmp_path, interrupt_after=moment)
         check_interrupted(status, err, tmp_path / f"run{number}", err)
         assert "ImportError" not in err, err
@@ -125,8 +150,13 @@ def test_sigint_during_start_up_is_one_line(mnist_dir, tmp_path):
 
 def test_second_ctrl_c_during_training_still_one_line(mnist_dir, tmp_path):
     """Two quick Ctrl-C: the first asks to stop after the batch, the second stops at once."""
-    process = subprocess.Popen(train_argv(mnist_dir, tmp_path / "run"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    process = subprocess.Popen(
+        train_argv(mnist_dir, tmp_path / "run"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     first_line = process.stdout.readline()  # training is under way
     assert first_line.startswith("epoch 1"), first_line
     process.send_signal(signal.SIGINT)

@@ -20,13 +20,32 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 # Two learning rates on a 784-16-10 net, one epoch each; the other stages have one value.
 # Training on 10,000 of the 60,000 images keeps each run well under a second.
-TINY = ["--hidden", "16", "--lr", "0.1", "0.5", "--weight-decay", "0", "--epochs", "1",
-        "--val-size", "50000"]
+TINY = [
+    "--hidden",
+    "16",
+    "--lr",
+    "0.1",
+    "0.5",
+    "--weight-decay",
+    "0",
+    "--epochs",
+    "1",
+    "--val-size",
+    "50000",
+]
 
 
 def search_args(mnist_dir, out, *extra):
-    return ["search", "--data-dir", str(mnist_dir), "--no-download", "--out", str(out),
-            *TINY, *extra]
+    return [
+        "search",
+        "--data-dir",
+        str(mnist_dir),
+        "--no-download",
+        "--out",
+        str(out),
+        *TINY,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +62,23 @@ def test_search_writes_csv_json_and_figures(searched):
     status, out, printed = searched
     assert status == 0
     names = sorted(path.name for path in out.iterdir())
-    assert names == ["search.csv", "search.json", "search_hidden_train.png",
-                     "search_hidden_val.png", "search_lr_train.png", "search_lr_val.png",
-                     "search_weight_decay_train.png", "search_weight_decay_val.png"]
+    assert names == [
+        "search.csv",
+        "search.json",
+        "search_hidden_train.png",
+        "search_hidden_val.png",
+        "search_lr_train.png",
+        "search_lr_val.png",
+        "search_weight_decay_train.png",
+        "search_weight_decay_val.png",
+    ]
     result = SearchResult.from_json(out / "search.json")
-    assert [r["name"] for r in result.records] == ["lr=0.1", "lr=0.5", "hidden=16",
-                                                   "weight_decay=0"]
+    assert [r["name"] for r in result.records] == [
+        "lr=0.1",
+        "lr=0.5",
+        "hidden=16",
+        "weight_decay=0",
+    ]
     assert [r["reused"] for r in result.records] == [False, False, True, True]
     for record in result.records:
         history = record["history"]
@@ -68,8 +98,9 @@ def test_search_prints_the_best_settings_and_the_train_command(searched):
     result = SearchResult.from_json(out / "search.json")
     best = result.best_params
     assert f"best settings: lr={best['lr']} hidden=16 weight_decay=0.0" in printed
-    command_line = next(line for line in printed.splitlines()
-                        if line.startswith("train them with: "))
+    command_line = next(
+        line for line in printed.splitlines() if line.startswith("train them with: ")
+    )
     command = shlex.split(command_line.removeprefix("train them with: "))
     assert command[:2] == ["fcnn", "train"]
     # The command parses and sets every chosen setting `fcnn train` has an option for, on
@@ -84,8 +115,9 @@ def test_search_prints_the_best_settings_and_the_train_command(searched):
     assert args["val_size"] == 50000 and args["no_download"]
 
 
-def test_without_matplotlib_the_tables_are_written_and_a_note_printed(mnist_dir, tmp_path,
-                                                                      monkeypatch, capsys):
+def test_without_matplotlib_the_tables_are_written_and_a_note_printed(
+    mnist_dir, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setitem(sys.modules, "fcnn.plot", None)  # import fcnn.plot fails
     assert main(search_args(mnist_dir, tmp_path, "--grid", "--no-progress")) == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == ["search.csv", "search.json"]
@@ -93,14 +125,18 @@ def test_without_matplotlib_the_tables_are_written_and_a_note_printed(mnist_dir,
     assert "figures need matplotlib: pip install fcnn[plot]" in captured.err
     assert len(captured.err.strip().splitlines()) == 1
     records = json.loads((tmp_path / "search.json").read_text())["records"]
-    assert [r["name"] for r in records] == ["lr=0.1 hidden=16 weight_decay=0",
-                                            "lr=0.5 hidden=16 weight_decay=0"]
+    assert [r["name"] for r in records] == [
+        "lr=0.1 hidden=16 weight_decay=0",
+        "lr=0.5 hidden=16 weight_decay=0",
+    ]
 
 
 def test_momentum_has_no_train_option_so_a_note_says_so(mnist_dir, tmp_path, capsys):
     # One value per stage: a single run.
-    assert main(search_args(mnist_dir, tmp_path, "--momentum", "0.45", "--lr", "0.1",
-                            "--no-progress")) == 0
+    assert (
+        main(search_args(mnist_dir, tmp_path, "--momentum", "0.45", "--lr", "0.1", "--no-progress"))
+        == 0
+    )
     out = capsys.readouterr().out
     assert "best settings: " in out and "momentum=0.45" in out
     if "momentum" in vars(_parser().parse_args(["train"])):
@@ -109,27 +145,40 @@ def test_momentum_has_no_train_option_so_a_note_says_so(mnist_dir, tmp_path, cap
         assert "note: fcnn train has no option for momentum=0.45" in out
 
 
-@pytest.mark.skipif(LocalCluster is None,
-                    reason="dask.distributed is not installed (pip install fcnn[dask])")
+@pytest.mark.skipif(
+    LocalCluster is None, reason="dask.distributed is not installed (pip install fcnn[dask])"
+)
 def test_search_on_an_active_dask_client(searched, mnist_dir, tmp_path, capsys):
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
-                      host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster):
-        assert main(search_args(mnist_dir, tmp_path, "--backend", "dask",
-                                "--no-progress")) == 0
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            protocol="tcp",
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster),
+    ):
+        assert main(search_args(mnist_dir, tmp_path, "--backend", "dask", "--no-progress")) == 0
     local = SearchResult.from_json(searched[1] / "search.json")
     distributed = SearchResult.from_json(tmp_path / "search.json")
-    assert [r["val_accuracy"] for r in distributed.records] == \
-        [r["val_accuracy"] for r in local.records]
+    assert [r["val_accuracy"] for r in distributed.records] == [
+        r["val_accuracy"] for r in local.records
+    ]
 
 
-@pytest.mark.parametrize("flags", [
-    ["--epochs", "0"],
-    ["--hidden", "abc"],
-    ["--hidden", "16,0"],
-    ["--lr"],
-    ["--n-jobs", "two"],
-    ["--no-such-flag"],
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--epochs", "0"],
+        ["--hidden", "abc"],
+        ["--hidden", "16,0"],
+        ["--lr"],
+        ["--n-jobs", "two"],
+        ["--no-such-flag"],
+    ],
+)
 def test_bad_flags_exit_2(flags, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["search", *flags])
@@ -137,13 +186,16 @@ def test_bad_flags_exit_2(flags, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--lr", "-0.1"], "candidate lr=-0.1: initial_lr must be finite"),
-    (["--n-jobs", "0"], "n_jobs must be a non-zero integer"),
-    (["--backend", "no-such-backend"], "Invalid backend"),
-    (["--val-size", "60000"], "val_size must be in [1, 59999]"),
-    (["--hidden", "16", "100000000"], "--hidden 100000000: the net would need"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--lr", "-0.1"], "candidate lr=-0.1: initial_lr must be finite"),
+        (["--n-jobs", "0"], "n_jobs must be a non-zero integer"),
+        (["--backend", "no-such-backend"], "Invalid backend"),
+        (["--val-size", "60000"], "val_size must be in [1, 59999]"),
+        (["--hidden", "16", "100000000"], "--hidden 100000000: the net would need"),
+    ],
+)
 def test_bad_settings_exit_2_with_one_line(flags, message, mnist_dir, tmp_path, capsys):
     assert main(search_args(mnist_dir, tmp_path, *flags, "--no-progress")) == 2
     err = capsys.readouterr().err
@@ -153,8 +205,12 @@ def test_bad_settings_exit_2_with_one_line(flags, message, mnist_dir, tmp_path, 
 
 
 def test_missing_data_exits_1(tmp_path, capsys):
-    assert main(["search", "--data-dir", str(tmp_path), "--no-download", "--out",
-                 str(tmp_path / "out")]) == 1
+    assert (
+        main(
+            ["search", "--data-dir", str(tmp_path), "--no-download", "--out", str(tmp_path / "out")]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("fcnn search: error: ") and "--data-dir" in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()

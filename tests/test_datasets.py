@@ -10,10 +10,10 @@ import functools
 import gzip
 import hashlib
 import http.server
-import shutil
-import socket
 import os
 import pickle
+import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -232,7 +232,9 @@ def test_read_idx_raw_header_declaring_more_than_the_file(tmp_path):
     path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">III", 60000, 28, 28) + bytes(100))
     error, peak = read_idx_peak(path)
     assert isinstance(error, ValueError)
-    assert "truncated: header says 47040000 bytes of data" in str(error) and "found 100" in str(error)
+    assert "truncated: header says 47040000 bytes of data" in str(error) and "found 100" in str(
+        error
+    )
     assert peak < 2**20
 
 
@@ -353,7 +355,9 @@ def test_load_mnist_refuses_changed_file(tmp_path, mnist_gz_dir):
     assert hashlib.sha256(payload).hexdigest() in message  # actual
 
 
-def test_load_mnist_refuses_changed_file_even_when_download_allowed(tmp_path, mnist_gz_dir, monkeypatch):
+def test_load_mnist_refuses_changed_file_even_when_download_allowed(
+    tmp_path, mnist_gz_dir, monkeypatch
+):
     """A changed file on disk is an error, not a reason to fetch a replacement behind the user's back."""
     monkeypatch.setattr(datasets.urllib.request, "urlopen", no_network)
     name = "train-labels-idx1-ubyte"
@@ -424,12 +428,12 @@ def test_fashion_mnist_skips_mnist_files_of_the_same_name(tmp_path, mnist_gz_dir
     not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed"
 )
 def test_fashion_mnist_from_debian(tmp_path):
-    (train_images, train_labels), (test_images, test_labels) = load_fashion_mnist(tmp_path, download=False)
+    (train_images, train_labels), (test_images, test_labels) = load_fashion_mnist(
+        tmp_path, download=False
+    )
     assert train_images.shape == (60_000, 28, 28) and test_images.shape == (10_000, 28, 28)
     assert np.bincount(train_labels).tolist() == [6000] * 10
     assert np.bincount(test_labels).tolist() == [1000] * 10
-
-
 
 
 def fashion_files_in(folder: Path) -> None:
@@ -496,7 +500,9 @@ class Servers:
     def start(self, handler) -> str:
         """Serve with ``handler`` and return the base URL."""
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         thread.start()
         self.running.append((server, thread))
         return f"http://127.0.0.1:{server.server_address[1]}/"
@@ -570,17 +576,22 @@ def test_download_skips_mirror_with_bad_files(
     link_files(mnist_gz_dir, root, ["train-images-idx3-ubyte"], ".gz")
     loaded = load_mnist(root, progress=False, mirrors=[servers.folder(bad_folder), good_mirror])
     downloaded = sorted(path.name for path in (root / "MNIST").iterdir())
-    assert downloaded == sorted(f"{name}.gz" for name in MNIST_FILES if name != "train-images-idx3-ubyte")
+    assert downloaded == sorted(
+        f"{name}.gz" for name in MNIST_FILES if name != "train-images-idx3-ubyte"
+    )
     for name in downloaded:
         payload = gzip.decompress((root / "MNIST" / name).read_bytes())
-        assert hashlib.sha256(payload).hexdigest() == datasets._MNIST_SHA256[name.removesuffix(".gz")]
+        assert (
+            hashlib.sha256(payload).hexdigest() == datasets._MNIST_SHA256[name.removesuffix(".gz")]
+        )
     assert_same_data(loaded, mnist)
 
 
 def test_download_error_lists_each_failure(tmp_path, servers, mnist_gz_dir, fast_retries):
     name = "train-labels-idx1-ubyte"
     html_folder, changed_folder, cut_folder, empty_folder = (
-        tmp_path / folder for folder in ("html-mirror", "changed-mirror", "cut-mirror", "empty-mirror")
+        tmp_path / folder
+        for folder in ("html-mirror", "changed-mirror", "cut-mirror", "empty-mirror")
     )
     for folder in (html_folder, changed_folder, cut_folder, empty_folder):
         folder.mkdir()
@@ -588,20 +599,29 @@ def test_download_error_lists_each_failure(tmp_path, servers, mnist_gz_dir, fast
     labels = changed_copy(mnist_gz_dir, name, 500)
     (changed_folder / f"{name}.gz").write_bytes(gzip.compress(labels))
     (cut_folder / f"{name}.gz").write_bytes((mnist_gz_dir / f"{name}.gz").read_bytes()[:-50])
-    mirrors = [servers.folder(folder) for folder in (html_folder, changed_folder, cut_folder, empty_folder)]
+    mirrors = [
+        servers.folder(folder) for folder in (html_folder, changed_folder, cut_folder, empty_folder)
+    ]
     root = tmp_path / "root"
     with pytest.raises(DatasetNotFoundError) as info:
         load_mnist(root, progress=False, mirrors=mirrors)
     lines = str(info.value).splitlines()
     url = "{}train-labels-idx1-ubyte.gz"
-    assert any(line.strip().startswith(url.format(mirrors[0])) and "not an IDX file" in line
-               for line in lines)
     assert any(
-        line.strip().startswith(url.format(mirrors[1])) and hashlib.sha256(labels).hexdigest() in line
+        line.strip().startswith(url.format(mirrors[0])) and "not an IDX file" in line
         for line in lines
     )
-    assert any(line.strip().startswith(url.format(mirrors[2])) and "corrupt gzip" in line for line in lines)
-    assert any(line.strip().startswith(url.format(mirrors[3])) and "HTTP 404" in line for line in lines)
+    assert any(
+        line.strip().startswith(url.format(mirrors[1]))
+        and hashlib.sha256(labels).hexdigest() in line
+        for line in lines
+    )
+    assert any(
+        line.strip().startswith(url.format(mirrors[2])) and "corrupt gzip" in line for line in lines
+    )
+    assert any(
+        line.strip().startswith(url.format(mirrors[3])) and "HTTP 404" in line for line in lines
+    )
     assert not (root / "MNIST").exists() and not root.exists()
 
 
@@ -622,14 +642,18 @@ def test_download_all_mirrors_unreachable(tmp_path, fast_retries):
     assert not (tmp_path / "MNIST").exists()
 
 
-def test_download_cut_connection_is_retried_and_leaves_nothing(tmp_path, servers, fast_retries, monkeypatch):
+def test_download_cut_connection_is_retried_and_leaves_nothing(
+    tmp_path, servers, fast_retries, monkeypatch
+):
     monkeypatch.setattr(TruncatingHandler, "requests", [])
     mirror = servers.start(TruncatingHandler)
     with pytest.raises(DatasetNotFoundError) as info:
         load_mnist(tmp_path, progress=False, mirrors=[mirror])
     assert "connection closed after 100 of 10000 bytes" in str(info.value)
     # A transfer cut short is worth another try; the file is then given up, not kept.
-    assert TruncatingHandler.requests == ["/train-labels-idx1-ubyte.gz"] * datasets.DOWNLOAD_ATTEMPTS
+    assert (
+        TruncatingHandler.requests == ["/train-labels-idx1-ubyte.gz"] * datasets.DOWNLOAD_ATTEMPTS
+    )
     assert not (tmp_path / "MNIST").exists()
 
 
@@ -685,10 +709,14 @@ class TrickleHandler(EndlessHandler):
             pass
 
 
-@pytest.mark.parametrize("handler, message", [
-    (EndlessHandler, "sent more than the"),
-    (HugeLengthHandler, "announces 10000000000 bytes, more than the"),
-], ids=["endless", "huge-content-length"])
+@pytest.mark.parametrize(
+    "handler, message",
+    [
+        (EndlessHandler, "sent more than the"),
+        (HugeLengthHandler, "announces 10000000000 bytes, more than the"),
+    ],
+    ids=["endless", "huge-content-length"],
+)
 def test_download_size_cap(tmp_path, servers, fast_retries, handler, message):
     mirror = servers.start(handler)
     with pytest.raises(DatasetNotFoundError) as info:
@@ -727,8 +755,6 @@ def test_download_removes_parts_left_by_dead_processes(tmp_path, good_mirror, fa
     assert live.exists()
 
 
-
-
 # ---------------------------------------------------------------------------
 # One split only
 
@@ -745,7 +771,9 @@ def test_split_test_needs_only_the_test_files(tmp_path, mnist_gz_dir, mnist, mon
 
 
 def test_split_train(tmp_path, mnist_gz_dir, mnist):
-    link_files(mnist_gz_dir, tmp_path, ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"], ".gz")
+    link_files(
+        mnist_gz_dir, tmp_path, ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"], ".gz"
+    )
     images, labels = load_mnist(tmp_path, download=False, split="train")
     assert images.shape == (60_000, 28, 28)
     np.testing.assert_array_equal(labels, mnist[0][1])

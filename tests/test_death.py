@@ -38,7 +38,9 @@ namespace: dict = {}
 exec(NET_CODE, namespace)  # noqa: S102 - the same code the child processes run
 make_net = namespace["make_net"]
 
-SAVE_LOOP = NET_CODE + """
+SAVE_LOOP = (
+    NET_CODE
+    + """
 import sys
 import fcnn
 nets = [make_net(1), make_net(2)]
@@ -48,6 +50,7 @@ while True:
     fcnn.save(nets[index % 2], sys.argv[1])
     index += 1
 """
+)
 
 
 def which_net(path: Path, candidates: dict[int, Module]) -> int:
@@ -75,8 +78,12 @@ def test_sigkill_during_save_never_loses_the_model(tmp_path):
     outcomes = set()
     for _ in range(50):
         # cwd: `python -c` puts it first on sys.path; a checkout there has no built core.
-        child = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(path)],
-                                 stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+        child = subprocess.Popen(
+            [sys.executable, "-c", SAVE_LOOP, str(path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
         try:
             assert child.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.0, 0.15))
@@ -96,8 +103,13 @@ def test_sigkill_during_save_never_loses_the_model(tmp_path):
 
 def test_next_save_removes_only_dead_processes_temp_files(tmp_path):
     path = tmp_path / "model.npz"
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True, cwd=tmp_path)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     dead = tmp_path / f".model.npz.{finished.stdout.strip()}.0a1b2c3d4e5f.tmp"
     dead.write_bytes(b"PK half a model")
     ours = tmp_path / f".model.npz.{os.getpid()}.0a1b2c3d4e5f.tmp"  # another thread's, in flight
@@ -110,6 +122,7 @@ def test_next_save_removes_only_dead_processes_temp_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------- full and read-only disks
+
 
 def enospc_after(limit: int):
     """A create_temp whose files raise ENOSPC once ``limit`` bytes were written."""
@@ -148,8 +161,10 @@ def test_disk_full_keeps_the_old_model(tmp_path, monkeypatch, where):
     if where == "write":
         monkeypatch.setattr(_io, "create_temp", enospc_after(100_000))
     else:
+
         def fsync(descriptor):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
         monkeypatch.setattr(_io.os, "fsync", fsync)
     with pytest.raises(OSError) as info:
         fcnn.save(make_net(1), path)
@@ -163,19 +178,30 @@ def test_disk_full_keeps_the_old_model(tmp_path, monkeypatch, where):
 def private_mount_available() -> bool:
     if shutil.which("unshare") is None or sys.platform != "linux":
         return False
-    probe = subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c",
-                            "mount -t tmpfs -o size=64k tmpfs /mnt 2>/dev/null || "
-                            "mount -t tmpfs -o size=64k tmpfs /tmp"],
-                           capture_output=True)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=64k tmpfs /mnt 2>/dev/null || "
+            "mount -t tmpfs -o size=64k tmpfs /tmp",
+        ],
+        capture_output=True,
+    )
     return probe.returncode == 0
 
 
 needs_private_mount = pytest.mark.skipif(
     not private_mount_available(),
-    reason="needs unshare and user namespaces to mount a private tmpfs")
+    reason="needs unshare and user namespaces to mount a private tmpfs",
+)
 
 # Runs in a private mount namespace, with a 2 MB tmpfs mounted on $DIR.
-IN_NAMESPACE = NET_CODE + """
+IN_NAMESPACE = (
+    NET_CODE
+    + """
 import errno, json, os, sys
 from pathlib import Path
 import fcnn
@@ -195,6 +221,7 @@ outcome["intact"] = all(np.array_equal(a, b) for a, b in zip(loaded.parameters()
 outcome["files"] = sorted(os.listdir(folder))
 print(json.dumps(outcome))
 """.replace("import errno", "import numpy as np\nimport errno")
+)
 
 
 def run_in_namespace(tmp_path: Path, remount: str) -> dict:
@@ -211,9 +238,13 @@ def run_in_namespace(tmp_path: Path, remount: str) -> dict:
         {remount}
         "{sys.executable}" "{script}" second
     """)
-    result = subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", shell],
-                            env={**os.environ, "DIR": str(folder)}, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", shell],
+        env={**os.environ, "DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -234,8 +265,10 @@ def test_save_to_a_read_only_folder(tmp_path):
     assert outcome["intact"] and outcome["files"] == ["model.npz"]
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root writes into folders without write permission")
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="root writes into folders without write permission",
+)
 def test_save_to_a_folder_without_write_permission(tmp_path):
     path = tmp_path / "model.npz"
     fcnn.save(make_net(0), path)
@@ -249,6 +282,7 @@ def test_save_to_a_folder_without_write_permission(tmp_path):
 
 
 # ---------------------------------------------------------------------------- killed downloads
+
 
 class SlowHandler(http.server.BaseHTTPRequestHandler):
     """Serves the start of a real .gz file, then stalls (the client gets killed meanwhile)."""
@@ -278,8 +312,9 @@ def serve(folder: Path, handler) -> tuple[http.server.ThreadingHTTPServer, str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.folder = str(folder)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                     daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    ).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
@@ -289,8 +324,10 @@ def test_killed_download_leaves_no_part_file_next_time(tmp_path, mnist_dir):
     slow, slow_url = serve(mnist_dir, SlowHandler)
     good, good_url = serve(mnist_dir, functools.partial(QuietHandler, directory=str(mnist_dir)))
     root = tmp_path / "root"
-    code = ("import sys, fcnn.datasets as d; "
-            "d.load_mnist(sys.argv[1], progress=False, mirrors=[sys.argv[2]])")
+    code = (
+        "import sys, fcnn.datasets as d; "
+        "d.load_mnist(sys.argv[1], progress=False, mirrors=[sys.argv[2]])"
+    )
     child = subprocess.Popen([sys.executable, "-c", code, str(root), slow_url], cwd=tmp_path)
     try:
         folder = root / "MNIST"
@@ -310,6 +347,12 @@ def test_killed_download_leaves_no_part_file_next_time(tmp_path, mnist_dir):
         good.shutdown()
     names = sorted(os.listdir(folder))
     assert not [name for name in names if name.endswith(".part")], names
-    assert names == sorted(f"{name}.gz" for name in (
-        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte"))
+    assert names == sorted(
+        f"{name}.gz"
+        for name in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    )

@@ -30,20 +30,45 @@ def digits_like(n=300, features=60, density=0.2, seed=0):
 
 def parameters(sizes, dtype, seed=0):
     rng = np.random.default_rng(seed)
-    weights = [(rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(dtype)
-               for a, b in zip(sizes[:-1], sizes[1:])]
+    weights = [
+        (rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(dtype)
+        for a, b in zip(sizes[:-1], sizes[1:])
+    ]
     biases = [(0.1 * rng.standard_normal(b)).astype(dtype) for b in sizes[1:]]
     return weights, biases
 
 
-def run(backend, images, labels, sizes, dtype, batch_size=32, momentum=0.0, nesterov=False,
-        sparse_threshold=0.5, weight_decay=1e-3, order_seed=1):
+def run(
+    backend,
+    images,
+    labels,
+    sizes,
+    dtype,
+    batch_size=32,
+    momentum=0.0,
+    nesterov=False,
+    sparse_threshold=0.5,
+    weight_decay=1e-3,
+    order_seed=1,
+):
     weights, biases = parameters(sizes, dtype)
     velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
     order = np.random.default_rng(order_seed).permutation(len(labels))
     lrs = np.linspace(0.2, 0.05, -(-len(order) // batch_size))
-    result = backend.train_epoch(images, labels, order, weights, biases, lrs, batch_size,
-                                 weight_decay, momentum, *velocities, nesterov, sparse_threshold)
+    result = backend.train_epoch(
+        images,
+        labels,
+        order,
+        weights,
+        biases,
+        lrs,
+        batch_size,
+        weight_decay,
+        momentum,
+        *velocities,
+        nesterov,
+        sparse_threshold,
+    )
     return result, weights + biases + velocities[0] + velocities[1]
 
 
@@ -54,11 +79,19 @@ def run(backend, images, labels, sizes, dtype, batch_size=32, momentum=0.0, nest
 def test_fused_epoch_matches_twin(dtype, rtol, hidden, momentum, nesterov, sparse_threshold):
     images, labels = digits_like()
     sizes = [images.shape[1], *hidden, CLASSES]
-    (steps, loss, correct), params = run(_core, images, labels, sizes, dtype,
-                                         momentum=momentum, nesterov=nesterov,
-                                         sparse_threshold=sparse_threshold)
+    (steps, loss, correct), params = run(
+        _core,
+        images,
+        labels,
+        sizes,
+        dtype,
+        momentum=momentum,
+        nesterov=nesterov,
+        sparse_threshold=sparse_threshold,
+    )
     (twin_steps, twin_loss, twin_correct), twin_params = run(
-        reference, images, labels, sizes, dtype, momentum=momentum, nesterov=nesterov)
+        reference, images, labels, sizes, dtype, momentum=momentum, nesterov=nesterov
+    )
     assert steps == twin_steps == 10
     assert loss == pytest.approx(twin_loss, rel=rtol)
     assert abs(correct - twin_correct) <= (0 if dtype == np.float64 else 2)
@@ -87,9 +120,20 @@ def test_first_layer_paths_give_the_same_bits(dtype, momentum, weight_decay, den
     # cannot change a result, whatever its timings (1e-9: every batch dense; None: chosen).
     images, labels = digits_like(n=230, features=70, density=density)
     sizes = [images.shape[1], 90, CLASSES]
-    results = [run(_core, images, labels, sizes, dtype, momentum=momentum, nesterov=momentum > 0,
-                   weight_decay=weight_decay, sparse_threshold=threshold)
-               for threshold in (1.0, 1e-9, None)]
+    results = [
+        run(
+            _core,
+            images,
+            labels,
+            sizes,
+            dtype,
+            momentum=momentum,
+            nesterov=momentum > 0,
+            weight_decay=weight_decay,
+            sparse_threshold=threshold,
+        )
+        for threshold in (1.0, 1e-9, None)
+    ]
     for outcome, params in results[1:]:
         assert outcome == results[0][0]
         for a, b in zip(params, results[0][1]):
@@ -120,15 +164,20 @@ def test_train_fused_equals_module_path_in_float64(momentum):
     finals = []
     for fused in (True, False):
         net = mlp()
-        optimizer = SGD(net, lr_scheduler=ExponentialScheduler(0.3, stage_length=7),
-                        decay=1e-4, momentum=momentum)
+        optimizer = SGD(
+            net,
+            lr_scheduler=ExponentialScheduler(0.3, stage_length=7),
+            decay=1e-4,
+            momentum=momentum,
+        )
         loader = DataLoader((images, labels), batch_size=40, seed=3, dtype=np.float64)
         history = train(net, optimizer, loader, epochs=2, progress=False, fused=fused)
         finals.append((net.state_dict(), history, optimizer.step_count))
     (fused_state, fused_history, fused_steps), (module_state, module_history, module_steps) = finals
     assert fused_steps == module_steps == 2 * 13
-    np.testing.assert_allclose(fused_history["train_loss"], module_history["train_loss"],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        fused_history["train_loss"], module_history["train_loss"], rtol=1e-12
+    )
     assert fused_history["train_accuracy"] == module_history["train_accuracy"]
     for key, value in fused_state.items():
         np.testing.assert_allclose(value, module_state[key], rtol=1e-10, atol=1e-12)
@@ -140,8 +189,14 @@ def test_fused_training_is_bitwise_reproducible():
     for _ in range(2):
         net = mlp(np.float32, hidden=(200,))
         optimizer = SGD(net, lr=0.1, momentum=0.5)
-        train(net, optimizer, DataLoader((images, labels), seed=5), epochs=2, progress=False,
-              fused=True)
+        train(
+            net,
+            optimizer,
+            DataLoader((images, labels), seed=5),
+            epochs=2,
+            progress=False,
+            fused=True,
+        )
         runs.append(net.state_dict())
     for key in runs[0]:
         np.testing.assert_array_equal(runs[0][key], runs[1][key])
@@ -155,8 +210,9 @@ def test_sparse_path_does_not_depend_on_thread_count():
         for threads in (1, 2):
             fcnn.set_num_threads(threads)
             assert _core.get_num_threads() == threads
-            results.append(run(_core, images, labels, [60, 256, CLASSES], np.float32,
-                               sparse_threshold=1.0)[1])
+            results.append(
+                run(_core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0)[1]
+            )
     finally:
         fcnn.set_num_threads(previous)
     for a, b in zip(*results):
@@ -167,8 +223,11 @@ def fcnn_blas_info():
     """threadpoolctl's entry for fcnn's own OpenBLAS: scipy_openblas32's, not NumPy's 64-bit
     copy nor the one SciPy bundles (loaded once a test imports scikit-learn)."""
     home = os.path.realpath(scipy_openblas32.get_lib_dir())
-    blas = [info for info in threadpoolctl.threadpool_info()
-            if os.path.realpath(info["filepath"]).startswith(home + os.sep)]
+    blas = [
+        info
+        for info in threadpoolctl.threadpool_info()
+        if os.path.realpath(info["filepath"]).startswith(home + os.sep)
+    ]
     assert len(blas) == 1
     return blas[0]
 
@@ -195,8 +254,14 @@ def test_divergence_on_fused_path_names_the_step():
     net = mlp(np.float32)
     optimizer = SGD(net, lr=1e30, lr_scheduler=None)
     with pytest.raises(DivergenceError, match=r"diverged at epoch 1, step \d+: the loss is not"):
-        train(net, optimizer, DataLoader((images, labels), seed=0), epochs=1, progress=False,
-              fused=True)
+        train(
+            net,
+            optimizer,
+            DataLoader((images, labels), seed=0),
+            epochs=1,
+            progress=False,
+            fused=True,
+        )
     assert all(np.isfinite(p).all() for p in net.parameters())
 
 
@@ -217,8 +282,14 @@ def test_ctrl_c_on_fused_path_stops_between_chunks(monkeypatch):
     images, labels = digits_like(n=400)
     net = mlp(np.float32)
     optimizer = SGD(net, lr=0.1)
-    history = train(net, optimizer, DataLoader((images, labels), batch_size=32, seed=0),
-                    epochs=3, progress=False, fused=True)
+    history = train(
+        net,
+        optimizer,
+        DataLoader((images, labels), batch_size=32, seed=0),
+        epochs=3,
+        progress=False,
+        fused=True,
+    )
     assert history["interrupted"] is True and history["epoch"] == []
     assert optimizer.step_count == 2 and len(calls) == 1
 
@@ -238,8 +309,9 @@ def test_fused_eligibility():
         def __iter__(self):
             yield from super().__iter__()
 
-    assert "plain fcnn DataLoader" in fused_eligible(net, SGD(net, lr=0.1),
-                                                     MyLoader((images, labels)))
+    assert "plain fcnn DataLoader" in fused_eligible(
+        net, SGD(net, lr=0.1), MyLoader((images, labels))
+    )
     fcnn.set_backend("numpy")
     try:
         assert "NumPy backend" in fused_eligible(net, SGD(net, lr=0.1), loader)
@@ -256,8 +328,15 @@ def bad_cases():
     lrs = np.full(2, 0.1)
 
     def call(**changes):
-        arguments = dict(images=images, labels=labels, order=order, weights=weights,
-                         biases=biases, lrs=lrs, batch_size=32)
+        arguments = dict(
+            images=images,
+            labels=labels,
+            order=order,
+            weights=weights,
+            biases=biases,
+            lrs=lrs,
+            batch_size=32,
+        )
         arguments.update(changes)
         return arguments
 
@@ -273,8 +352,11 @@ def bad_cases():
         (call(weights=weights[0]), TypeError, r"^weights must be a list"),
         (call(biases=biases[:1]), ValueError, r"^biases must hold 2 arrays"),
         (call(weights=[read_only, weights[1]]), TypeError, r"^weights\[0\] must be a writable"),
-        (call(biases=[biases[0].astype(np.float64), biases[1]]), TypeError,
-         r"^biases\[0\] must have dtype float32"),
+        (
+            call(biases=[biases[0].astype(np.float64), biases[1]]),
+            TypeError,
+            r"^biases\[0\] must have dtype float32",
+        ),
         (call(images=images.astype(np.int16)), TypeError, r"^images must have dtype uint8"),
         (call(images=images[:, :50].copy()), ValueError, r"^images must have shape"),
         (call(batch_size=0), ValueError, r"^batch_size must be an integer >= 1"),
@@ -307,7 +389,7 @@ def mixed_density_images(n=320, features=60, seed=2):
     the middle, so that with the samples in order some batches go dense between sparse ones."""
     images, labels = digits_like(n=n, features=features, density=0.03, seed=seed)
     dense, _ = digits_like(n=n // 4, features=features, density=0.9, seed=seed + 1)
-    images[n // 2:n // 2 + n // 4] = dense
+    images[n // 2 : n // 2 + n // 4] = dense
     return images, labels
 
 
@@ -325,9 +407,20 @@ def test_lazy_first_layer_matches_eager_twin(momentum, nesterov, weight_decay, s
         velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
         order = np.arange(len(labels))
         lrs = np.linspace(0.3, 0.02, -(-len(order) // 16))
-        outcome = backend.train_epoch(images, labels, order, weights, biases, lrs, 16,
-                                      weight_decay, momentum, *velocities, nesterov,
-                                      sparse_threshold)
+        outcome = backend.train_epoch(
+            images,
+            labels,
+            order,
+            weights,
+            biases,
+            lrs,
+            16,
+            weight_decay,
+            momentum,
+            *velocities,
+            nesterov,
+            sparse_threshold,
+        )
         results.append((outcome, weights + biases + velocities[0] + velocities[1]))
     (outcome, params), (twin_outcome, twin_params) = results
     assert outcome[0] == twin_outcome[0] == 20
@@ -346,16 +439,29 @@ def test_lazy_rows_absent_all_call_are_caught_up_at_the_end():
     start = weights[0][:10].copy()
     velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
     lrs = np.linspace(0.2, 0.1, 4)
-    _core.train_epoch(images, labels, np.arange(128), weights, biases, lrs, 32, 0.01, 0.5,
-                      *velocities, False, 1.0)
+    _core.train_epoch(
+        images, labels, np.arange(128), weights, biases, lrs, 32, 0.01, 0.5, *velocities, False, 1.0
+    )
     np.testing.assert_allclose(weights[0][:10], start * np.prod(1 - 0.01 * lrs), rtol=1e-14)
     assert not velocities[0][0][:10].any()
 
 
 def test_lazy_path_is_bitwise_reproducible_across_runs():
     images, labels = mixed_density_images()
-    runs = [run(_core, images, labels, [60, 130, CLASSES], np.float32, batch_size=16,
-                momentum=0.9, nesterov=True, sparse_threshold=None)[1] for _ in range(2)]
+    runs = [
+        run(
+            _core,
+            images,
+            labels,
+            [60, 130, CLASSES],
+            np.float32,
+            batch_size=16,
+            momentum=0.9,
+            nesterov=True,
+            sparse_threshold=None,
+        )[1]
+        for _ in range(2)
+    ]
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
 
@@ -382,8 +488,9 @@ def test_fcnn_kernels_flush_subnormals():
     x = np.full((2, 3), 1e-39, np.float32)
     out = _core.linear_forward(x, np.ones((3, 2), np.float32), np.zeros(2, np.float32))
     assert (out == 0).all()
-    assert (reference.linear_forward(x, np.ones((3, 2), np.float32),
-                                     np.zeros(2, np.float32)) != 0).all()
+    assert (
+        reference.linear_forward(x, np.ones((3, 2), np.float32), np.zeros(2, np.float32)) != 0
+    ).all()
 
 
 # ----------------------------------------------------------------------------
@@ -394,8 +501,19 @@ def test_thread_count_is_clamped_for_the_workspace():
     images, labels = digits_like(n=64)
     for threads in (2**32, 2**31 - 1, 300):
         weights, biases = parameters([60, 32, CLASSES], np.float32)
-        assert _core.train_epoch(images, labels, np.arange(64), weights, biases,
-                                 np.full(2, 0.1), 32, num_threads=threads)[0] == 2
+        assert (
+            _core.train_epoch(
+                images,
+                labels,
+                np.arange(64),
+                weights,
+                biases,
+                np.full(2, 0.1),
+                32,
+                num_threads=threads,
+            )[0]
+            == 2
+        )
 
 
 def test_omp_num_threads_beyond_the_cap_trains(tmp_path):
@@ -403,17 +521,25 @@ def test_omp_num_threads_beyond_the_cap_trains(tmp_path):
     import subprocess
     import sys
 
-    script = ("import numpy as np, fcnn\n"
-              "from fcnn import _core\n"
-              "assert _core.get_num_threads() == 256, _core.get_num_threads()\n"
-              "x = np.random.default_rng(0).integers(0, 256, (64, 30)).astype(np.uint8)\n"
-              "y = np.arange(64) % 3\n"
-              "w = [np.zeros((30, 300), np.float32), np.zeros((300, 3), np.float32)]\n"
-              "b = [np.zeros(300, np.float32), np.zeros(3, np.float32)]\n"
-              "print(_core.train_epoch(x, y, np.arange(64), w, b, np.full(2, 0.1), 32)[0])\n")
+    script = (
+        "import numpy as np, fcnn\n"
+        "from fcnn import _core\n"
+        "assert _core.get_num_threads() == 256, _core.get_num_threads()\n"
+        "x = np.random.default_rng(0).integers(0, 256, (64, 30)).astype(np.uint8)\n"
+        "y = np.arange(64) % 3\n"
+        "w = [np.zeros((30, 300), np.float32), np.zeros((300, 3), np.float32)]\n"
+        "b = [np.zeros(300, np.float32), np.zeros(3, np.float32)]\n"
+        "print(_core.train_epoch(x, y, np.arange(64), w, b, np.full(2, 0.1), 32)[0])\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "100000", "OMP_WAIT_POLICY": "passive"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2"
 
@@ -422,8 +548,9 @@ def train_small(seed_offset=0):
     images, labels = digits_like(n=400, density=0.3)
     net = mlp(np.float32, hidden=(200,))
     optimizer = SGD(net, lr=0.1, momentum=0.9, nesterov=True, decay=5e-4)
-    train(net, optimizer, DataLoader((images, labels), seed=5), epochs=2, progress=False,
-          fused=True)
+    train(
+        net, optimizer, DataLoader((images, labels), seed=5), epochs=2, progress=False, fused=True
+    )
     return net.state_dict()
 
 
@@ -470,8 +597,15 @@ def test_set_num_threads_from_another_thread_takes_effect():
         flipper.start()
         try:
             for _ in range(3):
-                run(_core, images, labels, [60, 256, CLASSES], np.float32, momentum=0.9,
-                    sparse_threshold=None)
+                run(
+                    _core,
+                    images,
+                    labels,
+                    [60, 256, CLASSES],
+                    np.float32,
+                    momentum=0.9,
+                    sparse_threshold=None,
+                )
         except Exception as error:  # pragma: no cover - reported below
             errors.append(error)
         stop.set()
@@ -501,8 +635,10 @@ def test_list_items_replaced_during_training_stay_alive():
     weights, biases = parameters([60, 256, CLASSES], np.float32)
     weight_list, bias_list = list(weights), list(biases)
     lrs = np.full(-(-3000 // 32), 0.01)
-    worker = threading.Thread(target=_core.train_epoch, args=(
-        images, labels, np.arange(3000), weight_list, bias_list, lrs, 32))
+    worker = threading.Thread(
+        target=_core.train_epoch,
+        args=(images, labels, np.arange(3000), weight_list, bias_list, lrs, 32),
+    )
     worker.start()
     del weights, biases
     for index in range(2):  # the caller's only other references go away mid-call

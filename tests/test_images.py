@@ -30,11 +30,19 @@ def mnist_test(mnist_dir):
 def model(mnist_dir, tmp_path_factory):
     """A one-epoch 784-64-10 net saved as fcnn train would, with its class names."""
     (images, labels), _ = load_mnist(mnist_dir, download=False, progress=False)
-    net, optimizer, _ = fit(TrainConfig(hidden=(64,), epochs=1, lr=0.05), (images, labels),
-                            num_classes=10, progress=False)
+    net, optimizer, _ = fit(
+        TrainConfig(hidden=(64,), epochs=1, lr=0.05),
+        (images, labels),
+        num_classes=10,
+        progress=False,
+    )
     path = tmp_path_factory.mktemp("model") / "model.npz"
-    fcnn.save(net, path, optimizer=optimizer,
-              metadata={"dataset": "mnist", "class_names": [f"digit {d}" for d in range(10)]})
+    fcnn.save(
+        net,
+        path,
+        optimizer=optimizer,
+        metadata={"dataset": "mnist", "class_names": [f"digit {d}" for d in range(10)]},
+    )
     return net, path
 
 
@@ -42,12 +50,13 @@ def render(digit, rng):
     """The 28x28 MNIST digit redrawn: resized, placed anywhere on a bigger page, maybe
     dark on light, on a grey rather than black or white background."""
     side = int(rng.integers(20, 141))
-    drawn = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BILINEAR),
-                       np.float64)
+    drawn = np.asarray(
+        Image.fromarray(digit).resize((side, side), Image.Resampling.BILINEAR), np.float64
+    )
     height, width = side + int(rng.integers(0, 120)), side + int(rng.integers(0, 120))
     top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
     ink = np.zeros((height, width))
-    ink[top:top + side, left:left + side] = drawn / 255
+    ink[top : top + side, left : left + side] = drawn / 255
     if rng.random() < 0.5:  # black pen on white-ish paper
         paper = rng.uniform(190, 255)
         page = paper - ink * rng.uniform(150, paper)
@@ -77,16 +86,18 @@ def test_redrawn_digits_are_predicted_as_the_originals(model, mnist_test, tmp_pa
     records = json.loads(capsys.readouterr().out)
     assert sorted(record["file"] for record in records) == sorted(expected)
     predicted = {record["file"]: record["predictions"][0]["class"] for record in records}
-    agreement = np.mean([predicted[name] == originals[number]
-                         for number, name in enumerate(sorted(expected))])
+    agreement = np.mean(
+        [predicted[name] == originals[number] for number, name in enumerate(sorted(expected))]
+    )
     print(f"redrawn digits predicted as their originals: {agreement:.1%} of {RENDERED}")
     assert agreement >= REQUIRED_AGREEMENT
 
 
 def test_preprocessing_leaves_mnist_digits_nearly_unchanged(mnist_test):
     images, _ = mnist_test
-    differences = np.array([np.abs(mnist_preprocess(image).astype(int) - image).mean()
-                            for image in images[:300]])
+    differences = np.array(
+        [np.abs(mnist_preprocess(image).astype(int) - image).mean() for image in images[:300]]
+    )
     # MNIST's own recipe: most digits come back pixel for pixel.
     assert np.median(differences) == 0
     assert np.mean(differences < 2) > 0.9
@@ -105,28 +116,33 @@ def test_polarity_and_background_do_not_matter(mnist_test):
 
 def test_shape_box_and_centre():
     page = np.full((200, 90), 255, np.uint8)
-    page[20:170, 10:40] = 0        # a tall dark bar near the top left
+    page[20:170, 10:40] = 0  # a tall dark bar near the top left
     out = mnist_preprocess(page)
     assert out.shape == (28, 28) and out.dtype == np.uint8
     rows = np.flatnonzero(out.max(axis=1) > 25)
     cols = np.flatnonzero(out.max(axis=0) > 25)
     assert rows[-1] - rows[0] + 1 == 20 and 1 <= cols[-1] - cols[0] + 1 <= 6
     mass = out.astype(float)
-    centre = ((mass.sum(axis=1) * np.arange(28)).sum() / mass.sum(),
-              (mass.sum(axis=0) * np.arange(28)).sum() / mass.sum())
+    centre = (
+        (mass.sum(axis=1) * np.arange(28)).sum() / mass.sum(),
+        (mass.sum(axis=0) * np.arange(28)).sum() / mass.sum(),
+    )
     assert abs(centre[0] - 14) <= 0.5 and abs(centre[1] - 14) <= 0.5
     assert mnist_preprocess(page, size=14, box=10).shape == (14, 14)
 
 
-@pytest.mark.parametrize("image, error, message", [
-    (np.zeros((5, 5), np.uint8), ValueError, "blank"),
-    (np.full((5, 5), 255, np.uint8), ValueError, "blank"),
-    (np.zeros((5, 5, 3), np.uint8), ValueError, "2-D"),
-    (np.zeros((0, 5), np.uint8), ValueError, "2-D"),
-    (np.full((5, 5), np.nan), ValueError, "NaN"),
-    (np.zeros((5, 5), bool), TypeError, "numeric"),
-    ([[0, 1]], TypeError, "numeric"),
-])
+@pytest.mark.parametrize(
+    "image, error, message",
+    [
+        (np.zeros((5, 5), np.uint8), ValueError, "blank"),
+        (np.full((5, 5), 255, np.uint8), ValueError, "blank"),
+        (np.zeros((5, 5, 3), np.uint8), ValueError, "2-D"),
+        (np.zeros((0, 5), np.uint8), ValueError, "2-D"),
+        (np.full((5, 5), np.nan), ValueError, "NaN"),
+        (np.zeros((5, 5), bool), TypeError, "numeric"),
+        ([[0, 1]], TypeError, "numeric"),
+    ],
+)
 def test_bad_images(image, error, message):
     with pytest.raises(error, match=message):
         mnist_preprocess(image)
@@ -139,8 +155,8 @@ def test_box_must_fit():
 
 def test_load_image_colour_transparency_and_errors(tmp_path):
     rgba = np.zeros((10, 12, 4), np.uint8)
-    rgba[..., 3] = 0                       # transparent everywhere: white paper
-    rgba[2:8, 3:5] = (200, 0, 0, 255)      # an opaque red stroke
+    rgba[..., 3] = 0  # transparent everywhere: white paper
+    rgba[2:8, 3:5] = (200, 0, 0, 255)  # an opaque red stroke
     Image.fromarray(rgba, "RGBA").save(tmp_path / "stroke.png")
     gray = load_image(tmp_path / "stroke.png")
     assert gray.shape == (10, 12) and gray.dtype == np.uint8
@@ -157,11 +173,26 @@ def test_predict_output_names_probabilities_and_top_k(model, mnist_test, tmp_pat
     digit = mnist_test[0][0]
     Image.fromarray(255 - digit).save(tmp_path / "one.png")
     np.save(tmp_path / "two.npy", mnist_test[0][:2])
-    assert main(["predict", "--model", str(model_path), "--top-k", "3",
-                 str(tmp_path / "one.png"), str(tmp_path / "two.npy")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model_path),
+                "--top-k",
+                "3",
+                str(tmp_path / "one.png"),
+                str(tmp_path / "two.npy"),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == [
-        str(tmp_path / "one.png"), f"{tmp_path / 'two.npy'}[0]", f"{tmp_path / 'two.npy'}[1]"]
+        str(tmp_path / "one.png"),
+        f"{tmp_path / 'two.npy'}[0]",
+        f"{tmp_path / 'two.npy'}[1]",
+    ]
     probabilities = fcnn.predict_proba(net, mnist_test[0][:2])
     for line, row in zip(lines[1:], probabilities):
         fields = line.split("\t")[1:]
@@ -172,10 +203,13 @@ def test_predict_output_names_probabilities_and_top_k(model, mnist_test, tmp_pat
         assert shown == sorted(shown, reverse=True)
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("blank.png", np.zeros((8, 8), np.uint8), "blank"),
-    ("broken.png", None, "not an image file"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("blank.png", np.zeros((8, 8), np.uint8), "blank"),
+        ("broken.png", None, "not an image file"),
+    ],
+)
 def test_predict_bad_image_files_exit_1(model, tmp_path, capsys, name, content, message):
     path = tmp_path / name
     if content is None:

@@ -23,7 +23,8 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     pytestmark = pytest.mark.skip(
         reason=f"running the notebook needs nbclient, nbformat and ipykernel ({error}); "
-               f"pip install 'fcnn[test]'")
+        f"pip install 'fcnn[test]'"
+    )
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "main.ipynb"
 SCRIPT = NOTEBOOK.with_suffix(".py")
@@ -41,8 +42,9 @@ def _runs_this_python(argv: list[str]) -> bool:
     link to its base interpreter, with other packages).
     """
     names = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info)}
-    return bool(argv) and (argv[0] in names
-                           or os.path.abspath(argv[0]) == os.path.abspath(sys.executable))
+    return bool(argv) and (
+        argv[0] in names or os.path.abspath(argv[0]) == os.path.abspath(sys.executable)
+    )
 
 
 @pytest.fixture
@@ -62,13 +64,13 @@ def kernel_name(tmp_path, monkeypatch) -> str:
 
 
 def _cells(notebook) -> list[tuple[str, str, list[str]]]:
-    return [(cell.cell_type, cell.source, cell.metadata.get("tags", []))
-            for cell in notebook.cells]
+    return [(cell.cell_type, cell.source, cell.metadata.get("tags", [])) for cell in notebook.cells]
 
 
 def test_notebook_matches_its_script():
-    jupytext = pytest.importorskip("jupytext", reason="comparing the pair needs jupytext; "
-                                                      "pip install 'fcnn[test]'")
+    jupytext = pytest.importorskip(
+        "jupytext", reason="comparing the pair needs jupytext; pip install 'fcnn[test]'"
+    )
     script = jupytext.read(SCRIPT)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert notebook.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
@@ -76,9 +78,11 @@ def test_notebook_matches_its_script():
     for index, (in_script, in_notebook) in enumerate(zip(script_cells, notebook_cells)):
         assert in_script == in_notebook, (
             f"cell {index} of {SCRIPT.name} and {NOTEBOOK.name} differ; run "
-            f"`jupytext --sync notebooks/main.ipynb` (or rerun notebooks/run_notebook.py)")
+            f"`jupytext --sync notebooks/main.ipynb` (or rerun notebooks/run_notebook.py)"
+        )
     assert len(script_cells) == len(notebook_cells), (
-        f"{SCRIPT.name} has {len(script_cells)} cells, {NOTEBOOK.name} {len(notebook_cells)}")
+        f"{SCRIPT.name} has {len(script_cells)} cells, {NOTEBOOK.name} {len(notebook_cells)}"
+    )
     # A committed notebook carries the outputs of a run.
     assert any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
 
@@ -89,16 +93,23 @@ def test_notebook_runs_in_fast_mode(mnist_dir, kernel_name, monkeypatch):
     monkeypatch.setenv("FCNN_DATA", str(mnist_dir))
     # The kernel imports the fcnn under test, installed or a checkout built in place.
     package_parent = str(Path(fcnn.__file__).resolve().parent.parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        filter(None, [package_parent, os.environ.get("PYTHONPATH", "")])))
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH", "")])),
+    )
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # Raises CellExecutionError, naming the cell, on the first cell that fails.
-    NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name=kernel_name,
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT,
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    ).execute()
 
-    outputs = [output for cell in notebook.cells if cell.cell_type == "code"
-               for output in cell.outputs]
+    outputs = [
+        output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+    ]
     printed = "".join(output.text for output in outputs if output.output_type == "stream")
     figures = [output for output in outputs if "image/png" in output.get("data", {})]
     assert "fast mode" in printed

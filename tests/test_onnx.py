@@ -6,20 +6,19 @@ import sys
 
 import numpy as np
 import pytest
-
-import fcnn
-from fcnn.dataloader import DataLoader
-from fcnn.datasets import load_mnist
-from fcnn.optim import SGD
-from fcnn.cli import main
-from fcnn.functional import Linear, ReLU, Softmax
-from fcnn.nn import Module
-from fcnn.training import TrainConfig, fit
 from synthetic import blobs
 
+import fcnn
+from fcnn.cli import main
+from fcnn.dataloader import DataLoader
+from fcnn.datasets import load_mnist
+from fcnn.functional import Linear, ReLU, Softmax
+from fcnn.nn import Module
+from fcnn.optim import SGD
+from fcnn.training import TrainConfig, fit
+
 onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install fcnn[onnx]")
-onnxruntime = pytest.importorskip("onnxruntime",
-                                  reason="running the export needs onnxruntime")
+onnxruntime = pytest.importorskip("onnxruntime", reason="running the export needs onnxruntime")
 
 
 def run_onnx(path, images):
@@ -36,11 +35,11 @@ def as_input(images, dtype):
 
 @pytest.fixture(scope="module")
 def mnist_net(mnist_dir):
-    (train_images, train_labels), test = load_mnist(mnist_dir, download=False,
-                                                                  progress=False)
+    (train_images, train_labels), test = load_mnist(mnist_dir, download=False, progress=False)
     config = TrainConfig(hidden=(64,), epochs=1, lr=0.05)
-    net, _, _ = fit(config, (train_images[:20_000], train_labels[:20_000]), num_classes=10,
-                    progress=False)
+    net, _, _ = fit(
+        config, (train_images[:20_000], train_labels[:20_000]), num_classes=10, progress=False
+    )
     return net, test
 
 
@@ -57,16 +56,23 @@ def test_mnist_test_set_same_predictions_and_probabilities(mnist_net, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("layers", [
-    "linear",                       # logistic regression, no Softmax at the end
-    "linear-softmax",
-    "linear-relu-linear",           # raw outputs: the export appends a Softmax
-    "linear-relu-linear-relu-linear-softmax",
-])
+@pytest.mark.parametrize(
+    "layers",
+    [
+        "linear",  # logistic regression, no Softmax at the end
+        "linear-softmax",
+        "linear-relu-linear",  # raw outputs: the export appends a Softmax
+        "linear-relu-linear-relu-linear-softmax",
+    ],
+)
 def test_every_trainable_stack_and_dtype(layers, dtype, tmp_path):
     images, labels = blobs(n=300, features=17, classes=3, seed=1)
-    sizes = {"linear": [17, 3], "linear-softmax": [17, 3], "linear-relu-linear": [17, 8, 3],
-             "linear-relu-linear-relu-linear-softmax": [17, 9, 5, 3]}[layers]
+    sizes = {
+        "linear": [17, 3],
+        "linear-softmax": [17, 3],
+        "linear-relu-linear": [17, 8, 3],
+        "linear-relu-linear-relu-linear-softmax": [17, 9, 5, 3],
+    }[layers]
     rng = np.random.default_rng(0)
     stack = []
     for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -85,16 +91,18 @@ def test_every_trainable_stack_and_dtype(layers, dtype, tmp_path):
     assert probabilities.dtype == dtype
     np.testing.assert_array_equal(predicted, fcnn.predict(net, images))
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(probabilities, fcnn.predict_proba(net, images), rtol=0,
-                               atol=tolerance)
+    np.testing.assert_allclose(
+        probabilities, fcnn.predict_proba(net, images), rtol=0, atol=tolerance
+    )
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=10 * tolerance)
 
 
 def test_metadata_describes_the_input_and_classes(tmp_path):
     images, labels = blobs(n=60, features=6, classes=2)
     net, _, _ = fit(TrainConfig(hidden=(4,), epochs=1), (images, labels), progress=False)
-    path = fcnn.export_onnx(net, tmp_path / "m.onnx", class_names=["no", "yes"],
-                            metadata={"dataset": "blobs"})
+    path = fcnn.export_onnx(
+        net, tmp_path / "m.onnx", class_names=["no", "yes"], metadata={"dataset": "blobs"}
+    )
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     props = {prop.key: prop.value for prop in model.metadata_props}
@@ -127,18 +135,21 @@ def test_import_fcnn_does_not_import_onnx(tmp_path):
     code = "import sys, fcnn; fcnn.export_onnx; print('onnx' in sys.modules)"
     # cwd: `python -c` puts the working directory first on sys.path, and a source
     # checkout's fcnn has no built _core.
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert done.stdout.strip() == "False"
 
 
 def test_cli_export(tmp_path, capsys):
     images, labels = blobs(n=200, features=12, classes=3)
-    net, optimizer, _ = fit(TrainConfig(hidden=(8,), epochs=1), (images, labels),
-                            progress=False)
-    model_path = fcnn.save(net, tmp_path / "m.npz", optimizer=optimizer,
-                           metadata={"dataset": "fashion-mnist",
-                                     "class_names": ["a", "b", "c"]})
+    net, optimizer, _ = fit(TrainConfig(hidden=(8,), epochs=1), (images, labels), progress=False)
+    model_path = fcnn.save(
+        net,
+        tmp_path / "m.npz",
+        optimizer=optimizer,
+        metadata={"dataset": "fashion-mnist", "class_names": ["a", "b", "c"]},
+    )
     assert main(["export", "--model", str(model_path), "--out", str(tmp_path / "m.onnx")]) == 0
     assert str(tmp_path / "m.onnx") in capsys.readouterr().out
     probabilities, predicted = run_onnx(tmp_path / "m.onnx", as_input(images, np.float32))
@@ -149,13 +160,25 @@ def test_cli_export(tmp_path, capsys):
 
 
 def test_cli_export_errors(tmp_path, capsys):
-    assert main(["export", "--model", str(tmp_path / "none.npz"),
-                 "--out", str(tmp_path / "m.onnx")]) == 1
+    assert (
+        main(["export", "--model", str(tmp_path / "none.npz"), "--out", str(tmp_path / "m.onnx")])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "no model file at" in err and err.count("\n") == 1
     net = Module(Linear(4, 2))
     fcnn.save(net, tmp_path / "m.npz")
-    assert main(["export", "--model", str(tmp_path / "m.npz"),
-                 "--out", str(tmp_path / "no" / "such" / "m.onnx")]) == 1
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(tmp_path / "m.npz"),
+                "--out",
+                str(tmp_path / "no" / "such" / "m.onnx"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "cannot write" in err and err.count("\n") == 1 and "Traceback" not in err

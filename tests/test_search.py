@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from synthetic import blobs
 
 from fcnn.search import (
     ORIGINAL_STAGES,
@@ -20,8 +21,6 @@ from fcnn.search import (
     worker_threads,
 )
 from fcnn.training import DivergenceError, fit
-
-from synthetic import blobs
 
 try:
     from dask.distributed import Client, LocalCluster
@@ -41,9 +40,13 @@ TINY_STAGES = [("lr", [0.01, 0.5]), ("hidden", [4, 8]), ("weight_decay", [1e-3, 
 
 def without_timings(records):
     """Records minus what depends on the clock."""
-    return [{**{k: v for k, v in record.items() if k != "seconds"},
-             "history": {k: v for k, v in record["history"].items() if k != "epoch_time"}}
-            for record in records]
+    return [
+        {
+            **{k: v for k, v in record.items() if k != "seconds"},
+            "history": {k: v for k, v in record["history"].items() if k != "epoch_time"},
+        }
+        for record in records
+    ]
 
 
 # ----------------------------------------------------------------------------
@@ -54,21 +57,36 @@ CALLS = []
 # lr=0.1, then weight_decay=1e-4 at lr=0.1 and hidden=256. hidden=512 would win at lr=0.5:
 # picking it would mean stage 2 did not start from stage 1's best.
 SCORES = {
-    (0.001, 64, 0.0): 0.50, (0.01, 64, 0.0): 0.80, (0.1, 64, 0.0): 0.90, (0.5, 64, 0.0): 0.85,
-    (0.1, 128, 0.0): 0.91, (0.1, 256, 0.0): 0.93, (0.1, 512, 0.0): 0.92, (0.1, 1024, 0.0): 0.90,
+    (0.001, 64, 0.0): 0.50,
+    (0.01, 64, 0.0): 0.80,
+    (0.1, 64, 0.0): 0.90,
+    (0.5, 64, 0.0): 0.85,
+    (0.1, 128, 0.0): 0.91,
+    (0.1, 256, 0.0): 0.93,
+    (0.1, 512, 0.0): 0.92,
+    (0.1, 1024, 0.0): 0.90,
     (0.5, 512, 0.0): 0.99,
-    (0.1, 256, 1e-3): 0.92, (0.1, 256, 1e-4): 0.94, (0.1, 256, 1e-5): 0.93,
+    (0.1, 256, 1e-3): 0.92,
+    (0.1, 256, 1e-4): 0.94,
+    (0.1, 256, 1e-5): 0.93,
 }
 
 
 def scored_fit(config, train_data, val_data=None, num_classes=None, progress=True, **extra):
     """A trainer whose final val accuracy comes from SCORES; records how it was called."""
-    CALLS.append({"config": config, "extra": extra, "progress": progress,
-                  "val_size": val_data[1].shape[0]})
+    CALLS.append(
+        {"config": config, "extra": extra, "progress": progress, "val_size": val_data[1].shape[0]}
+    )
     accuracy = SCORES.get((config.lr, config.hidden[0], config.weight_decay), 0.1)
-    history = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "train_accuracy": [0.5, accuracy],
-               "val_loss": [1.0, 1.0 - accuracy], "val_accuracy": [0.4, accuracy],
-               "lr": [config.lr, config.lr], "epoch_time": [0.0, 0.0]}
+    history = {
+        "epoch": [1, 2],
+        "train_loss": [1.0, 0.5],
+        "train_accuracy": [0.5, accuracy],
+        "val_loss": [1.0, 1.0 - accuracy],
+        "val_accuracy": [0.4, accuracy],
+        "lr": [config.lr, config.lr],
+        "epoch_time": [0.0, 0.0],
+    }
     return None, None, history
 
 
@@ -82,10 +100,12 @@ def threads_fit(config, train_data, val_data=None, num_classes=None, progress=Tr
     """Trains for real and notes the BLAS threads it was allowed, as seen inside the worker."""
     from threadpoolctl import threadpool_info
 
-    net, optimizer, history = fit(config, train_data, val_data, num_classes=num_classes,
-                                  progress=progress)
-    history["blas_threads"] = [pool["num_threads"] for pool in threadpool_info()
-                               if pool["user_api"] == "blas"]
+    net, optimizer, history = fit(
+        config, train_data, val_data, num_classes=num_classes, progress=progress
+    )
+    history["blas_threads"] = [
+        pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"
+    ]
     history["pid"] = os.getpid()
     return net, optimizer, history
 
@@ -106,20 +126,32 @@ def test_sequential_search_picks_each_stage_best_and_carries_it_forward(calls):
     result = sequential_search(TRAIN, VAL, ORIGINAL_STAGES, train_fn=scored_fit, progress=False)
     trained = [(c["config"].lr, c["config"].hidden, c["config"].weight_decay) for c in calls]
     # stage 1 on the base settings; stage 2 at lr=0.1; stage 3 at lr=0.1, hidden=256.
-    assert trained == [(0.001, (64,), 0.0), (0.01, (64,), 0.0), (0.1, (64,), 0.0),
-                       (0.5, (64,), 0.0),
-                       (0.1, (128,), 0.0), (0.1, (256,), 0.0), (0.1, (512,), 0.0),
-                       (0.1, (1024,), 0.0),
-                       (0.1, (256,), 1e-3), (0.1, (256,), 1e-4), (0.1, (256,), 1e-5)]
+    assert trained == [
+        (0.001, (64,), 0.0),
+        (0.01, (64,), 0.0),
+        (0.1, (64,), 0.0),
+        (0.5, (64,), 0.0),
+        (0.1, (128,), 0.0),
+        (0.1, (256,), 0.0),
+        (0.1, (512,), 0.0),
+        (0.1, (1024,), 0.0),
+        (0.1, (256,), 1e-3),
+        (0.1, (256,), 1e-4),
+        (0.1, (256,), 1e-5),
+    ]
     assert all(c["config"].epochs == 10 and c["progress"] is False for c in calls)
-    assert [r["stage"] for r in result.records] == ["lr"] * 4 + ["hidden"] * 5 + \
-        ["weight_decay"] * 4
+    assert [r["stage"] for r in result.records] == ["lr"] * 4 + ["hidden"] * 5 + [
+        "weight_decay"
+    ] * 4
     assert len(result.records) == 13
     # hidden=64 and weight_decay=0 repeat the previous stage's winner: copied, not retrained.
     reused = [r["name"] for r in result.records if r["reused"]]
     assert reused == ["hidden=64", "weight_decay=0"]
     assert {name: r["name"] for name, r in result.stage_best().items()} == {
-        "lr": "lr=0.1", "hidden": "hidden=256", "weight_decay": "weight_decay=0.0001"}
+        "lr": "lr=0.1",
+        "hidden": "hidden=256",
+        "weight_decay": "weight_decay=0.0001",
+    }
     assert result.best_record["name"] == "weight_decay=0.0001"
     assert result.best_record["val_accuracy"] == 0.94
     assert result.best_params["lr"] == 0.1 and result.best_params["hidden"] == [256]
@@ -140,30 +172,42 @@ def test_search_functions_take_no_test_data(calls):
 
 
 def test_ties_go_to_lower_val_loss_then_to_the_earlier_value():
-    assert _select([{"val_accuracy": 0.9, "val_loss": 0.3},
-                    {"val_accuracy": 0.9, "val_loss": 0.2}]) == 1
-    assert _select([{"val_accuracy": 0.9, "val_loss": 0.2},
-                    {"val_accuracy": 0.9, "val_loss": 0.2}]) == 0
-    assert _select([{"val_accuracy": math.nan, "val_loss": math.nan},
-                    {"val_accuracy": 0.1, "val_loss": 2.0}]) == 1
+    assert (
+        _select([{"val_accuracy": 0.9, "val_loss": 0.3}, {"val_accuracy": 0.9, "val_loss": 0.2}])
+        == 1
+    )
+    assert (
+        _select([{"val_accuracy": 0.9, "val_loss": 0.2}, {"val_accuracy": 0.9, "val_loss": 0.2}])
+        == 0
+    )
+    assert (
+        _select(
+            [
+                {"val_accuracy": math.nan, "val_loss": math.nan},
+                {"val_accuracy": 0.1, "val_loss": 2.0},
+            ]
+        )
+        == 1
+    )
 
 
 def test_a_single_value_stage_fixes_the_setting_from_the_start(calls):
-    result = sequential_search(TRAIN, VAL, [("lr", [0.01, 0.1]), ("hidden", [512])],
-                               train_fn=scored_fit, progress=False)
+    result = sequential_search(
+        TRAIN, VAL, [("lr", [0.01, 0.1]), ("hidden", [512])], train_fn=scored_fit, progress=False
+    )
     assert [c["config"].hidden for c in calls] == [(512,), (512,)]
     assert result.records[-1]["reused"] and result.best_params["hidden"] == [512]
 
 
 def test_diverged_candidates_are_recorded_and_never_chosen(calls):
-    result = sequential_search(TRAIN, VAL, [("lr", [0.1, 0.5])], train_fn=diverging_fit,
-                               progress=False)
+    result = sequential_search(
+        TRAIN, VAL, [("lr", [0.1, 0.5])], train_fn=diverging_fit, progress=False
+    )
     diverged = result.records[1]
     assert "diverged" in diverged["error"] and math.isnan(diverged["val_accuracy"])
     assert result.best_record["name"] == "lr=0.1"
     with pytest.raises(SearchError, match="every candidate of stage 'lr' diverged"):
-        sequential_search(TRAIN, VAL, [("lr", [0.5, 0.9])], train_fn=diverging_fit,
-                          progress=False)
+        sequential_search(TRAIN, VAL, [("lr", [0.5, 0.9])], train_fn=diverging_fit, progress=False)
 
 
 def test_ctrl_c_in_a_candidate_stops_the_search(calls):
@@ -173,34 +217,54 @@ def test_ctrl_c_in_a_candidate_stops_the_search(calls):
 
 
 def test_any_train_config_field_can_be_a_stage(calls):
-    stages = {"momentum": [0.5, 0.9], "nesterov": [False, True], "lr_decay": [0.5, 0.8],
-              "lr_step": [100, 1000]}
-    result = sequential_search(TRAIN, VAL, stages, base={"lr": 0.1, "momentum": 0.5},
-                               train_fn=scored_fit, progress=False)
-    assert [r["stage"] for r in result.records] == ["momentum"] * 2 + ["nesterov"] * 2 + \
-        ["lr_decay"] * 2 + ["lr_step"] * 2
+    stages = {
+        "momentum": [0.5, 0.9],
+        "nesterov": [False, True],
+        "lr_decay": [0.5, 0.8],
+        "lr_step": [100, 1000],
+    }
+    result = sequential_search(
+        TRAIN, VAL, stages, base={"lr": 0.1, "momentum": 0.5}, train_fn=scored_fit, progress=False
+    )
+    assert [r["stage"] for r in result.records] == ["momentum"] * 2 + ["nesterov"] * 2 + [
+        "lr_decay"
+    ] * 2 + ["lr_step"] * 2
     assert [(c["config"].momentum, c["config"].nesterov) for c in calls][:2] == [
-        (0.5, False), (0.9, False)]
+        (0.5, False),
+        (0.9, False),
+    ]
     assert all(r["params"]["lr"] == 0.1 for r in result.records)
 
 
 def test_linked_settings_change_together(calls):
     """A stage over (lr, hidden) pairs: each candidate sets both; the best pair carries on."""
-    stages = [(("lr", "hidden"), [(0.5, 64), (0.1, 256), (0.1, 512)]),
-              ("weight_decay", [1e-3, 1e-4])]
+    stages = [
+        (("lr", "hidden"), [(0.5, 64), (0.1, 256), (0.1, 512)]),
+        ("weight_decay", [1e-3, 1e-4]),
+    ]
     result = sequential_search(TRAIN, VAL, stages, train_fn=scored_fit, progress=False)
     assert [r["name"] for r in result.records[:3]] == [
-        "lr=0.5 hidden=64", "lr=0.1 hidden=256", "lr=0.1 hidden=512"]
+        "lr=0.5 hidden=64",
+        "lr=0.1 hidden=256",
+        "lr=0.1 hidden=512",
+    ]
     assert result.records[0]["stage"] == "lr+hidden"
     assert [(c["config"].lr, c["config"].hidden) for c in calls[3:]] == [
-        (0.1, (256,)), (0.1, (256,))]
+        (0.1, (256,)),
+        (0.1, (256,)),
+    ]
     assert result.best_params["weight_decay"] == 1e-4
     with pytest.raises(ValueError, match=r"each value of lr\+hidden must give 2 settings"):
-        sequential_search(TRAIN, VAL, [(("lr", "hidden"), [(0.1,)])], train_fn=scored_fit,
-                          progress=False)
-    grid = grid_search(TRAIN, VAL, [(("lr", "hidden"), [(0.1, 256), (0.5, 64)]),
-                                    ("weight_decay", [0.0, 1e-4])],
-                       train_fn=scored_fit, progress=False)
+        sequential_search(
+            TRAIN, VAL, [(("lr", "hidden"), [(0.1,)])], train_fn=scored_fit, progress=False
+        )
+    grid = grid_search(
+        TRAIN,
+        VAL,
+        [(("lr", "hidden"), [(0.1, 256), (0.5, 64)]), ("weight_decay", [0.0, 1e-4])],
+        train_fn=scored_fit,
+        progress=False,
+    )
     assert len(grid.records) == 4 and grid.best_params["hidden"] == [256]
 
 
@@ -211,8 +275,9 @@ def test_bad_settings_fail_before_anything_trains(calls):
         sequential_search(TRAIN, VAL, [("lr", [])], train_fn=scored_fit)
     # The bad value sits in the last stage: the first must not have trained.
     with pytest.raises(ValueError, match="candidate weight_decay=-1: .*finite and >= 0"):
-        sequential_search(TRAIN, VAL, [("lr", [0.1, 0.5]), ("weight_decay", [0.0, -1.0])],
-                          train_fn=scored_fit)
+        sequential_search(
+            TRAIN, VAL, [("lr", [0.1, 0.5]), ("weight_decay", [0.0, -1.0])], train_fn=scored_fit
+        )
     with pytest.raises(ValueError, match="candidate hidden=0"):
         grid_search(TRAIN, VAL, {"hidden": [8, 0]}, train_fn=scored_fit)
     with pytest.raises(ValueError, match="candidate nesterov=True: nesterov needs momentum"):
@@ -283,14 +348,25 @@ def test_worker_threads_keep_workers_times_threads_within_the_cores():
         worker_threads(0)
 
 
-@pytest.mark.parametrize("n_jobs, threads, expected", [
-    (2, 1, 1),  # the default: one thread whatever n_jobs
-    (2, "auto", worker_threads(2)),
-    (1, "auto", worker_threads(1)),  # in this process: every core
-])
+@pytest.mark.parametrize(
+    "n_jobs, threads, expected",
+    [
+        (2, 1, 1),  # the default: one thread whatever n_jobs
+        (2, "auto", worker_threads(2)),
+        (1, "auto", worker_threads(1)),  # in this process: every core
+    ],
+)
 def test_threads_are_limited_inside_the_workers(n_jobs, threads, expected):
-    result = grid_search(TRAIN, VAL, {"lr": [0.1, 0.5]}, epochs=1, n_jobs=n_jobs,
-                         threads_per_worker=threads, train_fn=threads_fit, progress=False)
+    result = grid_search(
+        TRAIN,
+        VAL,
+        {"lr": [0.1, 0.5]},
+        epochs=1,
+        n_jobs=n_jobs,
+        threads_per_worker=threads,
+        train_fn=threads_fit,
+        progress=False,
+    )
     for record in result.records:
         seen = record["history"]["blas_threads"]
         assert seen and all(count == expected for count in seen), seen
@@ -299,8 +375,16 @@ def test_threads_are_limited_inside_the_workers(n_jobs, threads, expected):
 
 
 def test_threads_of_the_threading_backend_are_limited_too():
-    result = grid_search(TRAIN, VAL, {"lr": [0.1, 0.5]}, epochs=1, n_jobs=2,
-                         backend="threading", train_fn=threads_fit, progress=False)
+    result = grid_search(
+        TRAIN,
+        VAL,
+        {"lr": [0.1, 0.5]},
+        epochs=1,
+        n_jobs=2,
+        backend="threading",
+        train_fn=threads_fit,
+        progress=False,
+    )
     for record in result.records:
         assert set(record["history"]["blas_threads"]) == {1}
 
@@ -321,8 +405,9 @@ def test_json_round_trip(serial_result, tmp_path):
 
 
 def test_json_keeps_diverged_runs_as_null(calls, tmp_path):
-    result = sequential_search(TRAIN, VAL, [("lr", [0.1, 0.5])], train_fn=diverging_fit,
-                               progress=False)
+    result = sequential_search(
+        TRAIN, VAL, [("lr", [0.1, 0.5])], train_fn=diverging_fit, progress=False
+    )
     path = result.to_json(tmp_path / "search.json")
     assert "NaN" not in path.read_text()
     again = SearchResult.from_json(path)
@@ -354,13 +439,23 @@ def test_csv_has_one_row_per_candidate_with_settings_and_figures(serial_result, 
 # a Dask cluster on this machine
 
 
-@pytest.mark.skipif(LocalCluster is None,
-                    reason="dask.distributed is not installed (pip install fcnn[dask])")
+@pytest.mark.skipif(
+    LocalCluster is None, reason="dask.distributed is not installed (pip install fcnn[dask])"
+)
 def test_dask_cluster_gives_the_same_records(serial_result):
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster):
-        result = sequential_search(TRAIN, VAL, TINY_STAGES, epochs=2, backend="dask",
-                                   progress=False)
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster),
+    ):
+        result = sequential_search(
+            TRAIN, VAL, TINY_STAGES, epochs=2, backend="dask", progress=False
+        )
     assert without_timings(result.records) == without_timings(serial_result.records)
     assert result.best_params == serial_result.best_params
 
@@ -380,9 +475,14 @@ def ray_cluster(tmp_path_factory):
     tests = os.path.dirname(os.path.abspath(__file__))
     start = os.getcwd()
     os.chdir(tmp_path_factory.mktemp("ray"))
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2,
-             log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": tests}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 1024**2,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"PYTHONPATH": tests}},
+    )
     os.chdir(start)
     yield
     ray.shutdown()
@@ -390,16 +490,22 @@ def ray_cluster(tmp_path_factory):
 
 @pytest.mark.slow
 def test_ray_cluster_gives_the_same_records(ray_cluster, serial_result):
-    result = sequential_search(TRAIN, VAL, TINY_STAGES, epochs=2, backend="ray",
-                               progress=False)
+    result = sequential_search(TRAIN, VAL, TINY_STAGES, epochs=2, backend="ray", progress=False)
     assert without_timings(result.records) == without_timings(serial_result.records)
     assert result.best_params == serial_result.best_params
 
 
 @pytest.mark.slow
 def test_ray_runs_the_candidates_in_its_workers_with_one_blas_thread(ray_cluster):
-    result = grid_search(TRAIN, VAL, {"lr": [0.1, 0.5]}, epochs=1, backend="ray",
-                         train_fn=threads_fit, progress=False)
+    result = grid_search(
+        TRAIN,
+        VAL,
+        {"lr": [0.1, 0.5]},
+        epochs=1,
+        backend="ray",
+        train_fn=threads_fit,
+        progress=False,
+    )
     workers = {record["history"]["pid"] for record in result.records}
     assert os.getpid() not in workers  # n_jobs=None means the cluster, not this process
     for record in result.records:
@@ -415,22 +521,28 @@ def test_further_stages_are_valid_from_the_original_base(calls):
     """Every candidate of ORIGINAL_STAGES + FURTHER_STAGES passes the up-front checks."""
     from fcnn.search import FURTHER_STAGES
 
-    result = sequential_search(TRAIN, VAL, ORIGINAL_STAGES + FURTHER_STAGES, epochs=1,
-                               train_fn=scored_fit, progress=False)
-    assert len(result.records) == sum(len(values) for _, values in
-                                      ORIGINAL_STAGES + FURTHER_STAGES)
+    result = sequential_search(
+        TRAIN, VAL, ORIGINAL_STAGES + FURTHER_STAGES, epochs=1, train_fn=scored_fit, progress=False
+    )
+    assert len(result.records) == sum(len(values) for _, values in ORIGINAL_STAGES + FURTHER_STAGES)
 
 
 def test_an_early_stopped_candidate_is_judged_by_its_best_epoch():
     def stopped_fit(config, train_data, val_data=None, num_classes=None, progress=True):
-        history = {"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4],
-                   "train_accuracy": [0.5, 0.8, 0.9], "val_loss": [0.9, 0.3, 0.6],
-                   "val_accuracy": [0.6, 0.9, 0.7], "lr": [0.1] * 3, "epoch_time": [0.0] * 3,
-                   "stop_reason": "early_stopping", "best_epoch": 2}
+        history = {
+            "epoch": [1, 2, 3],
+            "train_loss": [1.0, 0.5, 0.4],
+            "train_accuracy": [0.5, 0.8, 0.9],
+            "val_loss": [0.9, 0.3, 0.6],
+            "val_accuracy": [0.6, 0.9, 0.7],
+            "lr": [0.1] * 3,
+            "epoch_time": [0.0] * 3,
+            "stop_reason": "early_stopping",
+            "best_epoch": 2,
+        }
         return None, None, history
 
-    result = grid_search(TRAIN, VAL, {"early_stopping": [1]}, train_fn=stopped_fit,
-                         progress=False)
+    result = grid_search(TRAIN, VAL, {"early_stopping": [1]}, train_fn=stopped_fit, progress=False)
     assert result.best_record["val_accuracy"] == 0.9 and result.best_record["val_loss"] == 0.3
     assert result.best_params["early_stopping"] == 1
 

@@ -24,8 +24,12 @@ from fcnn.serialization import META_KEY, load, load_checkpoint, restore_optimize
 
 def trained_net(dtype=np.float32, seed=0, steps=3):
     """A small net after a few SGD steps (so weights and step count are not the initial ones)."""
-    net = Module(Linear(12, 9, dtype=dtype, rng=seed), ReLU(),
-                 Linear(9, 4, dtype=dtype, rng=seed + 1), Softmax())
+    net = Module(
+        Linear(12, 9, dtype=dtype, rng=seed),
+        ReLU(),
+        Linear(9, 4, dtype=dtype, rng=seed + 1),
+        Softmax(),
+    )
     optimizer = SGD(net, lr=0.3, lr_scheduler=ExponentialScheduler, decay=1e-4)
     criterion = CrossEntropyLoss(net)
     rng = np.random.default_rng(seed)
@@ -42,8 +46,14 @@ def probe_batch(dtype):
 
 
 def layer_list(net):
-    return [(type(layer).__name__, getattr(layer, "num_inputs", None),
-             getattr(layer, "num_outputs", None)) for layer in net.layers]
+    return [
+        (
+            type(layer).__name__,
+            getattr(layer, "num_inputs", None),
+            getattr(layer, "num_outputs", None),
+        )
+        for layer in net.layers
+    ]
 
 
 def read_archive(path):
@@ -64,12 +74,15 @@ def write_archive(path, arrays, meta):
 
 # ---------------------------------------------------------------------------- round trips
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_round_trip_keeps_predictions_dtype_layers_optimizer_and_metadata(tmp_path, dtype):
     net, optimizer = trained_net(dtype)
-    metadata = {"history": {"loss": [2.5, 1.25], "accuracy": [np.float32(0.5), 0.75]},
-                "hyperparameters": {"lr": 0.3, "hidden_size": 9, "sizes": (12, 9, 4)},
-                "note": "héllo"}
+    metadata = {
+        "history": {"loss": [2.5, 1.25], "accuracy": [np.float32(0.5), 0.75]},
+        "hyperparameters": {"lr": 0.3, "hidden_size": 9, "sizes": (12, 9, 4)},
+        "note": "héllo",
+    }
     path = tmp_path / "model.npz"
     assert save(net, path, optimizer=optimizer, metadata=metadata) == path
 
@@ -80,7 +93,7 @@ def test_round_trip_keeps_predictions_dtype_layers_optimizer_and_metadata(tmp_pa
     assert all(array.dtype == dtype for array in restored.parameters())
     assert layer_list(restored) == layer_list(net)
     x = probe_batch(dtype)
-    assert np.array_equal(restored(x), net(x))   # bitwise: same weights, same kernels
+    assert np.array_equal(restored(x), net(x))  # bitwise: same weights, same kernels
     for (name, saved), (_, loaded) in zip(net.named_parameters(), restored.named_parameters()):
         assert np.array_equal(saved, loaded), name
     assert checkpoint.optimizer_state == optimizer.state_dict()
@@ -124,8 +137,9 @@ def test_path_is_used_exactly_as_given(tmp_path):
         returned = save(net, str(tmp_path / name))
         assert returned == tmp_path / name
         assert returned.is_file()
-        assert np.array_equal(load(str(tmp_path / name))(probe_batch(np.float32)),
-                              net(probe_batch(np.float32)))
+        assert np.array_equal(
+            load(str(tmp_path / name))(probe_batch(np.float32)), net(probe_batch(np.float32))
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.bin", "model.npz"]
 
 
@@ -149,24 +163,32 @@ def test_new_file_gets_ordinary_permissions_not_the_temp_files_0600(tmp_path):
 
 # ---------------------------------------------------------------------------- the format
 
+
 def test_numpy_alone_reads_the_file_and_its_json(tmp_path):
     net, optimizer = trained_net(np.float64)
     path = tmp_path / "model.npz"
     save(net, path, optimizer=optimizer, metadata={"epochs": 2})
 
     with np.load(path, allow_pickle=False) as archive:
-        assert set(archive.files) == {META_KEY, "layers.0.weight", "layers.0.bias",
-                                      "layers.2.weight", "layers.2.bias"}
+        assert set(archive.files) == {
+            META_KEY,
+            "layers.0.weight",
+            "layers.0.bias",
+            "layers.2.weight",
+            "layers.2.bias",
+        }
         raw = archive[META_KEY]
     assert raw.dtype == np.uint8 and raw.ndim == 1
     arrays, meta = read_archive(path)
     assert meta["format"] == "fcnn-model"
     assert meta["version"] == 1
     assert meta["dtype"] == "float64"
-    assert meta["layers"] == [{"type": "Linear", "num_inputs": 12, "num_outputs": 9},
-                              {"type": "ReLU"},
-                              {"type": "Linear", "num_inputs": 9, "num_outputs": 4},
-                              {"type": "Softmax"}]
+    assert meta["layers"] == [
+        {"type": "Linear", "num_inputs": 12, "num_outputs": 9},
+        {"type": "ReLU"},
+        {"type": "Linear", "num_inputs": 9, "num_outputs": 4},
+        {"type": "Softmax"},
+    ]
     assert meta["optimizer"] == optimizer.state_dict()
     assert meta["metadata"] == {"epochs": 2}
     for name, array in net.state_dict().items():
@@ -182,6 +204,7 @@ def test_numpy_alone_reads_the_file_and_its_json(tmp_path):
 
 
 # ---------------------------------------------------------------------------- bad files
+
 
 @pytest.fixture
 def saved(tmp_path):
@@ -210,9 +233,11 @@ def test_truncated_file(saved):
     assert_rejected(path, "not a NumPy .npz archive")
 
 
-@pytest.mark.parametrize("content", [b"", np.random.default_rng(0).bytes(4096),
-                                     b"PK\x03\x04" + bytes(100)],
-                         ids=["empty", "random-bytes", "zip-magic-then-zeros"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", np.random.default_rng(0).bytes(4096), b"PK\x03\x04" + bytes(100)],
+    ids=["empty", "random-bytes", "zip-magic-then-zeros"],
+)
 def test_not_an_npz(tmp_path, content):
     path = tmp_path / "model.npz"
     path.write_bytes(content)
@@ -239,7 +264,7 @@ def test_byte_flipped_inside_a_weight_on_disk(saved):
     assert start > 0
     data[start + len(weight_bytes) // 2] ^= 0x40
     path.write_bytes(bytes(data))
-    assert_rejected(path, "cannot be read")   # the zip's own CRC catches it
+    assert_rejected(path, "cannot be read")  # the zip's own CRC catches it
 
 
 def test_tampered_weight_with_the_old_meta(saved):
@@ -254,12 +279,14 @@ def test_tampered_weight_with_the_old_meta(saved):
 def change_meta(key, value):
     def edit(arrays, meta):
         meta[key] = value
+
     return edit
 
 
 def drop_array(name):
     def edit(arrays, meta):
         del arrays[name]
+
     return edit
 
 
@@ -280,24 +307,44 @@ def fortran_weight(arrays, meta):
     arrays["layers.0.weight"] = np.asfortranarray(arrays["layers.0.weight"])
 
 
-@pytest.mark.parametrize("edit, match", [
-    (change_meta("format", "something-else"), "format 'something-else'"),
-    (change_meta("version", 2), "newer fcnn"),
-    (change_meta("version", "1"), "version must be a positive integer"),
-    (change_meta("dtype", "float64"), "layers.0.weight is float32, but the file says dtype float64"),
-    (change_meta("dtype", "int8"), "dtype must be one of"),
-    (change_meta("layers", [{"type": "Conv2d"}]), "layers\\[0\\] must be one of"),
-    (change_meta("layers", [{"type": ["Linear"]}]), "layers\\[0\\] must be one of"),
-    (change_meta("layers", [{"type": {"a": 1}}]), "layers\\[0\\] must be one of"),
-    (change_meta("metadata", [1, 2]), "'metadata' must be a JSON dict"),
-    (change_meta("sha256", None), "'sha256' must be a JSON str"),
-    (drop_array("layers.2.bias"), "missing \\['layers.2.bias'\\]"),
-    (add_array, "unexpected \\['layers.1.weight'\\]"),
-    (widen_layer, "layers.2.weight has shape \\(9, 4\\), but its layer needs \\(9, 5\\)"),
-    (change_dtype, "is float64, but the file says dtype float32"),
-], ids=["format", "newer-version", "string-version", "dtype-mismatch", "unknown-dtype",
-        "unknown-layer", "layer-type-list", "layer-type-dict", "metadata-not-dict", "no-checksum", "missing-array", "extra-array",
-        "shape-mismatch", "arrays-in-other-dtype"])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (change_meta("format", "something-else"), "format 'something-else'"),
+        (change_meta("version", 2), "newer fcnn"),
+        (change_meta("version", "1"), "version must be a positive integer"),
+        (
+            change_meta("dtype", "float64"),
+            "layers.0.weight is float32, but the file says dtype float64",
+        ),
+        (change_meta("dtype", "int8"), "dtype must be one of"),
+        (change_meta("layers", [{"type": "Conv2d"}]), "layers\\[0\\] must be one of"),
+        (change_meta("layers", [{"type": ["Linear"]}]), "layers\\[0\\] must be one of"),
+        (change_meta("layers", [{"type": {"a": 1}}]), "layers\\[0\\] must be one of"),
+        (change_meta("metadata", [1, 2]), "'metadata' must be a JSON dict"),
+        (change_meta("sha256", None), "'sha256' must be a JSON str"),
+        (drop_array("layers.2.bias"), "missing \\['layers.2.bias'\\]"),
+        (add_array, "unexpected \\['layers.1.weight'\\]"),
+        (widen_layer, "layers.2.weight has shape \\(9, 4\\), but its layer needs \\(9, 5\\)"),
+        (change_dtype, "is float64, but the file says dtype float32"),
+    ],
+    ids=[
+        "format",
+        "newer-version",
+        "string-version",
+        "dtype-mismatch",
+        "unknown-dtype",
+        "unknown-layer",
+        "layer-type-list",
+        "layer-type-dict",
+        "metadata-not-dict",
+        "no-checksum",
+        "missing-array",
+        "extra-array",
+        "shape-mismatch",
+        "arrays-in-other-dtype",
+    ],
+)
 def test_inconsistent_archive(saved, edit, match):
     path, _ = saved
     arrays, meta = read_archive(path)
@@ -327,9 +374,11 @@ def test_meta_that_is_not_json(saved):
 
 # ---------------------------------------------------------------------------- interrupted saves
 
+
 def fail_replace(monkeypatch):
     def replace(source, target):
         raise OSError("simulated crash before the rename")
+
     monkeypatch.setattr(serialization.os, "replace", replace)
 
 
@@ -337,6 +386,7 @@ def fail_midway_through_arrays(monkeypatch):
     def savez(file, **arrays):
         file.write(b"PK\x03\x04 half an archive")
         raise OSError("simulated disk full")
+
     monkeypatch.setattr(serialization.np, "savez", savez)
 
 
@@ -344,15 +394,22 @@ def interrupt_midway(monkeypatch):
     def savez(file, **arrays):
         file.write(b"PK\x03\x04")
         raise KeyboardInterrupt
+
     monkeypatch.setattr(serialization.np, "savez", savez)
 
 
-@pytest.mark.parametrize("sabotage, error", [
-    (fail_replace, OSError), (fail_midway_through_arrays, OSError),
-    (interrupt_midway, KeyboardInterrupt),
-], ids=["replace-fails", "write-fails", "ctrl-c"])
+@pytest.mark.parametrize(
+    "sabotage, error",
+    [
+        (fail_replace, OSError),
+        (fail_midway_through_arrays, OSError),
+        (interrupt_midway, KeyboardInterrupt),
+    ],
+    ids=["replace-fails", "write-fails", "ctrl-c"],
+)
 def test_interrupted_save_keeps_the_old_file_and_leaves_no_temp_file(
-        tmp_path, monkeypatch, sabotage, error):
+    tmp_path, monkeypatch, sabotage, error
+):
     path = tmp_path / "model.npz"
     old_net, _ = trained_net(seed=0)
     save(old_net, path)
@@ -379,6 +436,7 @@ def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- what cannot be saved
 
+
 class Tanh(Layer):
     def forward(self, x):
         return np.tanh(x)
@@ -394,14 +452,20 @@ class LoggingModule(Module):
         return super().forward(x) * 1
 
 
-@pytest.mark.parametrize("make_net, match", [
-    (lambda: Module(Linear(3, 2), Tanh()), "net.layers\\[1\\] is a Tanh"),
-    (lambda: Module(ScaledLinear(3, 2), Softmax()), "net.layers\\[0\\] is a ScaledLinear"),
-    (lambda: LoggingModule(Linear(3, 2)), "LoggingModule overrides forward"),
-    (lambda: [Linear(3, 2)], "net must be an fcnn.nn.Module"),
-    (lambda: Module(Linear(3, 2, dtype=np.float64), Linear(2, 2, dtype=np.float32)),
-     "layers.1.weight is float32 while layers.0.weight is float64"),
-], ids=["foreign-layer", "linear-subclass", "custom-forward", "not-a-module", "mixed-dtypes"])
+@pytest.mark.parametrize(
+    "make_net, match",
+    [
+        (lambda: Module(Linear(3, 2), Tanh()), "net.layers\\[1\\] is a Tanh"),
+        (lambda: Module(ScaledLinear(3, 2), Softmax()), "net.layers\\[0\\] is a ScaledLinear"),
+        (lambda: LoggingModule(Linear(3, 2)), "LoggingModule overrides forward"),
+        (lambda: [Linear(3, 2)], "net must be an fcnn.nn.Module"),
+        (
+            lambda: Module(Linear(3, 2, dtype=np.float64), Linear(2, 2, dtype=np.float32)),
+            "layers.1.weight is float32 while layers.0.weight is float64",
+        ),
+    ],
+    ids=["foreign-layer", "linear-subclass", "custom-forward", "not-a-module", "mixed-dtypes"],
+)
 def test_unsupported_net_raises_type_error_and_writes_nothing(tmp_path, make_net, match):
     with pytest.raises(TypeError, match=match):
         save(make_net(), tmp_path / "model.npz")
@@ -409,7 +473,7 @@ def test_unsupported_net_raises_type_error_and_writes_nothing(tmp_path, make_net
 
 
 def test_subclass_that_only_sets_layers_is_saved(tmp_path):
-    class Net(Module):   # the original project's way of building a net
+    class Net(Module):  # the original project's way of building a net
         def __init__(self):
             super().__init__(Linear(3, 2, rng=0), Softmax())
 
@@ -424,14 +488,23 @@ def test_linear_with_replaced_weight_of_wrong_shape(tmp_path):
         save(net, tmp_path / "model.npz")
 
 
-@pytest.mark.parametrize("metadata, match", [
-    ({"callback": print}, "metadata\\['callback'\\] is a builtin_function_or_method"),
-    ({"history": {"loss": [1.0, np.ones(2)]}},
-     "metadata\\['history'\\]\\['loss'\\]\\[1\\] is a ndarray.*tolist"),
-    ({"history": {"loss": [float("nan")]}}, "metadata\\['history'\\]\\['loss'\\]\\[0\\] is nan"),
-    ({"by_epoch": {1: 0.5}}, "metadata\\['by_epoch'\\] has the key 1 of type int"),
-    ([("epochs", 3)], "metadata must be a dict"),
-], ids=["function", "array", "nan", "int-key", "not-a-dict"])
+@pytest.mark.parametrize(
+    "metadata, match",
+    [
+        ({"callback": print}, "metadata\\['callback'\\] is a builtin_function_or_method"),
+        (
+            {"history": {"loss": [1.0, np.ones(2)]}},
+            "metadata\\['history'\\]\\['loss'\\]\\[1\\] is a ndarray.*tolist",
+        ),
+        (
+            {"history": {"loss": [float("nan")]}},
+            "metadata\\['history'\\]\\['loss'\\]\\[0\\] is nan",
+        ),
+        ({"by_epoch": {1: 0.5}}, "metadata\\['by_epoch'\\] has the key 1 of type int"),
+        ([("epochs", 3)], "metadata must be a dict"),
+    ],
+    ids=["function", "array", "nan", "int-key", "not-a-dict"],
+)
 def test_metadata_that_is_not_json_raises_type_error(tmp_path, metadata, match):
     with pytest.raises(TypeError, match=match):
         save(trained_net()[0], tmp_path / "model.npz", metadata=metadata)
@@ -468,8 +541,13 @@ def test_resume_with_momentum_continues_exactly(tmp_path):
 
     def fresh():
         net = Module(Linear(12, 8, rng=0), ReLU(), Linear(8, 3, rng=1), Softmax())
-        return net, SGD(net, lr_scheduler=ExponentialScheduler(0.1, stage_length=2),
-                        decay=1e-3, momentum=0.9, nesterov=True)
+        return net, SGD(
+            net,
+            lr_scheduler=ExponentialScheduler(0.1, stage_length=2),
+            decay=1e-3,
+            momentum=0.9,
+            nesterov=True,
+        )
 
     straight_net, straight_optimizer = fresh()
     steps(straight_net, straight_optimizer, batches)
@@ -482,8 +560,9 @@ def test_resume_with_momentum_continues_exactly(tmp_path):
     restore_optimizer(resumed, checkpoint)
     assert resumed.step_count == 3 and resumed.momentum == 0.9 and resumed.nesterov
     steps(checkpoint.net, resumed, batches[3:])
-    for (name, value), (_, expected) in zip(checkpoint.net.named_parameters(),
-                                            straight_net.named_parameters()):
+    for (name, value), (_, expected) in zip(
+        checkpoint.net.named_parameters(), straight_net.named_parameters()
+    ):
         np.testing.assert_array_equal(value, expected, err_msg=name)
 
 
@@ -491,17 +570,21 @@ def test_resume_with_momentum_continues_exactly(tmp_path):
 # Each is refused with a ValueError naming the file, before any large allocation, and
 # without running anything (no pickle is ever loaded).
 
+
 def npy_bytes(array, header_shape=None):
     """``array`` as .npy bytes; ``header_shape`` makes the header lie about the shape."""
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, array, allow_pickle=True)
     data = buffer.getvalue()
     if header_shape is not None:
-        header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
-                  "shape": header_shape}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(array.dtype),
+            "fortran_order": False,
+            "shape": header_shape,
+        }
         head = io.BytesIO()
         np.lib.format.write_array_header_1_0(head, header)
-        data = head.getvalue() + data[len(data) - array.nbytes:]
+        data = head.getvalue() + data[len(data) - array.nbytes :]
     return data
 
 
@@ -549,18 +632,24 @@ def test_pickled_object_arrays_are_refused_unexecuted(saved, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("rename, match", [
-    (lambda name: name[:-4], "is not named <array>.npy"),
-    (lambda name: "../" + name, "is not named <array>.npy"),
-    (lambda name: "sub/" + name, "is not named <array>.npy"),
-    (lambda name: name.replace(".npy", "\0.npy"), "is not named <array>.npy"),
-    (lambda name: name.replace("layers", "Layers"), "missing"),
-], ids=["no-suffix", "dot-dot", "folder", "nul", "upper-case"])
+@pytest.mark.parametrize(
+    "rename, match",
+    [
+        (lambda name: name[:-4], "is not named <array>.npy"),
+        (lambda name: "../" + name, "is not named <array>.npy"),
+        (lambda name: "sub/" + name, "is not named <array>.npy"),
+        (lambda name: name.replace(".npy", "\0.npy"), "is not named <array>.npy"),
+        (lambda name: name.replace("layers", "Layers"), "missing"),
+    ],
+    ids=["no-suffix", "dot-dot", "folder", "nul", "upper-case"],
+)
 def test_member_name_tricks(saved, rename, match):
     path, _ = saved
     members, _ = saved_members(path)
-    members = [(rename(name) if name.startswith("layers.0.weight") else name, data)
-               for name, data in members]
+    members = [
+        (rename(name) if name.startswith("layers.0.weight") else name, data)
+        for name, data in members
+    ]
     write_members(path, members)
     assert_rejected(path, match)
 
@@ -606,21 +695,25 @@ def test_member_claiming_more_than_the_file_holds(saved):
     data = bytearray(path.read_bytes())
     # Patch the uncompressed and compressed sizes of the first central directory entry.
     at = data.find(b"PK\x01\x02")
-    data[at + 20:at + 28] = struct.pack("<II", 2**31, 2**31)
+    data[at + 20 : at + 28] = struct.pack("<II", 2**31, 2**31)
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
         load(path)
 
 
-@pytest.mark.parametrize("convert, match", [
-    (lambda a: a.astype(">f4"), ">f4, but the file says dtype float32"),
-    (lambda a: a.astype(np.int32), "int32, but the file says dtype float32"),
-    (lambda a: a.astype(np.float16), "float16, but the file says dtype float32"),
-    (lambda a: a.astype(np.complex64), "complex64, but the file says dtype float32"),
-    (lambda a: a[:, :4], r"shape \(12, 4\), but its layer needs \(12, 9\)"),
-    (lambda a: a.reshape(-1), r"shape \(108,\), but its layer needs \(12, 9\)"),
-    (lambda a: a[np.newaxis], r"shape \(1, 12, 9\), but its layer needs \(12, 9\)"),
-], ids=["big-endian", "int32", "float16", "complex", "narrower", "flat", "3-d"])
+@pytest.mark.parametrize(
+    "convert, match",
+    [
+        (lambda a: a.astype(">f4"), ">f4, but the file says dtype float32"),
+        (lambda a: a.astype(np.int32), "int32, but the file says dtype float32"),
+        (lambda a: a.astype(np.float16), "float16, but the file says dtype float32"),
+        (lambda a: a.astype(np.complex64), "complex64, but the file says dtype float32"),
+        (lambda a: a[:, :4], r"shape \(12, 4\), but its layer needs \(12, 9\)"),
+        (lambda a: a.reshape(-1), r"shape \(108,\), but its layer needs \(12, 9\)"),
+        (lambda a: a[np.newaxis], r"shape \(1, 12, 9\), but its layer needs \(12, 9\)"),
+    ],
+    ids=["big-endian", "int32", "float16", "complex", "narrower", "flat", "3-d"],
+)
 def test_wrong_dtypes_and_shapes(saved, convert, match):
     path, _ = saved
     arrays, meta = read_archive(path)
@@ -635,10 +728,19 @@ def test_header_that_lies_about_the_shape(saved):
     members, meta = saved_members(path)
     meta["layers"][0]["num_inputs"] = 2**27
     weight = read_archive(path)[0]["layers.0.weight"]
-    members = [(name, npy_bytes(weight, header_shape=(2**27, 9)) if name.startswith(
-        "layers.0.weight") else data) for name, data in members if name != f"{META_KEY}.npy"]
-    members.append((f"{META_KEY}.npy", npy_bytes(np.frombuffer(json.dumps(meta).encode(),
-                                                              np.uint8))))
+    members = [
+        (
+            name,
+            npy_bytes(weight, header_shape=(2**27, 9))
+            if name.startswith("layers.0.weight")
+            else data,
+        )
+        for name, data in members
+        if name != f"{META_KEY}.npy"
+    ]
+    members.append(
+        (f"{META_KEY}.npy", npy_bytes(np.frombuffer(json.dumps(meta).encode(), np.uint8)))
+    )
     write_members(path, members)
     tracemalloc.start()
     try:
@@ -656,8 +758,7 @@ def test_non_finite_weights_refused_even_with_a_recomputed_checksum(saved, value
     arrays, meta = read_archive(path)
     arrays[name] = arrays[name].copy()
     arrays[name].flat[1] = value
-    meta["sha256"] = serialization._checksum(
-        {key: array for key, array in arrays.items()})
+    meta["sha256"] = serialization._checksum({key: array for key, array in arrays.items()})
     write_archive(path, arrays, meta)
     assert_rejected(path, f"{name} holds NaN or infinite values")
 
@@ -710,8 +811,15 @@ def test_huge_metadata(saved, monkeypatch):
 def test_meta_header_claiming_gigabytes(saved):
     path, _ = saved
     members, _ = saved_members(path)
-    members = [(name, npy_bytes(np.zeros(16, np.uint8), header_shape=(2**31,))
-                if name == f"{META_KEY}.npy" else data) for name, data in members]
+    members = [
+        (
+            name,
+            npy_bytes(np.zeros(16, np.uint8), header_shape=(2**31,))
+            if name == f"{META_KEY}.npy"
+            else data,
+        )
+        for name, data in members
+    ]
     write_members(path, members)
     assert_rejected(path, "must be 1-D uint8 of at most")
 

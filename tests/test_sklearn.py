@@ -9,8 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed "
-                                                "(pip install fcnn[sklearn])")
+sklearn = pytest.importorskip(
+    "sklearn", reason="scikit-learn is not installed (pip install fcnn[sklearn])"
+)
 
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
@@ -20,27 +21,51 @@ from sklearn.neural_network import MLPClassifier as SklearnMLP  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from synthetic import blobs  # noqa: E402
 
 import fcnn.training  # noqa: E402
 from fcnn.sklearn import MLPClassifier  # noqa: E402
 
-from synthetic import blobs  # noqa: E402
-
 # Short fits stop at max_iter on purpose; scikit-learn's checks use batches above n_samples.
-pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
-              pytest.mark.filterwarnings("ignore:Got `batch_size`:UserWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.filterwarnings("ignore:Got `batch_size`:UserWarning"),
+]
 
-SHARED = ("hidden_layer_sizes", "activation", "solver", "alpha", "batch_size",
-          "learning_rate_init", "max_iter", "shuffle", "random_state", "tol", "verbose",
-          "warm_start", "momentum", "nesterovs_momentum", "early_stopping",
-          "validation_fraction", "n_iter_no_change")
+SHARED = (
+    "hidden_layer_sizes",
+    "activation",
+    "solver",
+    "alpha",
+    "batch_size",
+    "learning_rate_init",
+    "max_iter",
+    "shuffle",
+    "random_state",
+    "tol",
+    "verbose",
+    "warm_start",
+    "momentum",
+    "nesterovs_momentum",
+    "early_stopping",
+    "validation_fraction",
+    "n_iter_no_change",
+)
 
 
-@parametrize_with_checks([
-    MLPClassifier(),
-    MLPClassifier((8, 4), dtype="float64", batch_size=16, learning_rate_init=0.01,
-                  lr_decay=0.9, lr_step=100),
-])
+@parametrize_with_checks(
+    [
+        MLPClassifier(),
+        MLPClassifier(
+            (8, 4),
+            dtype="float64",
+            batch_size=16,
+            learning_rate_init=0.01,
+            lr_decay=0.9,
+            lr_step=100,
+        ),
+    ]
+)
 def test_scikit_learn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -51,8 +76,14 @@ def test_import_fcnn_does_not_import_scikit_learn(tmp_path):
     code = "import sys, fcnn; print('sklearn' in sys.modules)"
     # cwd: `python -c` puts the working directory first on sys.path, and a source
     # checkout's fcnn has no built _core.
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert result.stdout.strip() == "False"
 
 
@@ -68,20 +99,23 @@ def test_parameters_are_scikit_learns_with_its_defaults():
     assert clone(clf).get_params()["hidden_layer_sizes"] == (7,)
 
 
-@pytest.mark.parametrize("setting, message", [
-    ({"solver": "adam"}, r"solver must be 'sgd' \(fcnn trains with SGD"),
-    ({"activation": "tanh"}, r"activation must be 'relu'"),
-    ({"hidden_layer_sizes": (4, 0)}, r"hidden_layer_sizes must be >= 1 each"),
-    ({"hidden_layer_sizes": "big"}, r"hidden_layer_sizes must be an integer or a sequence"),
-    ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
-    ({"learning_rate_init": 0}, r"learning_rate_init must be in \(0, inf\)"),
-    ({"alpha": float("inf")}, r"alpha must be in \[0, inf\), got inf"),
-    ({"max_iter": True}, r"max_iter must be an integer >= 1"),
-    ({"batch_size": 0}, r"batch_size must be an integer >= 1"),
-    ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\)"),
-    ({"lr_decay": 0}, r"lr_decay must be in \(0, 1\]"),
-    ({"dtype": "float16"}, r"dtype must be 'float32' or 'float64'"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"solver": "adam"}, r"solver must be 'sgd' \(fcnn trains with SGD"),
+        ({"activation": "tanh"}, r"activation must be 'relu'"),
+        ({"hidden_layer_sizes": (4, 0)}, r"hidden_layer_sizes must be >= 1 each"),
+        ({"hidden_layer_sizes": "big"}, r"hidden_layer_sizes must be an integer or a sequence"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+        ({"learning_rate_init": 0}, r"learning_rate_init must be in \(0, inf\)"),
+        ({"alpha": float("inf")}, r"alpha must be in \[0, inf\), got inf"),
+        ({"max_iter": True}, r"max_iter must be an integer >= 1"),
+        ({"batch_size": 0}, r"batch_size must be an integer >= 1"),
+        ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\)"),
+        ({"lr_decay": 0}, r"lr_decay must be in \(0, 1\]"),
+        ({"dtype": "float16"}, r"dtype must be 'float32' or 'float64'"),
+    ],
+)
 def test_bad_settings_are_refused_at_fit_naming_the_setting(setting, message):
     images, labels = blobs(n=60)
     clf = MLPClassifier(**setting)  # the constructor only stores, as scikit-learn requires
@@ -105,7 +139,8 @@ def test_any_label_type_and_feature_count():
     assert [b.shape for b in clf.intercepts_] == [(16,), (3,)]
     assert clf.n_layers_ == 3 and clf.n_outputs_ == 3 and clf.out_activation_ == "softmax"
     floats = MLPClassifier((4,), max_iter=5, random_state=0).fit(
-        images / 255.0, np.array([-1.0, 2.0, 7.0])[labels])
+        images / 255.0, np.array([-1.0, 2.0, 7.0])[labels]
+    )
     np.testing.assert_array_equal(floats.classes_, [-1.0, 2.0, 7.0])
 
 
@@ -119,8 +154,14 @@ def test_uint8_images_are_pixels_and_train_on_the_fused_path(monkeypatch):
 
     monkeypatch.setattr(fcnn.training, "_core", CountingCore())
     images, labels = blobs(n=300)
-    settings = dict(hidden_layer_sizes=(8,), learning_rate_init=0.05, max_iter=5, tol=0,
-                    random_state=3, dtype="float64")
+    settings = dict(
+        hidden_layer_sizes=(8,),
+        learning_rate_init=0.05,
+        max_iter=5,
+        tol=0,
+        random_state=3,
+        dtype="float64",
+    )
     from_bytes = MLPClassifier(**settings).fit(images, labels)
     assert calls and set(calls) == {np.dtype(np.uint8)} and len(calls) == from_bytes.n_iter_
     calls.clear()
@@ -143,8 +184,14 @@ def test_alpha_means_what_it_means_in_scikit_learn():
 def test_stopping_on_the_training_loss_follows_scikit_learns_rule():
     images, labels = blobs(n=200)
     x = images / 255.0
-    settings = dict(hidden_layer_sizes=(8,), solver="sgd", tol=10.0, n_iter_no_change=3,
-                    max_iter=50, random_state=0)
+    settings = dict(
+        hidden_layer_sizes=(8,),
+        solver="sgd",
+        tol=10.0,
+        n_iter_no_change=3,
+        max_iter=50,
+        random_state=0,
+    )
     ours, theirs = MLPClassifier(**settings).fit(x, labels), SklearnMLP(**settings).fit(x, labels)
     # The first epoch sets the best loss; no later one gains 10: the 3 + 1st of those stops.
     assert ours.n_iter_ == theirs.n_iter_ == 5
@@ -156,8 +203,14 @@ def test_stopping_on_the_training_loss_follows_scikit_learns_rule():
 
 def test_early_stopping_keeps_the_best_validation_epoch():
     images, labels = blobs(n=400)
-    clf = MLPClassifier((8,), learning_rate_init=0.3, early_stopping=True, n_iter_no_change=2,
-                        max_iter=100, random_state=0).fit(images, labels)
+    clf = MLPClassifier(
+        (8,),
+        learning_rate_init=0.3,
+        early_stopping=True,
+        n_iter_no_change=2,
+        max_iter=100,
+        random_state=0,
+    ).fit(images, labels)
     assert clf.best_loss_ is None and len(clf.validation_scores_) == clf.n_iter_ < 100
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     best_epoch = 1 + int(np.argmax(clf.validation_scores_))
@@ -187,8 +240,9 @@ def test_partial_fit_needs_classes_first_then_runs_one_epoch_each():
 
 def test_warm_start_continues_and_verbose_prints_like_scikit_learn(capsys):
     images, labels = blobs(n=200)
-    clf = MLPClassifier((8,), max_iter=3, tol=0, warm_start=True, verbose=True,
-                        early_stopping=True, random_state=0)
+    clf = MLPClassifier(
+        (8,), max_iter=3, tol=0, warm_start=True, verbose=True, early_stopping=True, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(images, labels)
@@ -209,8 +263,9 @@ def test_unfitted_is_an_error():
 
 def test_pipeline_and_cross_val_score_on_digits():
     X, y = load_digits(return_X_y=True)
-    pipeline = make_pipeline(StandardScaler(), MLPClassifier((32,), learning_rate_init=0.05,
-                                                             max_iter=20, random_state=0))
+    pipeline = make_pipeline(
+        StandardScaler(), MLPClassifier((32,), learning_rate_init=0.05, max_iter=20, random_state=0)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         scores = cross_val_score(pipeline, X, y, cv=3)
@@ -223,7 +278,9 @@ def test_grid_search_with_two_processes():
     search = GridSearchCV(
         MLPClassifier(max_iter=10, random_state=0),
         {"hidden_layer_sizes": [(16,), (32,)], "learning_rate_init": [0.001, 0.1]},
-        cv=2, n_jobs=2)
+        cv=2,
+        n_jobs=2,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(X / 16, y)

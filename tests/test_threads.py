@@ -67,6 +67,7 @@ def assert_same_bits(actual, expected, what):
 
 # ---------------------------------------------------------------------------- kernels
 
+
 def kernel_calls(dtype):
     """(name, call) for every per-batch kernel of _core; each call builds its own outputs
     (sgd_step: its own copies of param and velocity) from shared read-only inputs."""
@@ -112,10 +113,14 @@ def kernel_calls(dtype):
         ("relu_backward", lambda: _core.relu_backward(dhidden, hidden)),
         ("softmax_forward", lambda: _core.softmax_forward(logits)),
         ("softmax_backward", lambda: _core.softmax_backward(dout, probs)),
-        ("softmax_cross_entropy_forward",
-         lambda: _core.softmax_cross_entropy_forward(logits, labels)),
-        ("softmax_cross_entropy_backward",
-         lambda: _core.softmax_cross_entropy_backward(logits, labels)),
+        (
+            "softmax_cross_entropy_forward",
+            lambda: _core.softmax_cross_entropy_forward(logits, labels),
+        ),
+        (
+            "softmax_cross_entropy_backward",
+            lambda: _core.softmax_cross_entropy_backward(logits, labels),
+        ),
         ("sgd_step", lambda: sgd(False)),
         ("sgd_step nesterov", lambda: sgd(True)),
         ("exponential_lr", lambda: _core.exponential_lr(0.1, 12345, 500, 0.8)),
@@ -153,6 +158,7 @@ def test_kernels_from_8_threads_give_the_single_threaded_results(dtype):
 
 # ---------------------------------------------------------------------------- prediction
 
+
 @pytest.fixture(scope="module")
 def net_and_images():
     rng = np.random.default_rng(1)
@@ -188,8 +194,9 @@ def test_predict_from_8_threads_gives_the_single_threaded_results(net_and_images
             elif name == "predict_proba":
                 assert_same_bits(outcome, expected_probs, name)
             else:
-                assert_same_bits(outcome,
-                                 (expected_report["predictions"], expected_report["loss"]), name)
+                assert_same_bits(
+                    outcome, (expected_report["predictions"], expected_report["loss"]), name
+                )
 
 
 def test_inference_writes_nothing_into_the_net(net_and_images):
@@ -222,17 +229,21 @@ def test_predict_while_another_thread_trains_another_net(net_and_images):
             optimizer.step()
         return copy.state_dict()
 
-    results = run_together(lambda index: train_copy() if index % 2 else
-                           fcnn.predict(net, images, batch_size=50), count=4)
+    results = run_together(
+        lambda index: train_copy() if index % 2 else fcnn.predict(net, images, batch_size=50),
+        count=4,
+    )
     for index, result in enumerate(results):
         if index % 2:
-            assert_same_bits(result["layers.0.weight"], results[1]["layers.0.weight"],
-                             "trained weights")
+            assert_same_bits(
+                result["layers.0.weight"], results[1]["layers.0.weight"], "trained weights"
+            )
         else:
             assert_same_bits(result, expected, "predict")
 
 
 # ---------------------------------------------------------------------------- the guard
+
 
 class Gate(Layer):
     """Identity layer whose forward waits until the test opens it, so that a thread can be
@@ -293,8 +304,9 @@ def test_a_second_thread_cannot_train_a_net_another_thread_is_in():
 
 def test_loss_backward_after_another_forward_is_refused():
     """One thread, two batches: the old loss's backward would use the new batch's caches."""
-    net = Module(Linear(4, 3, dtype=np.float64, rng=0), ReLU(),
-                 Linear(3, 2, dtype=np.float64, rng=1))
+    net = Module(
+        Linear(4, 3, dtype=np.float64, rng=0), ReLU(), Linear(3, 2, dtype=np.float64, rng=1)
+    )
     criterion = CrossEntropyLoss(net)
     first = np.ones((2, 4))
     loss = criterion(net(first), np.array([0, 1]))
@@ -338,6 +350,7 @@ def test_training_one_net_from_two_threads_fails_loudly_or_not_at_all():
 
 def test_a_subclass_with_its_own_forward_predicts_through_it():
     """net.logits runs self.layers; a subclass that overrides forward is predicted with it."""
+
     class Doubling(Module):
         def forward(self, x):
             return super().forward(2 * x)

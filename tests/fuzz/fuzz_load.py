@@ -17,16 +17,20 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import check_rejection, scratch_file  # noqa: E402
 
-with atheris.instrument_imports(include=["fcnn", "zipfile", "json", "numpy.lib.format",
-                                         "numpy.lib._format_impl"]):
-    import fcnn.serialization as serialization
+with atheris.instrument_imports(
+    include=["fcnn", "zipfile", "json", "numpy.lib.format", "numpy.lib._format_impl"]
+):
     import numpy as np
+
+    import fcnn.serialization as serialization
 
 PATH = scratch_file(".npz")
 # The arrays of the models make_corpus.py writes (Linear(6, 5), ReLU, Linear(5, 3), Softmax).
 ARRAYS = {
-    "layers.0.weight": np.full((6, 5), 0.5, np.float32), "layers.0.bias": np.zeros(5, np.float32),
-    "layers.2.weight": np.full((5, 3), 0.25, np.float32), "layers.2.bias": np.zeros(3, np.float32),
+    "layers.0.weight": np.full((6, 5), 0.5, np.float32),
+    "layers.0.bias": np.zeros(5, np.float32),
+    "layers.2.weight": np.full((5, 3), 0.25, np.float32),
+    "layers.2.bias": np.zeros(3, np.float32),
 }
 
 
@@ -42,7 +46,9 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - atheris' name
         check_rejection(error)
         return
     net = checkpoint.net
-    num_inputs = net.layers[0].num_inputs if net.layers and hasattr(net.layers[0], "num_inputs") else 1
+    num_inputs = (
+        net.layers[0].num_inputs if net.layers and hasattr(net.layers[0], "num_inputs") else 1
+    )
     probabilities = net(np.zeros((1, num_inputs), net.dtype))
     if not np.isfinite(probabilities).all():
         raise AssertionError("a loaded net predicts NaN or infinity on zeros")

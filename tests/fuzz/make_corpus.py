@@ -27,8 +27,14 @@ from fcnn.nn import Module
 from fcnn.optim import SGD
 from fcnn.serialization import META_KEY
 
-IDX_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D,
-             np.float64: 0x0E}
+IDX_CODES = {
+    np.uint8: 0x08,
+    np.int8: 0x09,
+    np.int16: 0x0B,
+    np.int32: 0x0C,
+    np.float32: 0x0D,
+    np.float64: 0x0E,
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -53,8 +59,9 @@ def idx_seeds(mnist_dir: Path | None) -> dict[str, bytes]:
         seeds[f"{name}-raw"] = b"\x00" + content
         seeds[f"{name}-gz"] = b"\x01" + content
     # A real gzip member as it is (the layout byte 0x1f is odd: it would gzip it again).
-    seeds["mnist-labels-real-gz"] = b"\x00" + gzip.compress(files.get(
-        "mnist-t10k-labels-idx1-ubyte-64", files["tiny-uint8"]), mtime=0)
+    seeds["mnist-labels-real-gz"] = b"\x00" + gzip.compress(
+        files.get("mnist-t10k-labels-idx1-ubyte-64", files["tiny-uint8"]), mtime=0
+    )
     return seeds
 
 
@@ -62,8 +69,9 @@ def model_seeds(folder: Path) -> dict[str, bytes]:
     seeds = {}
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
-        net = Module(Linear(6, 5, dtype=dtype, rng=1), ReLU(), Linear(5, 3, dtype=dtype, rng=2),
-                     Softmax())
+        net = Module(
+            Linear(6, 5, dtype=dtype, rng=1), ReLU(), Linear(5, 3, dtype=dtype, rng=2), Softmax()
+        )
         optimizer = SGD(net, lr=0.1, momentum=0.9)
         criterion = CrossEntropyLoss(net)
         criterion(net(rng.standard_normal((4, 6)).astype(dtype)), np.array([0, 1, 2, 1])).backward()
@@ -71,8 +79,13 @@ def model_seeds(folder: Path) -> dict[str, bytes]:
         variants = {
             "plain": dict(),
             "optimizer": dict(optimizer=optimizer),
-            "metadata": dict(metadata={"history": {"loss": [1.5, 0.5]}, "dataset": "mnist",
-                                       "nested": [[1, {"a": None}], True]}),
+            "metadata": dict(
+                metadata={
+                    "history": {"loss": [1.5, 0.5]},
+                    "dataset": "mnist",
+                    "nested": [[1, {"a": None}], True],
+                }
+            ),
         }
         for variant, extra in variants.items():
             path = folder / f"model-{np.dtype(dtype).name}-{variant}.npz"
