@@ -11,53 +11,17 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from ._checks import check_labels
+
 __all__ = ["accuracy", "confusion_matrix", "classification_report"]
 
 _REPORT_HEADERS = ("precision", "recall", "f1-score", "support")
 
 
-def _check_labels(name: str, labels: npt.ArrayLike) -> np.ndarray:
-    """Return ``labels`` as a 1-D int64 array of non-negative class indices.
-
-    Args:
-        name: Argument name used in error messages.
-        labels: Array-like of class indices.
-
-    Returns:
-        The labels as a 1-D ``np.int64`` array (a view or copy of the input).
-
-    Raises:
-        TypeError: If the labels are not integers (bool and float are refused:
-            a float label is most often a forgotten ``argmax``).
-        ValueError: If the labels are not 1-D, are empty or hold a negative value.
-    """
-    array = np.asarray(labels)
-    if array.ndim != 1:
-        raise ValueError(
-            f"{name} must be a 1-D array of class indices, got {array.ndim}-D "
-            f"array of shape {array.shape}"
-        )
-    if array.size == 0:
-        raise ValueError(f"{name} must not be empty, got an array of shape {array.shape}")
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer class indices, got dtype {array.dtype}")
-    if (
-        array.dtype.kind == "u"
-        and array.dtype.itemsize >= 8
-        and array.max() > np.iinfo(np.int64).max
-    ):
-        raise ValueError(f"{name} holds a label larger than int64 can hold: {array.max()}")
-    array = array.astype(np.int64, copy=False)
-    smallest = array.min()
-    if smallest < 0:
-        raise ValueError(f"{name} must hold non-negative class indices, got minimum {smallest}")
-    return array
-
-
 def _check_pair(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validate both label arrays and check that their lengths match."""
-    true_labels = _check_labels("y_true", y_true)
-    pred_labels = _check_labels("y_pred", y_pred)
+    true_labels = check_labels("y_true", y_true)
+    pred_labels = check_labels("y_pred", y_pred)
     if true_labels.shape != pred_labels.shape:
         raise ValueError(
             f"y_true and y_pred must have the same length, got {true_labels.shape[0]} "

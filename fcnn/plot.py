@@ -40,7 +40,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "or `pip install matplotlib`"
     ) from error
 
-from .metrics import _check_labels
+from ._checks import check_labels
 
 __all__ = [
     "plot_search",
@@ -583,8 +583,8 @@ def plot_misclassified(
             class name, or a setting is not positive.
     """
     pixels = _as_images(images)
-    true_labels = _check_labels("y_true", y_true)
-    pred_labels = _check_labels("y_pred", y_pred)
+    true_labels = check_labels("y_true", y_true)
+    pred_labels = check_labels("y_pred", y_pred)
     if not (pixels.shape[0] == true_labels.shape[0] == pred_labels.shape[0]):
         raise ValueError(
             f"images, y_true and y_pred must have the same length, got {pixels.shape[0]}, "

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _core
 from ._backend import get_backend, kernels
-from ._checks import require_finite
+from ._checks import check_int, require_finite
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
@@ -425,13 +425,6 @@ def _fused_epoch(
     return total_loss, correct, seen
 
 
-def _check_epochs(value: Any, name: str, minimum: int = 1) -> int:
-    # bool is an int subclass: epochs=True must not mean 1.
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_loader(net: Module, loader: Any) -> None:
     """NaN images and labels outside the net's classes, refused before the first step."""
     images, labels = getattr(loader, "images", None), getattr(loader, "labels", None)
@@ -441,7 +434,7 @@ def _check_loader(net: Module, loader: Any) -> None:
         _check_labels(net, labels, labels.shape[0], "loader.labels")
 
 
-class _BestWeights:
+class BestWeights:
     """The net and optimiser state of the best epoch so far, for early stopping."""
 
     def __init__(self) -> None:
@@ -525,9 +518,9 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    epochs = _check_epochs(epochs, "epochs")
+    epochs = check_int(epochs, "epochs", minimum=1)
     if early_stopping is not None:
-        early_stopping = _check_epochs(early_stopping, "early_stopping")
+        early_stopping = check_int(early_stopping, "early_stopping", minimum=1)
         if val_data is None:
             raise ValueError("early_stopping needs val_data: it watches the validation accuracy")
     _check_loader(net, loader)
@@ -549,7 +542,7 @@ def train(
     for name, data in (("val", val_data), ("test", test_data)):
         if data is not None:
             history[f"{name}_loss"], history[f"{name}_accuracy"] = [], []
-    best = _BestWeights()
+    best = BestWeights()
     stop_reason = "completed"
     with _StopOnInterrupt() as interrupt:
         for epoch in range(1, epochs + 1):
@@ -675,7 +668,7 @@ def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Modul
     rng = np.random.default_rng(config.seed)
     sizes = [num_inputs, *config.hidden, num_classes]
     layers: list = []
-    for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(Linear(inputs, outputs, dtype=config.dtype, init=config.init, rng=rng))
         layers.append(ReLU() if index < len(sizes) - 2 else Softmax())
     return Module(layers)
@@ -684,12 +677,12 @@ def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Modul
 def build_optimizer(net: Module, config: TrainConfig) -> SGD:
     """SGD with the exponential schedule, weight decay and momentum of ``config``."""
     scheduler = ExponentialScheduler(
-        config.lr, stage_length=config.lr_step, decay=config.lr_decay, staircase=config.staircase
+        config.lr, lr_step=config.lr_step, lr_decay=config.lr_decay, staircase=config.staircase
     )
     return SGD(
         net,
         lr_scheduler=scheduler,
-        decay=config.weight_decay,
+        weight_decay=config.weight_decay,
         momentum=config.momentum,
         nesterov=config.nesterov,
     )
