@@ -25,7 +25,6 @@ Needs matplotlib: ``pip install fcnn[plot]``.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -40,7 +39,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "or `pip install matplotlib`"
     ) from error
 
-from ._checks import check_labels
+from ._checks import check_int, check_labels
 
 __all__ = [
     "plot_search",
@@ -60,15 +59,6 @@ _DIVERGING_CMAP = "RdBu_r"
 
 # ----------------------------------------------------------------------------
 # validation helpers
-
-
-def _check_positive_int(name: str, value: int) -> int:
-    """Return ``value`` as an int, or raise naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)
 
 
 def _check_history(
@@ -373,10 +363,10 @@ def plot_first_layer_weights(
     weight = _check_2d("weight", weight)
     if len(image_shape) != 2:
         raise ValueError(f"image_shape must be (height, width), got {image_shape!r}")
-    height = _check_positive_int("image_shape[0]", image_shape[0])
-    width = _check_positive_int("image_shape[1]", image_shape[1])
-    max_units = _check_positive_int("max_units", max_units)
-    ncols = _check_positive_int("ncols", ncols)
+    height = check_int(image_shape[0], "image_shape[0]", minimum=1)
+    width = check_int(image_shape[1], "image_shape[1]", minimum=1)
+    max_units = check_int(max_units, "max_units", minimum=1)
+    ncols = check_int(ncols, "ncols", minimum=1)
     if weight.shape[0] != height * width:
         raise ValueError(
             f"weight must have shape ({height * width}, hidden units) for image_shape "
@@ -590,8 +580,8 @@ def plot_misclassified(
             f"images, y_true and y_pred must have the same length, got {pixels.shape[0]}, "
             f"{true_labels.shape[0]} and {pred_labels.shape[0]}"
         )
-    max_images = _check_positive_int("max_images", max_images)
-    ncols = _check_positive_int("ncols", ncols)
+    max_images = check_int(max_images, "max_images", minimum=1)
+    ncols = check_int(ncols, "ncols", minimum=1)
     if class_names is not None:
         class_names = [str(name) for name in class_names]
         largest_label = int(max(true_labels.max(), pred_labels.max()))

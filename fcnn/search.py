@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._checks import check_int, check_n_jobs, check_threads
 from ._io import write_atomically
 from .dataloader import DataLoader
 from .training import DivergenceError, History, TrainConfig, build_model, build_optimizer, fit
@@ -51,10 +52,13 @@ __all__ = [
     "ORIGINAL_STAGES",
     "FURTHER_STAGES",
     "FINAL_STAGES",
+    "STAGE_GROUPS",
     "SearchError",
     "SearchResult",
     "grid_search",
     "sequential_search",
+    "stage_names",
+    "stages_by_name",
     "worker_threads",
 ]
 
@@ -124,6 +128,13 @@ ORIGINAL_BASE = TrainConfig(
 
 _FIELDS = tuple(f.name for f in fields(TrainConfig))
 
+#: Every group of stages the library defines, by the name ``fcnn search --stages`` takes.
+STAGE_GROUPS: dict[str, tuple[tuple[Field, tuple[Any, ...]], ...]] = {
+    "original": ORIGINAL_STAGES,
+    "further": FURTHER_STAGES,
+    "final": FINAL_STAGES,
+}
+
 
 class SearchError(RuntimeError):
     """A search could not choose: every candidate of a stage diverged."""
@@ -164,10 +175,14 @@ def _write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda file: file.write(text.encode("utf-8")))
 
 
-def _format_value(value: Any, exact: bool = False) -> str:
-    """``256,128`` for layer sizes; floats shortened (``1e-05``) unless ``exact``."""
+def format_value(value: Any, exact: bool = False) -> str:
+    """A setting as candidate names and ``fcnn search`` write it.
+
+    ``256x128`` for layer sizes (as ``fcnn search --hidden`` takes them); floats
+    shortened (``1e-05``) unless ``exact``.
+    """
     if isinstance(value, (tuple, list)):
-        return ",".join(_format_value(item) for item in value)
+        return "x".join(format_value(item) for item in value)
     if isinstance(value, float) and not exact:
         return f"{value:g}"
     return str(value)
@@ -297,9 +312,7 @@ class SearchResult:
         for index, record in enumerate(self.records):
             history = record["history"]
             row = {"name": record["name"], "stage": record["stage"]}
-            row.update(
-                {name: _format_value(record["params"][name], exact=True) for name in _FIELDS}
-            )
+            row.update({name: format_value(record["params"][name], exact=True) for name in _FIELDS})
             for key in ("val_accuracy", "val_loss"):
                 row[key] = repr(float(record[key]))
             for key in ("train_accuracy", "train_loss"):
@@ -566,7 +579,9 @@ def _stage_list(stages: Stages, what: str) -> list[tuple[Field, list[Any]]]:
                 (
                     linked,
                     [
-                        tuple(_normalize(name, part) for name, part in zip(linked, value))
+                        tuple(
+                            _normalize(name, part) for name, part in zip(linked, value, strict=True)
+                        )
                         for value in values
                     ],
                 )
@@ -585,7 +600,7 @@ def _settings(field: Field, value: Any) -> dict[str, Any]:
     """The settings one candidate of a stage changes: ``{field: value}``, or for linked
     fields (a tuple of names) each name with its part of ``value``."""
     if isinstance(field, tuple):
-        return dict(zip(field, value))
+        return dict(zip(field, value, strict=True))
     return {field: value}
 
 
@@ -604,9 +619,7 @@ def _check_config(name: str, config: TrainConfig, train_data: Data, num_classes:
     """Raises what training would raise for these settings, before any training starts."""
     try:
         for setting in ("epochs", "batch_size"):
-            value = getattr(config, setting)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{setting} must be an integer >= 1, got {value!r}")
+            check_int(getattr(config, setting), setting, minimum=1)
         # One input is enough: the sizes of the hidden layers are checked all the same.
         net = build_model(1, num_classes, config)
         build_optimizer(net, config)
@@ -646,24 +659,6 @@ def _check_data(train_data: Data, val_data: Data, num_classes: int | None) -> in
     return num_classes
 
 
-def _check_n_jobs(n_jobs: int | None) -> None:
-    if n_jobs is not None and (
-        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0
-    ):
-        raise ValueError(
-            f"n_jobs must be a non-zero integer (-1: every core) or None, got {n_jobs!r}"
-        )
-
-
-def _check_threads(threads: int | Literal["auto"] | None) -> None:
-    if threads is None or threads == "auto":
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(
-            f"threads_per_worker must be an integer >= 1, 'auto' or None, got {threads!r}"
-        )
-
-
 def _base_config(base: TrainConfig | Mapping[str, Any] | None, epochs: int) -> TrainConfig:
     if base is None:
         base = ORIGINAL_BASE
@@ -672,6 +667,52 @@ def _base_config(base: TrainConfig | Mapping[str, Any] | None, epochs: int) -> T
     elif not isinstance(base, TrainConfig):
         raise TypeError(f"base must be a TrainConfig, a dict or None, got {type(base).__name__}")
     return replace(base, epochs=epochs)
+
+
+# ----------------------------------------------------------------------------
+# the library's stages by name
+
+
+def stage_names() -> dict[str, tuple[Field, tuple[Any, ...]]]:
+    """``{"GROUP.STAGE": (field, values)}`` for every stage of :data:`STAGE_GROUPS`.
+
+    A stage's name within its group is its field, or its linked fields joined
+    by "+": ``"further.lr_decay"``, ``"further.momentum+nesterov+lr"``.
+    """
+    return {
+        f"{group}.{_label(field)}": (field, values)
+        for group, stages in STAGE_GROUPS.items()
+        for field, values in stages
+    }
+
+
+def stages_by_name(names: Sequence[str]) -> list[tuple[Field, tuple[Any, ...]]]:
+    """The library's stages for ``names``, in order: ``"GROUP"`` is all of a group,
+    ``"GROUP.STAGE"`` one of its stages (see :func:`stage_names`).
+
+    Raises
+    ------
+    ValueError
+        For a name the library does not define, listing those it does.
+
+    Examples
+    --------
+    >>> [_label(field) for field, _ in stages_by_name(["original.lr", "final"])]
+    ['lr', 'weight_decay']
+    """
+    single = stage_names()
+    stages: list[tuple[Field, tuple[Any, ...]]] = []
+    for name in names:
+        if name in STAGE_GROUPS:
+            stages.extend(STAGE_GROUPS[name])
+        elif name in single:
+            stages.append(single[name])
+        else:
+            raise ValueError(
+                f"unknown stage {name!r}; the library's stages are "
+                f"{', '.join([*STAGE_GROUPS, *single])}"
+            )
+    return stages
 
 
 # ----------------------------------------------------------------------------
@@ -852,7 +893,7 @@ def grid_search(
     for values in itertools.product(*(values for _, values in grid_list)):
         settings = {
             name: part
-            for (field, _), value in zip(grid_list, values)
+            for (field, _), value in zip(grid_list, values, strict=True)
             for name, part in _settings(field, value).items()
         }
         candidate = (_name(settings), replace(config, **settings))
@@ -877,8 +918,8 @@ def _runner(
     threads_per_worker: int | Literal["auto"] | None,
     progress: bool,
 ) -> _Runner:
-    _check_n_jobs(n_jobs)
-    _check_threads(threads_per_worker)
+    check_n_jobs(n_jobs)
+    check_threads(threads_per_worker)
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend must be a joblib backend name or None, got {backend!r}")
     return _Runner(
@@ -895,4 +936,4 @@ def _runner(
 
 def _name(settings: Mapping[str, Any]) -> str:
     """``"lr=0.1 hidden=256,128"``."""
-    return " ".join(f"{field}={_format_value(value)}" for field, value in settings.items())
+    return " ".join(f"{field}={format_value(value)}" for field, value in settings.items())
