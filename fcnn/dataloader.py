@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
 
-from ._checks import require_finite
+from ._checks import check_int, require_finite
 
 __all__ = ["DataLoader"]
 
@@ -80,17 +79,7 @@ class DataLoader:
             )
         if labels.dtype.kind not in "iu":
             raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
-        # bool is an int to operator.index, but batch_size=True is a mistake, not 1.
-        if isinstance(batch_size, (bool, np.bool_)):
-            raise TypeError("batch_size must be an integer, got bool")
-        try:
-            self.batch_size = operator.index(batch_size)
-        except TypeError:
-            raise TypeError(
-                f"batch_size must be an integer, got {type(batch_size).__name__}"
-            ) from None
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")

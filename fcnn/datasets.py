@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import http.client
 import math
-import numbers
 import os
 import socket
 import struct
@@ -30,6 +29,7 @@ from typing import BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._checks import INT32_MAX, check_int
 from ._io import create_temp, remove_stale_temps
 
 __all__ = [
@@ -60,7 +60,6 @@ _IDX_DTYPES = {
 }
 _GZIP_MAGIC = b"\x1f\x8b"
 # IDX sizes are 32-bit signed integers; NumPy arrays cannot have more than 64 dimensions.
-_IDX_MAX_SIZE = 2**31 - 1
 _IDX_MAX_DIMS = 64
 
 
@@ -169,9 +168,9 @@ def _idx_layout(data: bytearray, path: PathLike) -> tuple[np.dtype, tuple[int, .
         )
     shape = struct.unpack(f">{data[3]}I", data[4:header_size])
     for axis, size in enumerate(shape):
-        if size > _IDX_MAX_SIZE:
+        if size > INT32_MAX:
             raise ValueError(
-                f"{path}: dimension {axis} has size {size}, larger than the IDX maximum {_IDX_MAX_SIZE}"
+                f"{path}: dimension {axis} has size {size}, larger than the IDX maximum {INT32_MAX}"
             )
     dtype = _IDX_DTYPES[data[2]]
     return dtype, shape, header_size, math.prod(shape) * dtype.itemsize
@@ -501,7 +500,8 @@ def _check_split(dataset: _Dataset, split: str, images: np.ndarray, labels: np.n
         )
     if labels.size and labels.max() >= len(dataset.classes):
         raise ValueError(
-            f"{dataset.name} {split} labels must be in 0..{len(dataset.classes) - 1}, found {labels.max()}"
+            f"{dataset.name} {split} labels must be in 0..{len(dataset.classes) - 1}, "
+            f"found {labels.max()}"
         )
 
 
@@ -840,8 +840,7 @@ def train_val_split(
             f"images and labels must have the same number of samples, got shapes {images.shape} "
             f"and {labels.shape}"
         )
-    if isinstance(val_size, bool) or not isinstance(val_size, numbers.Integral):
-        raise TypeError(f"val_size must be an integer, got {type(val_size).__name__}")
+    val_size = check_int(val_size, "val_size")
     count = labels.shape[0]
     if count < 2:
         raise ValueError(f"need at least 2 samples to split off a validation set, got {count}")

@@ -397,7 +397,7 @@ def test_dataloader_seeded_shuffling_is_reproducible():
             (np.zeros((3, 4)), np.zeros(3, int)),
             {"batch_size": 0},
             ValueError,
-            "^batch_size must be >= 1",
+            "^batch_size must be an integer >= 1",
         ),
         (
             (np.zeros((3, 4)), np.zeros(3, int)),

@@ -34,8 +34,8 @@ def test_bool_batch_size_is_refused(batch_size):
 @pytest.mark.parametrize(
     "batch_size, error, message",
     [
-        (0, ValueError, "^batch_size must be >= 1, got 0"),
-        (-3, ValueError, "^batch_size must be >= 1, got -3"),
+        (0, ValueError, "^batch_size must be an integer >= 1, got 0"),
+        (-3, ValueError, "^batch_size must be an integer >= 1, got -3"),
         (2.0, TypeError, "^batch_size must be an integer, got float"),
         ("64", TypeError, "^batch_size must be an integer, got str"),
     ],
@@ -75,7 +75,7 @@ def test_integer_images_within_0_255_give_the_uint8_batches(dtype):
     images, labels = images_and_labels()
     expected = list(DataLoader((images, labels), batch_size=4, seed=3))
     for (x, y), (x8, y8) in zip(
-        DataLoader((images.astype(dtype), labels), batch_size=4, seed=3), expected
+        DataLoader((images.astype(dtype), labels), batch_size=4, seed=3), expected, strict=True
     ):
         assert x.tobytes() == x8.tobytes() and x.dtype == np.float32
         np.testing.assert_array_equal(y, y8)
@@ -317,5 +317,5 @@ def test_backward_names_the_layer_and_the_gradient_it_expected(dout, error):
     held = [layer.weight_grad.copy() for layer in net.linear_layers()]
     with pytest.raises(error, match=r"^layers\[2\]: dout must be a"):
         net.backward(dout)
-    for layer, before in zip(net.linear_layers(), held):
+    for layer, before in zip(net.linear_layers(), held, strict=True):
         np.testing.assert_array_equal(layer.weight_grad, before)
