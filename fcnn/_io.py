@@ -93,9 +93,11 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None], suffix: str 
     ``path`` untouched. A replaced file's permission bits are kept; a new file gets
     the ordinary 0666 minus the umask.
 
-    Raises:
-        OSError: the folder is missing or read-only, the disk is full, ...: whatever
-            the system reports, naming ``path``, with the previous file intact.
+    Raises
+    ------
+    OSError
+        the folder is missing or read-only, the disk is full, ...: whatever
+        the system reports, naming ``path``, with the previous file intact.
     """
     path = Path(path)
     folder = path.parent

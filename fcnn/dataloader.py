@@ -27,27 +27,40 @@ class DataLoader:
     must be non-negative integers (their upper bound, the number of classes, is
     checked by the loss).
 
-    Args:
-        dataset: a pair ``(images, labels)``: images (N, ...) and labels (N,).
-        batch_size: samples per batch (the original used 64).
-        shuffle: draw a new random order every epoch.
-        seed: seed of the shuffling; the same seed gives the same batches run
-            after run. ``None`` draws a fresh seed.
-        drop_last: drop the last, smaller batch.
-        dtype: dtype of the image batches (float32 by default).
+    Parameters
+    ----------
+    dataset : tuple[np.ndarray, np.ndarray]
+        a pair ``(images, labels)``: images (N, ...) and labels (N,).
+    batch_size : int
+        samples per batch (the original used 64).
+    shuffle : bool
+        draw a new random order every epoch.
+    seed : int | None
+        seed of the shuffling; the same seed gives the same batches run
+        after run. ``None`` draws a fresh seed.
+    drop_last : bool
+        drop the last, smaller batch.
+    dtype : npt.DTypeLike
+        dtype of the image batches (float32 by default).
 
-    Yields:
+    Yields
+    ------
+    tuple[np.ndarray, np.ndarray]
         ``(x, y)``: x (B, features) of ``dtype``, y (B,) int64.
 
-    Raises:
-        TypeError: a non-array, a float or bool ``batch_size``, labels that are not
-            integers, images that are not numbers.
-        ValueError: mismatched or empty shapes, ``batch_size < 1``, pixels or labels
-            out of range (see above); the message names the argument and the value.
+    Raises
+    ------
+    TypeError
+        a non-array, a float or bool ``batch_size``, labels that are not
+        integers, images that are not numbers.
+    ValueError
+        mismatched or empty shapes, ``batch_size < 1``, pixels or labels
+        out of range (see above); the message names the argument and the value.
 
-    Example:
-        >>> loader = DataLoader((train_images, train_labels), batch_size=64, seed=0)
-        >>> for images, labels in loader: ...
+    Examples
+    --------
+    >>> loader = DataLoader((train_images, train_labels), batch_size=64, seed=0)
+    >>> for images, labels in loader: ...
     """
 
     def __init__(

@@ -192,18 +192,23 @@ def format_value(value: Any, exact: bool = False) -> str:
 class SearchResult:
     """The records of a search and the settings it chose.
 
-    Attributes:
-        records: one dict per candidate (see the module docstring), in the order
-            of the stages and of each stage's values.
-        best_index: index in ``records`` of the chosen candidate: the winner of
-            the last stage for a sequential search, of the whole grid for a
-            grid search.
-        kind: ``"sequential"`` or ``"grid"``.
+    Attributes
+    ----------
+    records
+        one dict per candidate (see the module docstring), in the order
+        of the stages and of each stage's values.
+    best_index
+        index in ``records`` of the chosen candidate: the winner of
+        the last stage for a sequential search, of the whole grid for a
+        grid search.
+    kind
+        ``"sequential"`` or ``"grid"``.
 
-    Example:
-        >>> result = sequential_search(train_data, val_data, n_jobs=2)
-        >>> result.best_params["lr"], result.best_record["val_accuracy"]
-        >>> result.to_csv("search.csv"); result.to_json("search.json")
+    Examples
+    --------
+    >>> result = sequential_search(train_data, val_data, n_jobs=2)
+    >>> result.best_params["lr"], result.best_record["val_accuracy"]
+    >>> result.to_csv("search.csv"); result.to_json("search.json")
     """
 
     records: list[dict[str, Any]]
@@ -247,7 +252,9 @@ class SearchResult:
     def to_json(self, path: PathLike) -> Path:
         """Writes everything, histories included, as JSON (NaN as null), atomically.
 
-        Returns:
+        Returns
+        -------
+        Path
             The path written.
         """
         path = Path(path)
@@ -264,9 +271,12 @@ class SearchResult:
     def from_json(cls, path: PathLike) -> SearchResult:
         """Reads a result written by :meth:`to_json`.
 
-        Raises:
-            OSError: the file cannot be read.
-            ValueError: the file is not a search result.
+        Raises
+        ------
+        OSError
+            the file cannot be read.
+        ValueError
+            the file is not a search result.
         """
         path = Path(path)
         try:
@@ -286,10 +296,12 @@ class SearchResult:
         """Writes one row per candidate: its settings and final figures, atomically.
 
         Columns: ``name, stage``, every TrainConfig field (``hidden`` as
-        ``"256,128"``), ``val_accuracy, val_loss, train_accuracy, train_loss``
+        ``"256x128"``), ``val_accuracy, val_loss, train_accuracy, train_loss``
         of the last epoch, ``seconds, reused, error, best`` (1 on the chosen row).
 
-        Returns:
+        Returns
+        -------
+        Path
             The path written.
         """
         path = Path(path)
@@ -335,19 +347,27 @@ class SearchResult:
 def worker_threads(n_workers: int, cpu_count: int | None = None) -> int:
     """BLAS/OpenMP threads per worker so that ``n_workers`` x threads <= cores (at least 1).
 
-    Args:
-        n_workers: workers running at the same time on this machine (>= 1).
-        cpu_count: cores; ``os.cpu_count()`` when None.
+    Parameters
+    ----------
+    n_workers : int
+        workers running at the same time on this machine (>= 1).
+    cpu_count : int | None
+        cores; ``os.cpu_count()`` when None.
 
-    Returns:
+    Returns
+    -------
+    int
         ``max(1, cpu_count // n_workers)``.
 
-    Raises:
-        ValueError: ``n_workers`` < 1.
+    Raises
+    ------
+    ValueError
+        ``n_workers`` < 1.
 
-    Example:
-        >>> worker_threads(3, cpu_count=8)
-        2
+    Examples
+    --------
+    >>> worker_threads(3, cpu_count=8)
+    2
     """
     if n_workers < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
@@ -742,56 +762,75 @@ def sequential_search(
     the start. Candidates whose settings were already trained are not trained
     again (their records are marked ``"reused"``).
 
-    Args:
-        train_data: ``(images, labels)`` to train on.
-        val_data: ``(images, labels)`` to choose on. There is deliberately no
-            test set argument: choosing on test data would overstate the result.
-        stages: ``[(field, values), ...]`` (or a dict, in its order): any
-            :class:`~fcnn.training.TrainConfig` field, e.g. ``"lr"``,
-            ``"hidden"`` (an int is one layer, a tuple several),
-            ``"weight_decay"``, ``"momentum"``, ``"nesterov"``, ``"lr_decay"``,
-            ``"lr_step"``. A field may appear twice. Default: the original's
-            :data:`ORIGINAL_STAGES`.
-        base: the settings before the first stage, a TrainConfig or a dict of
-            changes to :data:`ORIGINAL_BASE` (hidden (64,), no weight decay).
-        epochs: epochs per candidate; replaces ``base.epochs``.
-        num_classes: classes of the output layer; default: largest label + 1.
-        n_jobs: candidates trained at once, as joblib's ``n_jobs`` (-1: every
-            core). None: joblib's default, i.e. 1 locally and every worker with
-            ``backend="dask"`` or ``"ray"``, unless ``joblib.parallel_config``
-            says otherwise.
-        backend: joblib backend: None (joblib's default, loky processes),
-            ``"loky"``, ``"threading"``, ``"dask"`` (needs an active
-            ``dask.distributed.Client``) or ``"ray"`` (joins the Ray cluster of
-            ``ray.init()`` or of ``RAY_ADDRESS``; a local one is started
-            otherwise). Moving a search to a cluster is this one argument.
-        threads_per_worker: BLAS/OpenMP threads of each candidate's training:
-            an int (default 1, the same whatever ``n_jobs``, so the results do
-            not depend on it), ``"auto"`` for ``cores // workers`` (faster with
-            few workers on many cores, but the last bits of the results then
-            depend on ``n_jobs``), or None for no limit.
-        progress: print one line per finished candidate and per stage.
-        train_fn: the trainer, called as ``train_fn(config, train_data,
-            val_data=..., num_classes=..., progress=False)`` and returning
-            ``(net, optimizer, history)``; default :func:`fcnn.training.fit`.
-            Must be picklable (a module-level function) for parallel backends.
+    Parameters
+    ----------
+    train_data : Data
+        ``(images, labels)`` to train on.
+    val_data : Data
+        ``(images, labels)`` to choose on. There is deliberately no
+        test set argument: choosing on test data would overstate the result.
+    stages : Stages
+        ``[(field, values), ...]`` (or a dict, in its order): any
+        :class:`~fcnn.training.TrainConfig` field, e.g. ``"lr"``,
+        ``"hidden"`` (an int is one layer, a tuple several),
+        ``"weight_decay"``, ``"momentum"``, ``"nesterov"``, ``"lr_decay"``,
+        ``"lr_step"``. A field may appear twice. Default: the original's
+        :data:`ORIGINAL_STAGES`.
+    base : TrainConfig | Mapping[str, Any] | None
+        the settings before the first stage, a TrainConfig or a dict of
+        changes to :data:`ORIGINAL_BASE` (hidden (64,), no weight decay).
+    epochs : int
+        epochs per candidate; replaces ``base.epochs``.
+    num_classes : int | None
+        classes of the output layer; default: largest label + 1.
+    n_jobs : int | None
+        candidates trained at once, as joblib's ``n_jobs`` (-1: every
+        core). None: joblib's default, i.e. 1 locally and every worker with
+        ``backend="dask"`` or ``"ray"``, unless ``joblib.parallel_config``
+        says otherwise.
+    backend : str | None
+        joblib backend: None (joblib's default, loky processes),
+        ``"loky"``, ``"threading"``, ``"dask"`` (needs an active
+        ``dask.distributed.Client``) or ``"ray"`` (joins the Ray cluster of
+        ``ray.init()`` or of ``RAY_ADDRESS``; a local one is started
+        otherwise). Moving a search to a cluster is this one argument.
+    threads_per_worker : int | Literal['auto'] | None
+        BLAS/OpenMP threads of each candidate's training:
+        an int (default 1, the same whatever ``n_jobs``, so the results do
+        not depend on it), ``"auto"`` for ``cores // workers`` (faster with
+        few workers on many cores, but the last bits of the results then
+        depend on ``n_jobs``), or None for no limit.
+    progress : bool
+        print one line per finished candidate and per stage.
+    train_fn : TrainFn | None
+        the trainer, called as ``train_fn(config, train_data,
+        val_data=..., num_classes=..., progress=False)`` and returning
+        ``(net, optimizer, history)``; default :func:`fcnn.training.fit`.
+        Must be picklable (a module-level function) for parallel backends.
 
-    Returns:
+    Returns
+    -------
+    SearchResult
         A :class:`SearchResult`; ``best_params`` are the last stage's winner.
 
-    Raises:
-        ValueError, TypeError: a bad setting or value (before anything trains),
-            named with its candidate, or bad data.
-        SearchError: every candidate of a stage diverged.
-        ImportError: the backend's package is missing.
+    Raises
+    ------
+    ValueError, TypeError
+        a bad setting or value (before anything trains),
+        named with its candidate, or bad data.
+    SearchError
+        every candidate of a stage diverged.
+    ImportError
+        the backend's package is missing.
 
-    Example:
-        >>> (images, labels), _ = load_mnist()
-        >>> train_data, val_data = train_val_split(images, labels, val_size=10_000)
-        >>> result = sequential_search(train_data, val_data, n_jobs=2)
-        >>> result.best_params["lr"], result.best_params["hidden"]
-        >>> custom = sequential_search(train_data, val_data,
-        ...     stages=[("lr", [0.05, 0.1]), ("momentum", [0.0, 0.9]), ("lr_decay", [0.5, 0.8])])
+    Examples
+    --------
+    >>> (images, labels), _ = load_mnist()
+    >>> train_data, val_data = train_val_split(images, labels, val_size=10_000)
+    >>> result = sequential_search(train_data, val_data, n_jobs=2)
+    >>> result.best_params["lr"], result.best_params["hidden"]
+    >>> custom = sequential_search(train_data, val_data,
+    ...     stages=[("lr", [0.05, 0.1]), ("momentum", [0.0, 0.9]), ("lr_decay", [0.5, 0.8])])
     """
     stage_list = _stage_list(stages, "stages")
     config = _base_config(base, epochs)
@@ -855,28 +894,38 @@ def grid_search(
 ) -> SearchResult:
     """Trains every combination of the given values and keeps the best on validation.
 
-    Args:
-        train_data, val_data: as :func:`sequential_search` (no test data).
-        grid: ``{field: values}`` or ``[(field, values), ...]``; the candidates
-            are their product, the first field varying slowest.
+    Parameters
+    ----------
+    train_data, val_data
+        as :func:`sequential_search` (no test data).
+    grid : Stages
+        ``{field: values}`` or ``[(field, values), ...]``; the candidates
+        are their product, the first field varying slowest.
         base, epochs, num_classes, n_jobs, backend, threads_per_worker,
-            progress, train_fn: as :func:`sequential_search`.
+        progress, train_fn: as :func:`sequential_search`.
 
-    Returns:
+    Returns
+    -------
+    SearchResult
         A :class:`SearchResult` of kind ``"grid"`` whose records all have
         stage ``"grid"``; the best has the highest final validation accuracy
         (ties: lower validation loss, then the earlier candidate).
 
-    Raises:
-        ValueError, TypeError: a bad setting, a field given twice, or bad data.
-        SearchError: every candidate diverged.
-        ImportError: the backend's package is missing.
+    Raises
+    ------
+    ValueError, TypeError
+        a bad setting, a field given twice, or bad data.
+    SearchError
+        every candidate diverged.
+    ImportError
+        the backend's package is missing.
 
-    Example:
-        >>> result = grid_search(train_data, val_data,
-        ...                      {"lr": [0.05, 0.1], "hidden": [128, 256]}, n_jobs=-1)
-        >>> len(result.records)
-        4
+    Examples
+    --------
+    >>> result = grid_search(train_data, val_data,
+    ...                      {"lr": [0.05, 0.1], "hidden": [128, 256]}, n_jobs=-1)
+    >>> len(result.records)
+    4
     """
     grid_list = _stage_list(grid, "grid")
     names = [
@@ -935,5 +984,5 @@ def _runner(
 
 
 def _name(settings: Mapping[str, Any]) -> str:
-    """``"lr=0.1 hidden=256,128"``."""
+    """``"lr=0.1 hidden=256x128"``."""
     return " ".join(f"{field}={format_value(value)}" for field, value in settings.items())

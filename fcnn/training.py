@@ -186,8 +186,10 @@ def predict_proba(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_
     A single image ((28, 28) or (784,) for an MNIST net) is one sample: the result
     is then (1, classes).
 
-    Raises:
-        ValueError: the images do not match the net's inputs, or hold NaN or inf.
+    Raises
+    ------
+    ValueError
+        the images do not match the net's inputs, or hold NaN or inf.
     """
     flat = _check_images(net, images)
     return np.concatenate([probs for _, probs in _batches(net, flat, batch_size)])
@@ -196,8 +198,10 @@ def predict_proba(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_
 def predict(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
     """Predicted class (N,) int64 for images (N, ...); (1,) for a single image.
 
-    Raises:
-        ValueError: the images do not match the net's inputs, or hold NaN or inf.
+    Raises
+    ------
+    ValueError
+        the images do not match the net's inputs, or hold NaN or inf.
     """
     flat = _check_images(net, images)
     return np.concatenate([logits.argmax(axis=1) for logits, _ in _batches(net, flat, batch_size)])
@@ -231,15 +235,20 @@ def evaluate(
     The data come as :func:`train` takes them, ``evaluate(net, (images, labels))``,
     or as two arguments, ``evaluate(net, images, labels)``.
 
-    Returns:
+    Returns
+    -------
+    dict[str, Any]
         ``{"loss", "accuracy", "confusion_matrix" (K, K) int64 array, "report"
         (dict, as :func:`fcnn.metrics.classification_report` with output_dict=True),
         "report_text" (the printed table), "predictions" (N,)}``.
 
-    Raises:
-        TypeError: labels that are not integers, or data that are not arrays.
-        ValueError: labels outside ``[0, classes)`` or not one per image; images
-            that do not match the net's inputs or hold NaN or inf.
+    Raises
+    ------
+    TypeError
+        labels that are not integers, or data that are not arrays.
+    ValueError
+        labels outside ``[0, classes)`` or not one per image; images
+        that do not match the net's inputs or hold NaN or inf.
     """
     images, labels = _check_data(net, images, labels)
     loss, accuracy, predicted = _loss_and_accuracy(net, images, labels, batch_size)
@@ -478,28 +487,41 @@ def train(
 ) -> History:
     """Trains ``net`` for ``epochs`` epochs and returns the per-epoch history.
 
-    Args:
-        net: the Module to train, in place.
-        optimizer: the SGD over ``net``.
-        loader: the training batches.
-        epochs: number of passes over ``loader`` (>= 1).
-        val_data: ``(images, labels)`` for model selection, evaluated each epoch.
-        test_data: ``(images, labels)`` for reporting, evaluated each epoch.
-        progress: show a tqdm progress bar (terminal or Jupyter).
-        on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
-        fused: ``None`` (default) trains with the fused C epoch whenever
-            :func:`fused_eligible` allows and batch by batch through the Module API
-            otherwise; ``False`` always goes batch by batch; ``True`` requires the
-            fused epoch (ValueError saying why not).
-        early_stopping: patience in epochs (>= 1), or ``None`` (default) to run
-            every epoch. Training stops once ``val_data``'s accuracy has not beaten
-            its best for ``early_stopping`` epochs in a row; the net then gets back
-            the weights of its best epoch, and the optimiser the momentum velocities
-            and step count it had at the end of that epoch (so the learning rate
-            continues from there). The loader's shuffling is not rewound. Needs
-            ``val_data``.
+    Parameters
+    ----------
+    net : Module
+        the Module to train, in place.
+    optimizer : SGD
+        the SGD over ``net``.
+    loader : DataLoader
+        the training batches.
+    epochs : int
+        number of passes over ``loader`` (>= 1).
+    val_data : tuple[np.ndarray, np.ndarray] | None
+        ``(images, labels)`` for model selection, evaluated each epoch.
+    test_data : tuple[np.ndarray, np.ndarray] | None
+        ``(images, labels)`` for reporting, evaluated each epoch.
+    progress : bool
+        show a tqdm progress bar (terminal or Jupyter).
+    on_epoch_end : Callable[[int, History], None] | None
+        called as ``on_epoch_end(epoch, history)`` after each epoch.
+    fused : bool | None
+        ``None`` (default) trains with the fused C epoch whenever
+        :func:`fused_eligible` allows and batch by batch through the Module API
+        otherwise; ``False`` always goes batch by batch; ``True`` requires the
+        fused epoch (ValueError saying why not).
+    early_stopping : int | None
+        patience in epochs (>= 1), or ``None`` (default) to run
+        every epoch. Training stops once ``val_data``'s accuracy has not beaten
+        its best for ``early_stopping`` epochs in a row; the net then gets back
+        the weights of its best epoch, and the optimiser the momentum velocities
+        and step count it had at the end of that epoch (so the learning rate
+        continues from there). The loader's shuffling is not rewound. Needs
+        ``val_data``.
 
-    Returns:
+    Returns
+    -------
+    History
         The :data:`History`, plus ``"stop_reason"``: ``"completed"`` (every
         epoch ran), ``"early_stopping"`` or ``"interrupted"``; with
         ``early_stopping``, also ``"best_epoch"``, the epoch whose weights the
@@ -509,12 +531,15 @@ def train(
         epoch with ``early_stopping``) and the history has ``"interrupted": True``
         and the completed epochs only.
 
-    Raises:
-        ValueError: bad settings, NaN or inf images, labels outside the net's
-            classes, ``early_stopping`` without ``val_data``; raised before any
-            training.
-        DivergenceError: the training loss became NaN or infinite; the net keeps
-            the weights from before the failing step.
+    Raises
+    ------
+    ValueError
+        bad settings, NaN or inf images, labels outside the net's
+        classes, ``early_stopping`` without ``val_data``; raised before any
+        training.
+    DivergenceError
+        the training loss became NaN or infinite; the net keeps
+        the weights from before the failing step.
     """
     from tqdm.auto import tqdm
 
@@ -698,7 +723,9 @@ def fit(
 ) -> tuple[Module, SGD, History]:
     """Builds a net and its optimiser from ``config`` and trains it on ``train_data``.
 
-    Returns:
+    Returns
+    -------
+    tuple[Module, SGD, History]
         ``(net, optimizer, history)``.
     """
     images, labels = train_data
