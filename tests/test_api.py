@@ -1,5 +1,8 @@
 """The original project's API: Module, layers, loss, SGD, scheduler, DataLoader, backends."""
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -724,3 +727,19 @@ def test_loss_refuses_an_output_the_last_forward_did_not_return():
         with pytest.raises(ValueError, match="^output must be what the net's forward just"):
             criterion(output, y)
     criterion(net(x), y).backward()
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A name with a leading underscore stays in its module; fcnn._checks holds what is shared."""
+    package = Path(fcnn.__file__).parent
+    offenders = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            # `from . import _core` imports a module, not a private name.
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                offenders += [
+                    f"{path.name}: from .{node.module} import {alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_")
+                ]
+    assert offenders == []
