@@ -127,6 +127,11 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None], suffix: str 
     fsync_folder(folder)
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` as UTF-8 to ``path``, all or nothing (see :func:`write_atomically`)."""
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+
+
 def _naming(error: OSError, path: Path) -> OSError:
     """``error`` naming ``path`` (the file the user asked for, not our temporary file):
     "[Errno 28] No space left on device: 'model.npz'". Errors without errno are kept."""

@@ -31,6 +31,7 @@ import numpy as np
 from . import __version__
 from ._cli_startup import exit_interrupted
 from ._core import set_num_threads
+from ._io import write_text_atomically
 from .dataloader import DataLoader
 from .datasets import (
     FASHION_MNIST_CLASSES,
@@ -605,7 +606,7 @@ def _write_outputs(
             model_path = save(net, target / "model.npz", optimizer=optimizer, metadata=metadata)
             run.saved_to = model_path
             history_path = target / "history.json"
-            history_path.write_text(json.dumps(history_record, indent=1))
+            write_text_atomically(history_path, json.dumps(history_record, indent=1))
         return model_path, history_path
 
     try:

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._checks import check_int, check_n_jobs, check_threads
-from ._io import write_atomically
+from ._io import write_text_atomically
 from .dataloader import DataLoader
 from .training import DivergenceError, History, TrainConfig, build_model, build_optimizer, fit
 
@@ -170,11 +170,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    """Writes ``text`` as UTF-8 to ``path``, all or nothing (see fcnn._io.write_atomically)."""
-    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
-
-
 def format_value(value: Any, exact: bool = False) -> str:
     """A setting as candidate names and ``fcnn search`` write it.
 
@@ -264,7 +259,7 @@ class SearchResult:
             "best_params": self.best_params,
             "records": self.records,
         }
-        _write_text_atomically(path, json.dumps(_plain(document), indent=1, allow_nan=False))
+        write_text_atomically(path, json.dumps(_plain(document), indent=1, allow_nan=False))
         return path
 
     @classmethod
@@ -336,7 +331,7 @@ class SearchResult:
                 best=int(index == self.best_index),
             )
             writer.writerow(row)
-        _write_text_atomically(path, buffer.getvalue())
+        write_text_atomically(path, buffer.getvalue())
         return path
 
 
