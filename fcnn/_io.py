@@ -93,9 +93,11 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None], suffix: str 
     ``path`` untouched. A replaced file's permission bits are kept; a new file gets
     the ordinary 0666 minus the umask.
 
-    Raises:
-        OSError: the folder is missing or read-only, the disk is full, ...: whatever
-            the system reports, naming ``path``, with the previous file intact.
+    Raises
+    ------
+    OSError
+        the folder is missing or read-only, the disk is full, ...: whatever
+        the system reports, naming ``path``, with the previous file intact.
     """
     path = Path(path)
     folder = path.parent
@@ -123,6 +125,11 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None], suffix: str 
             raise _naming(error, path) from error
         raise
     fsync_folder(folder)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` as UTF-8 to ``path``, all or nothing (see :func:`write_atomically`)."""
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
 
 
 def _naming(error: OSError, path: Path) -> OSError:

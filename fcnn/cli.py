@@ -31,6 +31,7 @@ import numpy as np
 from . import __version__
 from ._cli_startup import exit_interrupted
 from ._core import set_num_threads
+from ._io import write_text_atomically
 from .dataloader import DataLoader
 from .datasets import (
     FASHION_MNIST_CLASSES,
@@ -43,7 +44,6 @@ from .datasets import (
 )
 from .functional import Linear
 from .nn import Module
-from .optim import SGD, ExponentialScheduler
 from .serialization import load_checkpoint, restore_optimizer, save
 from .training import (
     DivergenceError,
@@ -75,31 +75,42 @@ class CommandError(Exception):
 # ---------------------------------------------------------------------------- the parser
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
+def _integer_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``, one wording for every option."""
+
+    def integer(text: str) -> int:
+        # int() raising ValueError gives argparse's "invalid integer value: 'abc'".
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+
+    return integer
 
 
-def _hidden_sizes(text: str) -> tuple[int, ...]:
-    """``"256"`` is one hidden layer of 256, ``"256,128"`` two layers."""
+_positive = _integer_at_least(1)
+_non_negative = _integer_at_least(0)
+
+
+def _architecture(text: str) -> tuple[int, ...]:
+    """One candidate of ``fcnn search --hidden``: ``256`` is one hidden layer, ``256x128`` two.
+
+    Candidates are separated by spaces, as ``fcnn train --hidden 256 128`` separates layers.
+    """
+    if "," in text:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}: separate candidates by spaces and the layers of one "
+            "candidate by x, e.g. --hidden 256 256x128 (two candidates)"
+        )
     try:
-        sizes = tuple(int(part) for part in text.split(","))
+        sizes = tuple(int(part) for part in text.split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be layer sizes like 256 or 256,128, got {text!r}"
+            f"must be layer sizes like 256 or 256x128, got {text!r}"
         ) from None
     if any(size < 1 for size in sizes):
         raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
     return sizes
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -169,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     data_options(train_cmd)
     train_cmd.add_argument(
         "--hidden",
-        type=_positive_int,
+        type=_positive,
         nargs="+",
         default=list(defaults.hidden),
         metavar="N",
@@ -181,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train_cmd.add_argument(
         "--lr-step",
-        type=_positive_int,
+        type=_positive,
         default=defaults.lr_step,
         help="schedule stage length T in steps",
     )
@@ -199,17 +210,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     train_cmd.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=_positive,
         default=defaults.epochs,
         help="epochs to train (with --resume: the total, counting the "
         "saved ones; default: %(default)s)",
     )
     train_cmd.add_argument(
-        "--batch-size", type=_positive_int, default=defaults.batch_size, help="images per SGD step"
+        "--batch-size", type=_positive, default=defaults.batch_size, help="images per SGD step"
     )
     train_cmd.add_argument(
         "--seed",
-        type=_count,
+        type=_non_negative,
         default=defaults.seed,
         help="seed of the initial weights, the shuffling and the split",
     )
@@ -221,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train_cmd.add_argument(
         "--val-size",
-        type=_count,
+        type=_non_negative,
         default=0,
         help="training images held out to watch validation figures; the "
         "default, 0, trains on all of them",
@@ -229,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     if _has_early_stopping():
         train_cmd.add_argument(
             "--early-stopping",
-            type=_positive_int,
+            type=_positive,
             default=None,
             metavar="PATIENCE",
             help="stop when the validation accuracy has not improved "
@@ -246,7 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train_cmd.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_positive,
         default=None,
         help="threads for fcnn's C core (default: all cores)",
     )
@@ -290,7 +301,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict_cmd.add_argument(
         "--top-k",
-        type=_positive_int,
+        type=_positive,
         default=1,
         metavar="K",
         help="print the K most probable classes of each image",
@@ -317,7 +328,8 @@ def _parser() -> argparse.ArgumentParser:
             description="The original's sequential search: the learning rate, then the hidden "
             "size, then the weight decay (then the momentum, if given), each stage "
             "from the best settings so far, chosen on the validation accuracy of the "
-            "last epoch; --grid trains every combination instead. A stage with one "
+            "last epoch; --stages runs other stages, those of the library included "
+            "(--list-stages), --grid trains every combination instead. A stage with one "
             "value fixes that setting. Writes search.csv, search.json and figures.",
         ),
         data_options,
@@ -342,12 +354,13 @@ def _search_options(
     )
     search.add_argument(
         "--hidden",
-        type=_hidden_sizes,
+        type=_architecture,
         nargs="+",
         default=[(size,) for size in grids["hidden"]],
-        metavar="N[,N...]",
-        help="hidden layer sizes, one candidate each, e.g. 256 or 256,128 "
-        "(default: 64 128 256 512 1024); the first is used until its stage",
+        metavar="N[xN...]",
+        help="hidden layer sizes, one candidate each: 256 is one layer of 256, 256x128 "
+        "two layers (default: 64 128 256 512 1024); without --base the first is used "
+        "until its stage",
     )
     search.add_argument(
         "--weight-decay",
@@ -366,8 +379,32 @@ def _search_options(
         help="momentums, searched last (default: no momentum stage)",
     )
     search.add_argument(
+        "--stages",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="the stages to run, in this order: lr, hidden, weight_decay or momentum (with "
+        "the values of those options) or a stage the library defines by name, e.g. further "
+        "or further.lr_decay (see --list-stages) (default: lr hidden weight_decay, then "
+        "momentum when --momentum is given)",
+    )
+    search.add_argument(
+        "--list-stages",
+        action="store_true",
+        help="print every stage --stages takes with its values, then exit",
+    )
+    search.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="start from the settings in FILE: a search.json of fcnn search (its best "
+        "settings), a history.json of fcnn train or a JSON object of training settings "
+        "(default: the original's, one hidden layer of the first --hidden size)",
+    )
+    search.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=_positive,
         default=ORIGINAL_BASE.epochs,
         help="epochs per candidate (default: %(default)s)",
     )
@@ -393,13 +430,14 @@ def _search_options(
     )
     search.add_argument(
         "--seed",
-        type=_count,
-        default=ORIGINAL_BASE.seed,
-        help="seed of the validation split and of every run (default: %(default)s)",
+        type=_non_negative,
+        default=None,
+        help="seed of the validation split and of every run (default: the --base "
+        f"file's, else {ORIGINAL_BASE.seed})",
     )
     search.add_argument(
         "--val-size",
-        type=_positive_int,
+        type=_positive,
         default=10_000,
         help="training images held out for validation (default: %(default)s)",
     )
@@ -498,7 +536,7 @@ def _physical_memory() -> int | None:
 def _check_memory(num_inputs: int, num_classes: int, config: TrainConfig) -> None:
     """A UsageError when the net's arrays could not fit in this machine's memory."""
     sizes = [num_inputs, *config.hidden, num_classes]
-    params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     # Weights, gradients and momentum buffers, plus the activations of one batch (x2 for
     # their gradients).
     needed = np.dtype(config.dtype).itemsize * (3 * params + 2 * config.batch_size * sum(sizes))
@@ -568,7 +606,7 @@ def _write_outputs(
             model_path = save(net, target / "model.npz", optimizer=optimizer, metadata=metadata)
             run.saved_to = model_path
             history_path = target / "history.json"
-            history_path.write_text(json.dumps(history_record, indent=1))
+            write_text_atomically(history_path, json.dumps(history_record, indent=1))
         return model_path, history_path
 
     try:
@@ -621,45 +659,23 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         settings["early_stopping"] = args.early_stopping
     config = TrainConfig(**settings)
     # The schedule and the optimiser validate their settings: build them on a 1x1 net,
-    # before any data is read, and name the flag rather than the constructor's argument.
+    # before any data is read. They take the flags' names (initial_lr is --lr).
     try:
-        scheduler = ExponentialScheduler(
-            config.lr,
-            stage_length=config.lr_step,
-            decay=config.lr_decay,
-            staircase=config.staircase,
-        )
+        build_optimizer(Module(Linear(1, 1, dtype=config.dtype, rng=0)), config)
     except (ValueError, TypeError) as error:
-        raise UsageError(_flag_error(error, _SCHEDULE_FLAGS, args)) from None
-    try:
-        SGD(
-            Module(Linear(1, 1, dtype=config.dtype, rng=0)),
-            lr_scheduler=scheduler,
-            decay=config.weight_decay,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-        )
-    except (ValueError, TypeError) as error:
-        raise UsageError(_flag_error(error, _SGD_FLAGS, args)) from None
+        raise UsageError(_flag_error(error, args)) from None
     return config
 
 
-# The constructors' argument names, as the first word of their messages, and their flags.
-_SCHEDULE_FLAGS = {"initial_lr": "lr", "decay": "lr_decay", "stage_length": "lr_step"}
-_SGD_FLAGS = {
-    "decay": "weight_decay",
-    "weight_decay": "weight_decay",
-    "momentum": "momentum",
-    "nesterov": "nesterov",
-    "lr": "lr",
-}
+_OPTIMIZER_FLAGS = ("lr", "lr_decay", "lr_step", "weight_decay", "momentum", "nesterov")
 
 
-def _flag_error(error: Exception, flags: dict[str, str], args: argparse.Namespace) -> str:
+def _flag_error(error: Exception, args: argparse.Namespace) -> str:
     """``--flag value: message`` for a constructor's ValueError naming its argument."""
     message = str(error)
-    name = flags.get(message.split(" ", 1)[0])
-    if name is None:
+    name = message.split(" ", 1)[0]
+    name = "lr" if name == "initial_lr" else name
+    if name not in _OPTIMIZER_FLAGS:
         return message
     return f"--{name.replace('_', '-')} {getattr(args, name)}: {message}"
 
@@ -1019,7 +1035,7 @@ def _predict(args: argparse.Namespace, run: _Run) -> int:
     for names, images in _predict_inputs(args.images, _num_inputs(net)):
         probabilities = predict_proba(net, images)
         ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
-        for name, row_probabilities, classes in zip(names, probabilities, ranked):
+        for name, row_probabilities, classes in zip(names, probabilities, ranked, strict=True):
             top = [
                 {
                     "class": int(index),
@@ -1134,17 +1150,107 @@ def _train_command(
     return command, missing
 
 
-def _search(args: argparse.Namespace, run: _Run) -> int:
-    from .search import ORIGINAL_BASE, SearchError, grid_search, sequential_search
+#: The stages ``fcnn search`` builds from its own options: name -> the option giving the values.
+_OPTION_STAGES = {
+    "lr": "--lr",
+    "hidden": "--hidden",
+    "weight_decay": "--weight-decay",
+    "momentum": "--momentum",
+}
 
-    stages: list[tuple[str, list[Any]]] = [
-        ("lr", args.lr),
-        ("hidden", args.hidden),
-        ("weight_decay", args.weight_decay),
-    ]
-    if args.momentum is not None:
-        stages.append(("momentum", args.momentum))
-    base = replace(ORIGINAL_BASE, hidden=args.hidden[0], seed=args.seed)
+
+def _search_stages(args: argparse.Namespace) -> list[tuple[Any, Sequence[Any]]]:
+    """The stages ``--stages`` names (by default the original's, from the options)."""
+    from .search import STAGE_GROUPS, stage_names, stages_by_name
+
+    names = args.stages
+    if names is None:
+        names = ["lr", "hidden", "weight_decay"]
+        if args.momentum is not None:
+            names.append("momentum")
+    elif args.momentum is not None and "momentum" not in names:
+        raise UsageError("--momentum gives candidates, but --stages does not name momentum")
+    stages: list[tuple[Any, Sequence[Any]]] = []
+    for name in names:
+        if name in _OPTION_STAGES:
+            values = getattr(args, name)
+            if values is None:
+                raise UsageError(f"--stages {name} needs {_OPTION_STAGES[name]} values")
+            stages.append((name, values))
+        else:
+            try:
+                stages.extend(stages_by_name([name]))
+            except ValueError:
+                known = [*_OPTION_STAGES, *STAGE_GROUPS, *stage_names()]
+                raise UsageError(
+                    f"--stages: unknown stage {name!r}; known: {', '.join(known)} "
+                    "(see --list-stages)"
+                ) from None
+    return stages
+
+
+def _list_stages(args: argparse.Namespace) -> None:
+    from .search import STAGE_GROUPS, format_value, stage_names
+
+    def values_text(field: Any, values: Sequence[Any]) -> str:
+        # A linked stage's candidate sets several fields: its parts joined by commas.
+        if isinstance(field, tuple):
+            return " ".join(",".join(map(format_value, value)) for value in values)
+        return " ".join(map(format_value, values))
+
+    print("stages of fcnn search's options (their values as given):")
+    for name, option in _OPTION_STAGES.items():
+        values = getattr(args, name)
+        shown = values_text(name, values) if values is not None else f"none: give {option}"
+        print(f"  {name:30} {shown}")
+    print("stages the library defines (a group runs its stages in order):")
+    for group, stages in STAGE_GROUPS.items():
+        print(f"  {group:30} {' '.join(f'{group}.{name}' for name in _stage_labels(stages))}")
+    for name, (field, values) in stage_names().items():
+        print(f"  {name:30} {values_text(field, values)}")
+
+
+def _search_base(args: argparse.Namespace) -> TrainConfig:
+    """The settings the search starts from: ``--base FILE``'s, or the original's."""
+    from .search import ORIGINAL_BASE
+
+    if args.base is None:
+        base = replace(ORIGINAL_BASE, hidden=args.hidden[0])
+    else:
+        try:
+            document = json.loads(args.base.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise CommandError(
+                f"cannot read --base {args.base}: {error.strerror or error}"
+            ) from None
+        except ValueError as error:
+            raise UsageError(f"--base {args.base} is not JSON ({error})") from None
+        if isinstance(document, dict):
+            # search.json holds the best settings, fcnn train's history.json its config.
+            document = document.get("best_params", document.get("config", document))
+        if not isinstance(document, dict):
+            raise UsageError(
+                f"--base {args.base} must hold a JSON object of training settings, got "
+                f"{type(document).__name__}"
+            )
+        try:
+            base = TrainConfig.from_dict({**ORIGINAL_BASE.to_dict(), **document})
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"--base {args.base}: {error}") from None
+    if args.seed is not None:
+        base = replace(base, seed=args.seed)
+    return base
+
+
+def _search(args: argparse.Namespace, run: _Run) -> int:
+    from .search import SearchError, grid_search, sequential_search
+
+    if args.list_stages:
+        _list_stages(args)
+        return 0
+    stages = _search_stages(args)
+    base = _search_base(args)
+    args.seed = base.seed
     search = grid_search if args.grid else sequential_search
     if args.out.exists() and not args.out.is_dir():
         raise CommandError(
@@ -1154,7 +1260,7 @@ def _search(args: argparse.Namespace, run: _Run) -> int:
     # The test images are never looked at: settings are chosen on validation data.
     images, labels = _load_split(args.dataset, args, "train", not args.no_progress)
     class_names = _DATASETS[args.dataset][1]
-    for hidden in args.hidden:
+    for hidden in _hidden_candidates(base, stages):
         _check_memory(
             int(np.prod(images.shape[1:])), len(class_names), replace(base, hidden=hidden)
         )
@@ -1201,7 +1307,13 @@ def _search(args: argparse.Namespace, run: _Run) -> int:
                 written.append(path)
 
     best = result.best_record
-    searched = [field for field, _ in stages]
+    searched = list(
+        dict.fromkeys(
+            name
+            for field, _ in stages
+            for name in (field if isinstance(field, tuple) else (field,))
+        )
+    )
     chosen = " ".join(f"{field}={_setting_text(best['params'][field])}" for field in searched)
     if not args.grid and args.no_progress:  # otherwise the progress lines said it
         for stage, record in result.stage_best().items():
@@ -1222,7 +1334,26 @@ def _search(args: argparse.Namespace, run: _Run) -> int:
 
 
 def _setting_text(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    """As candidate names write it: ``256x128`` for layer sizes."""
+    return "x".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _stage_labels(stages: Sequence[tuple[Any, Sequence[Any]]]) -> list[str]:
+    return ["+".join(field) if isinstance(field, tuple) else field for field, _ in stages]
+
+
+def _hidden_candidates(
+    base: TrainConfig, stages: Sequence[tuple[Any, Sequence[Any]]]
+) -> list[tuple[int, ...]]:
+    """Every hidden-layer list the search may train, the base's first."""
+    candidates = [tuple(base.hidden)]
+    for field, values in stages:
+        names = field if isinstance(field, tuple) else (field,)
+        if "hidden" in names:
+            for value in values:
+                hidden = value[names.index("hidden")] if isinstance(field, tuple) else value
+                candidates.append((hidden,) if isinstance(hidden, int) else tuple(hidden))
+    return list(dict.fromkeys(candidates))
 
 
 # ---------------------------------------------------------------------------- main

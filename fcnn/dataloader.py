@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
 
-from ._checks import require_finite
+from ._checks import check_int, require_finite
 
 __all__ = ["DataLoader"]
 
@@ -28,27 +27,40 @@ class DataLoader:
     must be non-negative integers (their upper bound, the number of classes, is
     checked by the loss).
 
-    Args:
-        dataset: a pair ``(images, labels)``: images (N, ...) and labels (N,).
-        batch_size: samples per batch (the original used 64).
-        shuffle: draw a new random order every epoch.
-        seed: seed of the shuffling; the same seed gives the same batches run
-            after run. ``None`` draws a fresh seed.
-        drop_last: drop the last, smaller batch.
-        dtype: dtype of the image batches (float32 by default).
+    Parameters
+    ----------
+    dataset : tuple[np.ndarray, np.ndarray]
+        a pair ``(images, labels)``: images (N, ...) and labels (N,).
+    batch_size : int
+        samples per batch (the original used 64).
+    shuffle : bool
+        draw a new random order every epoch.
+    seed : int | None
+        seed of the shuffling; the same seed gives the same batches run
+        after run. ``None`` draws a fresh seed.
+    drop_last : bool
+        drop the last, smaller batch.
+    dtype : npt.DTypeLike
+        dtype of the image batches (float32 by default).
 
-    Yields:
+    Yields
+    ------
+    tuple[np.ndarray, np.ndarray]
         ``(x, y)``: x (B, features) of ``dtype``, y (B,) int64.
 
-    Raises:
-        TypeError: a non-array, a float or bool ``batch_size``, labels that are not
-            integers, images that are not numbers.
-        ValueError: mismatched or empty shapes, ``batch_size < 1``, pixels or labels
-            out of range (see above); the message names the argument and the value.
+    Raises
+    ------
+    TypeError
+        a non-array, a float or bool ``batch_size``, labels that are not
+        integers, images that are not numbers.
+    ValueError
+        mismatched or empty shapes, ``batch_size < 1``, pixels or labels
+        out of range (see above); the message names the argument and the value.
 
-    Example:
-        >>> loader = DataLoader((train_images, train_labels), batch_size=64, seed=0)
-        >>> for images, labels in loader: ...
+    Examples
+    --------
+    >>> loader = DataLoader((train_images, train_labels), batch_size=64, seed=0)
+    >>> for images, labels in loader: ...
     """
 
     def __init__(
@@ -80,17 +92,7 @@ class DataLoader:
             )
         if labels.dtype.kind not in "iu":
             raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
-        # bool is an int to operator.index, but batch_size=True is a mistake, not 1.
-        if isinstance(batch_size, (bool, np.bool_)):
-            raise TypeError("batch_size must be an integer, got bool")
-        try:
-            self.batch_size = operator.index(batch_size)
-        except TypeError:
-            raise TypeError(
-                f"batch_size must be an integer, got {type(batch_size).__name__}"
-            ) from None
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")

@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import http.client
 import math
-import numbers
 import os
 import socket
 import struct
@@ -30,6 +29,7 @@ from typing import BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._checks import INT32_MAX, check_int
 from ._io import create_temp, remove_stale_temps
 
 __all__ = [
@@ -60,7 +60,6 @@ _IDX_DTYPES = {
 }
 _GZIP_MAGIC = b"\x1f\x8b"
 # IDX sizes are 32-bit signed integers; NumPy arrays cannot have more than 64 dimensions.
-_IDX_MAX_SIZE = 2**31 - 1
 _IDX_MAX_DIMS = 64
 
 
@@ -79,10 +78,13 @@ def _read_payload(path: PathLike, source: str | None = None) -> bytearray:
     from it can be views (one copy of MNIST's 47 MB of pixels in memory, not three).
     ``source`` names the file in messages (a download's URL); defaults to ``path``.
 
-    Raises:
-        OSError: If the file cannot be read.
-        ValueError: If the header is malformed, declares more data than the file can
-            hold, or the gzip stream is corrupt, truncated or longer than declared.
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+    ValueError
+        If the header is malformed, declares more data than the file can
+        hold, or the gzip stream is corrupt, truncated or longer than declared.
     """
     source = path if source is None else source
     with open(path, "rb") as stream:
@@ -169,9 +171,9 @@ def _idx_layout(data: bytearray, path: PathLike) -> tuple[np.dtype, tuple[int, .
         )
     shape = struct.unpack(f">{data[3]}I", data[4:header_size])
     for axis, size in enumerate(shape):
-        if size > _IDX_MAX_SIZE:
+        if size > INT32_MAX:
             raise ValueError(
-                f"{path}: dimension {axis} has size {size}, larger than the IDX maximum {_IDX_MAX_SIZE}"
+                f"{path}: dimension {axis} has size {size}, larger than the IDX maximum {INT32_MAX}"
             )
     dtype = _IDX_DTYPES[data[2]]
     return dtype, shape, header_size, math.prod(shape) * dtype.itemsize
@@ -213,21 +215,28 @@ def read_idx(path: PathLike) -> np.ndarray:
 
     Gzip is detected from the first two bytes (``1f 8b``), not from the file name.
 
-    Args:
-        path: The file to read.
+    Parameters
+    ----------
+    path : PathLike
+        The file to read.
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         A writable, native-endian array whose shape is the one in the header and
         whose dtype follows the type code: 0x08 uint8, 0x09 int8, 0x0B int16,
         0x0C int32, 0x0D float32, 0x0E float64.
 
-    Raises:
-        OSError: If the file cannot be opened or read.
-        ValueError: If the file is not a well-formed IDX file: corrupt gzip stream,
-            magic not starting with two zero bytes, unknown type code, zero or
-            more than 64 dimensions, a size above 2**31 - 1, or a payload shorter
-            or longer than the header says. The message names the file and the
-            problem.
+    Raises
+    ------
+    OSError
+        If the file cannot be opened or read.
+    ValueError
+        If the file is not a well-formed IDX file: corrupt gzip stream,
+        magic not starting with two zero bytes, unknown type code, zero or
+        more than 64 dimensions, a size above 2**31 - 1, or a payload shorter
+        or longer than the header says. The message names the file and the
+        problem.
     """
     return _parse_idx(_read_payload(path), path)
 
@@ -357,11 +366,16 @@ class DatasetNotFoundError(FileNotFoundError):
     A :class:`FileNotFoundError` (so an :class:`OSError`), as Python users catch
     missing files; ``str(error)`` is the whole multi-line explanation.
 
-    Attributes:
-        dataset: Name of the data set, e.g. ``"MNIST"``.
-        missing: Names of the missing files (``.gz`` form).
-        folder: The folder the files should be put in.
-        mirrors: The mirror URLs the files can be downloaded from.
+    Attributes
+    ----------
+    dataset
+        Name of the data set, e.g. ``"MNIST"``.
+    missing
+        Names of the missing files (``.gz`` form).
+    folder
+        The folder the files should be put in.
+    mirrors
+        The mirror URLs the files can be downloaded from.
     """
 
     # Defaults so that pickling (args only, then __dict__) can rebuild it, e.g. across joblib.
@@ -501,7 +515,8 @@ def _check_split(dataset: _Dataset, split: str, images: np.ndarray, labels: np.n
         )
     if labels.size and labels.max() >= len(dataset.classes):
         raise ValueError(
-            f"{dataset.name} {split} labels must be in 0..{len(dataset.classes) - 1}, found {labels.max()}"
+            f"{dataset.name} {split} labels must be in 0..{len(dataset.classes) - 1}, "
+            f"found {labels.max()}"
         )
 
 
@@ -728,35 +743,47 @@ def load_mnist(
     Every file's decompressed content is checked against its known SHA-256 before
     use, so a changed file is refused rather than silently trained on.
 
-    Args:
-        root: Folder holding the four IDX files (raw or ``.gz``), in ``MNIST/``,
-            ``MNIST/raw/`` (torchvision's layout) or directly. Defaults to
-            ``$FCNN_DATA`` if set, else ``~/.cache/fcnn``.
-        download: Download missing files into ``<root>/MNIST/``. If False, a
-            missing file raises without touching the network.
-        progress: Show a tqdm progress bar while downloading.
-        mirrors: Base URLs tried in order; defaults to ``MNIST_MIRRORS``.
-        split: ``None`` for both splits; ``"train"`` or ``"test"`` for that split
-            alone, which needs only its two files (evaluating needs no training data).
+    Parameters
+    ----------
+    root : PathLike | None
+        Folder holding the four IDX files (raw or ``.gz``), in ``MNIST/``,
+        ``MNIST/raw/`` (torchvision's layout) or directly. Defaults to
+        ``$FCNN_DATA`` if set, else ``~/.cache/fcnn``.
+    download : bool
+        Download missing files into ``<root>/MNIST/``. If False, a
+        missing file raises without touching the network.
+    progress : bool
+        Show a tqdm progress bar while downloading.
+    mirrors : Sequence[str] | None
+        Base URLs tried in order; defaults to ``MNIST_MIRRORS``.
+    split : str | None
+        ``None`` for both splits; ``"train"`` or ``"test"`` for that split
+        alone, which needs only its two files (evaluating needs no training data).
 
-    Returns:
+    Returns
+    -------
+    tuple[Split, Split] | Split
         ``((x_train, y_train), (x_test, y_test))``: uint8 images of shape
         (N, 28, 28) and uint8 labels of shape (N,) in 0..9, N = 60,000 for
         training and 10,000 for testing. With ``split``, that split's
         ``(images, labels)`` only.
 
-    Raises:
-        ValueError: If a file is corrupt, fails its checksum (the message names
-            the file, the expected and the actual hash), or images and labels
-            disagree; or ``split`` is not None, "train" or "test".
-        DatasetNotFoundError: If files are missing and ``download`` is False or
-            every mirror failed. A :class:`FileNotFoundError`; the multi-line
-            message names the files, the folder to put them in, ``--data-dir``
-            and ``FCNN_DATA``, and the mirror URLs. No folder is left behind.
+    Raises
+    ------
+    ValueError
+        If a file is corrupt, fails its checksum (the message names
+        the file, the expected and the actual hash), or images and labels
+        disagree; or ``split`` is not None, "train" or "test".
+    DatasetNotFoundError
+        If files are missing and ``download`` is False or
+        every mirror failed. A :class:`FileNotFoundError`; the multi-line
+        message names the files, the folder to put them in, ``--data-dir``
+        and ``FCNN_DATA``, and the mirror URLs. No folder is left behind.
 
-    Example:
-        >>> (x_train, y_train), (x_test, y_test) = load_mnist()
-        >>> x_test, y_test = load_mnist(split="test")
+    Examples
+    --------
+    >>> (x_train, y_train), (x_test, y_test) = load_mnist()
+    >>> x_test, y_test = load_mnist(split="test")
     """
     return _load(_MNIST, root, download, progress, mirrors, split)
 
@@ -774,32 +801,43 @@ def load_fashion_mnist(
     Same contract as :func:`load_mnist`: every file is checked against its known
     SHA-256 before use. Class names are in ``FASHION_MNIST_CLASSES``.
 
-    Args:
-        root: Folder holding the four IDX files (raw or ``.gz``), in
-            ``FashionMNIST/``, ``FashionMNIST/raw/``, ``fashion-mnist/`` or
-            directly; Debian's copy in /usr/share/datasets/fashion-mnist (package
-            ``dataset-fashion-mnist``) is used when root has none. Defaults to
-            ``$FCNN_DATA`` if set, else ``~/.cache/fcnn``. A file there that is
-            MNIST's file of the same name is skipped.
-        download: Download missing files into ``<root>/FashionMNIST/``. If False,
-            a missing file raises without touching the network.
-        progress: Show a tqdm progress bar while downloading.
-        mirrors: Base URLs tried in order; defaults to ``FASHION_MNIST_MIRRORS``.
-        split: ``None`` for both splits; ``"train"`` or ``"test"`` for that split
-            alone, which needs only its two files.
+    Parameters
+    ----------
+    root : PathLike | None
+        Folder holding the four IDX files (raw or ``.gz``), in
+        ``FashionMNIST/``, ``FashionMNIST/raw/``, ``fashion-mnist/`` or
+        directly; Debian's copy in /usr/share/datasets/fashion-mnist (package
+        ``dataset-fashion-mnist``) is used when root has none. Defaults to
+        ``$FCNN_DATA`` if set, else ``~/.cache/fcnn``. A file there that is
+        MNIST's file of the same name is skipped.
+    download : bool
+        Download missing files into ``<root>/FashionMNIST/``. If False,
+        a missing file raises without touching the network.
+    progress : bool
+        Show a tqdm progress bar while downloading.
+    mirrors : Sequence[str] | None
+        Base URLs tried in order; defaults to ``FASHION_MNIST_MIRRORS``.
+    split : str | None
+        ``None`` for both splits; ``"train"`` or ``"test"`` for that split
+        alone, which needs only its two files.
 
-    Returns:
+    Returns
+    -------
+    tuple[Split, Split] | Split
         ``((x_train, y_train), (x_test, y_test))``: uint8 images of shape
         (N, 28, 28) and uint8 labels of shape (N,) in 0..9, N = 60,000 for
         training and 10,000 for testing. With ``split``, that split's
         ``(images, labels)`` only.
 
-    Raises:
-        ValueError: If a file is corrupt, fails its checksum, or images and
-            labels disagree; or ``split`` is not None, "train" or "test".
-        DatasetNotFoundError: If files are missing and ``download`` is False or
-            every mirror failed (a :class:`FileNotFoundError`, see
-            :func:`load_mnist`).
+    Raises
+    ------
+    ValueError
+        If a file is corrupt, fails its checksum, or images and
+        labels disagree; or ``split`` is not None, "train" or "test".
+    DatasetNotFoundError
+        If files are missing and ``download`` is False or
+        every mirror failed (a :class:`FileNotFoundError`, see
+        :func:`load_mnist`).
     """
     return _load(_FASHION_MNIST, root, download, progress, mirrors, split)
 
@@ -816,20 +854,30 @@ def train_val_split(
     The same ``seed`` gives the same split. Both parts keep the original order of
     their samples.
 
-    Args:
-        images: Training images, shape (N, ...).
-        labels: Training labels, shape (N,).
-        val_size: Number of samples moved to the validation set, in [1, N - 1].
-        seed: Seed of the random permutation.
+    Parameters
+    ----------
+    images : np.ndarray
+        Training images, shape (N, ...).
+    labels : np.ndarray
+        Training labels, shape (N,).
+    val_size : int
+        Number of samples moved to the validation set, in [1, N - 1].
+    seed : int
+        Seed of the random permutation.
 
-    Returns:
+    Returns
+    -------
+    tuple[Split, Split]
         ``((x_train, y_train), (x_val, y_val))`` with N - val_size and val_size
         samples: new arrays, the inputs are not modified.
 
-    Raises:
-        TypeError: If ``val_size`` is not an integer.
-        ValueError: If ``labels`` is not 1-D, ``images`` and ``labels`` have
-            different lengths, N < 2, or ``val_size`` is outside [1, N - 1].
+    Raises
+    ------
+    TypeError
+        If ``val_size`` is not an integer.
+    ValueError
+        If ``labels`` is not 1-D, ``images`` and ``labels`` have
+        different lengths, N < 2, or ``val_size`` is outside [1, N - 1].
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -840,8 +888,7 @@ def train_val_split(
             f"images and labels must have the same number of samples, got shapes {images.shape} "
             f"and {labels.shape}"
         )
-    if isinstance(val_size, bool) or not isinstance(val_size, numbers.Integral):
-        raise TypeError(f"val_size must be an integer, got {type(val_size).__name__}")
+    val_size = check_int(val_size, "val_size")
     count = labels.shape[0]
     if count < 2:
         raise ValueError(f"need at least 2 samples to split off a validation set, got {count}")

@@ -10,14 +10,13 @@ and ``bias_grad``; backward passes overwrite the gradients in place.
 
 from __future__ import annotations
 
-import operator
-import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from ._backend import kernels
+from ._checks import INT32_MAX, acquire_training_lock, check_int
 
 if TYPE_CHECKING:
     from .nn import Module
@@ -28,9 +27,6 @@ __all__ = ["Layer", "Linear", "ReLU", "Softmax", "CrossEntropyLoss", "Loss", "DE
 #: the original project, which computed in float64.
 DEFAULT_DTYPE = np.float32
 
-# The BLAS fcnn links uses 32-bit indices.
-_MAX_FEATURES = 2**31 - 1
-
 
 def _float_dtype(dtype: npt.DTypeLike) -> np.dtype:
     resolved = np.dtype(dtype)
@@ -39,42 +35,12 @@ def _float_dtype(dtype: npt.DTypeLike) -> np.dtype:
     return resolved
 
 
-def _features(value: object, name: str) -> int:
-    try:
-        count = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if not 1 <= count <= _MAX_FEATURES:
-        raise ValueError(f"{name} must be in [1, {_MAX_FEATURES}], got {count}")
-    return count
-
-
 def _batch(x: object, name: str = "x") -> np.ndarray:
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D (batch, features), got shape {x.shape}")
     return x
-
-
-def _exclusive(net: object, action: str) -> threading.RLock:
-    """Takes the net's training lock for ``action``, or raises if another thread holds it.
-
-    Returns the (re-entrant) lock, acquired: the caller releases it. Forward, backward,
-    ``loss.backward()`` and ``optimizer.step()`` each hold it while they run, so two
-    threads that train one net fail at once instead of mixing their batches' caches.
-    Created on first use: subclasses in the original project's style skip ``__init__``.
-    """
-    lock = net.__dict__.get("_training_lock")
-    if lock is None:
-        lock = net.__dict__.setdefault("_training_lock", threading.RLock())
-    if not lock.acquire(blocking=False):
-        raise RuntimeError(
-            f"{action} while another thread runs forward, backward or an optimizer step on "
-            "this net: a net trains from one thread at a time (net.inference, net.logits "
-            "and fcnn.predict may run from many)"
-        )
-    return lock
 
 
 def _can_hold(gradient: object, parameter: np.ndarray) -> bool:
@@ -154,8 +120,8 @@ class Linear(Layer):
         init: str = "kaiming",
         rng: int | np.random.Generator | None = None,
     ) -> None:
-        self.num_inputs = _features(num_inputs, "num_inputs")
-        self.num_outputs = _features(num_outputs, "num_outputs")
+        self.num_inputs = check_int(num_inputs, "num_inputs", 1, INT32_MAX)
+        self.num_outputs = check_int(num_outputs, "num_outputs", 1, INT32_MAX)
         dtype = _float_dtype(dtype)
         if init not in ("kaiming", "normal"):
             raise ValueError(f"init must be 'kaiming' or 'normal', got {init!r}")
@@ -335,7 +301,7 @@ class Loss:
         net = self._net
         if net is None:
             return kernels().softmax_cross_entropy_backward(self._logits, self._labels)
-        lock = _exclusive(net, "loss.backward()")
+        lock = acquire_training_lock(net, "loss.backward()")
         try:
             if getattr(net, "_forward_count", 0) != self._forward_count:
                 raise RuntimeError(

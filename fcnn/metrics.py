@@ -11,53 +11,17 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from ._checks import check_labels
+
 __all__ = ["accuracy", "confusion_matrix", "classification_report"]
 
 _REPORT_HEADERS = ("precision", "recall", "f1-score", "support")
 
 
-def _check_labels(name: str, labels: npt.ArrayLike) -> np.ndarray:
-    """Return ``labels`` as a 1-D int64 array of non-negative class indices.
-
-    Args:
-        name: Argument name used in error messages.
-        labels: Array-like of class indices.
-
-    Returns:
-        The labels as a 1-D ``np.int64`` array (a view or copy of the input).
-
-    Raises:
-        TypeError: If the labels are not integers (bool and float are refused:
-            a float label is most often a forgotten ``argmax``).
-        ValueError: If the labels are not 1-D, are empty or hold a negative value.
-    """
-    array = np.asarray(labels)
-    if array.ndim != 1:
-        raise ValueError(
-            f"{name} must be a 1-D array of class indices, got {array.ndim}-D "
-            f"array of shape {array.shape}"
-        )
-    if array.size == 0:
-        raise ValueError(f"{name} must not be empty, got an array of shape {array.shape}")
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer class indices, got dtype {array.dtype}")
-    if (
-        array.dtype.kind == "u"
-        and array.dtype.itemsize >= 8
-        and array.max() > np.iinfo(np.int64).max
-    ):
-        raise ValueError(f"{name} holds a label larger than int64 can hold: {array.max()}")
-    array = array.astype(np.int64, copy=False)
-    smallest = array.min()
-    if smallest < 0:
-        raise ValueError(f"{name} must hold non-negative class indices, got minimum {smallest}")
-    return array
-
-
 def _check_pair(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validate both label arrays and check that their lengths match."""
-    true_labels = _check_labels("y_true", y_true)
-    pred_labels = _check_labels("y_pred", y_pred)
+    true_labels = check_labels("y_true", y_true)
+    pred_labels = check_labels("y_pred", y_pred)
     if true_labels.shape != pred_labels.shape:
         raise ValueError(
             f"y_true and y_pred must have the same length, got {true_labels.shape[0]} "
@@ -87,21 +51,30 @@ def _check_num_classes(num_classes: int | None, largest_label: int) -> int | Non
 def accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """Fraction of predictions equal to the true label.
 
-    Args:
-        y_true: True class indices, shape (N,), integers >= 0.
-        y_pred: Predicted class indices, shape (N,), integers >= 0.
+    Parameters
+    ----------
+    y_true : npt.ArrayLike
+        True class indices, shape (N,), integers >= 0.
+    y_pred : npt.ArrayLike
+        Predicted class indices, shape (N,), integers >= 0.
 
-    Returns:
+    Returns
+    -------
+    float
         The accuracy as a Python float in [0, 1].
 
-    Raises:
-        TypeError: If a label array does not hold integers.
-        ValueError: If a label array is not 1-D, is empty or holds a negative
-            value, or if the two lengths differ.
+    Raises
+    ------
+    TypeError
+        If a label array does not hold integers.
+    ValueError
+        If a label array is not 1-D, is empty or holds a negative
+        value, or if the two lengths differ.
 
-    Example:
-        >>> accuracy([0, 1, 2, 2], [0, 1, 1, 2])
-        0.75
+    Examples
+    --------
+    >>> accuracy([0, 1, 2, 2], [0, 1, 1, 2])
+    0.75
     """
     true_labels, pred_labels = _check_pair(y_true, y_pred)
     return float(np.count_nonzero(true_labels == pred_labels) / true_labels.size)
@@ -112,26 +85,36 @@ def confusion_matrix(
 ) -> np.ndarray:
     """Count how often each true class was predicted as each class.
 
-    Args:
-        y_true: True class indices, shape (N,), integers >= 0.
-        y_pred: Predicted class indices, shape (N,), integers >= 0.
-        num_classes: Number of classes K. None means the largest label in
-            either array plus one.
+    Parameters
+    ----------
+    y_true : npt.ArrayLike
+        True class indices, shape (N,), integers >= 0.
+    y_pred : npt.ArrayLike
+        Predicted class indices, shape (N,), integers >= 0.
+    num_classes : int | None
+        Number of classes K. None means the largest label in
+        either array plus one.
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         An int64 array of shape (K, K) whose entry [i, j] counts the samples of
         true class i predicted as class j (rows = true, columns = predicted).
 
-    Raises:
-        TypeError: If a label array does not hold integers, or ``num_classes``
-            is not an int.
-        ValueError: If a label array is not 1-D, is empty or holds a negative
-            value, if the lengths differ, or if a label is >= ``num_classes``.
+    Raises
+    ------
+    TypeError
+        If a label array does not hold integers, or ``num_classes``
+        is not an int.
+    ValueError
+        If a label array is not 1-D, is empty or holds a negative
+        value, if the lengths differ, or if a label is >= ``num_classes``.
 
-    Example:
-        >>> confusion_matrix([0, 1, 1], [0, 0, 1])
-        array([[1, 0],
-               [1, 1]])
+    Examples
+    --------
+    >>> confusion_matrix([0, 1, 1], [0, 0, 1])
+    array([[1, 0],
+           [1, 1]])
     """
     true_labels, pred_labels = _check_pair(y_true, y_pred)
     largest_label = int(max(true_labels.max(), pred_labels.max()))
@@ -175,40 +158,53 @@ def classification_report(
     Classes with a row but no samples and no predictions count as 0.0 in the
     macro average.
 
-    Args:
-        y_true: True class indices, shape (N,), integers >= 0.
-        y_pred: Predicted class indices, shape (N,), integers >= 0.
-        target_names: Display name of each class row, in row order. Default:
-            the class index as a string.
-        digits: Number of decimals of the floats in the text report (the dict
-            holds unrounded values).
-        output_dict: Return a dict instead of a text table.
-        num_classes: Number of classes K; see above.
+    Parameters
+    ----------
+    y_true : npt.ArrayLike
+        True class indices, shape (N,), integers >= 0.
+    y_pred : npt.ArrayLike
+        Predicted class indices, shape (N,), integers >= 0.
+    target_names : Sequence[str] | None
+        Display name of each class row, in row order. Default:
+        the class index as a string.
+    digits : int
+        Number of decimals of the floats in the text report (the dict
+        holds unrounded values).
+    output_dict : bool
+        Return a dict instead of a text table.
+    num_classes : int | None
+        Number of classes K; see above.
 
-    Returns:
+    Returns
+    -------
+    str | dict
         A text table, or with ``output_dict=True`` a dict
         ``{class_name: {"precision", "recall", "f1-score", "support"}, ...,
         "accuracy": float, "macro avg": {...}, "weighted avg": {...}}`` with
         Python floats and int supports.
 
-    Raises:
-        TypeError: If a label array does not hold integers, or ``digits`` or
-            ``num_classes`` is not an int.
-        ValueError: If a label array is not 1-D, is empty or holds a negative
-            value, if the lengths differ, if a label has no row, if
-            ``target_names`` has the wrong length, or if ``digits`` < 0.
+    Raises
+    ------
+    TypeError
+        If a label array does not hold integers, or ``digits`` or
+        ``num_classes`` is not an int.
+    ValueError
+        If a label array is not 1-D, is empty or holds a negative
+        value, if the lengths differ, if a label has no row, if
+        ``target_names`` has the wrong length, or if ``digits`` < 0.
 
-    Example:
-        >>> print(classification_report([0, 0, 1], [0, 1, 1]))
-                      precision    recall  f1-score   support
-        <BLANKLINE>
-                   0       1.00      0.50      0.67         2
-                   1       0.50      1.00      0.67         1
-        <BLANKLINE>
-            accuracy                           0.67         3
-           macro avg       0.75      0.75      0.67         3
-        weighted avg       0.83      0.67      0.67         3
-        <BLANKLINE>
+    Examples
+    --------
+    >>> print(classification_report([0, 0, 1], [0, 1, 1]))
+                  precision    recall  f1-score   support
+    <BLANKLINE>
+               0       1.00      0.50      0.67         2
+               1       0.50      1.00      0.67         1
+    <BLANKLINE>
+        accuracy                           0.67         3
+       macro avg       0.75      0.75      0.67         3
+    weighted avg       0.83      0.67      0.67         3
+    <BLANKLINE>
     """
     true_labels, pred_labels = _check_pair(y_true, y_pred)
     if isinstance(digits, bool) or not isinstance(digits, numbers.Integral):

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .functional import Layer, Linear, Softmax, _exclusive
+from ._checks import acquire_training_lock
+from .functional import Layer, Linear, Softmax
 
 __all__ = ["Module"]
 
@@ -52,7 +53,7 @@ class Module:
             ValueError, TypeError: ``x`` does not fit a layer; the message starts with
                 that layer's index, as in ``layers[0]: x must have 784 features ...``.
         """
-        lock = _exclusive(self, "net(x)")
+        lock = acquire_training_lock(self, "net(x)")
         try:
             # Counted first: even a failed pass leaves older losses without their caches.
             self._forward_count = getattr(self, "_forward_count", 0) + 1
@@ -106,7 +107,7 @@ class Module:
         the loss passes the index of a final Softmax whose backward it has fused.
         Each Linear layer's ``weight_grad`` and ``bias_grad`` are overwritten in place.
         """
-        lock = _exclusive(self, "net.backward()")
+        lock = acquire_training_lock(self, "net.backward()")
         try:
             layers = self.layers
             stop = len(layers) if start is None else start
@@ -173,7 +174,7 @@ class Module:
             np.copyto(target, state_dict[name], casting="same_kind")
 
     def __getstate__(self) -> dict:
-        # The training lock (functional._exclusive) belongs to this process's threads:
+        # The training lock (_checks.acquire_training_lock) belongs to this process's threads:
         # copies and pickles get their own on first use.
         state = self.__dict__.copy()
         state.pop("_training_lock", None)

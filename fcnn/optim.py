@@ -2,89 +2,103 @@
 
 from __future__ import annotations
 
-import math
-import operator
 from typing import Any
 
 import numpy as np
 
 from ._backend import kernels
-from .functional import Linear, _exclusive
+from ._checks import acquire_training_lock, check_int, check_real
+from .functional import Linear
 from .nn import Module
 
 __all__ = ["SGD", "ExponentialScheduler", "ConstantScheduler"]
 
 
-def _rate(value: object, name: str) -> float:
-    """A finite, non-negative float setting, or a ValueError/TypeError naming it."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        and not hasattr(value, "__float__")
-    ):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return number
+def _alias(
+    new_name: str, new_value: Any, old_name: str, old_value: Any, default: Any
+) -> tuple[str, Any]:
+    """``(name given, value)`` of a setting that also goes by the original project's name.
+
+    The name is the one the caller used, so that an error message names it.
+    """
+    if old_value is None:
+        return new_name, default if new_value is None else new_value
+    if new_value is not None:
+        raise TypeError(
+            f"give {new_name} or {old_name}, not both ({old_name} is the original "
+            f"project's name for {new_name})"
+        )
+    return old_name, old_value
 
 
 class ExponentialScheduler:
     """Exponential decay of the learning rate, called as ``scheduler(step)``.
 
-    ``lr = initial_lr * decay ** floor(step / stage_length)`` with
+    ``lr = initial_lr * lr_decay ** floor(step / lr_step)`` with
     ``staircase=True`` (the original project's documented formula), or
-    ``initial_lr * decay ** (step / stage_length)`` with ``staircase=False``.
+    ``initial_lr * lr_decay ** (step / lr_step)`` with ``staircase=False``.
     The original's code dropped the floor, so its rate shrank every step;
     fcnn follows the formula.
 
-    Args:
-        initial_lr: the rate at step 0 (finite, >= 0).
-        stage_length: steps per stage, T (>= 1; the original used 500).
-        decay: the factor per stage, alpha, in (0, 1] (the original used 0.5).
-        staircase: floor the exponent (default) or not.
+    Parameters
+    ----------
+    initial_lr : float
+        The rate at step 0 (finite, >= 0).
+    lr_step : int, default=500
+        Steps per stage, T (>= 1; the original used 500). ``stage_length``,
+        the original's name, is accepted as a keyword.
+    lr_decay : float, default=0.5
+        The factor per stage, alpha, in (0, 1] (the original used 0.5).
+        ``decay``, the original's name, is accepted as a keyword.
+    staircase : bool, default=True
+        Floor the exponent (default) or not.
 
-    Example:
-        >>> ExponentialScheduler(0.5)(1000)
-        0.125
+    Examples
+    --------
+    >>> ExponentialScheduler(0.5)(1000)
+    0.125
+    >>> ExponentialScheduler(0.5, lr_step=100, lr_decay=0.8)(250)
+    0.32000000000000006
     """
 
     def __init__(
-        self, initial_lr: float, stage_length: int = 500, decay: float = 0.5, staircase: bool = True
+        self,
+        initial_lr: float,
+        lr_step: int | None = None,
+        lr_decay: float | None = None,
+        staircase: bool = True,
+        *,
+        stage_length: int | None = None,
+        decay: float | None = None,
     ) -> None:
-        self.initial_lr = _rate(initial_lr, "initial_lr")
-        try:
-            self.stage_length = operator.index(stage_length)
-        except TypeError:
-            raise TypeError(
-                f"stage_length must be an integer, got {type(stage_length).__name__}"
-            ) from None
-        if self.stage_length < 1:
-            raise ValueError(f"stage_length must be >= 1, got {stage_length}")
-        self.decay = _rate(decay, "decay")
-        if not 0 < self.decay <= 1:
-            raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+        step_name, lr_step = _alias("lr_step", lr_step, "stage_length", stage_length, 500)
+        decay_name, lr_decay = _alias("lr_decay", lr_decay, "decay", decay, 0.5)
+        self.initial_lr = check_real(initial_lr, "initial_lr", minimum=0)
+        self.lr_step = check_int(lr_step, step_name, minimum=1)
+        self.lr_decay = check_real(lr_decay, decay_name, minimum=0)
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"{decay_name} must be in (0, 1], got {lr_decay!r}")
         self.staircase = bool(staircase)
 
     def __call__(self, step: int) -> float:
         """The learning rate at ``step`` (an integer >= 0)."""
         return kernels().exponential_lr(
-            self.initial_lr, step, self.stage_length, self.decay, self.staircase
+            self.initial_lr, step, self.lr_step, self.lr_decay, self.staircase
         )
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "name": "exponential",
             "initial_lr": self.initial_lr,
-            "stage_length": self.stage_length,
-            "decay": self.decay,
+            "lr_step": self.lr_step,
+            "lr_decay": self.lr_decay,
             "staircase": self.staircase,
         }
 
     def __repr__(self) -> str:
         return (
             f"ExponentialScheduler(initial_lr={self.initial_lr}, "
-            f"stage_length={self.stage_length}, decay={self.decay}, "
+            f"lr_step={self.lr_step}, lr_decay={self.lr_decay}, "
             f"staircase={self.staircase})"
         )
 
@@ -93,7 +107,7 @@ class ConstantScheduler:
     """A learning rate that never changes: ``lr_scheduler=None`` in :class:`SGD`."""
 
     def __init__(self, initial_lr: float) -> None:
-        self.initial_lr = _rate(initial_lr, "initial_lr")
+        self.initial_lr = check_real(initial_lr, "initial_lr", minimum=0)
 
     def __call__(self, step: int) -> float:
         return self.initial_lr
@@ -108,27 +122,34 @@ class ConstantScheduler:
 class SGD:
     """Stochastic gradient descent over every Linear layer of a net.
 
-    Each :meth:`step` applies ``w <- (1 - decay * lr) * w - lr * grad`` to
+    Each :meth:`step` applies ``w <- (1 - weight_decay * lr) * w - lr * grad`` to
     weights and biases alike (the original project's rule), with ``lr`` taken
     from the scheduler at the current step count.
 
-    Args:
-        net: the Module to train.
-        lr: the initial learning rate. May be omitted when ``lr_scheduler`` is
-            an instance (its ``initial_lr`` is used).
-        lr_scheduler: a scheduler class, called as ``lr_scheduler(lr)``; an
-            instance (anything callable as ``scheduler(step)``); or ``None`` for
-            a constant rate. Default: :class:`ExponentialScheduler`, as in the
-            original project.
-        decay: the weight decay, lambda (``None`` or 0 for none). ``weight_decay``
-            is accepted as PyTorch's name for the same setting.
-        momentum: heavy-ball momentum in [0, 1) (0, the default, is the
-            original's plain SGD): ``v <- momentum * v + grad``, step along ``v``.
-        nesterov: step along ``grad + momentum * v`` instead (needs momentum > 0).
+    Parameters
+    ----------
+    net : Module
+        The Module to train.
+    lr : float, optional
+        The initial learning rate. May be omitted when ``lr_scheduler`` is an
+        instance (its ``initial_lr`` is used).
+    lr_scheduler : class, callable or None, default=ExponentialScheduler
+        A scheduler class, called as ``lr_scheduler(lr)``; an instance (anything
+        callable as ``scheduler(step)``); or ``None`` for a constant rate. The
+        default is the original project's.
+    weight_decay : float, optional
+        The weight decay, lambda (``None`` or 0 for none). ``decay``, the
+        original project's name, is accepted as a keyword.
+    momentum : float, default=0.0
+        Heavy-ball momentum in [0, 1) (0 is the original's plain SGD):
+        ``v <- momentum * v + grad``, step along ``v``.
+    nesterov : bool, default=False
+        Step along ``grad + momentum * v`` instead (needs momentum > 0).
 
-    Example:
-        >>> optimizer = SGD(net, lr=0.5, lr_scheduler=ExponentialScheduler, decay=1e-5)
-        >>> loss.backward(); optimizer.step()
+    Examples
+    --------
+    >>> optimizer = SGD(net, lr=0.5, lr_scheduler=ExponentialScheduler, weight_decay=1e-5)
+    >>> loss.backward(); optimizer.step()
     """
 
     def __init__(
@@ -136,23 +157,21 @@ class SGD:
         net: Module,
         lr: float | None = None,
         lr_scheduler: Any = ExponentialScheduler,
-        decay: float | None = None,
-        *,
         weight_decay: float | None = None,
+        *,
         momentum: float = 0.0,
         nesterov: bool = False,
+        decay: float | None = None,
     ) -> None:
         if not isinstance(net, Module):
             raise TypeError(f"net must be an fcnn.nn.Module, got {type(net).__name__}")
         self.net = net
-        if decay is not None and weight_decay is not None:
-            raise ValueError("give decay or weight_decay, not both (they are one setting)")
-        chosen_decay = decay if decay is not None else weight_decay
-        self.weight_decay = 0.0 if chosen_decay is None else _rate(chosen_decay, "decay")
+        decay_name, weight_decay = _alias("weight_decay", weight_decay, "decay", decay, 0.0)
+        self.weight_decay = check_real(weight_decay, decay_name, minimum=0)
         if isinstance(lr_scheduler, type):
             if lr is None:
                 raise TypeError("lr is required when lr_scheduler is a class")
-            self.scheduler = lr_scheduler(_rate(lr, "lr"))
+            self.scheduler = lr_scheduler(check_real(lr, "lr", minimum=0))
         elif lr_scheduler is None:
             if lr is None:
                 raise TypeError("lr is required without a scheduler")
@@ -169,7 +188,7 @@ class SGD:
                 "lr_scheduler must be a scheduler class, a callable scheduler(step) or None, "
                 f"got {type(lr_scheduler).__name__}"
             )
-        self.momentum = _rate(momentum, "momentum")
+        self.momentum = check_real(momentum, "momentum", minimum=0)
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.nesterov = bool(nesterov)
@@ -235,7 +254,7 @@ class SGD:
         lr = self.lr
         sgd_step = kernels().sgd_step
         weight_decay, momentum, nesterov = self.weight_decay, self.momentum, self.nesterov
-        lock = _exclusive(self.net, "optimizer.step()")
+        lock = acquire_training_lock(self.net, "optimizer.step()")
         try:
             for layer, weight_velocity, bias_velocity in self._current_plan():
                 sgd_step(
@@ -277,8 +296,10 @@ class SGD:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the step count, weight decay, momentum and scheduler of :meth:`state_dict`.
 
-        The momentum velocities are arrays, not part of this JSON state: a resumed
-        run starts them from zero.
+        The momentum velocities are arrays, not part of this JSON state:
+        :func:`fcnn.serialization.restore_optimizer` restores them from the checkpoint's arrays.
+        Scheduler states saved under the original project's names (``stage_length``,
+        ``decay``) load as well.
         """
         scheduler = state.get("scheduler") or {}
         settings = {key: value for key, value in scheduler.items() if key != "name"}
@@ -286,10 +307,7 @@ class SGD:
             self.scheduler = ExponentialScheduler(**settings)
         elif scheduler.get("name") == "constant":
             self.scheduler = ConstantScheduler(**settings)
-        self.weight_decay = _rate(state["weight_decay"], "weight_decay")
-        self.momentum = _rate(state.get("momentum", 0.0), "momentum")
+        self.weight_decay = check_real(state["weight_decay"], "weight_decay", minimum=0)
+        self.momentum = check_real(state.get("momentum", 0.0), "momentum", minimum=0)
         self.nesterov = bool(state.get("nesterov", False))
-        count = operator.index(state["step_count"])
-        if count < 0:
-            raise ValueError(f"step_count must be >= 0, got {count}")
-        self.step_count = count
+        self.step_count = check_int(state["step_count"], "step_count", minimum=0)

@@ -25,7 +25,6 @@ Needs matplotlib: ``pip install fcnn[plot]``.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -40,7 +39,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "or `pip install matplotlib`"
     ) from error
 
-from .metrics import _check_labels
+from ._checks import check_int, check_labels
 
 __all__ = [
     "plot_search",
@@ -62,15 +61,6 @@ _DIVERGING_CMAP = "RdBu_r"
 # validation helpers
 
 
-def _check_positive_int(name: str, value: int) -> int:
-    """Return ``value`` as an int, or raise naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)
-
-
 def _check_history(
     history: Mapping, keys: Sequence[str], name: str = "history"
 ) -> tuple[np.ndarray, dict]:
@@ -79,10 +69,13 @@ def _check_history(
     Only the epochs and the requested keys are checked, so extra entries a
     trainer may add do not get in the way.
 
-    Raises:
-        TypeError: If ``history`` is not a mapping.
-        ValueError: If a series is not a 1-D list of numbers, the series differ
-            in length, or an accuracy is above 1.
+    Raises
+    ------
+    TypeError
+        If ``history`` is not a mapping.
+    ValueError
+        If a series is not a 1-D list of numbers, the series differ
+        in length, or an accuracy is above 1.
     """
     if not isinstance(history, Mapping):
         raise TypeError(f"{name} must be a dict of lists, got {type(history).__name__}")
@@ -183,20 +176,29 @@ def plot_search(
 ) -> Figure:
     """Compare the candidates of a hyper-parameter search, one line per candidate.
 
-    Args:
-        records: Search records ``{"name": str, "params": dict, "history": history}``.
-        metrics: History keys to plot, one subplot each, side by side.
-        title: Figure title.
+    Parameters
+    ----------
+    records : Sequence[Mapping]
+        Search records ``{"name": str, "params": dict, "history": history}``.
+    metrics : Sequence[str]
+        History keys to plot, one subplot each, side by side.
+    title : str | None
+        Figure title.
 
-    Returns:
+    Returns
+    -------
+    Figure
         The figure: one axes per metric, one line per record that has the
         metric, labelled by the record's name in a legend on the right.
 
-    Raises:
-        TypeError: If ``records`` is not a list of dicts or a metric is not a str.
-        ValueError: If ``records`` or ``metrics`` is empty, a record lacks
-            ``"name"`` or ``"history"``, a history is malformed, or no record
-            has one of the metrics.
+    Raises
+    ------
+    TypeError
+        If ``records`` is not a list of dicts or a metric is not a str.
+    ValueError
+        If ``records`` or ``metrics`` is empty, a record lacks
+        ``"name"`` or ``"history"``, a history is malformed, or no record
+        has one of the metrics.
     """
     if isinstance(records, Mapping) or not isinstance(records, Sequence):
         raise TypeError(f"records must be a list of search records, got {type(records).__name__}")
@@ -286,16 +288,23 @@ def _plot_splits(history: Mapping, quantity: str, title: str, axes=None) -> Figu
 def plot_loss(history: Mapping) -> Figure:
     """Train, validation and test loss per epoch, for whichever of them the history has.
 
-    Args:
-        history: A history dict (see the module docstring).
+    Parameters
+    ----------
+    history : Mapping
+        A history dict (see the module docstring).
 
-    Returns:
+    Returns
+    -------
+    Figure
         The figure: one axes, one line per split present.
 
-    Raises:
-        TypeError: If ``history`` is not a dict.
-        ValueError: If it has none of ``train_loss``, ``val_loss``,
-            ``test_loss``, or its lists differ in length.
+    Raises
+    ------
+    TypeError
+        If ``history`` is not a dict.
+    ValueError
+        If it has none of ``train_loss``, ``val_loss``,
+        ``test_loss``, or its lists differ in length.
     """
     return _plot_splits(history, "loss", "Loss per epoch")
 
@@ -303,18 +312,25 @@ def plot_loss(history: Mapping) -> Figure:
 def plot_accuracy(history: Mapping) -> Figure:
     """Train, validation and test accuracy per epoch, in percent.
 
-    Args:
-        history: A history dict (see the module docstring); accuracies are
-            fractions in [0, 1].
+    Parameters
+    ----------
+    history : Mapping
+        A history dict (see the module docstring); accuracies are
+        fractions in [0, 1].
 
-    Returns:
+    Returns
+    -------
+    Figure
         The figure: one axes, one line per split present.
 
-    Raises:
-        TypeError: If ``history`` is not a dict.
-        ValueError: If it has none of ``train_accuracy``, ``val_accuracy``,
-            ``test_accuracy``, its lists differ in length, or an accuracy is
-            above 1.
+    Raises
+    ------
+    TypeError
+        If ``history`` is not a dict.
+    ValueError
+        If it has none of ``train_accuracy``, ``val_accuracy``,
+        ``test_accuracy``, its lists differ in length, or an accuracy is
+        above 1.
     """
     return _plot_splits(history, "accuracy", "Accuracy per epoch")
 
@@ -322,15 +338,21 @@ def plot_accuracy(history: Mapping) -> Figure:
 def plot_curves(history: Mapping) -> Figure:
     """Loss (left) and accuracy (right) per epoch side by side: ``fcnn train``'s curves.png.
 
-    Args:
-        history: A history dict (see the module docstring) with at least one
-            loss and one accuracy key.
+    Parameters
+    ----------
+    history : Mapping
+        A history dict (see the module docstring) with at least one
+        loss and one accuracy key.
 
-    Returns:
+    Returns
+    -------
+    Figure
         The figure: two axes, one line per split present in each.
 
-    Raises:
-        TypeError, ValueError: as :func:`plot_loss` and :func:`plot_accuracy`.
+    Raises
+    ------
+    TypeError, ValueError
+        as :func:`plot_loss` and :func:`plot_accuracy`.
     """
     fig = Figure(figsize=(11.0, 4.0), layout="constrained")
     loss_axes, accuracy_axes = fig.subplots(1, 2)
@@ -355,28 +377,38 @@ def plot_first_layer_weights(
     absolute weight, on a diverging colormap: red is positive, blue negative,
     white zero.
 
-    Args:
-        weight: First-layer weight, shape (C, H) = (input features, hidden
-            units); column j is unit j's filter, C = prod(image_shape).
-        image_shape: (height, width) each filter is reshaped to.
-        max_units: Show at most this many units, the first ones.
-        ncols: Number of columns of the grid.
+    Parameters
+    ----------
+    weight : npt.ArrayLike
+        First-layer weight, shape (C, H) = (input features, hidden
+        units); column j is unit j's filter, C = prod(image_shape).
+    image_shape : tuple[int, int]
+        (height, width) each filter is reshaped to.
+    max_units : int
+        Show at most this many units, the first ones.
+    ncols : int
+        Number of columns of the grid.
 
-    Returns:
+    Returns
+    -------
+    Figure
         The figure: one image axes per unit shown, no ticks.
 
-    Raises:
-        TypeError: If ``weight`` is not numeric, or a setting is not an int.
-        ValueError: If ``weight`` is not 2-D, is empty, or its number of rows
-            is not prod(image_shape), or a setting is not positive.
+    Raises
+    ------
+    TypeError
+        If ``weight`` is not numeric, or a setting is not an int.
+    ValueError
+        If ``weight`` is not 2-D, is empty, or its number of rows
+        is not prod(image_shape), or a setting is not positive.
     """
     weight = _check_2d("weight", weight)
     if len(image_shape) != 2:
         raise ValueError(f"image_shape must be (height, width), got {image_shape!r}")
-    height = _check_positive_int("image_shape[0]", image_shape[0])
-    width = _check_positive_int("image_shape[1]", image_shape[1])
-    max_units = _check_positive_int("max_units", max_units)
-    ncols = _check_positive_int("ncols", ncols)
+    height = check_int(image_shape[0], "image_shape[0]", minimum=1)
+    width = check_int(image_shape[1], "image_shape[1]", minimum=1)
+    max_units = check_int(max_units, "max_units", minimum=1)
+    ncols = check_int(ncols, "ncols", minimum=1)
     if weight.shape[0] != height * width:
         raise ValueError(
             f"weight must have shape ({height * width}, hidden units) for image_shape "
@@ -401,15 +433,22 @@ def plot_weight_matrix(weight: npt.ArrayLike) -> Figure:
 
     The colour range is symmetric around 0 on a diverging colormap.
 
-    Args:
-        weight: Weight matrix of shape (C, OC) = (inputs, outputs).
+    Parameters
+    ----------
+    weight : npt.ArrayLike
+        Weight matrix of shape (C, OC) = (inputs, outputs).
 
-    Returns:
+    Returns
+    -------
+    Figure
         The figure: the heatmap axes and its colorbar axes.
 
-    Raises:
-        TypeError: If ``weight`` is not numeric.
-        ValueError: If ``weight`` is not 2-D or is empty.
+    Raises
+    ------
+    TypeError
+        If ``weight`` is not numeric.
+    ValueError
+        If ``weight`` is not 2-D or is empty.
     """
     weight = _check_2d("weight", weight).astype(np.float64)
     inputs, outputs = weight.shape
@@ -448,23 +487,32 @@ def plot_confusion_matrix(
     Counts are written as plain integers ("1023", never "1e+03"); each text is
     black or white, whichever contrasts with its cell's colour.
 
-    Args:
-        cm: Counts, shape (K, K), rows = true class, columns = predicted (as
-            :func:`fcnn.metrics.confusion_matrix` returns). Integer-valued
-            floats are accepted.
-        class_names: Tick label of each class. Default: "0" .. "K-1".
-        normalize: Colour and label each cell by its share of its row (the
-            recall of the true class), as a fraction with 2 decimals, instead
-            of by the raw count. A row with no samples shows 0.00.
+    Parameters
+    ----------
+    cm : npt.ArrayLike
+        Counts, shape (K, K), rows = true class, columns = predicted (as
+        :func:`fcnn.metrics.confusion_matrix` returns). Integer-valued
+        floats are accepted.
+    class_names : Sequence[str] | None
+        Tick label of each class. Default: "0" .. "K-1".
+    normalize : bool
+        Colour and label each cell by its share of its row (the
+        recall of the true class), as a fraction with 2 decimals, instead
+        of by the raw count. A row with no samples shows 0.00.
 
-    Returns:
+    Returns
+    -------
+    Figure
         The figure: the heatmap axes and its colorbar axes; K * K cell texts.
 
-    Raises:
-        TypeError: If ``cm`` is not numeric.
-        ValueError: If ``cm`` is not square and 2-D, is empty, holds a
-            negative, non-finite or non-integer count, or ``class_names`` does
-            not have K names.
+    Raises
+    ------
+    TypeError
+        If ``cm`` is not numeric.
+    ValueError
+        If ``cm`` is not square and 2-D, is empty, holds a
+        negative, non-finite or non-integer count, or ``class_names`` does
+        not have K names.
     """
     counts = _check_2d("cm", cm)
     if counts.shape[0] != counts.shape[1]:
@@ -562,36 +610,48 @@ def plot_misclassified(
 ) -> Figure:
     """Grid of the first misclassified images, each titled "true X / pred Y".
 
-    Args:
-        images: Shape (N, 28, 28) or (N, 784) (any (N, H, W), or (N, D) with D
-            a square); uint8 (drawn on 0..255) or float (drawn on the range of
-            the images shown).
-        y_true: True class indices, shape (N,).
-        y_pred: Predicted class indices, shape (N,).
-        max_images: Show at most this many, in dataset order.
-        ncols: Number of columns of the grid.
-        class_names: Name of each class index, used in the titles.
+    Parameters
+    ----------
+    images : npt.ArrayLike
+        Shape (N, 28, 28) or (N, 784) (any (N, H, W), or (N, D) with D
+        a square); uint8 (drawn on 0..255) or float (drawn on the range of
+        the images shown).
+    y_true : npt.ArrayLike
+        True class indices, shape (N,).
+    y_pred : npt.ArrayLike
+        Predicted class indices, shape (N,).
+    max_images : int
+        Show at most this many, in dataset order.
+    ncols : int
+        Number of columns of the grid.
+    class_names : Sequence[str] | None
+        Name of each class index, used in the titles.
 
-    Returns:
+    Returns
+    -------
+    Figure
         The figure: one axes per image shown; if nothing is misclassified, a
         single empty axes saying so.
 
-    Raises:
-        TypeError: If ``images`` or a label array is not numeric/integer, or a
-            setting is not an int.
-        ValueError: If the shapes do not agree, a label is negative or has no
-            class name, or a setting is not positive.
+    Raises
+    ------
+    TypeError
+        If ``images`` or a label array is not numeric/integer, or a
+        setting is not an int.
+    ValueError
+        If the shapes do not agree, a label is negative or has no
+        class name, or a setting is not positive.
     """
     pixels = _as_images(images)
-    true_labels = _check_labels("y_true", y_true)
-    pred_labels = _check_labels("y_pred", y_pred)
+    true_labels = check_labels("y_true", y_true)
+    pred_labels = check_labels("y_pred", y_pred)
     if not (pixels.shape[0] == true_labels.shape[0] == pred_labels.shape[0]):
         raise ValueError(
             f"images, y_true and y_pred must have the same length, got {pixels.shape[0]}, "
             f"{true_labels.shape[0]} and {pred_labels.shape[0]}"
         )
-    max_images = _check_positive_int("max_images", max_images)
-    ncols = _check_positive_int("ncols", ncols)
+    max_images = check_int(max_images, "max_images", minimum=1)
+    ncols = check_int(ncols, "ncols", minimum=1)
     if class_names is not None:
         class_names = [str(name) for name in class_names]
         largest_label = int(max(true_labels.max(), pred_labels.max()))

@@ -13,9 +13,10 @@ Size letters: B = batch size, C = input features, OC = output features
 
 import functools
 import math
-import operator
 
 import numpy as np
+
+from ._checks import INT32_MAX, INT64_MAX, check_int, check_real
 
 # The per-batch kernels of the stub, in its order; the tests' zoo runs each of them. The
 # C module exports these, train_epoch (twinned below, tested in tests/test_fused.py) and
@@ -50,8 +51,7 @@ __all__ = [
 # Scalar types rather than dtypes, so that inputs of either byte order are accepted.
 _FLOAT_TYPES = (np.float32, np.float64)
 # The C core hands every dimension to a BLAS with 32-bit indices, and steps to int64.
-_BLAS_MAX_SIZE = 2**31 - 1
-_INT64_MAX = 2**63 - 1
+_BLAS_MAX_SIZE = INT32_MAX
 
 # ----------------------------------------------------------------------------
 # argument checks, shared by all kernels so every message has one wording; each
@@ -108,35 +108,6 @@ def _require_shape(name, array, expected, lead_name, lead):
             f"{name} must have shape {_format_shape(expected)} to match {lead_name} "
             f"with shape {lead.shape}, got {array.shape}"
         )
-
-
-def _require_real(name, value):
-    """A Python or NumPy real number (what C's PyFloat_AsDouble takes), as a float."""
-    if isinstance(value, (str, bytes, bytearray)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-
-
-def _require_rate(name, value):
-    """A learning rate or weight decay: finite and >= 0."""
-    number = _require_real(name, value)
-    if not (math.isfinite(number) and number >= 0.0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return number
-
-
-def _require_int(name, value, minimum):
-    """An integer >= minimum that fits the C core's int64."""
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
-    if not minimum <= number <= _INT64_MAX:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return number
 
 
 def _ieee(kernel):
@@ -353,9 +324,9 @@ def sgd_step(param, grad, lr, weight_decay=0.0, momentum=0.0, velocity=None, nes
     param = _require_in_place("param", param)
     grad = _require_float("grad", grad, None, "param", param)
     _require_shape("grad", grad, param.shape, "param", param)
-    lr = _require_rate("lr", lr)
-    weight_decay = _require_rate("weight_decay", weight_decay)
-    momentum_value = _require_rate("momentum", momentum)
+    lr = check_real(lr, "lr", minimum=0)
+    weight_decay = check_real(weight_decay, "weight_decay", minimum=0)
+    momentum_value = check_real(momentum, "momentum", minimum=0)
     if momentum_value >= 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     if nesterov and momentum_value == 0.0:
@@ -379,10 +350,10 @@ def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True
     """``initial_lr * decay ** (step / stage_length)``, the exponent floored when staircase.
 
     See the stub."""
-    initial_lr = _require_rate("initial_lr", initial_lr)
-    step = _require_int("step", step, 0)
-    stage_length = _require_int("stage_length", stage_length, 1)
-    decay_value = _require_rate("decay", decay)
+    initial_lr = check_real(initial_lr, "initial_lr", minimum=0)
+    step = check_int(step, "step", 0, INT64_MAX)
+    stage_length = check_int(stage_length, "stage_length", 1, INT64_MAX)
+    decay_value = check_real(decay, "decay", minimum=0)
     if not 0.0 < decay_value <= 1.0:
         raise ValueError(f"decay must be in (0, 1], got {decay!r}")
     exponent = step // stage_length if staircase else step / stage_length
@@ -415,12 +386,12 @@ def train_epoch(
     the twin checks them and computes densely on one thread.
     """
     if sparse_threshold is not None:
-        threshold = _require_rate("sparse_threshold", sparse_threshold)
+        threshold = check_real(sparse_threshold, "sparse_threshold", minimum=0)
         if threshold > 1:
             raise ValueError(
                 f"sparse_threshold must be None or in [0, 1], got {sparse_threshold!r}"
             )
-    _require_int("num_threads", num_threads, 0)
+    check_int(num_threads, "num_threads", 0, INT64_MAX)
     for name, value in (("weights", weights), ("biases", biases)):
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"{name} must be a list of numpy arrays, got {type(value).__name__}")
@@ -449,8 +420,8 @@ def train_epoch(
         raise ValueError(f"images must have shape (*, {weights[0].shape[0]}), got {images.shape}")
     labels = _index_array("labels", labels, images.shape[0], weights[-1].shape[1])
     order = _index_array("order", order, None, images.shape[0])
-    batch_size = _require_int("batch_size", batch_size, 1)
-    momentum_value = _require_rate("momentum", momentum)
+    batch_size = check_int(batch_size, "batch_size", 1, INT64_MAX)
+    momentum_value = check_real(momentum, "momentum", minimum=0)
     if momentum_value > 0 and (weight_velocities is None or bias_velocities is None):
         raise ValueError(
             "weight_velocities and bias_velocities must be lists like weights "

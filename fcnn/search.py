@@ -42,7 +42,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._io import write_atomically
+from ._checks import check_int, check_n_jobs, check_threads
+from ._io import write_text_atomically
 from .dataloader import DataLoader
 from .training import DivergenceError, History, TrainConfig, build_model, build_optimizer, fit
 
@@ -51,10 +52,13 @@ __all__ = [
     "ORIGINAL_STAGES",
     "FURTHER_STAGES",
     "FINAL_STAGES",
+    "STAGE_GROUPS",
     "SearchError",
     "SearchResult",
     "grid_search",
     "sequential_search",
+    "stage_names",
+    "stages_by_name",
     "worker_threads",
 ]
 
@@ -124,6 +128,13 @@ ORIGINAL_BASE = TrainConfig(
 
 _FIELDS = tuple(f.name for f in fields(TrainConfig))
 
+#: Every group of stages the library defines, by the name ``fcnn search --stages`` takes.
+STAGE_GROUPS: dict[str, tuple[tuple[Field, tuple[Any, ...]], ...]] = {
+    "original": ORIGINAL_STAGES,
+    "further": FURTHER_STAGES,
+    "final": FINAL_STAGES,
+}
+
 
 class SearchError(RuntimeError):
     """A search could not choose: every candidate of a stage diverged."""
@@ -159,15 +170,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    """Writes ``text`` as UTF-8 to ``path``, all or nothing (see fcnn._io.write_atomically)."""
-    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+def format_value(value: Any, exact: bool = False) -> str:
+    """A setting as candidate names and ``fcnn search`` write it.
 
-
-def _format_value(value: Any, exact: bool = False) -> str:
-    """``256,128`` for layer sizes; floats shortened (``1e-05``) unless ``exact``."""
+    ``256x128`` for layer sizes (as ``fcnn search --hidden`` takes them); floats
+    shortened (``1e-05``) unless ``exact``.
+    """
     if isinstance(value, (tuple, list)):
-        return ",".join(_format_value(item) for item in value)
+        return "x".join(format_value(item) for item in value)
     if isinstance(value, float) and not exact:
         return f"{value:g}"
     return str(value)
@@ -177,18 +187,23 @@ def _format_value(value: Any, exact: bool = False) -> str:
 class SearchResult:
     """The records of a search and the settings it chose.
 
-    Attributes:
-        records: one dict per candidate (see the module docstring), in the order
-            of the stages and of each stage's values.
-        best_index: index in ``records`` of the chosen candidate: the winner of
-            the last stage for a sequential search, of the whole grid for a
-            grid search.
-        kind: ``"sequential"`` or ``"grid"``.
+    Attributes
+    ----------
+    records
+        one dict per candidate (see the module docstring), in the order
+        of the stages and of each stage's values.
+    best_index
+        index in ``records`` of the chosen candidate: the winner of
+        the last stage for a sequential search, of the whole grid for a
+        grid search.
+    kind
+        ``"sequential"`` or ``"grid"``.
 
-    Example:
-        >>> result = sequential_search(train_data, val_data, n_jobs=2)
-        >>> result.best_params["lr"], result.best_record["val_accuracy"]
-        >>> result.to_csv("search.csv"); result.to_json("search.json")
+    Examples
+    --------
+    >>> result = sequential_search(train_data, val_data, n_jobs=2)
+    >>> result.best_params["lr"], result.best_record["val_accuracy"]
+    >>> result.to_csv("search.csv"); result.to_json("search.json")
     """
 
     records: list[dict[str, Any]]
@@ -232,7 +247,9 @@ class SearchResult:
     def to_json(self, path: PathLike) -> Path:
         """Writes everything, histories included, as JSON (NaN as null), atomically.
 
-        Returns:
+        Returns
+        -------
+        Path
             The path written.
         """
         path = Path(path)
@@ -242,16 +259,19 @@ class SearchResult:
             "best_params": self.best_params,
             "records": self.records,
         }
-        _write_text_atomically(path, json.dumps(_plain(document), indent=1, allow_nan=False))
+        write_text_atomically(path, json.dumps(_plain(document), indent=1, allow_nan=False))
         return path
 
     @classmethod
     def from_json(cls, path: PathLike) -> SearchResult:
         """Reads a result written by :meth:`to_json`.
 
-        Raises:
-            OSError: the file cannot be read.
-            ValueError: the file is not a search result.
+        Raises
+        ------
+        OSError
+            the file cannot be read.
+        ValueError
+            the file is not a search result.
         """
         path = Path(path)
         try:
@@ -271,10 +291,12 @@ class SearchResult:
         """Writes one row per candidate: its settings and final figures, atomically.
 
         Columns: ``name, stage``, every TrainConfig field (``hidden`` as
-        ``"256,128"``), ``val_accuracy, val_loss, train_accuracy, train_loss``
+        ``"256x128"``), ``val_accuracy, val_loss, train_accuracy, train_loss``
         of the last epoch, ``seconds, reused, error, best`` (1 on the chosen row).
 
-        Returns:
+        Returns
+        -------
+        Path
             The path written.
         """
         path = Path(path)
@@ -297,9 +319,7 @@ class SearchResult:
         for index, record in enumerate(self.records):
             history = record["history"]
             row = {"name": record["name"], "stage": record["stage"]}
-            row.update(
-                {name: _format_value(record["params"][name], exact=True) for name in _FIELDS}
-            )
+            row.update({name: format_value(record["params"][name], exact=True) for name in _FIELDS})
             for key in ("val_accuracy", "val_loss"):
                 row[key] = repr(float(record[key]))
             for key in ("train_accuracy", "train_loss"):
@@ -311,7 +331,7 @@ class SearchResult:
                 best=int(index == self.best_index),
             )
             writer.writerow(row)
-        _write_text_atomically(path, buffer.getvalue())
+        write_text_atomically(path, buffer.getvalue())
         return path
 
 
@@ -322,19 +342,27 @@ class SearchResult:
 def worker_threads(n_workers: int, cpu_count: int | None = None) -> int:
     """BLAS/OpenMP threads per worker so that ``n_workers`` x threads <= cores (at least 1).
 
-    Args:
-        n_workers: workers running at the same time on this machine (>= 1).
-        cpu_count: cores; ``os.cpu_count()`` when None.
+    Parameters
+    ----------
+    n_workers : int
+        workers running at the same time on this machine (>= 1).
+    cpu_count : int | None
+        cores; ``os.cpu_count()`` when None.
 
-    Returns:
+    Returns
+    -------
+    int
         ``max(1, cpu_count // n_workers)``.
 
-    Raises:
-        ValueError: ``n_workers`` < 1.
+    Raises
+    ------
+    ValueError
+        ``n_workers`` < 1.
 
-    Example:
-        >>> worker_threads(3, cpu_count=8)
-        2
+    Examples
+    --------
+    >>> worker_threads(3, cpu_count=8)
+    2
     """
     if n_workers < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
@@ -566,7 +594,9 @@ def _stage_list(stages: Stages, what: str) -> list[tuple[Field, list[Any]]]:
                 (
                     linked,
                     [
-                        tuple(_normalize(name, part) for name, part in zip(linked, value))
+                        tuple(
+                            _normalize(name, part) for name, part in zip(linked, value, strict=True)
+                        )
                         for value in values
                     ],
                 )
@@ -585,7 +615,7 @@ def _settings(field: Field, value: Any) -> dict[str, Any]:
     """The settings one candidate of a stage changes: ``{field: value}``, or for linked
     fields (a tuple of names) each name with its part of ``value``."""
     if isinstance(field, tuple):
-        return dict(zip(field, value))
+        return dict(zip(field, value, strict=True))
     return {field: value}
 
 
@@ -604,9 +634,7 @@ def _check_config(name: str, config: TrainConfig, train_data: Data, num_classes:
     """Raises what training would raise for these settings, before any training starts."""
     try:
         for setting in ("epochs", "batch_size"):
-            value = getattr(config, setting)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{setting} must be an integer >= 1, got {value!r}")
+            check_int(getattr(config, setting), setting, minimum=1)
         # One input is enough: the sizes of the hidden layers are checked all the same.
         net = build_model(1, num_classes, config)
         build_optimizer(net, config)
@@ -646,24 +674,6 @@ def _check_data(train_data: Data, val_data: Data, num_classes: int | None) -> in
     return num_classes
 
 
-def _check_n_jobs(n_jobs: int | None) -> None:
-    if n_jobs is not None and (
-        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0
-    ):
-        raise ValueError(
-            f"n_jobs must be a non-zero integer (-1: every core) or None, got {n_jobs!r}"
-        )
-
-
-def _check_threads(threads: int | Literal["auto"] | None) -> None:
-    if threads is None or threads == "auto":
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(
-            f"threads_per_worker must be an integer >= 1, 'auto' or None, got {threads!r}"
-        )
-
-
 def _base_config(base: TrainConfig | Mapping[str, Any] | None, epochs: int) -> TrainConfig:
     if base is None:
         base = ORIGINAL_BASE
@@ -672,6 +682,52 @@ def _base_config(base: TrainConfig | Mapping[str, Any] | None, epochs: int) -> T
     elif not isinstance(base, TrainConfig):
         raise TypeError(f"base must be a TrainConfig, a dict or None, got {type(base).__name__}")
     return replace(base, epochs=epochs)
+
+
+# ----------------------------------------------------------------------------
+# the library's stages by name
+
+
+def stage_names() -> dict[str, tuple[Field, tuple[Any, ...]]]:
+    """``{"GROUP.STAGE": (field, values)}`` for every stage of :data:`STAGE_GROUPS`.
+
+    A stage's name within its group is its field, or its linked fields joined
+    by "+": ``"further.lr_decay"``, ``"further.momentum+nesterov+lr"``.
+    """
+    return {
+        f"{group}.{_label(field)}": (field, values)
+        for group, stages in STAGE_GROUPS.items()
+        for field, values in stages
+    }
+
+
+def stages_by_name(names: Sequence[str]) -> list[tuple[Field, tuple[Any, ...]]]:
+    """The library's stages for ``names``, in order: ``"GROUP"`` is all of a group,
+    ``"GROUP.STAGE"`` one of its stages (see :func:`stage_names`).
+
+    Raises
+    ------
+    ValueError
+        For a name the library does not define, listing those it does.
+
+    Examples
+    --------
+    >>> [_label(field) for field, _ in stages_by_name(["original.lr", "final"])]
+    ['lr', 'weight_decay']
+    """
+    single = stage_names()
+    stages: list[tuple[Field, tuple[Any, ...]]] = []
+    for name in names:
+        if name in STAGE_GROUPS:
+            stages.extend(STAGE_GROUPS[name])
+        elif name in single:
+            stages.append(single[name])
+        else:
+            raise ValueError(
+                f"unknown stage {name!r}; the library's stages are "
+                f"{', '.join([*STAGE_GROUPS, *single])}"
+            )
+    return stages
 
 
 # ----------------------------------------------------------------------------
@@ -701,56 +757,75 @@ def sequential_search(
     the start. Candidates whose settings were already trained are not trained
     again (their records are marked ``"reused"``).
 
-    Args:
-        train_data: ``(images, labels)`` to train on.
-        val_data: ``(images, labels)`` to choose on. There is deliberately no
-            test set argument: choosing on test data would overstate the result.
-        stages: ``[(field, values), ...]`` (or a dict, in its order): any
-            :class:`~fcnn.training.TrainConfig` field, e.g. ``"lr"``,
-            ``"hidden"`` (an int is one layer, a tuple several),
-            ``"weight_decay"``, ``"momentum"``, ``"nesterov"``, ``"lr_decay"``,
-            ``"lr_step"``. A field may appear twice. Default: the original's
-            :data:`ORIGINAL_STAGES`.
-        base: the settings before the first stage, a TrainConfig or a dict of
-            changes to :data:`ORIGINAL_BASE` (hidden (64,), no weight decay).
-        epochs: epochs per candidate; replaces ``base.epochs``.
-        num_classes: classes of the output layer; default: largest label + 1.
-        n_jobs: candidates trained at once, as joblib's ``n_jobs`` (-1: every
-            core). None: joblib's default, i.e. 1 locally and every worker with
-            ``backend="dask"`` or ``"ray"``, unless ``joblib.parallel_config``
-            says otherwise.
-        backend: joblib backend: None (joblib's default, loky processes),
-            ``"loky"``, ``"threading"``, ``"dask"`` (needs an active
-            ``dask.distributed.Client``) or ``"ray"`` (joins the Ray cluster of
-            ``ray.init()`` or of ``RAY_ADDRESS``; a local one is started
-            otherwise). Moving a search to a cluster is this one argument.
-        threads_per_worker: BLAS/OpenMP threads of each candidate's training:
-            an int (default 1, the same whatever ``n_jobs``, so the results do
-            not depend on it), ``"auto"`` for ``cores // workers`` (faster with
-            few workers on many cores, but the last bits of the results then
-            depend on ``n_jobs``), or None for no limit.
-        progress: print one line per finished candidate and per stage.
-        train_fn: the trainer, called as ``train_fn(config, train_data,
-            val_data=..., num_classes=..., progress=False)`` and returning
-            ``(net, optimizer, history)``; default :func:`fcnn.training.fit`.
-            Must be picklable (a module-level function) for parallel backends.
+    Parameters
+    ----------
+    train_data : Data
+        ``(images, labels)`` to train on.
+    val_data : Data
+        ``(images, labels)`` to choose on. There is deliberately no
+        test set argument: choosing on test data would overstate the result.
+    stages : Stages
+        ``[(field, values), ...]`` (or a dict, in its order): any
+        :class:`~fcnn.training.TrainConfig` field, e.g. ``"lr"``,
+        ``"hidden"`` (an int is one layer, a tuple several),
+        ``"weight_decay"``, ``"momentum"``, ``"nesterov"``, ``"lr_decay"``,
+        ``"lr_step"``. A field may appear twice. Default: the original's
+        :data:`ORIGINAL_STAGES`.
+    base : TrainConfig | Mapping[str, Any] | None
+        the settings before the first stage, a TrainConfig or a dict of
+        changes to :data:`ORIGINAL_BASE` (hidden (64,), no weight decay).
+    epochs : int
+        epochs per candidate; replaces ``base.epochs``.
+    num_classes : int | None
+        classes of the output layer; default: largest label + 1.
+    n_jobs : int | None
+        candidates trained at once, as joblib's ``n_jobs`` (-1: every
+        core). None: joblib's default, i.e. 1 locally and every worker with
+        ``backend="dask"`` or ``"ray"``, unless ``joblib.parallel_config``
+        says otherwise.
+    backend : str | None
+        joblib backend: None (joblib's default, loky processes),
+        ``"loky"``, ``"threading"``, ``"dask"`` (needs an active
+        ``dask.distributed.Client``) or ``"ray"`` (joins the Ray cluster of
+        ``ray.init()`` or of ``RAY_ADDRESS``; a local one is started
+        otherwise). Moving a search to a cluster is this one argument.
+    threads_per_worker : int | Literal['auto'] | None
+        BLAS/OpenMP threads of each candidate's training:
+        an int (default 1, the same whatever ``n_jobs``, so the results do
+        not depend on it), ``"auto"`` for ``cores // workers`` (faster with
+        few workers on many cores, but the last bits of the results then
+        depend on ``n_jobs``), or None for no limit.
+    progress : bool
+        print one line per finished candidate and per stage.
+    train_fn : TrainFn | None
+        the trainer, called as ``train_fn(config, train_data,
+        val_data=..., num_classes=..., progress=False)`` and returning
+        ``(net, optimizer, history)``; default :func:`fcnn.training.fit`.
+        Must be picklable (a module-level function) for parallel backends.
 
-    Returns:
+    Returns
+    -------
+    SearchResult
         A :class:`SearchResult`; ``best_params`` are the last stage's winner.
 
-    Raises:
-        ValueError, TypeError: a bad setting or value (before anything trains),
-            named with its candidate, or bad data.
-        SearchError: every candidate of a stage diverged.
-        ImportError: the backend's package is missing.
+    Raises
+    ------
+    ValueError, TypeError
+        a bad setting or value (before anything trains),
+        named with its candidate, or bad data.
+    SearchError
+        every candidate of a stage diverged.
+    ImportError
+        the backend's package is missing.
 
-    Example:
-        >>> (images, labels), _ = load_mnist()
-        >>> train_data, val_data = train_val_split(images, labels, val_size=10_000)
-        >>> result = sequential_search(train_data, val_data, n_jobs=2)
-        >>> result.best_params["lr"], result.best_params["hidden"]
-        >>> custom = sequential_search(train_data, val_data,
-        ...     stages=[("lr", [0.05, 0.1]), ("momentum", [0.0, 0.9]), ("lr_decay", [0.5, 0.8])])
+    Examples
+    --------
+    >>> (images, labels), _ = load_mnist()
+    >>> train_data, val_data = train_val_split(images, labels, val_size=10_000)
+    >>> result = sequential_search(train_data, val_data, n_jobs=2)
+    >>> result.best_params["lr"], result.best_params["hidden"]
+    >>> custom = sequential_search(train_data, val_data,
+    ...     stages=[("lr", [0.05, 0.1]), ("momentum", [0.0, 0.9]), ("lr_decay", [0.5, 0.8])])
     """
     stage_list = _stage_list(stages, "stages")
     config = _base_config(base, epochs)
@@ -814,28 +889,38 @@ def grid_search(
 ) -> SearchResult:
     """Trains every combination of the given values and keeps the best on validation.
 
-    Args:
-        train_data, val_data: as :func:`sequential_search` (no test data).
-        grid: ``{field: values}`` or ``[(field, values), ...]``; the candidates
-            are their product, the first field varying slowest.
+    Parameters
+    ----------
+    train_data, val_data
+        as :func:`sequential_search` (no test data).
+    grid : Stages
+        ``{field: values}`` or ``[(field, values), ...]``; the candidates
+        are their product, the first field varying slowest.
         base, epochs, num_classes, n_jobs, backend, threads_per_worker,
-            progress, train_fn: as :func:`sequential_search`.
+        progress, train_fn: as :func:`sequential_search`.
 
-    Returns:
+    Returns
+    -------
+    SearchResult
         A :class:`SearchResult` of kind ``"grid"`` whose records all have
         stage ``"grid"``; the best has the highest final validation accuracy
         (ties: lower validation loss, then the earlier candidate).
 
-    Raises:
-        ValueError, TypeError: a bad setting, a field given twice, or bad data.
-        SearchError: every candidate diverged.
-        ImportError: the backend's package is missing.
+    Raises
+    ------
+    ValueError, TypeError
+        a bad setting, a field given twice, or bad data.
+    SearchError
+        every candidate diverged.
+    ImportError
+        the backend's package is missing.
 
-    Example:
-        >>> result = grid_search(train_data, val_data,
-        ...                      {"lr": [0.05, 0.1], "hidden": [128, 256]}, n_jobs=-1)
-        >>> len(result.records)
-        4
+    Examples
+    --------
+    >>> result = grid_search(train_data, val_data,
+    ...                      {"lr": [0.05, 0.1], "hidden": [128, 256]}, n_jobs=-1)
+    >>> len(result.records)
+    4
     """
     grid_list = _stage_list(grid, "grid")
     names = [
@@ -852,7 +937,7 @@ def grid_search(
     for values in itertools.product(*(values for _, values in grid_list)):
         settings = {
             name: part
-            for (field, _), value in zip(grid_list, values)
+            for (field, _), value in zip(grid_list, values, strict=True)
             for name, part in _settings(field, value).items()
         }
         candidate = (_name(settings), replace(config, **settings))
@@ -877,8 +962,8 @@ def _runner(
     threads_per_worker: int | Literal["auto"] | None,
     progress: bool,
 ) -> _Runner:
-    _check_n_jobs(n_jobs)
-    _check_threads(threads_per_worker)
+    check_n_jobs(n_jobs)
+    check_threads(threads_per_worker)
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend must be a joblib backend name or None, got {backend!r}")
     return _Runner(
@@ -894,5 +979,5 @@ def _runner(
 
 
 def _name(settings: Mapping[str, Any]) -> str:
-    """``"lr=0.1 hidden=256,128"``."""
-    return " ".join(f"{field}={_format_value(value)}" for field, value in settings.items())
+    """``"lr=0.1 hidden=256x128"``."""
+    return " ".join(f"{field}={format_value(value)}" for field, value in settings.items())

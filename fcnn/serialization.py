@@ -46,6 +46,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ._checks import check_int
 from ._io import write_atomically
 from .functional import Layer, Linear, ReLU, Softmax
 from .nn import Module
@@ -604,8 +605,12 @@ def _read_meta(
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise _bad(path, f"its {META_KEY!r} says format {found!r}, not {FORMAT!r}")
     version = meta.get("version")
-    if not _is_int(version) or version < 1:
-        raise _bad(path, f"its format version must be a positive integer, got {version!r}")
+    try:
+        check_int(version, "version", minimum=1)
+    except (TypeError, ValueError):
+        raise _bad(
+            path, f"its format version must be a positive integer, got {version!r}"
+        ) from None
     if version > FORMAT_VERSION:
         raise _bad(
             path,
@@ -632,10 +637,6 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _expected_arrays(
     path: Path, layers: list[Any], dtype: np.dtype
 ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -660,10 +661,12 @@ def _expected_arrays(
                 f"{['type', *fields]}, got {sorted(spec)}",
             )
         for name in fields:
-            if not _is_int(spec[name]) or spec[name] < 1:
+            try:
+                check_int(spec[name], name, minimum=1)
+            except (TypeError, ValueError):
                 raise _bad(
                     path, f"layers[{index}].{name} must be a positive integer, got {spec[name]!r}"
-                )
+                ) from None
         if cls is Linear:
             if width is not None and spec["num_inputs"] != width:
                 raise _bad(

@@ -39,7 +39,7 @@ except ImportError:  # scikit-learn < 1.6: the same check was a method
 from .dataloader import DataLoader
 from .nn import Module
 from .optim import SGD
-from .training import TrainConfig, _BestWeights, build_model, build_optimizer, train
+from .training import BestWeights, TrainConfig, build_model, build_optimizer, train
 from .training import predict_proba as _net_predict_proba
 
 __all__ = ["MLPClassifier"]
@@ -420,7 +420,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             seed=seed,
             dtype=self.net_.dtype,
         )
-        best = _BestWeights()
+        best = BestWeights()
         epochs = 1 if incremental else int(self.max_iter)
         for _ in range(epochs):
             history = train(

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _core
 from ._backend import get_backend, kernels
-from ._checks import require_finite
+from ._checks import check_int, require_finite
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
@@ -186,8 +186,10 @@ def predict_proba(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_
     A single image ((28, 28) or (784,) for an MNIST net) is one sample: the result
     is then (1, classes).
 
-    Raises:
-        ValueError: the images do not match the net's inputs, or hold NaN or inf.
+    Raises
+    ------
+    ValueError
+        the images do not match the net's inputs, or hold NaN or inf.
     """
     flat = _check_images(net, images)
     return np.concatenate([probs for _, probs in _batches(net, flat, batch_size)])
@@ -196,8 +198,10 @@ def predict_proba(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_
 def predict(net: Module, images: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
     """Predicted class (N,) int64 for images (N, ...); (1,) for a single image.
 
-    Raises:
-        ValueError: the images do not match the net's inputs, or hold NaN or inf.
+    Raises
+    ------
+    ValueError
+        the images do not match the net's inputs, or hold NaN or inf.
     """
     flat = _check_images(net, images)
     return np.concatenate([logits.argmax(axis=1) for logits, _ in _batches(net, flat, batch_size)])
@@ -231,15 +235,20 @@ def evaluate(
     The data come as :func:`train` takes them, ``evaluate(net, (images, labels))``,
     or as two arguments, ``evaluate(net, images, labels)``.
 
-    Returns:
+    Returns
+    -------
+    dict[str, Any]
         ``{"loss", "accuracy", "confusion_matrix" (K, K) int64 array, "report"
         (dict, as :func:`fcnn.metrics.classification_report` with output_dict=True),
         "report_text" (the printed table), "predictions" (N,)}``.
 
-    Raises:
-        TypeError: labels that are not integers, or data that are not arrays.
-        ValueError: labels outside ``[0, classes)`` or not one per image; images
-            that do not match the net's inputs or hold NaN or inf.
+    Raises
+    ------
+    TypeError
+        labels that are not integers, or data that are not arrays.
+    ValueError
+        labels outside ``[0, classes)`` or not one per image; images
+        that do not match the net's inputs or hold NaN or inf.
     """
     images, labels = _check_data(net, images, labels)
     loss, accuracy, predicted = _loss_and_accuracy(net, images, labels, batch_size)
@@ -425,13 +434,6 @@ def _fused_epoch(
     return total_loss, correct, seen
 
 
-def _check_epochs(value: Any, name: str, minimum: int = 1) -> int:
-    # bool is an int subclass: epochs=True must not mean 1.
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_loader(net: Module, loader: Any) -> None:
     """NaN images and labels outside the net's classes, refused before the first step."""
     images, labels = getattr(loader, "images", None), getattr(loader, "labels", None)
@@ -441,7 +443,7 @@ def _check_loader(net: Module, loader: Any) -> None:
         _check_labels(net, labels, labels.shape[0], "loader.labels")
 
 
-class _BestWeights:
+class BestWeights:
     """The net and optimiser state of the best epoch so far, for early stopping."""
 
     def __init__(self) -> None:
@@ -485,28 +487,41 @@ def train(
 ) -> History:
     """Trains ``net`` for ``epochs`` epochs and returns the per-epoch history.
 
-    Args:
-        net: the Module to train, in place.
-        optimizer: the SGD over ``net``.
-        loader: the training batches.
-        epochs: number of passes over ``loader`` (>= 1).
-        val_data: ``(images, labels)`` for model selection, evaluated each epoch.
-        test_data: ``(images, labels)`` for reporting, evaluated each epoch.
-        progress: show a tqdm progress bar (terminal or Jupyter).
-        on_epoch_end: called as ``on_epoch_end(epoch, history)`` after each epoch.
-        fused: ``None`` (default) trains with the fused C epoch whenever
-            :func:`fused_eligible` allows and batch by batch through the Module API
-            otherwise; ``False`` always goes batch by batch; ``True`` requires the
-            fused epoch (ValueError saying why not).
-        early_stopping: patience in epochs (>= 1), or ``None`` (default) to run
-            every epoch. Training stops once ``val_data``'s accuracy has not beaten
-            its best for ``early_stopping`` epochs in a row; the net then gets back
-            the weights of its best epoch, and the optimiser the momentum velocities
-            and step count it had at the end of that epoch (so the learning rate
-            continues from there). The loader's shuffling is not rewound. Needs
-            ``val_data``.
+    Parameters
+    ----------
+    net : Module
+        the Module to train, in place.
+    optimizer : SGD
+        the SGD over ``net``.
+    loader : DataLoader
+        the training batches.
+    epochs : int
+        number of passes over ``loader`` (>= 1).
+    val_data : tuple[np.ndarray, np.ndarray] | None
+        ``(images, labels)`` for model selection, evaluated each epoch.
+    test_data : tuple[np.ndarray, np.ndarray] | None
+        ``(images, labels)`` for reporting, evaluated each epoch.
+    progress : bool
+        show a tqdm progress bar (terminal or Jupyter).
+    on_epoch_end : Callable[[int, History], None] | None
+        called as ``on_epoch_end(epoch, history)`` after each epoch.
+    fused : bool | None
+        ``None`` (default) trains with the fused C epoch whenever
+        :func:`fused_eligible` allows and batch by batch through the Module API
+        otherwise; ``False`` always goes batch by batch; ``True`` requires the
+        fused epoch (ValueError saying why not).
+    early_stopping : int | None
+        patience in epochs (>= 1), or ``None`` (default) to run
+        every epoch. Training stops once ``val_data``'s accuracy has not beaten
+        its best for ``early_stopping`` epochs in a row; the net then gets back
+        the weights of its best epoch, and the optimiser the momentum velocities
+        and step count it had at the end of that epoch (so the learning rate
+        continues from there). The loader's shuffling is not rewound. Needs
+        ``val_data``.
 
-    Returns:
+    Returns
+    -------
+    History
         The :data:`History`, plus ``"stop_reason"``: ``"completed"`` (every
         epoch ran), ``"early_stopping"`` or ``"interrupted"``; with
         ``early_stopping``, also ``"best_epoch"``, the epoch whose weights the
@@ -516,18 +531,21 @@ def train(
         epoch with ``early_stopping``) and the history has ``"interrupted": True``
         and the completed epochs only.
 
-    Raises:
-        ValueError: bad settings, NaN or inf images, labels outside the net's
-            classes, ``early_stopping`` without ``val_data``; raised before any
-            training.
-        DivergenceError: the training loss became NaN or infinite; the net keeps
-            the weights from before the failing step.
+    Raises
+    ------
+    ValueError
+        bad settings, NaN or inf images, labels outside the net's
+        classes, ``early_stopping`` without ``val_data``; raised before any
+        training.
+    DivergenceError
+        the training loss became NaN or infinite; the net keeps
+        the weights from before the failing step.
     """
     from tqdm.auto import tqdm
 
-    epochs = _check_epochs(epochs, "epochs")
+    epochs = check_int(epochs, "epochs", minimum=1)
     if early_stopping is not None:
-        early_stopping = _check_epochs(early_stopping, "early_stopping")
+        early_stopping = check_int(early_stopping, "early_stopping", minimum=1)
         if val_data is None:
             raise ValueError("early_stopping needs val_data: it watches the validation accuracy")
     _check_loader(net, loader)
@@ -549,7 +567,7 @@ def train(
     for name, data in (("val", val_data), ("test", test_data)):
         if data is not None:
             history[f"{name}_loss"], history[f"{name}_accuracy"] = [], []
-    best = _BestWeights()
+    best = BestWeights()
     stop_reason = "completed"
     with _StopOnInterrupt() as interrupt:
         for epoch in range(1, epochs + 1):
@@ -675,7 +693,7 @@ def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Modul
     rng = np.random.default_rng(config.seed)
     sizes = [num_inputs, *config.hidden, num_classes]
     layers: list = []
-    for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(Linear(inputs, outputs, dtype=config.dtype, init=config.init, rng=rng))
         layers.append(ReLU() if index < len(sizes) - 2 else Softmax())
     return Module(layers)
@@ -684,12 +702,12 @@ def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Modul
 def build_optimizer(net: Module, config: TrainConfig) -> SGD:
     """SGD with the exponential schedule, weight decay and momentum of ``config``."""
     scheduler = ExponentialScheduler(
-        config.lr, stage_length=config.lr_step, decay=config.lr_decay, staircase=config.staircase
+        config.lr, lr_step=config.lr_step, lr_decay=config.lr_decay, staircase=config.staircase
     )
     return SGD(
         net,
         lr_scheduler=scheduler,
-        decay=config.weight_decay,
+        weight_decay=config.weight_decay,
         momentum=config.momentum,
         nesterov=config.nesterov,
     )
@@ -705,7 +723,9 @@ def fit(
 ) -> tuple[Module, SGD, History]:
     """Builds a net and its optimiser from ``config`` and trains it on ``train_data``.
 
-    Returns:
+    Returns
+    -------
+    tuple[Module, SGD, History]
         ``(net, optimizer, history)``.
     """
     images, labels = train_data

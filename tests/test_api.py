@@ -1,5 +1,8 @@
 """The original project's API: Module, layers, loss, SGD, scheduler, DataLoader, backends."""
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -138,7 +141,7 @@ def test_state_dict_round_trip():
     held = other.layers[0].weight
     other.load_state_dict(net.state_dict())
     assert other.layers[0].weight is held  # loaded in place
-    for (_, a), (_, b) in zip(net.named_parameters(), other.named_parameters()):
+    for (_, a), (_, b) in zip(net.named_parameters(), other.named_parameters(), strict=True):
         np.testing.assert_array_equal(a, b)
     state = net.state_dict()
     state["layers.0.weight"][...] = 0  # a copy: the net is untouched
@@ -177,10 +180,10 @@ def test_linear_initialisation():
             (2**40, 2**40),
             {},
             ValueError,
-            r"^num_inputs must be in \[1, 2147483647\], got 1099511627776",
+            r"^num_inputs must be an integer >= 1 and <= 2147483647, got 1099511627776",
         ),
-        ((0, 3), {}, ValueError, r"^num_inputs must be in \[1, "),
-        ((3, -1), {}, ValueError, r"^num_outputs must be in \[1, "),
+        ((0, 3), {}, ValueError, r"^num_inputs must be an integer >= 1 and <= 2147483647, got 0"),
+        ((3, -1), {}, ValueError, r"^num_outputs must be an integer >= 1 and"),
         ((3.5, 2), {}, TypeError, r"^num_inputs must be an integer, got float"),
         ((3, 2), {"dtype": np.int32}, TypeError, r"^dtype must be float32 or float64, got int32"),
         ((3, 2), {"init": "xavier"}, ValueError, r"^init must be 'kaiming' or 'normal'"),
@@ -224,9 +227,9 @@ def test_sgd_applies_weight_decay_rule_to_weights_and_biases(backend):
     CrossEntropyLoss(net)(net(x), y).backward()
     before = {name: p.copy() for name, p in net.named_parameters()}
     grads = [g for layer in net.linear_layers() for g in layer.gradients().values()]
-    optimizer = SGD(net, lr=0.1, lr_scheduler=None, decay=0.01)
+    optimizer = SGD(net, lr=0.1, lr_scheduler=None, weight_decay=0.01)
     optimizer.step()
-    for (name, param), grad in zip(net.named_parameters(), grads):
+    for (name, param), grad in zip(net.named_parameters(), grads, strict=True):
         np.testing.assert_allclose(
             param, (1 - 0.01 * 0.1) * before[name] - 0.1 * grad, rtol=1e-13, atol=1e-15
         )
@@ -234,7 +237,7 @@ def test_sgd_applies_weight_decay_rule_to_weights_and_biases(backend):
 
 def test_sgd_follows_staircase_schedule():
     net = Module(Linear(2, 2, rng=0))
-    optimizer = SGD(net, lr=0.5, lr_scheduler=ExponentialScheduler, decay=1e-5)
+    optimizer = SGD(net, lr=0.5, lr_scheduler=ExponentialScheduler, weight_decay=1e-5)
     net.layers[0].weight_grad[...] = 0
     lrs = []
     for _ in range(1001):
@@ -249,7 +252,7 @@ def test_sgd_follows_staircase_schedule():
 
 def test_sgd_scheduler_forms():
     net = Module(Linear(2, 2))
-    scheduler = ExponentialScheduler(0.2, stage_length=10, decay=0.1)
+    scheduler = ExponentialScheduler(0.2, lr_step=10, lr_decay=0.1)
     assert SGD(net, lr_scheduler=scheduler).lr == 0.2
     assert isinstance(SGD(net, lr=0.3, lr_scheduler=None).scheduler, ConstantScheduler)
     with pytest.raises(ValueError, match="differs from the scheduler's initial_lr"):
@@ -258,18 +261,67 @@ def test_sgd_scheduler_forms():
         SGD(net)
     with pytest.raises(ValueError, match="^lr must be finite and >= 0"):
         SGD(net, lr=-1.0)
-    with pytest.raises(ValueError, match="^decay must be finite and >= 0"):
-        SGD(net, lr=0.1, decay=float("nan"))
-    with pytest.raises(ValueError, match="not both"):
-        SGD(net, lr=0.1, decay=0.1, weight_decay=0.1)
+    with pytest.raises(ValueError, match="^weight_decay must be finite and >= 0"):
+        SGD(net, lr=0.1, weight_decay=float("nan"))
+    with pytest.raises(TypeError, match="^weight_decay must be a real number, got bool"):
+        SGD(net, lr=0.1, weight_decay=True)
     with pytest.raises(TypeError, match="^net must be an fcnn.nn.Module"):
         SGD([net], lr=0.1)
     assert SGD(net, lr=0.1, weight_decay=0.25).weight_decay == 0.25
+    assert SGD(net, 0.1, None, 0.25).weight_decay == 0.25
+
+
+def test_original_names_stay_accepted():
+    """``SGD(decay=)`` and ``ExponentialScheduler(stage_length=, decay=)`` are the original's."""
+    net = Module(Linear(2, 2))
+    assert SGD(net, lr=0.1, decay=0.25).weight_decay == 0.25
+    with pytest.raises(ValueError, match="^decay must be finite and >= 0"):
+        SGD(net, lr=0.1, decay=float("nan"))
+    with pytest.raises(TypeError, match="^give weight_decay or decay, not both"):
+        SGD(net, lr=0.1, decay=0.1, weight_decay=0.1)
+    old = ExponentialScheduler(0.2, stage_length=10, decay=0.1)
+    assert (old.lr_step, old.lr_decay) == (10, 0.1)
+    assert old.state_dict() == ExponentialScheduler(0.2, 10, 0.1).state_dict()
+    with pytest.raises(TypeError, match="^give lr_step or stage_length, not both"):
+        ExponentialScheduler(0.2, lr_step=10, stage_length=10)
+    with pytest.raises(TypeError, match="^give lr_decay or decay, not both"):
+        ExponentialScheduler(0.2, lr_decay=0.5, decay=0.5)
+    with pytest.raises(ValueError, match=r"^decay must be in \(0, 1\]"):
+        ExponentialScheduler(0.2, decay=1.5)
+
+
+def test_optimizer_state_with_the_original_names_loads():
+    """Checkpoints written before the names were unified keep resuming."""
+    net = Module(Linear(2, 2))
+    optimizer = SGD(net, lr=0.1)
+    optimizer.load_state_dict(
+        {
+            "name": "sgd",
+            "weight_decay": 0.01,
+            "step_count": 7,
+            "scheduler": {
+                "name": "exponential",
+                "initial_lr": 0.3,
+                "stage_length": 20,
+                "decay": 0.8,
+                "staircase": True,
+            },
+        }
+    )
+    assert (optimizer.scheduler.lr_step, optimizer.scheduler.lr_decay) == (20, 0.8)
+    assert optimizer.step_count == 7 and optimizer.weight_decay == 0.01
+    assert set(optimizer.state_dict()["scheduler"]) == {
+        "name",
+        "initial_lr",
+        "lr_step",
+        "lr_decay",
+        "staircase",
+    }
 
 
 def test_exponential_scheduler_formula(backend):
-    staircase = ExponentialScheduler(0.5, stage_length=500, decay=0.5)
-    continuous = ExponentialScheduler(0.5, stage_length=500, decay=0.5, staircase=False)
+    staircase = ExponentialScheduler(0.5, lr_step=500, lr_decay=0.5)
+    continuous = ExponentialScheduler(0.5, lr_step=500, lr_decay=0.5, staircase=False)
     for step in (0, 1, 499, 500, 501, 2345, 10**6):
         assert staircase(step) == pytest.approx(0.5 * 0.5 ** (step // 500), rel=1e-15)
         assert continuous(step) == pytest.approx(0.5 * 0.5 ** (step / 500), rel=1e-14)
@@ -278,9 +330,9 @@ def test_exponential_scheduler_formula(backend):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"stage_length": 0}, "^stage_length must be >= 1"),
-        ({"decay": 0.0}, r"^decay must be in \(0, 1\]"),
-        ({"decay": 1.5}, r"^decay must be in \(0, 1\]"),
+        ({"lr_step": 0}, "^lr_step must be an integer >= 1"),
+        ({"lr_decay": 0.0}, r"^lr_decay must be in \(0, 1\]"),
+        ({"lr_decay": 1.5}, r"^lr_decay must be in \(0, 1\]"),
         ({"initial_lr": float("inf")}, "^initial_lr must be finite"),
     ],
 )
@@ -348,7 +400,7 @@ def test_dataloader_seeded_shuffling_is_reproducible():
             (np.zeros((3, 4)), np.zeros(3, int)),
             {"batch_size": 0},
             ValueError,
-            "^batch_size must be >= 1",
+            "^batch_size must be an integer >= 1",
         ),
         (
             (np.zeros((3, 4)), np.zeros(3, int)),
@@ -385,7 +437,9 @@ def test_training_runs_agree_between_backends(dtype, rtol):
         try:
             net = small_net(dtype=dtype, sizes=(20, 16, 5))
             criterion = CrossEntropyLoss(net)
-            optimizer = SGD(net, lr=0.2, lr_scheduler=ExponentialScheduler(0.2, 30), decay=1e-4)
+            optimizer = SGD(
+                net, lr=0.2, lr_scheduler=ExponentialScheduler(0.2, 30), weight_decay=1e-4
+            )
             loader = DataLoader((images, labels), batch_size=64, seed=1, dtype=dtype)
             for _ in range(10):
                 for x, y in loader:
@@ -412,7 +466,7 @@ def test_mnist_original_recipe_reaches_97_percent_in_3_epochs(mnist_dir):
     )
     net = Module(Linear(784, 1024, rng=0), ReLU(), Linear(1024, 10, rng=1), Softmax())
     criterion = CrossEntropyLoss(net)
-    optimizer = SGD(net, lr=0.5, lr_scheduler=ExponentialScheduler, decay=1e-5)
+    optimizer = SGD(net, lr=0.5, lr_scheduler=ExponentialScheduler, weight_decay=1e-5)
     loader = DataLoader((train_images, train_labels), batch_size=64, seed=0)
     for _ in range(3):
         for images, labels in loader:
@@ -458,7 +512,7 @@ def test_linear_backward_out_twins_linear_backward(layout, dtype, rtol, compute_
         )
         dx = np.full(x.shape, np.nan, dtype) if compute_dx else None
         assert module._linear_backward_out(dx, dweight, dbias, dout, x, weight) is None
-        for got, want in zip((dweight, dbias, dx), expected):
+        for got, want in zip((dweight, dbias, dx), expected, strict=True):
             if want is None:
                 assert got is None
             else:
@@ -673,3 +727,19 @@ def test_loss_refuses_an_output_the_last_forward_did_not_return():
         with pytest.raises(ValueError, match="^output must be what the net's forward just"):
             criterion(output, y)
     criterion(net(x), y).backward()
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A name with a leading underscore stays in its module; fcnn._checks holds what is shared."""
+    package = Path(fcnn.__file__).parent
+    offenders = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            # `from . import _core` imports a module, not a private name.
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                offenders += [
+                    f"{path.name}: from .{node.module} import {alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_")
+                ]
+    assert offenders == []

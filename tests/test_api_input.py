@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fcnn
+from fcnn import _checks
 from fcnn.dataloader import DataLoader
 from fcnn.functional import CrossEntropyLoss, Linear, ReLU, Softmax
 from fcnn.nn import Module
@@ -34,8 +35,8 @@ def test_bool_batch_size_is_refused(batch_size):
 @pytest.mark.parametrize(
     "batch_size, error, message",
     [
-        (0, ValueError, "^batch_size must be >= 1, got 0"),
-        (-3, ValueError, "^batch_size must be >= 1, got -3"),
+        (0, ValueError, "^batch_size must be an integer >= 1, got 0"),
+        (-3, ValueError, "^batch_size must be an integer >= 1, got -3"),
         (2.0, TypeError, "^batch_size must be an integer, got float"),
         ("64", TypeError, "^batch_size must be an integer, got str"),
     ],
@@ -75,7 +76,7 @@ def test_integer_images_within_0_255_give_the_uint8_batches(dtype):
     images, labels = images_and_labels()
     expected = list(DataLoader((images, labels), batch_size=4, seed=3))
     for (x, y), (x8, y8) in zip(
-        DataLoader((images.astype(dtype), labels), batch_size=4, seed=3), expected
+        DataLoader((images.astype(dtype), labels), batch_size=4, seed=3), expected, strict=True
     ):
         assert x.tobytes() == x8.tobytes() and x.dtype == np.float32
         np.testing.assert_array_equal(y, y8)
@@ -317,5 +318,74 @@ def test_backward_names_the_layer_and_the_gradient_it_expected(dout, error):
     held = [layer.weight_grad.copy() for layer in net.linear_layers()]
     with pytest.raises(error, match=r"^layers\[2\]: dout must be a"):
         net.backward(dout)
-    for layer, before in zip(net.linear_layers(), held):
+    for layer, before in zip(net.linear_layers(), held, strict=True):
         np.testing.assert_array_equal(layer.weight_grad, before)
+
+
+# ---------------------------------------------------------------------------- fcnn._checks
+
+
+@pytest.mark.parametrize(
+    "value, bounds, error, message",
+    [
+        (True, {}, TypeError, "^epochs must be an integer, got bool"),
+        (np.bool_(True), {}, TypeError, "^epochs must be an integer, got bool"),
+        (2.0, {}, TypeError, "^epochs must be an integer, got float"),
+        ("2", {}, TypeError, "^epochs must be an integer, got str"),
+        (0, {"minimum": 1}, ValueError, "^epochs must be an integer >= 1, got 0"),
+        (9, {"maximum": 8}, ValueError, "^epochs must be an integer <= 8, got 9"),
+        (
+            2**31,
+            {"minimum": 1, "maximum": _checks.INT32_MAX},
+            ValueError,
+            "^epochs must be an integer >= 1 and <= 2147483647, got 2147483648$",
+        ),
+    ],
+)
+def test_check_int_names_the_argument_and_what_was_expected(value, bounds, error, message):
+    with pytest.raises(error, match=message):
+        _checks.check_int(value, "epochs", **bounds)
+
+
+def test_check_int_accepts_numpy_integers_as_python_ints():
+    value = _checks.check_int(np.int64(7), "epochs", minimum=1)
+    assert value == 7 and type(value) is int
+
+
+@pytest.mark.parametrize(
+    "value, bounds, error, message",
+    [
+        (True, {}, TypeError, "^lr must be a real number, got bool"),
+        ("0.1", {}, TypeError, "^lr must be a real number, got str"),
+        (None, {}, TypeError, "^lr must be a real number, got NoneType"),
+        (float("nan"), {}, ValueError, "^lr must be finite, got nan"),
+        (-0.5, {"minimum": 0}, ValueError, r"^lr must be finite and >= 0, got -0.5"),
+        (1.5, {"maximum": 1}, ValueError, r"^lr must be finite and <= 1, got 1.5"),
+        (float("nan"), {"minimum": 0, "finite": False}, ValueError, "^lr must be >= 0, got nan"),
+    ],
+)
+def test_check_real_names_the_argument_and_what_was_expected(value, bounds, error, message):
+    with pytest.raises(error, match=message):
+        _checks.check_real(value, "lr", **bounds)
+
+
+def test_check_real_accepts_numpy_reals_and_infinity_when_asked():
+    assert _checks.check_real(np.float32(0.5), "lr") == 0.5
+    assert _checks.check_real(float("inf"), "lr", minimum=0, finite=False) == float("inf")
+
+
+@pytest.mark.parametrize("n_jobs", [0, True, 1.5, "2"])
+def test_check_n_jobs_refuses(n_jobs):
+    with pytest.raises(ValueError, match="^n_jobs must be a non-zero integer"):
+        _checks.check_n_jobs(n_jobs)
+
+
+@pytest.mark.parametrize("threads", [0, True, 1.5, "many"])
+def test_check_threads_refuses(threads):
+    with pytest.raises(ValueError, match="^threads_per_worker must be an integer >= 1, 'auto'"):
+        _checks.check_threads(threads)
+
+
+def test_check_n_jobs_and_threads_pass_what_they_accept():
+    assert [_checks.check_n_jobs(value) for value in (None, -1, 3, np.int64(2))] == [None, -1, 3, 2]
+    assert [_checks.check_threads(value) for value in (None, "auto", 4)] == [None, "auto", 4]

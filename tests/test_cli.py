@@ -212,7 +212,7 @@ def test_resume_continues_exactly(mnist_dir, tmp_path):
     )
     straight = fcnn.load_checkpoint(tmp_path / "straight" / "model.npz")
     resumed = fcnn.load_checkpoint(tmp_path / "resumed" / "model.npz")
-    for a, b in zip(straight.net.parameters(), resumed.net.parameters()):
+    for a, b in zip(straight.net.parameters(), resumed.net.parameters(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert (
         straight.metadata["history"]["epoch"] == resumed.metadata["history"]["epoch"] == [1, 2, 3]
@@ -574,8 +574,8 @@ def test_wrong_flags_exit_2(argv, capsys):
     "flags, message",
     [
         (["--lr", "-1"], "--lr -1.0: initial_lr must be finite and >= 0"),
-        (["--lr-decay", "0"], "--lr-decay 0.0: decay must be in (0, 1]"),
-        (["--weight-decay", "-1"], "--weight-decay -1.0: decay must be finite"),
+        (["--lr-decay", "0"], "--lr-decay 0.0: lr_decay must be in (0, 1]"),
+        (["--weight-decay", "-1"], "--weight-decay -1.0: weight_decay must be finite"),
         (["--momentum", "1"], "--momentum 1.0: momentum must be in [0, 1)"),
         (["--hidden", "100000000"], "--hidden 100000000: the net would need"),
         (["--val-size", "60000"], "--val-size 60000: val_size must be in [1, 59999]"),

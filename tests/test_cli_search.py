@@ -1,4 +1,4 @@
-"""``fcnn search`` end to end on the real MNIST (tiny settings): its files, its advice, its errors."""
+"""``fcnn search`` end to end on the real MNIST (tiny settings): its files, advice and errors."""
 
 import contextlib
 import csv
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from fcnn.cli import _parser, main
-from fcnn.search import SearchResult
+from fcnn.search import STAGE_GROUPS, SearchResult, stage_names
 from fcnn.training import TrainConfig
 
 try:
@@ -168,12 +168,75 @@ def test_search_on_an_active_dask_client(searched, mnist_dir, tmp_path, capsys):
     ]
 
 
+def test_list_stages_names_every_stage_of_the_library(capsys):
+    assert main(["search", "--list-stages", "--hidden", "16", "32x8"]) == 0
+    out = capsys.readouterr().out
+    for name in [*STAGE_GROUPS, *stage_names()]:
+        assert f"  {name} " in out, name
+    assert "hidden                         16 32x8" in out
+    assert "further.momentum+nesterov+lr   0,False,0.5 " in out
+
+
+def test_hidden_candidates_are_space_separated_and_layers_joined_by_x():
+    args = _parser().parse_args(["search", "--hidden", "16", "32x8"])
+    assert args.hidden == [(16,), (32, 8)]
+    assert _parser().parse_args(["train", "--hidden", "32", "8"]).hidden == [32, 8]
+
+
+def test_a_comma_list_of_hidden_sizes_gets_a_hint(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--hidden", "256,128"])
+    assert exit_info.value.code == 2
+    assert "--hidden 256 256x128 (two candidates)" in capsys.readouterr().err
+
+
+def test_library_stages_run_by_name_from_a_base_file(searched, mnist_dir, tmp_path, capsys):
+    """The library's further stages from the command line, on top of an earlier search."""
+    first = SearchResult.from_json(searched[1] / "search.json")
+    flags = ["--stages", "further.lr_decay", "--base", str(searched[1] / "search.json")]
+    assert main(search_args(mnist_dir, tmp_path, *flags, "--no-progress")) == 0
+    result = SearchResult.from_json(tmp_path / "search.json")
+    assert result.stages == ["lr_decay"]
+    assert [r["name"] for r in result.records] == ["lr_decay=0.3", "lr_decay=0.5", "lr_decay=0.8"]
+    for record in result.records:
+        # Every setting but the searched one is the earlier search's best.
+        assert {**record["params"], "lr_decay": first.best_params["lr_decay"]} == {
+            **first.best_params,
+            "epochs": 1,
+        }
+    out = capsys.readouterr().out
+    assert f"best settings: lr_decay={result.best_params['lr_decay']}" in out
+    assert "--lr-decay" in out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--stages", "further.nothing"], "--stages: unknown stage 'further.nothing'; known: lr,"),
+        (["--stages", "lr", "--momentum", "0.9"], "--stages does not name momentum"),
+        (["--stages", "momentum"], "--stages momentum needs --momentum values"),
+        (["--base", "no-such-file.json"], "cannot read --base no-such-file.json"),
+    ],
+)
+def test_bad_stages_or_base_fail_before_loading_data(flags, message, tmp_path, capsys):
+    status = main(["search", "--data-dir", str(tmp_path), "--no-download", *flags])
+    assert status in (1, 2)
+    assert message in capsys.readouterr().err
+
+
+def test_a_base_file_with_unknown_settings_exits_2(tmp_path, capsys):
+    (tmp_path / "base.json").write_text('{"hidden": [16], "learning_rate": 0.1}')
+    assert main(["search", "--base", str(tmp_path / "base.json")]) == 2
+    assert "unknown training settings ['learning_rate']" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "flags",
     [
         ["--epochs", "0"],
         ["--hidden", "abc"],
         ["--hidden", "16,0"],
+        ["--hidden", "16x0"],
         ["--lr"],
         ["--n-jobs", "two"],
         ["--no-such-flag"],

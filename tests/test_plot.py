@@ -206,9 +206,9 @@ def test_plot_first_layer_weights_grid():
             np.zeros((784, 4)),
             {"max_units": 0},
             ValueError,
-            "max_units must be a positive int, got 0",
+            "max_units must be an integer >= 1, got 0",
         ),
-        (np.zeros((784, 4)), {"ncols": 2.5}, TypeError, "ncols must be a positive int, got float"),
+        (np.zeros((784, 4)), {"ncols": 2.5}, TypeError, "ncols must be an integer, got float"),
         (np.zeros((784, 4)), {"image_shape": (28,)}, ValueError, "image_shape must be"),
     ],
 )
@@ -350,7 +350,7 @@ def test_plot_misclassified_none_wrong():
             Y_PRED,
             {"max_images": 0},
             ValueError,
-            "max_images must be a positive int",
+            "max_images must be an integer >= 1",
         ),
         (
             make_digits(),

@@ -159,7 +159,7 @@ def test_fit_builds_the_configured_model():
     assert type(net.layers[-1]).__name__ == "Softmax"
     assert optimizer.step_count == 2 * 12 and len(history["epoch"]) == 2
     again, _, _ = fit(config, (images, labels), progress=False)
-    for a, b in zip(net.parameters(), again.parameters()):
+    for a, b in zip(net.parameters(), again.parameters(), strict=True):
         np.testing.assert_array_equal(a, b)  # same seed, same run
 
 
@@ -254,11 +254,20 @@ def test_nan_images_are_refused_not_predicted_as_class_0(bad):
         DataLoader((floats, labels))
 
 
-@pytest.mark.parametrize("value", [True, False, 1.0, "2", 0])
-def test_epochs_must_be_a_true_integer(value):
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        (True, TypeError, "an integer, got bool"),
+        (False, TypeError, "an integer, got bool"),
+        (1.0, TypeError, "an integer, got float"),
+        ("2", TypeError, "an integer, got str"),
+        (0, ValueError, "an integer >= 1, got 0"),
+    ],
+)
+def test_epochs_must_be_a_true_integer(value, error, message):
     images, labels = blobs()
     net = small_net()
-    with pytest.raises(ValueError, match=r"epochs must be an integer >= 1, got"):
+    with pytest.raises(error, match=rf"^epochs must be {message}"):
         train(
             net,
             SGD(net, lr=0.1, lr_scheduler=None),
@@ -266,7 +275,7 @@ def test_epochs_must_be_a_true_integer(value):
             value,
             progress=False,
         )
-    with pytest.raises(ValueError, match=r"early_stopping must be an integer >= 1, got"):
+    with pytest.raises(error, match=rf"^early_stopping must be {message}"):
         train(
             net,
             SGD(net, lr=0.1, lr_scheduler=None),
@@ -317,7 +326,7 @@ def test_labels_out_of_range_or_float_fail_before_any_work():
             progress=False,
         )
     assert optimizer.step_count == 0
-    for old, new in zip(before, net.parameters()):
+    for old, new in zip(before, net.parameters(), strict=True):
         np.testing.assert_array_equal(old, new)
     with pytest.raises(
         TypeError,
