@@ -109,7 +109,8 @@ class Module:
 
         ``start=None`` means the whole net (``dout`` is w.r.t. the net's output);
         the loss passes the index of a final Softmax whose backward it has fused.
-        Each Linear layer's ``weight_grad`` and ``bias_grad`` are overwritten in place.
+        Every layer's gradients (its declared ``params``, e.g. Linear's ``weight_grad``
+        and ``bias_grad``) are overwritten in place.
         """
         lock = _exclusive(self, "net.backward()")
         try:
