@@ -1,4 +1,5 @@
-// Activation kernels: ReLU and softmax, forward and backward.
+// Activation kernels: ReLU, sigmoid, tanh and softmax, forward and backward. The backward
+// of sigmoid and tanh reads the forward's output, which is all their derivative needs.
 #ifndef FCNN_TEMPLATE
 #define FCNN_TEMPLATE "activation.c"
 #include "template.h"
@@ -18,6 +19,35 @@ FCNN_HOT void S(fcnn_relu_backward)(real *dinp, const real *dout, const real *in
         real gradient = dout[i];  // read whatever inp says: a plain select, which vectorizes
         dinp[i] = inp[i] > 0 ? gradient : 0;
     }
+}
+
+// ----------------------------------------------------------------------------
+// inp (N) -> out (N) = 1 / (1 + exp(-inp)), from exp(-|inp|) <= 1 so that it never
+// overflows: 1 / (1 + e) for inp >= 0, e / (1 + e) below. NaN stays NaN.
+void S(fcnn_sigmoid_forward)(real *out, const real *inp, fcnn_size N) {
+    for (fcnn_size i = 0; i < N; i++) {
+        real x = inp[i];
+        real e = EXP(x < 0 ? x : -x);
+        out[i] = x < 0 ? e / (1 + e) : 1 / (1 + e);
+    }
+}
+
+// dout (N), out (N) = sigmoid(inp) -> dinp (N) = dout * out * (1 - out)
+FCNN_HOT void S(fcnn_sigmoid_backward)(real *dinp, const real *dout, const real *out,
+                                       fcnn_size N) {
+    for (fcnn_size i = 0; i < N; i++) dinp[i] = dout[i] * out[i] * (1 - out[i]);
+}
+
+// ----------------------------------------------------------------------------
+// inp (N) -> out (N) = tanh(inp), which saturates at +-1 without overflowing
+void S(fcnn_tanh_forward)(real *out, const real *inp, fcnn_size N) {
+    for (fcnn_size i = 0; i < N; i++) out[i] = TANH(inp[i]);
+}
+
+// dout (N), out (N) = tanh(inp) -> dinp (N) = dout * (1 - out^2)
+FCNN_HOT void S(fcnn_tanh_backward)(real *dinp, const real *dout, const real *out,
+                                    fcnn_size N) {
+    for (fcnn_size i = 0; i < N; i++) dinp[i] = dout[i] * (1 - out[i] * out[i]);
 }
 
 // ----------------------------------------------------------------------------

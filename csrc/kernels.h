@@ -69,6 +69,11 @@ typedef struct {
                                  fcnn_size C, fcnn_size OC, int num_threads);                \
     void S(fcnn_relu_forward)(real *out, const real *inp, fcnn_size N);                     \
     void S(fcnn_relu_backward)(real *dinp, const real *dout, const real *inp, fcnn_size N);  \
+    void S(fcnn_sigmoid_forward)(real *out, const real *inp, fcnn_size N);                  \
+    void S(fcnn_sigmoid_backward)(real *dinp, const real *dout, const real *out,             \
+                                  fcnn_size N);                                              \
+    void S(fcnn_tanh_forward)(real *out, const real *inp, fcnn_size N);                     \
+    void S(fcnn_tanh_backward)(real *dinp, const real *dout, const real *out, fcnn_size N);  \
     void S(fcnn_softmax_forward)(real *probs, const real *logits, fcnn_size B, fcnn_size C); \
     void S(fcnn_softmax_backward)(real *dinp, const real *dout, const real *probs,           \
                                   fcnn_size B, fcnn_size C);                                 \

@@ -329,66 +329,70 @@ fail:
 // ----------------------------------------------------------------------------
 // activations: each takes one or two (B, C) arrays of one shape and returns one
 
-typedef enum { RELU_FORWARD, RELU_BACKWARD, SOFTMAX_FORWARD, SOFTMAX_BACKWARD } activation_kind;
+// One row per activation. Each row makes the bindings <name>_forward(x) and
+// <name>_backward(dout, <saved>) on the kernels fcnn_<name>_forward/backward_f32/_f64, and
+// their entries in the method table: adding an activation is its kernels and one row here.
+//   saved  what the backward takes besides dout: x (the forward's input) or the forward's
+//          output (out, or probs for softmax)
+//   sizes  how the kernels take the sizes: ELEMENTWISE (N = B * C) or ROWWISE (B, C)
+#define FCNN_ACTIVATIONS(X)                                                                   \
+    X(relu, x, ELEMENTWISE, "relu_forward(x) -> max(x, 0)",                                   \
+      "relu_backward(dout, x) -> dout where x > 0, else 0")                                   \
+    X(sigmoid, out, ELEMENTWISE, "sigmoid_forward(x) -> 1 / (1 + exp(-x)), overflow-free",    \
+      "sigmoid_backward(dout, out) -> dout * out * (1 - out), out = sigmoid_forward(x)")      \
+    X(tanh, out, ELEMENTWISE, "tanh_forward(x) -> tanh(x)",                                   \
+      "tanh_backward(dout, out) -> dout * (1 - out**2), out = tanh_forward(x)")               \
+    X(softmax, probs, ROWWISE, "softmax_forward(x) -> row-wise softmax",                      \
+      "softmax_backward(dout, probs) -> softmax vector-Jacobian product")
 
-static PyObject *activation(PyObject *args, PyObject *kwargs, activation_kind kind) {
-    static char *unary_kwlist[] = {"x", NULL};
-    static char *relu_kwlist[] = {"dout", "x", NULL};
-    static char *softmax_kwlist[] = {"dout", "probs", NULL};
+#define ELEMENTWISE(B, C) (B) * (C)
+#define ROWWISE(B, C) B, C
+
+// An activation's kernels, [0] float32 and [1] float64, all called with (B, C).
+typedef void (*activation_forward)(void *out, const void *inp, fcnn_size B, fcnn_size C);
+typedef void (*activation_backward)(void *dinp, const void *dout, const void *saved,
+                                    fcnn_size B, fcnn_size C);
+typedef struct {
+    const char *forward_format, *backward_format;  // "O:relu_forward", "OO:relu_backward"
+    const char *saved_name;
+    activation_forward forward[2];
+    activation_backward backward[2];
+} activation_row;
+
+static PyObject *activation(PyObject *args, PyObject *kwargs, const activation_row *row,
+                            int backward) {
+    char *forward_kwlist[] = {"x", NULL};
+    char *backward_kwlist[] = {"dout", (char *)row->saved_name, NULL};
     PyObject *first_obj = NULL, *second_obj = NULL;
     PyArrayObject *first = NULL, *second = NULL, *out = NULL;
-    const char *first_name = "x", *second_name = NULL;
-    int ok;
-    switch (kind) {
-        case RELU_FORWARD:
-            ok = PyArg_ParseTupleAndKeywords(args, kwargs, "O:relu_forward", unary_kwlist,
-                                             &first_obj);
-            break;
-        case SOFTMAX_FORWARD:
-            ok = PyArg_ParseTupleAndKeywords(args, kwargs, "O:softmax_forward", unary_kwlist,
-                                             &first_obj);
-            break;
-        case RELU_BACKWARD:
-            first_name = "dout", second_name = "x";
-            ok = PyArg_ParseTupleAndKeywords(args, kwargs, "OO:relu_backward", relu_kwlist,
-                                             &first_obj, &second_obj);
-            break;
-        default:
-            first_name = "dout", second_name = "probs";
-            ok = PyArg_ParseTupleAndKeywords(args, kwargs, "OO:softmax_backward", softmax_kwlist,
-                                             &first_obj, &second_obj);
-            break;
-    }
+    const char *first_name = backward ? "dout" : "x";
+    int ok = backward ? PyArg_ParseTupleAndKeywords(args, kwargs, row->backward_format,
+                                                    backward_kwlist, &first_obj, &second_obj)
+                      : PyArg_ParseTupleAndKeywords(args, kwargs, row->forward_format,
+                                                    forward_kwlist, &first_obj);
     if (!ok) return NULL;
     if ((first = float_input(first_obj, first_name, -1, NULL, 2)) == NULL) goto fail;
     int typenum = PyArray_TYPE(first);
     npy_intp B = PyArray_DIM(first, 0), C = PyArray_DIM(first, 1);
-    if (second_obj != NULL) {
-        second = float_input(second_obj, second_name, typenum, first_name, 2);
+    if (backward) {
+        second = float_input(second_obj, row->saved_name, typenum, first_name, 2);
         if (second == NULL) goto fail;
-        if (require_shape(second, second_name, 2, PyArray_DIMS(first), first_name, first) < 0) {
+        if (require_shape(second, row->saved_name, 2, PyArray_DIMS(first), first_name, first) <
+            0) {
             goto fail;
         }
     }
     if ((out = (PyArrayObject *)PyArray_SimpleNew(2, PyArray_DIMS(first), typenum)) == NULL) {
         goto fail;
     }
+    int is_double = typenum == NPY_DOUBLE;
     void *out_data = PyArray_DATA(out), *first_data = PyArray_DATA(first);
     void *second_data = second == NULL ? NULL : PyArray_DATA(second);
     FCNN_BEGIN_KERNEL;
-    switch (kind) {
-        case RELU_FORWARD:
-            DISPATCH(typenum, fcnn_relu_forward, out_data, first_data, B * C);
-            break;
-        case RELU_BACKWARD:
-            DISPATCH(typenum, fcnn_relu_backward, out_data, first_data, second_data, B * C);
-            break;
-        case SOFTMAX_FORWARD:
-            DISPATCH(typenum, fcnn_softmax_forward, out_data, first_data, B, C);
-            break;
-        case SOFTMAX_BACKWARD:
-            DISPATCH(typenum, fcnn_softmax_backward, out_data, first_data, second_data, B, C);
-            break;
+    if (backward) {
+        row->backward[is_double](out_data, first_data, second_data, B, C);
+    } else {
+        row->forward[is_double](out_data, first_data, B, C);
     }
     FCNN_END_KERNEL;
     Py_DECREF(first);
@@ -401,21 +405,37 @@ fail:
     return NULL;
 }
 
-static PyObject *relu_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
-    return activation(args, kwargs, RELU_FORWARD);
-}
+// The kernels of a row behind the activation_row signatures, for one dtype.
+#define ACTIVATION_KERNELS(name, sizes, real, suffix)                                         \
+    static void name##_forward##suffix(void *out, const void *inp, fcnn_size B,              \
+                                       fcnn_size C) {                                        \
+        fcnn_##name##_forward##suffix((real *)out, (const real *)inp, sizes(B, C));          \
+    }                                                                                         \
+    static void name##_backward##suffix(void *dinp, const void *dout, const void *saved,     \
+                                        fcnn_size B, fcnn_size C) {                          \
+        fcnn_##name##_backward##suffix((real *)dinp, (const real *)dout, (const real *)saved, \
+                                       sizes(B, C));                                         \
+    }
 
-static PyObject *relu_backward(PyObject *self, PyObject *args, PyObject *kwargs) {
-    return activation(args, kwargs, RELU_BACKWARD);
-}
+// A row's kernels, its table entry and its two bindings.
+#define ACTIVATION_BINDINGS(name, saved, sizes, forward_doc, backward_doc)                    \
+    ACTIVATION_KERNELS(name, sizes, float, _f32)                                              \
+    ACTIVATION_KERNELS(name, sizes, double, _f64)                                             \
+    static const activation_row name##_row = {                                                \
+        "O:" #name "_forward",                                                                \
+        "OO:" #name "_backward",                                                              \
+        #saved,                                                                               \
+        {name##_forward_f32, name##_forward_f64},                                             \
+        {name##_backward_f32, name##_backward_f64},                                           \
+    };                                                                                        \
+    static PyObject *name##_forward(PyObject *self, PyObject *args, PyObject *kwargs) {       \
+        return activation(args, kwargs, &name##_row, 0);                                      \
+    }                                                                                         \
+    static PyObject *name##_backward(PyObject *self, PyObject *args, PyObject *kwargs) {      \
+        return activation(args, kwargs, &name##_row, 1);                                      \
+    }
 
-static PyObject *softmax_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
-    return activation(args, kwargs, SOFTMAX_FORWARD);
-}
-
-static PyObject *softmax_backward(PyObject *self, PyObject *args, PyObject *kwargs) {
-    return activation(args, kwargs, SOFTMAX_BACKWARD);
-}
+FCNN_ACTIVATIONS(ACTIVATION_BINDINGS)
 
 // ----------------------------------------------------------------------------
 // softmax + cross-entropy
@@ -922,6 +942,9 @@ static PyObject *get_num_threads(PyObject *self, PyObject *unused) {
 #define KERNEL(name, doc) \
     {#name, (PyCFunction)(void (*)(void))name, METH_VARARGS | METH_KEYWORDS, doc}
 
+#define ACTIVATION_METHODS(name, saved, sizes, forward_doc, backward_doc) \
+    KERNEL(name##_forward, forward_doc), KERNEL(name##_backward, backward_doc),
+
 static PyMethodDef core_methods[] = {
     KERNEL(linear_forward, "linear_forward(x, weight, bias) -> x @ weight + bias"),
     KERNEL(linear_backward,
@@ -929,10 +952,7 @@ static PyMethodDef core_methods[] = {
     KERNEL(_linear_backward_out,
            "_linear_backward_out(dx, dweight, dbias, dout, x, weight): linear_backward into "
            "preallocated arrays (dx None to skip it); internal to fcnn.functional.Linear"),
-    KERNEL(relu_forward, "relu_forward(x) -> max(x, 0)"),
-    KERNEL(relu_backward, "relu_backward(dout, x) -> dout where x > 0, else 0"),
-    KERNEL(softmax_forward, "softmax_forward(x) -> row-wise softmax"),
-    KERNEL(softmax_backward, "softmax_backward(dout, probs) -> softmax vector-Jacobian product"),
+    FCNN_ACTIVATIONS(ACTIVATION_METHODS)
     KERNEL(softmax_cross_entropy_forward,
            "softmax_cross_entropy_forward(logits, labels) -> mean cross-entropy (float)"),
     KERNEL(softmax_cross_entropy_backward,

@@ -49,6 +49,25 @@ def relu_forward(x: FloatArray) -> FloatArray:
 def relu_backward(dout: FloatArray, x: FloatArray) -> FloatArray:
     """``dout`` where ``x > 0``, else 0. Shape: dout (B, C), x (B, C) -> (B, C)."""
 
+def sigmoid_forward(x: FloatArray) -> FloatArray:
+    """``1 / (1 + exp(-x))`` elementwise, computed from ``exp(-|x|)`` so that it never
+    overflows (0 and 1 at the extremes, NaN kept). Shape: x (B, C) -> (B, C)."""
+
+def sigmoid_backward(dout: FloatArray, out: FloatArray) -> FloatArray:
+    """``dout * out * (1 - out)`` given the forward's output ``out = sigmoid_forward(x)``.
+
+    Shape: dout (B, C), out (B, C) -> (B, C).
+    """
+
+def tanh_forward(x: FloatArray) -> FloatArray:
+    """``tanh(x)`` elementwise (±1 at the extremes, NaN kept). Shape: x (B, C) -> (B, C)."""
+
+def tanh_backward(dout: FloatArray, out: FloatArray) -> FloatArray:
+    """``dout * (1 - out**2)`` given the forward's output ``out = tanh_forward(x)``.
+
+    Shape: dout (B, C), out (B, C) -> (B, C).
+    """
+
 def softmax_forward(x: FloatArray) -> FloatArray:
     """Row-wise softmax, computed from the row maximum. Shape: x (B, C) -> (B, C)."""
 

@@ -1,4 +1,4 @@
-"""The layers and the loss of the original project: Linear, ReLU, Softmax, CrossEntropyLoss.
+"""The layers and the loss: Linear, ReLU, Sigmoid, Tanh, Softmax, CrossEntropyLoss.
 
 Each layer keeps what its backward pass needs from the last forward pass and
 calls the kernels of the active backend (``fcnn._core`` by default, see
@@ -6,11 +6,19 @@ calls the kernels of the active backend (``fcnn._core`` by default, see
 for prediction from many threads. Parameters and their gradients are plain NumPy
 arrays under the original attribute names ``weight``, ``bias``, ``weight_grad``
 and ``bias_grad``; backward passes overwrite the gradients in place.
+
+Each layer class describes itself once (:class:`Layer`: ``params``,
+``hyperparams``, ``kernel_names``) and is listed in :data:`LAYERS` by
+:func:`register_layer`; ``Module.parameters``, :class:`fcnn.optim.SGD` and
+:mod:`fcnn.serialization` read that description and never name a layer type. A
+new activation is its two kernels, their twins, one row of ``csrc/module.c``
+and a subclass of :class:`Activation` here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +29,20 @@ from ._checks import INT32_MAX, acquire_training_lock, check_int
 if TYPE_CHECKING:
     from .nn import Module
 
-__all__ = ["Layer", "Linear", "ReLU", "Softmax", "CrossEntropyLoss", "Loss", "DEFAULT_DTYPE"]
+__all__ = [
+    "DEFAULT_DTYPE",
+    "LAYERS",
+    "Activation",
+    "CrossEntropyLoss",
+    "Layer",
+    "Linear",
+    "Loss",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "register_layer",
+]
 
 #: float32 is the fast default; float64 is there for checking and for reproducing
 #: the original project, which computed in float64.
@@ -64,7 +85,27 @@ class Layer:
     ``backward`` from two threads at once; ``inference`` only reads the parameters
     and may run from any number of threads. A layer that defines only ``forward``
     inherits an ``inference`` that calls it (and so is not thread-safe).
+
+    A layer class declares what it is made of, in three class attributes that the rest
+    of fcnn reads instead of testing for layer types:
+
+    ``params``
+        ``(parameter, gradient)`` attribute name pairs, in ``state_dict`` order:
+        :meth:`parameters` and :meth:`gradients` list them, :class:`fcnn.optim.SGD`
+        steps each parameter along its gradient, :func:`fcnn.save` stores them under
+        ``layers.<i>.<parameter>``. Their shapes come from :meth:`param_shapes`.
+    ``hyperparams``
+        names of the constructor arguments that rebuild the layer, each kept in an
+        attribute of the same name holding a JSON value (number, string, bool, None,
+        list or dict): :func:`fcnn.save` stores them and :func:`fcnn.load` passes them
+        back through :meth:`from_config`.
+    ``kernel_names``
+        the backend kernels (``fcnn._core`` / ``fcnn.reference`` names) it calls.
     """
+
+    params: tuple[tuple[str, str], ...] = ()
+    hyperparams: tuple[str, ...] = ()
+    kernel_names: tuple[str, ...] = ()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -82,7 +123,33 @@ class Layer:
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The layer's trainable arrays by name (empty for layers without any)."""
+        return {name: getattr(self, name) for name, _ in self.params}
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """The gradients of :meth:`parameters`, by the same names."""
+        return {name: getattr(self, gradient) for name, gradient in self.params}
+
+    def config(self) -> dict[str, Any]:
+        """The hyper-parameters by name: ``type(self).from_config(self.config(), dtype)``
+        builds a layer like this one (with fresh parameters)."""
+        return {name: getattr(self, name) for name in self.hyperparams}
+
+    @classmethod
+    def param_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """The shape of each parameter of a layer built from ``config``, computed without
+        building it (so that a model file's claims are checked before any allocation).
+
+        Raises
+        ------
+        TypeError, ValueError
+            A hyper-parameter has the wrong type or value; the message names it.
+        """
         return {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], dtype: npt.DTypeLike) -> Layer:
+        """A new layer from :meth:`config`'s dict, its parameters (if any) of ``dtype``."""
+        return cls(**config)
 
     def _cached(self, value: np.ndarray | None) -> np.ndarray:
         if value is None:
@@ -90,27 +157,76 @@ class Layer:
         return value
 
 
+#: Every layer type fcnn can save and load, by class name (see :func:`register_layer`).
+LAYERS: dict[str, type[Layer]] = {}
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Lists the layer class ``cls`` in :data:`LAYERS` under its name, so that nets holding
+    it can be saved and loaded; returns ``cls`` (use it as a class decorator).
+
+    ``cls`` must describe itself fully (see :class:`Layer`): every array it trains in
+    ``params`` with its shapes in ``param_shapes``, and every constructor argument that
+    matters in ``hyperparams``.
+
+    Raises
+    ------
+    TypeError
+        ``cls`` is not a subclass of :class:`Layer`.
+    ValueError
+        Another class is registered under the same name, or a hyper-parameter is
+        named ``type``.
+
+    Examples
+    --------
+    >>> @register_layer
+    ... class Swish(Activation): ...
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"cls must be a subclass of fcnn.functional.Layer, got {cls!r}")
+    if "type" in cls.hyperparams:  # the key of the class name in a saved layer record
+        raise ValueError(f"{cls.__name__}.hyperparams must not hold 'type'")
+    known = LAYERS.get(cls.__name__)
+    if known is not None and known is not cls:
+        raise ValueError(f"a layer named {cls.__name__!r} is registered already: {known!r}")
+    LAYERS[cls.__name__] = cls
+    return cls
+
+
+@register_layer
 class Linear(Layer):
     """Fully-connected layer ``y = x @ weight + bias``.
 
-    Args:
-        num_inputs: input features (``in_features`` in PyTorch's terms).
-        num_outputs: output features.
-        dtype: float32 (default, fast) or float64.
-        init: ``"kaiming"`` (default): weights ~ N(0, 2 / num_inputs), right for
-            ReLU nets; ``"normal"``: standard normal, the original project's
-            choice. Biases start at zero.
-        rng: a seed or ``numpy.random.Generator`` for the initial weights.
+    Parameters
+    ----------
+    num_inputs
+        input features (``in_features`` in PyTorch's terms).
+    num_outputs
+        output features.
+    dtype
+        float32 (default, fast) or float64.
+    init
+        ``"kaiming"`` (default): weights ~ N(0, 2 / num_inputs), right for
+        ReLU nets; ``"normal"``: standard normal, the original project's
+        choice. Biases start at zero.
+    rng
+        a seed or ``numpy.random.Generator`` for the initial weights.
 
-    Shape:
-        x (B, num_inputs) -> (B, num_outputs); ``weight`` is (num_inputs,
-        num_outputs), as in the original project (PyTorch stores the transpose).
+    Notes
+    -----
+    Shape: x (B, num_inputs) -> (B, num_outputs); ``weight`` is (num_inputs,
+    num_outputs), as in the original project (PyTorch stores the transpose).
 
-    Example:
-        >>> layer = Linear(784, 10, rng=0)
-        >>> layer(np.zeros((2, 784), np.float32)).shape
-        (2, 10)
+    Examples
+    --------
+    >>> layer = Linear(784, 10, rng=0)
+    >>> layer(np.zeros((2, 784), np.float32)).shape
+    (2, 10)
     """
+
+    params = (("weight", "weight_grad"), ("bias", "bias_grad"))
+    hyperparams = ("num_inputs", "num_outputs")
+    kernel_names = ("linear_forward", "_linear_backward_out")
 
     def __init__(
         self,
@@ -209,62 +325,124 @@ class Linear(Layer):
             backward_out(dx, self.weight_grad, self.bias_grad, dout, x, weight)
         return dx
 
-    def parameters(self) -> dict[str, np.ndarray]:
-        return {"weight": self.weight, "bias": self.bias}
+    @classmethod
+    def param_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        num_inputs, num_outputs = (
+            check_int(config[name], name, 1, INT32_MAX) for name in cls.hyperparams
+        )
+        return {"weight": (num_inputs, num_outputs), "bias": (num_outputs,)}
 
-    def gradients(self) -> dict[str, np.ndarray]:
-        """The gradients of :meth:`parameters`, by the same names."""
-        return {"weight": self.weight_grad, "bias": self.bias_grad}
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], dtype: npt.DTypeLike) -> Linear:
+        # rng=0: whoever rebuilds a layer from its config loads its weights next.
+        return cls(**config, dtype=dtype, rng=0)
 
     def __repr__(self) -> str:
         return f"Linear({self.num_inputs}, {self.num_outputs}, dtype={self.dtype})"
 
 
-class ReLU(Layer):
-    """``max(x, 0)`` elementwise. Shape: (B, C) -> (B, C)."""
+class Activation(Layer):
+    """A layer without parameters run by two kernels named in ``kernel_names``:
+    ``forward(x)`` and ``backward(dout, saved)``, where ``saved`` is the forward's input
+    (``saves = "input"``) or its output (``saves = "output"``). Shape: (B, C) -> (B, C).
+
+    A subclass only names its kernels, for instance ``kernel_names =
+    ("sigmoid_forward", "sigmoid_backward")`` and ``saves = "output"``, and the ONNX
+    operator that computes it elementwise in ``onnx_op`` (None: not exportable).
+    """
+
+    saves = "input"
+    onnx_op: str | None = None
 
     def __init__(self) -> None:
-        self._input: np.ndarray | None = None
+        self._saved: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._input = _batch(x)
-        return kernels().relu_forward(x)
+        x = _batch(x)
+        out = getattr(kernels(), self.kernel_names[0])(x)
+        self._saved = x if self.saves == "input" else out
+        return out
 
     def inference(self, x: np.ndarray) -> np.ndarray:
-        return kernels().relu_forward(_batch(x))
+        return getattr(kernels(), self.kernel_names[0])(_batch(x))
 
     def backward(self, dout: np.ndarray, compute_dx: bool = True) -> np.ndarray:
-        return kernels().relu_backward(dout, self._cached(self._input))
+        saved = self._cached(getattr(self, "_saved", None))
+        return getattr(kernels(), self.kernel_names[1])(dout, saved)
 
     def __repr__(self) -> str:
-        return "ReLU()"
+        return f"{type(self).__name__}()"
 
 
-class Softmax(Layer):
+@register_layer
+class ReLU(Activation):
+    """``max(x, 0)`` elementwise. Shape: (B, C) -> (B, C)."""
+
+    kernel_names = ("relu_forward", "relu_backward")
+    saves = "input"
+    onnx_op = "Relu"
+
+
+@register_layer
+class Sigmoid(Activation):
+    """The logistic function ``1 / (1 + exp(-x))`` elementwise, computed so that it never
+    overflows (0 and 1 at the extremes). Shape: (B, C) -> (B, C).
+
+    Examples
+    --------
+    >>> Sigmoid()(np.array([[-100.0, 0.0, 100.0]]))
+    array([[3.72007598e-44, 5.00000000e-01, 1.00000000e+00]])
+    """
+
+    kernel_names = ("sigmoid_forward", "sigmoid_backward")
+    saves = "output"
+    onnx_op = "Sigmoid"
+
+
+@register_layer
+class Tanh(Activation):
+    """The hyperbolic tangent elementwise. Shape: (B, C) -> (B, C).
+
+    Examples
+    --------
+    >>> Tanh()(np.array([[-100.0, 0.0, 100.0]]))
+    array([[-1.,  0.,  1.]])
+    """
+
+    kernel_names = ("tanh_forward", "tanh_backward")
+    saves = "output"
+    onnx_op = "Tanh"
+
+
+@register_layer
+class Softmax(Activation):
     """Row-wise softmax, turning logits into class probabilities. Shape: (B, C) -> (B, C).
 
     As the last layer of a net trained with :class:`CrossEntropyLoss`, its
-    backward is fused into the loss: the loss reads the logits this layer
-    received and starts the backward pass below it.
+    backward is fused into the loss: the loss reads :attr:`logits` (what the last
+    forward pass received) and :attr:`probs` (what it returned) and starts the
+    backward pass below this layer.
     """
 
+    kernel_names = ("softmax_forward", "softmax_backward")
+    saves = "output"
+
     def __init__(self) -> None:
+        super().__init__()
+        #: The input of the last forward pass (None before the first).
         self.logits: np.ndarray | None = None
-        self._probs: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.logits = _batch(x)
-        self._probs = kernels().softmax_forward(x)
-        return self._probs
+        return super().forward(x)
 
-    def inference(self, x: np.ndarray) -> np.ndarray:
-        return kernels().softmax_forward(_batch(x))
+    @property
+    def probs(self) -> np.ndarray | None:
+        """The output of the last forward pass (None before the first)."""
+        return getattr(self, "_saved", None)
 
-    def backward(self, dout: np.ndarray, compute_dx: bool = True) -> np.ndarray:
-        return kernels().softmax_backward(dout, self._cached(self._probs))
-
-    def __repr__(self) -> str:
-        return "Softmax()"
+    # The name of fcnn 0.1, read by code written against it.
+    _probs = probs
 
 
 class Loss:
@@ -294,9 +472,11 @@ class Loss:
     def backward(self) -> np.ndarray:
         """Backpropagates through the whole net; returns the gradient w.r.t. the logits.
 
-        Raises:
-            RuntimeError: the net ran forward again since this loss was computed, so its
-                layers hold another batch (call ``backward`` before the next ``net(x)``).
+        Raises
+        ------
+        RuntimeError
+            the net ran forward again since this loss was computed, so its
+            layers hold another batch (call ``backward`` before the next ``net(x)``).
         """
         net = self._net
         if net is None:
@@ -331,17 +511,21 @@ class CrossEntropyLoss:
     w.r.t. the logits is ``(softmax - onehot) / B`` (the original divided by the
     number of classes instead of the batch size).
 
-    Args:
-        net: the Module whose backward ``loss.backward()`` runs; ``None`` to only
-            compute values and the gradient w.r.t. the logits.
+    Parameters
+    ----------
+    net
+        the Module whose backward ``loss.backward()`` runs; ``None`` to only
+        compute values and the gradient w.r.t. the logits.
 
-    Shape:
-        output (B, C), labels (B,) of an integer dtype with values in [0, C).
+    Notes
+    -----
+    Shape: output (B, C), labels (B,) of an integer dtype with values in [0, C).
 
-    Example:
-        >>> criterion = CrossEntropyLoss(net)
-        >>> loss = criterion(net(images), labels)
-        >>> loss.backward(); optimizer.step(); loss.item()
+    Examples
+    --------
+    >>> criterion = CrossEntropyLoss(net)
+    >>> loss = criterion(net(images), labels)
+    >>> loss.backward(); optimizer.step(); loss.item()
     """
 
     def __init__(self, net: Module | None = None) -> None:
@@ -353,7 +537,7 @@ class CrossEntropyLoss:
         logits = output
         last = self.net.layers[-1] if self.net is not None and self.net.layers else None
         if isinstance(last, Softmax):
-            if last.logits is None or last._probs is not output:
+            if last.logits is None or last.probs is not output:
                 raise ValueError(
                     "output must be what the net's forward just returned: the loss reads the "
                     "logits its final Softmax received"

@@ -23,13 +23,16 @@ class Module:
     ``backward``, ``loss.backward()`` and ``optimizer.step()`` raise RuntimeError
     while another thread is inside one of them on the same net.
 
-    Args:
-        *layers: the layers, in order (a single list is accepted too).
+    Parameters
+    ----------
+    *layers
+        the layers, in order (a single list is accepted too).
 
-    Example:
-        >>> from fcnn.functional import Linear, ReLU, Softmax
-        >>> net = Module(Linear(784, 1024), ReLU(), Linear(1024, 10), Softmax())
-        >>> probs = net(images)          # images: (B, 784)
+    Examples
+    --------
+    >>> from fcnn.functional import Linear, ReLU, Softmax
+    >>> net = Module(Linear(784, 1024), ReLU(), Linear(1024, 10), Softmax())
+    >>> probs = net(images)          # images: (B, 784)
     """
 
     def __init__(self, *layers: Layer | list[Layer]) -> None:
@@ -49,9 +52,11 @@ class Module:
         at a time: a forward or backward pass while another thread runs one on the same
         net raises RuntimeError. Use :meth:`inference` to predict from many threads.
 
-        Raises:
-            ValueError, TypeError: ``x`` does not fit a layer; the message starts with
-                that layer's index, as in ``layers[0]: x must have 784 features ...``.
+        Raises
+        ------
+        ValueError, TypeError
+            ``x`` does not fit a layer; the message starts with
+            that layer's index, as in ``layers[0]: x must have 784 features ...``.
         """
         lock = acquire_training_lock(self, "net(x)")
         try:
@@ -105,7 +110,8 @@ class Module:
 
         ``start=None`` means the whole net (``dout`` is w.r.t. the net's output);
         the loss passes the index of a final Softmax whose backward it has fused.
-        Each Linear layer's ``weight_grad`` and ``bias_grad`` are overwritten in place.
+        Every layer's gradients (its declared ``params``, e.g. Linear's ``weight_grad``
+        and ``bias_grad``) are overwritten in place.
         """
         lock = acquire_training_lock(self, "net.backward()")
         try:
@@ -149,9 +155,12 @@ class Module:
     def load_state_dict(self, state_dict: dict[str, np.ndarray]) -> None:
         """Copies parameters in place from ``state_dict``.
 
-        Raises:
-            ValueError: a key is missing or unexpected, or an array's shape differs.
-            TypeError: an entry is not an array of a floating dtype.
+        Raises
+        ------
+        ValueError
+            a key is missing or unexpected, or an array's shape differs.
+        TypeError
+            an entry is not an array of a floating dtype.
         """
         own = dict(self.named_parameters())
         missing = sorted(own.keys() - state_dict.keys())

@@ -1,6 +1,6 @@
 """ONNX export: a trained fcnn net as an ``.onnx`` file that onnxruntime (or any ONNX runtime) runs.
 
-The exported graph, for a net of Linear, ReLU and Softmax layers:
+The exported graph, for a net of Linear, ReLU, Sigmoid, Tanh and Softmax layers:
 
 - input ``"input"``: float32 or float64 (the net's dtype), shape ``(N, features)``,
   pixels scaled to [0, 1] (a uint8 image divided by 255, as :func:`fcnn.predict`
@@ -11,9 +11,10 @@ The exported graph, for a net of Linear, ReLU and Softmax layers:
 - output ``"label"``: int64, shape ``(N,)``, the most probable class.
 
 Each Linear layer is a ``MatMul`` by its (in_features, out_features) weight and an
-``Add`` of its bias; ReLU and Softmax map to the ONNX operators of those names
-(opset 17). The class names, the data set and the input's description are stored
-as metadata properties of the model. Needs the ``onnx`` package:
+``Add`` of its bias; Softmax maps to the ONNX operator of that name, and every
+elementwise activation to the operator its class names in ``onnx_op`` (``Relu``,
+``Sigmoid``, ``Tanh``; opset 17). The class names, the data set and the input's
+description are stored as metadata properties of the model. Needs the ``onnx`` package:
 ``pip install fcnn[onnx]`` (which brings onnxruntime too).
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import write_atomically
-from .functional import Linear, ReLU, Softmax
+from .functional import Activation, Linear, Softmax
 from .nn import Module
 
 __all__ = ["INPUT_DESCRIPTION", "OPSET", "export_onnx"]
@@ -64,30 +65,43 @@ def export_onnx(
 ) -> Path:
     """Writes ``net`` to ``path`` as an ONNX model returning class probabilities.
 
-    Args:
-        net: an :class:`~fcnn.nn.Module` made of Linear, ReLU and Softmax layers
-            (every net :func:`fcnn.train` and :func:`fcnn.fit` build), float32 or float64.
-        path: the ``.onnx`` file to write; written to a temporary file beside it
-            and renamed, so an existing file is replaced only by a complete one.
-        class_names: one name per output class, stored as the ``class_names``
-            metadata property (a JSON list).
-        metadata: further string properties to store (e.g. ``{"dataset": "mnist"}``).
+    Parameters
+    ----------
+    net
+        an :class:`~fcnn.nn.Module` made of Linear, ReLU, Sigmoid, Tanh and Softmax
+        layers (every net :func:`fcnn.train` and :func:`fcnn.fit` build), float32 or float64.
+    path
+        the ``.onnx`` file to write; written to a temporary file beside it
+        and renamed, so an existing file is replaced only by a complete one.
+    class_names
+        one name per output class, stored as the ``class_names``
+        metadata property (a JSON list).
+    metadata
+        further string properties to store (e.g. ``{"dataset": "mnist"}``).
 
-    Returns:
+    Returns
+    -------
+    pathlib.Path
         ``path`` as a :class:`~pathlib.Path`.
 
-    Raises:
-        ImportError: the onnx package is not installed.
-        TypeError: ``net`` is not a Module, overrides ``forward``, holds a layer other
-            than Linear, ReLU or Softmax, or its parameters are not all float32 or all float64.
-        ValueError: ``net`` has no Linear layer, its layer sizes do not chain, or
-            ``class_names`` does not have one name per class.
+    Raises
+    ------
+    ImportError
+        the onnx package is not installed.
+    TypeError
+        ``net`` is not a Module, overrides ``forward``, holds a layer other than
+        Linear, ReLU, Sigmoid, Tanh or Softmax, or its parameters are not all float32
+        or all float64.
+    ValueError
+        ``net`` has no Linear layer, its layer sizes do not chain, or
+        ``class_names`` does not have one name per class.
 
-    Example:
-        >>> fcnn.export_onnx(net, "mnist.onnx", class_names=[str(d) for d in range(10)])
-        >>> import onnxruntime
-        >>> session = onnxruntime.InferenceSession("mnist.onnx")
-        >>> probabilities, labels = session.run(None, {"input": images.reshape(-1, 784) / 255})
+    Examples
+    --------
+    >>> fcnn.export_onnx(net, "mnist.onnx", class_names=[str(d) for d in range(10)])
+    >>> import onnxruntime
+    >>> session = onnxruntime.InferenceSession("mnist.onnx")
+    >>> probabilities, labels = session.run(None, {"input": images.reshape(-1, 784) / 255})
     """
     onnx = _import_onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -121,11 +135,13 @@ def export_onnx(
                     "Add", [f"{output}.matmul", bias], [output], name=f"layers.{index}.add"
                 )
             )
-        elif isinstance(layer, ReLU):
-            nodes.append(helper.make_node("Relu", [current], [output], name=f"layers.{index}"))
-        else:
+        elif type(layer) is Softmax:
             nodes.append(
                 helper.make_node("Softmax", [current], [output], axis=-1, name=f"layers.{index}")
+            )
+        else:
+            nodes.append(
+                helper.make_node(layer.onnx_op, [current], [output], name=f"layers.{index}")
             )
         current = output
     if not isinstance(net.layers[-1], Softmax):
@@ -181,10 +197,11 @@ def _check_net(net: Module) -> np.dtype:
             f"{type(net).__name__} overrides forward; only plain layer stacks can be exported"
         )
     for index, layer in enumerate(net.layers):
-        if type(layer) not in (Linear, ReLU, Softmax):
+        if not _exportable(type(layer)):
+            names = ", ".join(cls.__name__ for cls in _exportable_types())
             raise TypeError(
-                f"net.layers[{index}] is a {type(layer).__name__}; only Linear, "
-                "ReLU and Softmax layers can be exported"
+                f"net.layers[{index}] is a {type(layer).__name__}; only {names} layers can be "
+                "exported"
             )
     linears = net.linear_layers()
     if not linears:
@@ -202,6 +219,19 @@ def _check_net(net: Module) -> np.dtype:
         if before.num_outputs != after.num_inputs:
             raise ValueError(f"the Linear layers do not chain: {before!r} is followed by {after!r}")
     return dtype
+
+
+def _exportable(cls: type) -> bool:
+    """Whether the graph above can express a layer of class ``cls``."""
+    if cls in (Linear, Softmax):
+        return True
+    return issubclass(cls, Activation) and getattr(cls, "onnx_op", None) is not None
+
+
+def _exportable_types() -> list[type]:
+    from .functional import LAYERS
+
+    return [cls for cls in LAYERS.values() if _exportable(cls)]
 
 
 def _layer_summary(net: Module) -> str:

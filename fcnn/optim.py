@@ -8,7 +8,7 @@ import numpy as np
 
 from ._backend import kernels
 from ._checks import acquire_training_lock, check_int, check_real
-from .functional import Linear
+from .functional import Layer, Linear
 from .nn import Module
 
 __all__ = ["SGD", "ExponentialScheduler", "ConstantScheduler"]
@@ -209,8 +209,9 @@ class SGD:
         """PyTorch's name for :attr:`lr`, as a one-element list."""
         return [self.lr]
 
-    def _current_plan(self) -> list[tuple[Linear, np.ndarray | None, np.ndarray | None]]:
-        """``(layer, weight velocity, bias velocity)`` per Linear layer of the net.
+    def _current_plan(self) -> list[tuple[Layer, str, str, np.ndarray | None]]:
+        """``(layer, parameter name, gradient name, velocity or None)`` for every parameter
+        the net's layers declare (their ``params``), in ``state_dict`` order.
 
         Built again only when the net's layer list, the ``velocities`` dict (replaced
         whole, as ``fcnn.load_checkpoint`` does) or whether there is momentum changed:
@@ -229,19 +230,16 @@ class SGD:
             return self._plan
         plan = []
         for index, layer in enumerate(layers):
-            if not isinstance(layer, Linear):
-                continue
-            velocities = [None, None]
-            if with_momentum:
-                for slot, name in enumerate(("weight", "bias")):
+            for name, gradient_name in layer.params:
+                velocity = None
+                if with_momentum:
                     velocity_key = f"layers.{index}.{name}"
                     velocity = self.velocities.get(velocity_key)
                     if velocity is None:
                         velocity = self.velocities[velocity_key] = np.zeros_like(
                             getattr(layer, name)
                         )
-                    velocities[slot] = velocity
-            plan.append((layer, velocities[0], velocities[1]))
+                plan.append((layer, name, gradient_name, velocity))
         self._plan, self._plan_key = plan, (list(layers), self.velocities, with_momentum)
         return plan
 
@@ -256,18 +254,15 @@ class SGD:
         weight_decay, momentum, nesterov = self.weight_decay, self.momentum, self.nesterov
         lock = acquire_training_lock(self.net, "optimizer.step()")
         try:
-            for layer, weight_velocity, bias_velocity in self._current_plan():
+            for layer, name, gradient_name, velocity in self._current_plan():
                 sgd_step(
-                    layer.weight,
-                    layer.weight_grad,
+                    getattr(layer, name),
+                    getattr(layer, gradient_name),
                     lr,
                     weight_decay,
                     momentum,
-                    weight_velocity,
+                    velocity,
                     nesterov,
-                )
-                sgd_step(
-                    layer.bias, layer.bias_grad, lr, weight_decay, momentum, bias_velocity, nesterov
                 )
             self.step_count += 1
         finally:

@@ -26,6 +26,10 @@ KERNELS = (
     "linear_backward",
     "relu_forward",
     "relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
     "softmax_forward",
     "softmax_backward",
     "softmax_cross_entropy_forward",
@@ -41,10 +45,14 @@ __all__ = [
     "relu_backward",
     "relu_forward",
     "sgd_step",
+    "sigmoid_backward",
+    "sigmoid_forward",
     "softmax_backward",
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward",
     "softmax_forward",
+    "tanh_backward",
+    "tanh_forward",
     "train_epoch",
 ]
 
@@ -223,6 +231,38 @@ def relu_backward(dout, x):
     """``dout`` where ``x > 0``, else 0; dout, x (B, C) -> (B, C). See the stub."""
     dout, x = _require_pair("dout", dout, "x", x)
     return np.where(x > 0, dout, dout.dtype.type(0))
+
+
+@_ieee
+def sigmoid_forward(x):
+    """``1 / (1 + exp(-x))`` from ``exp(-|x|)``, never overflowing; x (B, C) -> (B, C).
+
+    See the stub."""
+    x = _require_float("x", x, 2)
+    one = x.dtype.type(1)
+    e = np.exp(-np.abs(x))
+    return np.where(x < 0, e / (one + e), one / (one + e))
+
+
+@_ieee
+def sigmoid_backward(dout, out):
+    """``dout * out * (1 - out)``; dout, out (B, C) -> (B, C). See the stub."""
+    dout, out = _require_pair("dout", dout, "out", out)
+    return dout * out * (out.dtype.type(1) - out)
+
+
+@_ieee
+def tanh_forward(x):
+    """``tanh(x)`` elementwise; x (B, C) -> (B, C). See the stub."""
+    x = _require_float("x", x, 2)
+    return np.tanh(x)
+
+
+@_ieee
+def tanh_backward(dout, out):
+    """``dout * (1 - out**2)``; dout, out (B, C) -> (B, C). See the stub."""
+    dout, out = _require_pair("dout", dout, "out", out)
+    return dout * (out.dtype.type(1) - out * out)
 
 
 def _softmax(x):

@@ -15,6 +15,14 @@ The file is an ordinary NumPy ``.npz`` archive with no pickled objects in it:
      "metadata": <the user's dict: history, hyperparameters, ...>,
      "sha256": "<hex digest of the parameter arrays>"}
 
+Each layer is ``{"type": <class name>, <hyper-parameter>: <JSON value>, ...}``: the
+layer class's ``hyperparams`` (see :class:`fcnn.functional.Layer`), any JSON type,
+and its parameters are the arrays ``layers.<i>.<name>`` for the names of its
+``params``. Version 1 knows Linear, ReLU and Softmax; version 2 adds every other
+layer of :data:`fcnn.functional.LAYERS` (Sigmoid, Tanh, ...). A file is written with
+the lowest version that holds its layers, so nets of version 1 layers stay readable
+by fcnn 0.1.
+
 Without fcnn::
 
     with np.load("model.npz", allow_pickle=False) as archive:
@@ -48,7 +56,7 @@ import numpy as np
 
 from ._checks import check_int
 from ._io import write_atomically
-from .functional import Layer, Linear, ReLU, Softmax
+from .functional import LAYERS, Layer
 from .nn import Module
 
 __all__ = [
@@ -65,7 +73,7 @@ __all__ = [
 #: The ``format`` field of every fcnn model file.
 FORMAT = "fcnn-model"
 #: The newest format version this module writes and reads.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: The archive entry holding the JSON document.
 META_KEY = "__fcnn_meta__"
 #: The most bytes of JSON (layers, optimizer state, metadata) a model file may hold:
@@ -77,25 +85,25 @@ _VELOCITY_PREFIX = "optimizer.velocity."
 PathLike = str | os.PathLike
 
 _DTYPES = ("float32", "float64")
-# Each layer type and the JSON fields (besides "type") that rebuild it.
-_LAYER_FIELDS: dict[type[Layer], tuple[str, ...]] = {
-    Linear: ("num_inputs", "num_outputs"),
-    ReLU: (),
-    Softmax: (),
-}
-_LAYER_TYPES = {cls.__name__: cls for cls in _LAYER_FIELDS}
+# The layer types of format version 1 (fcnn 0.1), whose records are the same in version 2.
+_VERSION_1_LAYERS = frozenset({"Linear", "ReLU", "Softmax"})
 
 
 @dataclass
 class Checkpoint:
     """What :func:`load_checkpoint` returns: the net and what resuming its training needs.
 
-    Attributes:
-        net: the rebuilt network.
-        optimizer_state: the saved ``optimizer.state_dict()``, or ``None``.
-        metadata: the user's dict given to :func:`save` (``{}`` if none).
-        velocities: the optimiser's momentum buffers by parameter name
-            (``optimizer.velocities``), ``{}`` when there were none.
+    Attributes
+    ----------
+    net
+        the rebuilt network.
+    optimizer_state
+        the saved ``optimizer.state_dict()``, or ``None``.
+    metadata
+        the user's dict given to :func:`save` (``{}`` if none).
+    velocities
+        the optimiser's momentum buffers by parameter name
+        (``optimizer.velocities``), ``{}`` when there were none.
     """
 
     net: Module
@@ -117,32 +125,46 @@ def save(
     temporary file beside ``path`` and moved onto it only once complete, so an
     error or a crash midway leaves any previous file at ``path`` untouched.
 
-    Args:
-        net: a :class:`~fcnn.nn.Module` (or a subclass that does not override
-            ``forward``) made of Linear, ReLU and Softmax layers, all parameters
-            of one dtype (float32 or float64).
-        path: the file to write; its folder must exist.
-        optimizer: an optimiser of ``net`` (e.g. :class:`~fcnn.optim.SGD`) whose
-            ``state_dict()`` is stored for resuming training, or ``None``.
-        metadata: a JSON-serialisable dict (training history, hyperparameters...).
-            Keys must be strings; NumPy scalars are stored as Python numbers,
-            tuples as lists; NaN and infinity are refused (JSON has no such values).
+    Parameters
+    ----------
+    net
+        a :class:`~fcnn.nn.Module` (or a subclass that does not override
+        ``forward``) made of the layers of :data:`fcnn.functional.LAYERS` (Linear,
+        ReLU, Sigmoid, Tanh, Softmax and any registered there), all parameters of
+        one dtype (float32 or float64).
+    path
+        the file to write; its folder must exist.
+    optimizer
+        an optimiser of ``net`` (e.g. :class:`~fcnn.optim.SGD`) whose
+        ``state_dict()`` is stored for resuming training, or ``None``.
+    metadata
+        a JSON-serialisable dict (training history, hyperparameters...).
+        Keys must be strings; NumPy scalars are stored as Python numbers,
+        tuples as lists; NaN and infinity are refused (JSON has no such values).
 
-    Returns:
+    Returns
+    -------
+    pathlib.Path
         ``path`` as a :class:`~pathlib.Path`.
 
-    Raises:
-        TypeError: ``net`` is not a Module, holds a layer other than Linear, ReLU
-            or Softmax, or mixes dtypes; ``metadata`` or the optimiser's state is
-            not JSON-serialisable (the message names the offending key).
-        ValueError: a Linear layer's arrays do not match its sizes, or
-            ``optimizer`` trains another net.
-        OSError: the file cannot be written (the previous file, if any, is kept).
+    Raises
+    ------
+    TypeError
+        ``net`` is not a Module, holds a layer not in
+        :data:`fcnn.functional.LAYERS`, or mixes dtypes; ``metadata``, a layer's
+        hyper-parameters or the optimiser's state is not JSON-serialisable (the
+        message names the offending key).
+    ValueError
+        a layer's arrays do not match its hyper-parameters, or
+        ``optimizer`` trains another net.
+    OSError
+        the file cannot be written (the previous file, if any, is kept).
 
-    Example:
-        >>> fcnn.save(net, "mnist.npz", optimizer=optimizer,
-        ...           metadata={"epochs": 10, "history": {"loss": losses}})
-        PosixPath('mnist.npz')
+    Examples
+    --------
+    >>> fcnn.save(net, "mnist.npz", optimizer=optimizer,
+    ...           metadata={"epochs": 10, "history": {"loss": losses}})
+    PosixPath('mnist.npz')
     """
     path = Path(path)
     arrays, layers, dtype = _describe(net)
@@ -171,9 +193,10 @@ def save(
         metadata = {}
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    old_enough = all(layer["type"] in _VERSION_1_LAYERS for layer in layers)
     meta = {
         "format": FORMAT,
-        "version": FORMAT_VERSION,
+        "version": 1 if old_enough else FORMAT_VERSION,
         "dtype": dtype,
         "layers": layers,
         "optimizer": optimizer_state,
@@ -208,36 +231,28 @@ def _describe(net: Module) -> tuple[dict[str, np.ndarray], list[dict[str, Any]],
             f"{type(net).__name__} overrides forward; only plain layer stacks can be saved"
         )
     layers = []
-    width = None
+    width = None  # the output width of the last layer that sets one
     for index, layer in enumerate(net.layers):
-        fields = _LAYER_FIELDS.get(type(layer))
-        if fields is None:
+        cls = type(layer)
+        if LAYERS.get(cls.__name__) is not cls:
             raise TypeError(
-                f"net.layers[{index}] is a {type(layer).__name__}; only "
-                f"{', '.join(_LAYER_TYPES)} layers can be saved"
+                f"net.layers[{index}] is a {cls.__name__}; only {', '.join(LAYERS)} layers "
+                "can be saved (fcnn.functional.register_layer adds a layer class)"
             )
-        layers.append(
-            {"type": type(layer).__name__, **{name: int(getattr(layer, name)) for name in fields}}
-        )
-        if isinstance(layer, Linear):
-            if width is not None and layer.num_inputs != width:
+        config = _to_json(layer.config(), f"net.layers[{index}].config()")
+        try:
+            shapes = cls.param_shapes(config)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"net.layers[{index}]: {error}") from None
+        layers.append({"type": cls.__name__, **config})
+        width = _chain(config, width, f"net.layers[{index}]", ": the net cannot run")
+        for name, shape in shapes.items():
+            array = getattr(layer, name)
+            if not isinstance(array, np.ndarray) or array.shape != shape:
+                got = array.shape if isinstance(array, np.ndarray) else type(array).__name__
                 raise ValueError(
-                    f"net.layers[{index}] takes {layer.num_inputs} inputs, but the "
-                    f"layer before it gives {width}: the net cannot run"
+                    f"net.layers[{index}].{name} must have shape {shape} for {layer!r}, got {got}"
                 )
-            width = layer.num_outputs
-            expected = {
-                "weight": (layer.num_inputs, layer.num_outputs),
-                "bias": (layer.num_outputs,),
-            }
-            for name, shape in expected.items():
-                array = getattr(layer, name)
-                if not isinstance(array, np.ndarray) or array.shape != shape:
-                    got = array.shape if isinstance(array, np.ndarray) else type(array).__name__
-                    raise ValueError(
-                        f"net.layers[{index}].{name} must have shape {shape} for {layer!r}, "
-                        f"got {got}"
-                    )
     params = dict(net.named_parameters())
     dtype = np.dtype(net.dtype)
     if dtype.name not in _DTYPES:
@@ -308,21 +323,29 @@ def _write_archive(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 def load(path: PathLike) -> Module:
     """Reads a net written by :func:`save`.
 
-    Args:
-        path: the file, exactly as given to :func:`save` (no suffix is added).
+    Parameters
+    ----------
+    path
+        the file, exactly as given to :func:`save` (no suffix is added).
 
-    Returns:
-        A new :class:`~fcnn.nn.Module` with the saved layers, dtype and parameters.
+    Returns
+    -------
+    fcnn.nn.Module
+        A new net with the saved layers, dtype and parameters.
 
-    Raises:
-        FileNotFoundError: there is no file at ``path``.
-        ValueError: the file is not an fcnn model, is damaged or truncated, was
-            written by a newer fcnn, or its arrays do not match its layer list,
-            dtype or checksum; the message names the file and the problem.
+    Raises
+    ------
+    FileNotFoundError
+        there is no file at ``path``.
+    ValueError
+        the file is not an fcnn model, is damaged or truncated, was
+        written by a newer fcnn, or its arrays do not match its layer list,
+        dtype or checksum; the message names the file and the problem.
 
-    Example:
-        >>> net = fcnn.load("mnist.npz")
-        >>> predictions = net(test_images).argmax(axis=1)
+    Examples
+    --------
+    >>> net = fcnn.load("mnist.npz")
+    >>> predictions = net(test_images).argmax(axis=1)
     """
     return load_checkpoint(path).net
 
@@ -330,21 +353,29 @@ def load(path: PathLike) -> Module:
 def load_checkpoint(path: PathLike) -> Checkpoint:
     """Reads a net written by :func:`save` together with its optimiser state and metadata.
 
-    Args:
-        path: the file, exactly as given to :func:`save`.
+    Parameters
+    ----------
+    path
+        the file, exactly as given to :func:`save`.
 
-    Returns:
-        A :class:`Checkpoint` with ``net``, ``optimizer_state`` and ``metadata``.
+    Returns
+    -------
+    Checkpoint
+        ``net``, ``optimizer_state``, ``metadata`` and ``velocities``.
 
-    Raises:
-        FileNotFoundError: there is no file at ``path``.
-        ValueError: as for :func:`load`.
+    Raises
+    ------
+    FileNotFoundError
+        there is no file at ``path``.
+    ValueError
+        as for :func:`load`.
 
-    Example:
-        >>> checkpoint = fcnn.serialization.load_checkpoint("mnist.npz")
-        >>> optimizer = SGD(checkpoint.net, lr=0.5, decay=1e-5)
-        >>> restore_optimizer(optimizer, checkpoint)
-        >>> history = checkpoint.metadata["history"]
+    Examples
+    --------
+    >>> checkpoint = fcnn.serialization.load_checkpoint("mnist.npz")
+    >>> optimizer = SGD(checkpoint.net, lr=0.5, decay=1e-5)
+    >>> restore_optimizer(optimizer, checkpoint)
+    >>> history = checkpoint.metadata["history"]
     """
     path = Path(path)
     # A missing file raises FileNotFoundError here, as it should.
@@ -391,7 +422,12 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
         for name in list(arrays)
         if name.startswith(_VELOCITY_PREFIX)
     }
-    net = Module([_build_layer(spec, meta["dtype"]) for spec in meta["layers"]])
+    net = Module(
+        [
+            _build_layer(path, index, spec, meta["dtype"])
+            for index, spec in enumerate(meta["layers"])
+        ]
+    )
     net.load_state_dict(arrays)
     return Checkpoint(
         net=net,
@@ -403,13 +439,30 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     )
 
 
-def _build_layer(spec: Mapping[str, Any], dtype: str) -> Layer:
+def _build_layer(path: Path, index: int, spec: Mapping[str, Any], dtype: str) -> Layer:
     """A fresh layer from its (already checked) JSON description."""
-    cls = _LAYER_TYPES[spec["type"]]
-    if cls is Linear:
-        # rng=0: the random start is overwritten by the saved weights anyway.
-        return Linear(spec["num_inputs"], spec["num_outputs"], dtype=dtype, rng=0)
-    return cls()
+    config = {name: value for name, value in spec.items() if name != "type"}
+    try:
+        return LAYERS[spec["type"]].from_config(config, dtype)
+    except (TypeError, ValueError) as error:
+        raise _bad(path, f"layers[{index}] ({spec['type']}) cannot be built: {error}") from None
+
+
+def _chain(config: Mapping[str, Any], width: int | None, where: str, why: str) -> int | None:
+    """The width after a layer of ``config``, given the width before it (None: not known);
+    a ValueError naming the layer (``where``) when the two do not match.
+
+    A layer that changes the width (Linear) says so by its ``num_inputs`` and
+    ``num_outputs`` hyper-parameters; the others keep it.
+    """
+    if "num_inputs" not in config or "num_outputs" not in config:
+        return width
+    if width is not None and config["num_inputs"] != width:
+        raise ValueError(
+            f"{where} takes {config['num_inputs']} inputs, but the layer before it "
+            f"gives {width}{why}"
+        )
+    return config["num_outputs"]
 
 
 def _bad(path: Path, problem: str) -> ValueError:
@@ -643,40 +696,34 @@ def _expected_arrays(
     """``name -> (shape, dtype)`` of every parameter the layer list calls for."""
     little = dtype.newbyteorder("<")
     expected = {}
-    width = None  # the output width of the last Linear: the next must take as many inputs
+    width = None  # the output width of the last layer that sets one
     for index, spec in enumerate(layers):
         kind = spec.get("type") if isinstance(spec, dict) else None
-        cls = _LAYER_TYPES.get(kind) if isinstance(kind, str) else None
+        cls = LAYERS.get(kind) if isinstance(kind, str) else None
         if cls is None:
             raise _bad(
                 path,
                 f"layers[{index}] must be one of "
-                f"{[{'type': name} for name in _LAYER_TYPES]}, got {spec!r:.80}",
+                f"{[{'type': name} for name in LAYERS]}, got {spec!r:.80}",
             )
-        fields = _LAYER_FIELDS[cls]
+        fields = cls.hyperparams
         if set(spec) != {"type", *fields}:
             raise _bad(
                 path,
                 f"layers[{index}] ({spec['type']}) must have exactly the fields "
                 f"{['type', *fields]}, got {sorted(spec)}",
             )
-        for name in fields:
-            try:
-                check_int(spec[name], name, minimum=1)
-            except (TypeError, ValueError):
-                raise _bad(
-                    path, f"layers[{index}].{name} must be a positive integer, got {spec[name]!r}"
-                ) from None
-        if cls is Linear:
-            if width is not None and spec["num_inputs"] != width:
-                raise _bad(
-                    path,
-                    f"layers[{index}] takes {spec['num_inputs']} inputs, but the "
-                    f"layer before it gives {width}",
-                )
-            width = spec["num_outputs"]
-            expected[f"layers.{index}.weight"] = ((spec["num_inputs"], spec["num_outputs"]), little)
-            expected[f"layers.{index}.bias"] = ((spec["num_outputs"],), little)
+        config = {name: spec[name] for name in fields}
+        try:
+            shapes = cls.param_shapes(config)
+        except (TypeError, ValueError) as error:
+            raise _bad(path, f"layers[{index}] ({spec['type']}): {error}") from None
+        try:
+            width = _chain(config, width, f"layers[{index}]", "")
+        except ValueError as error:
+            raise _bad(path, str(error)) from None
+        for name, shape in shapes.items():
+            expected[f"layers.{index}.{name}"] = (shape, little)
     return expected
 
 
@@ -691,18 +738,24 @@ def restore_optimizer(optimizer: Any, checkpoint: Checkpoint) -> None:
     exponential or constant schedule; the momentum velocities are restored from
     the checkpoint's arrays, so training continues exactly where it stopped.
 
-    Args:
-        optimizer: an optimiser of ``checkpoint.net`` with ``load_state_dict``.
-        checkpoint: what :func:`load_checkpoint` returned.
+    Parameters
+    ----------
+    optimizer
+        an optimiser of ``checkpoint.net`` with ``load_state_dict``.
+    checkpoint
+        what :func:`load_checkpoint` returned.
 
-    Raises:
-        ValueError: the checkpoint holds no optimiser state, ``optimizer`` trains
-            another net, or the state belongs to another kind of optimiser.
+    Raises
+    ------
+    ValueError
+        the checkpoint holds no optimiser state, ``optimizer`` trains
+        another net, or the state belongs to another kind of optimiser.
 
-    Example:
-        >>> checkpoint = load_checkpoint("mnist.npz")
-        >>> optimizer = SGD(checkpoint.net, lr=0.5, decay=1e-5)
-        >>> restore_optimizer(optimizer, checkpoint)   # continues at the saved step
+    Examples
+    --------
+    >>> checkpoint = load_checkpoint("mnist.npz")
+    >>> optimizer = SGD(checkpoint.net, lr=0.5, decay=1e-5)
+    >>> restore_optimizer(optimizer, checkpoint)   # continues at the saved step
     """
     state = checkpoint.optimizer_state
     if state is None:

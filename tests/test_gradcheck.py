@@ -73,6 +73,23 @@ def test_relu_backward(backend, rng):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("scale", [1.0, 8.0])
+def test_output_saving_activation_backward(backend, rng, name, scale):
+    """sigmoid and tanh: the backward takes the forward's output, not its input."""
+    forward = getattr(backend, f"{name}_forward")
+    backward = getattr(backend, f"{name}_backward")
+    x = rng.standard_normal((B, C)) * scale
+    dout = rng.standard_normal((B, C))
+
+    def weighted_output():
+        return float(np.sum(forward(x) * dout))
+
+    expected = numerical_gradient(weighted_output, x)
+    np.testing.assert_allclose(backward(dout, forward(x)), expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_softmax_backward_is_the_vjp(backend, rng):
     x = rng.standard_normal((B, C)) * 3
     dout = rng.standard_normal((B, C))

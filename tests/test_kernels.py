@@ -145,11 +145,13 @@ def canonical_args(kernel, rng, dtype, sizes, values="normal"):
         x.reshape(-1)[1::5] = 0.0  # the kink itself, both signs of zero
         x.reshape(-1)[3::10] = -0.0
         return [x] if kernel == "relu_forward" else [floats(B, C), x]
-    if kernel == "softmax_forward":
+    if kernel in ("softmax_forward", "sigmoid_forward", "tanh_forward"):
         return [floats(B, C)]
-    if kernel == "softmax_backward":
+    if kernel in ("softmax_backward", "sigmoid_backward", "tanh_backward"):
+        # the second array is the forward's output, so it is what backward will be given
+        forward = getattr(reference, kernel.replace("_backward", "_forward"))
         dout = floats(B, C)
-        return [dout, reference.softmax_forward(make_values(rng, (B, C), values).astype(dtype))]
+        return [dout, forward(make_values(rng, (B, C), values).astype(dtype))]
     if kernel in ("softmax_cross_entropy_forward", "softmax_cross_entropy_backward"):
         return [floats(B, OC), rng.integers(0, OC, B)]
     if kernel == "sgd_step":
@@ -201,6 +203,8 @@ LABEL_CASES = {"label-too-large", "label-negative", "label-float", "label-2d"}
 NOT_INVALID_FOR = {
     "sgd_step": {"zero-d", "three-d"},
     "relu_forward": {"mixed-dtype"},
+    "sigmoid_forward": {"mixed-dtype"},
+    "tanh_forward": {"mixed-dtype"},
     "softmax_forward": {"mixed-dtype"},
 }
 

@@ -12,7 +12,7 @@ import fcnn
 from fcnn.cli import main
 from fcnn.dataloader import DataLoader
 from fcnn.datasets import load_mnist
-from fcnn.functional import Linear, ReLU, Softmax
+from fcnn.functional import Linear, ReLU, Sigmoid, Softmax, Tanh
 from fcnn.nn import Module
 from fcnn.optim import SGD
 from fcnn.training import TrainConfig, fit
@@ -95,6 +95,33 @@ def test_every_trainable_stack_and_dtype(layers, dtype, tmp_path):
         probabilities, fcnn.predict_proba(net, images), rtol=0, atol=tolerance
     )
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=10 * tolerance)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("final_softmax", [True, False], ids=["softmax", "raw"])
+def test_sigmoid_and_tanh_nets(dtype, final_softmax, tmp_path):
+    images, labels = blobs(n=200, features=10, classes=3, seed=4)
+    stack = [
+        Linear(10, 7, dtype=dtype, rng=0),
+        Sigmoid(),
+        Linear(7, 6, dtype=dtype, rng=1),
+        Tanh(),
+        Linear(6, 3, dtype=dtype, rng=2),
+    ]
+    net = Module(stack + [Softmax()] if final_softmax else stack)
+    loader = DataLoader((images, labels), batch_size=32, dtype=dtype)
+    fcnn.train(net, SGD(net, lr=0.5), loader, epochs=2, progress=False)
+
+    path = fcnn.export_onnx(net, tmp_path / "net.onnx")
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert ops[:6] == ["MatMul", "Add", "Sigmoid", "MatMul", "Add", "Tanh"]
+    probabilities, predicted = run_onnx(path, as_input(images, dtype))
+    assert probabilities.dtype == dtype
+    np.testing.assert_array_equal(predicted, fcnn.predict(net, images))
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(
+        probabilities, fcnn.predict_proba(net, images), rtol=0, atol=tolerance
+    )
 
 
 def test_metadata_describes_the_input_and_classes(tmp_path):

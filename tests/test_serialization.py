@@ -311,7 +311,7 @@ def fortran_weight(arrays, meta):
     "edit, match",
     [
         (change_meta("format", "something-else"), "format 'something-else'"),
-        (change_meta("version", 2), "newer fcnn"),
+        (change_meta("version", serialization.FORMAT_VERSION + 1), "newer fcnn"),
         (change_meta("version", "1"), "version must be a positive integer"),
         (
             change_meta("dtype", "float64"),

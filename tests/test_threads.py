@@ -87,6 +87,10 @@ def kernel_calls(dtype):
     dhidden = frozen(rng.standard_normal((B, C)))
     logits = frozen(rng.standard_normal((B, OC)) * 5)
     probs = frozen(_core.softmax_forward(logits))
+    sigmoid_out, tanh_out = (
+        frozen(_core.sigmoid_forward(hidden)),
+        frozen(_core.tanh_forward(hidden)),
+    )
     labels = rng.integers(0, OC, B)
     labels.flags.writeable = False
 
@@ -111,6 +115,10 @@ def kernel_calls(dtype):
         ("_linear_backward_out no dx", lambda: backward_out(False)),
         ("relu_forward", lambda: _core.relu_forward(hidden)),
         ("relu_backward", lambda: _core.relu_backward(dhidden, hidden)),
+        ("sigmoid_forward", lambda: _core.sigmoid_forward(hidden)),
+        ("sigmoid_backward", lambda: _core.sigmoid_backward(dhidden, sigmoid_out)),
+        ("tanh_forward", lambda: _core.tanh_forward(hidden)),
+        ("tanh_backward", lambda: _core.tanh_backward(dhidden, tanh_out)),
         ("softmax_forward", lambda: _core.softmax_forward(logits)),
         ("softmax_backward", lambda: _core.softmax_backward(dout, probs)),
         (

@@ -69,6 +69,10 @@ static void expect_finite(const char *what, double value) {
         S(fcnn_linear_backward)(NULL, dweight, dbias, dout, x, weight, B, C, OC, 1);           \
         S(fcnn_relu_forward)(out, out, B * OC);                                                \
         S(fcnn_relu_backward)(dout, dout, out, B * OC);                                        \
+        S(fcnn_sigmoid_forward)(probs, out, B * OC);                                           \
+        S(fcnn_sigmoid_backward)(dlogits, dout, probs, B * OC);                                \
+        S(fcnn_tanh_forward)(probs, out, B * OC);                                              \
+        S(fcnn_tanh_backward)(dlogits, dout, probs, B * OC);                                   \
         S(fcnn_softmax_forward)(probs, out, B, OC);                                            \
         S(fcnn_softmax_backward)(dlogits, dout, probs, B, OC);                                 \
         double loss = 0;                                                                       \
