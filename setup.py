@@ -25,8 +25,15 @@ core = Extension(
     define_macros=[("BLAS_SYMBOL_PREFIX", "scipy_")],
     # -O3 without -ffast-math: NaN checks must keep working.
     # gnu11 rather than c11 lets the compiler fuse multiply-adds in the AVX2 clones.
-    extra_compile_args=["-O3", "-std=gnu11", "-fopenmp", "-Wall", "-Wextra",
-                        "-Wno-unused-parameter", "-Wno-psabi"],
+    extra_compile_args=[
+        "-O3",
+        "-std=gnu11",
+        "-fopenmp",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-Wno-psabi",
+    ],
     extra_link_args=["-fopenmp"],
 )
 

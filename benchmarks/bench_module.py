@@ -25,6 +25,7 @@ For fcnn it also counts the Python-level function calls of one step (sys.setprof
 
 from __future__ import annotations
 
+import functools
 import resource
 import sys
 import time
@@ -236,11 +237,9 @@ def main() -> None:
                 cases.append(
                     common.Case(
                         label=f"{name}, {optimizer}, B={batch_size}, {samples} samples",
-                        run=lambda loop=loop, i=images, l=labels, b=batch_size, s=settings: loop(
-                            i, l, b, s
-                        ),
-                        warm_up=lambda loop=loop, i=images[:warm], l=labels[:warm], b=batch_size, s=settings: (
-                            loop(i, l, b, s)
+                        run=functools.partial(loop, images, labels, batch_size, settings),
+                        warm_up=functools.partial(
+                            loop, images[:warm], labels[:warm], batch_size, settings
                         ),
                         info={
                             "contender": key,

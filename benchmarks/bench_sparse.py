@@ -105,7 +105,9 @@ def main() -> None:
             )
     common.run_cases(cases, args.repeats)
     rows, crossover = [], None
-    for sparse_case, dense_case, auto_case in zip(cases[::3], cases[1::3], cases[2::3]):
+    for sparse_case, dense_case, auto_case in zip(
+        cases[::3], cases[1::3], cases[2::3], strict=True
+    ):
         density = sparse_case.info["density"]
         sparse_s = common.per_epoch(sparse_case.median, samples)
         dense_s = common.per_epoch(dense_case.median, samples)

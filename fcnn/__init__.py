@@ -23,8 +23,9 @@ if "OMP_WAIT_POLICY" not in _os.environ:
 # Loads libscipy_openblas into the process before _core, which links against it.
 import scipy_openblas32 as _scipy_openblas32  # noqa: F401, E402
 
+# Imported here only to fail early, with the message below, when the core is not built.
 try:
-    from . import _core
+    from . import _core  # noqa: F401
 except ImportError:
     import importlib.util as _importlib_util
 

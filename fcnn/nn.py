@@ -94,15 +94,14 @@ class Module:
             raise ValueError(
                 f"x must be 2-D (batch, features) with at least one sample, got shape {x.shape}"
             )
-        index = 0
-        try:
-            for index, layer in enumerate(self.layers if layers is None else layers):
+        for index, layer in enumerate(self.layers if layers is None else layers):
+            try:
                 x = layer.forward(x) if cache else layer.inference(x)
-        except (TypeError, ValueError) as error:
-            if type(error) not in (TypeError, ValueError):
-                raise
-            # The same class, its message prefixed with the layer it came from.
-            raise type(error)(f"layers[{index}]: {error}") from error
+            except (TypeError, ValueError) as error:
+                if type(error) not in (TypeError, ValueError):
+                    raise
+                # The same class, its message prefixed with the layer it came from.
+                raise type(error)(f"layers[{index}]: {error}") from error
         return x
 
     def backward(self, dout: np.ndarray, start: int | None = None) -> None:

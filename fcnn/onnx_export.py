@@ -215,7 +215,7 @@ def _check_net(net: Module) -> np.dtype:
                 f"every parameter must have one dtype: {name} is {array.dtype}, "
                 f"the first is {dtype}"
             )
-    for before, after in zip(linears[:-1], linears[1:]):
+    for before, after in zip(linears[:-1], linears[1:], strict=True):
         if before.num_outputs != after.num_inputs:
             raise ValueError(f"the Linear layers do not chain: {before!r} is followed by {after!r}")
     return dtype

@@ -110,7 +110,7 @@ def _format_shape(sizes):
 def _require_shape(name, array, expected, lead_name, lead):
     """``expected`` holds one size or None (any size) per dimension."""
     if len(expected) != array.ndim or any(
-        want is not None and want != got for want, got in zip(expected, array.shape)
+        want is not None and want != got for want, got in zip(expected, array.shape, strict=True)
     ):
         raise ValueError(
             f"{name} must have shape {_format_shape(expected)} to match {lead_name} "
@@ -480,7 +480,7 @@ def train_epoch(
         if images.dtype == np.uint8:
             x /= dtype.type(255)
         activations = [x]
-        for index, (weight, bias) in enumerate(zip(weights, biases)):
+        for index, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
             out = linear_forward(activations[-1], weight, bias)
             activations.append(relu_forward(out) if index + 1 < len(weights) else out)
         logits, batch_labels = activations[-1], labels[indices]

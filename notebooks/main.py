@@ -185,7 +185,9 @@ for name, split_labels in (
 
 # %%
 digits = Figure(figsize=(8, 2.4), layout="constrained")
-for axes, image, label in zip(digits.subplots(2, 8).ravel(), train_images, train_labels):
+for axes, image, label in zip(
+    digits.subplots(2, 8).ravel(), train_images, train_labels, strict=False
+):
     axes.imshow(image, cmap="gray_r")
     axes.set_title(CLASS_NAMES[label])
     axes.set_axis_off()

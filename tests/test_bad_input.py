@@ -436,7 +436,7 @@ def test_bad_input_raises(backend, kernel, make_args, error, pattern, request):
     before = snapshot(args)
     with pytest.raises(error, match=pattern):
         getattr(backend, kernel)(*args)
-    for index, (arg, saved) in enumerate(zip(args, before)):
+    for index, (arg, saved) in enumerate(zip(args, before, strict=True)):
         if saved is not None:
             np.testing.assert_array_equal(arg, saved, err_msg=f"argument {index} changed")
 

@@ -188,7 +188,7 @@ def read_idx_peak(path: Path) -> tuple[BaseException | None, int]:
 
 
 def test_read_idx_tiny_gzip_declaring_gigabytes(tmp_path):
-    """29 bytes of gzip whose IDX header and trailer both claim 4 GiB: refused, nothing allocated."""
+    """29 bytes of gzip whose IDX header and trailer claim 4 GiB: refused, nothing allocated."""
     header = b"\x00\x00\x08\x01" + struct.pack(">I", 2**31 - 1)
     path = tmp_path / "tiny-idx1-ubyte.gz"
     path.write_bytes(gzip_member(header + bytes(1), declared_size=2**32 - 1))
@@ -358,7 +358,7 @@ def test_load_mnist_refuses_changed_file(tmp_path, mnist_gz_dir):
 def test_load_mnist_refuses_changed_file_even_when_download_allowed(
     tmp_path, mnist_gz_dir, monkeypatch
 ):
-    """A changed file on disk is an error, not a reason to fetch a replacement behind the user's back."""
+    """A changed file on disk is an error, not a reason to fetch a replacement silently."""
     monkeypatch.setattr(datasets.urllib.request, "urlopen", no_network)
     name = "train-labels-idx1-ubyte"
     (tmp_path / name).write_bytes(changed_copy(mnist_gz_dir, name, -1))
@@ -412,7 +412,7 @@ def test_public_constants():
 
 
 def test_fashion_mnist_skips_mnist_files_of_the_same_name(tmp_path, mnist_gz_dir, monkeypatch):
-    """A root holding MNIST flat must not be mistaken for Fashion-MNIST, nor raise a checksum error."""
+    """A root holding MNIST flat is not mistaken for Fashion-MNIST, nor a checksum error."""
     no_system_copy = dataclasses.replace(datasets._FASHION_MNIST, system_folders=())
     monkeypatch.setattr(datasets, "_FASHION_MNIST", no_system_copy)
     link_files(mnist_gz_dir, tmp_path, ["t10k-labels-idx1-ubyte"], ".gz")

@@ -57,7 +57,9 @@ def which_net(path: Path, candidates: dict[int, Module]) -> int:
     """The seed of the candidate whose weights ``path`` holds (fails if it is none of them)."""
     loaded = fcnn.load(path)
     for seed, net in candidates.items():
-        if all(np.array_equal(a, b) for a, b in zip(loaded.parameters(), net.parameters())):
+        if all(
+            np.array_equal(a, b) for a, b in zip(loaded.parameters(), net.parameters(), strict=True)
+        ):
             return seed
     raise AssertionError(f"{path} holds none of the nets saved")
 
@@ -121,7 +123,7 @@ def test_next_save_removes_only_dead_processes_temp_files(tmp_path):
     assert ours.exists() and other_target.exists()
 
 
-# ---------------------------------------------------------------------------- full and read-only disks
+# ------------------------------------------------------------------- full and read-only disks
 
 
 def enospc_after(limit: int):
@@ -217,7 +219,8 @@ try:
 except OSError as error:
     outcome = {"error": error.errno, "message": str(error)}
 loaded = fcnn.load(folder / "model.npz")
-outcome["intact"] = all(np.array_equal(a, b) for a, b in zip(loaded.parameters(), small.parameters()))
+pairs = zip(loaded.parameters(), small.parameters())
+outcome["intact"] = all(np.array_equal(a, b) for a, b in pairs)
 outcome["files"] = sorted(os.listdir(folder))
 print(json.dumps(outcome))
 """.replace("import errno", "import numpy as np\nimport errno")

@@ -32,7 +32,7 @@ def parameters(sizes, dtype, seed=0):
     rng = np.random.default_rng(seed)
     weights = [
         (rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(dtype)
-        for a, b in zip(sizes[:-1], sizes[1:])
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
     ]
     biases = [(0.1 * rng.standard_normal(b)).astype(dtype) for b in sizes[1:]]
     return weights, biases
@@ -95,7 +95,7 @@ def test_fused_epoch_matches_twin(dtype, rtol, hidden, momentum, nesterov, spars
     assert steps == twin_steps == 10
     assert loss == pytest.approx(twin_loss, rel=rtol)
     assert abs(correct - twin_correct) <= (0 if dtype == np.float64 else 2)
-    for value, expected in zip(params, twin_params):
+    for value, expected in zip(params, twin_params, strict=True):
         assert value.dtype == dtype
         scale = np.abs(expected).max() + 1e-30
         np.testing.assert_allclose(value / scale, expected / scale, rtol=0, atol=rtol)
@@ -108,7 +108,7 @@ def test_sparse_and_dense_first_layer_agree(density):
     sizes = [images.shape[1], 64, CLASSES]
     _, sparse = run(_core, images, labels, sizes, np.float64, sparse_threshold=1.0)
     _, dense = run(_core, images, labels, sizes, np.float64, sparse_threshold=0.0)
-    for a, b in zip(sparse, dense):
+    for a, b in zip(sparse, dense, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
 
 
@@ -136,7 +136,7 @@ def test_first_layer_paths_give_the_same_bits(dtype, momentum, weight_decay, den
     ]
     for outcome, params in results[1:]:
         assert outcome == results[0][0]
-        for a, b in zip(params, results[0][1]):
+        for a, b in zip(params, results[0][1], strict=True):
             np.testing.assert_array_equal(a, b)
 
 
@@ -145,14 +145,14 @@ def test_float_images_are_not_rescaled():
     floats = images / 255.0
     _, from_bytes = run(_core, images, labels, [60, 16, CLASSES], np.float64)
     _, from_floats = run(_core, floats, labels, [60, 16, CLASSES], np.float64)
-    for a, b in zip(from_bytes, from_floats):
+    for a, b in zip(from_bytes, from_floats, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 def mlp(dtype=np.float64, hidden=(24,), features=60, seed=0):
     sizes = [features, *hidden, CLASSES]
     layers = []
-    for index, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for index, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(Linear(a, b, dtype=dtype, rng=seed + index))
         layers.append(ReLU() if index < len(sizes) - 2 else Softmax())
     return Module(layers)
@@ -215,7 +215,7 @@ def test_sparse_path_does_not_depend_on_thread_count():
             )
     finally:
         fcnn.set_num_threads(previous)
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -425,7 +425,7 @@ def test_lazy_first_layer_matches_eager_twin(momentum, nesterov, weight_decay, s
     (outcome, params), (twin_outcome, twin_params) = results
     assert outcome[0] == twin_outcome[0] == 20
     assert outcome[1] == pytest.approx(twin_outcome[1], rel=1e-10)
-    for value, expected in zip(params, twin_params):
+    for value, expected in zip(params, twin_params, strict=True):
         scale = np.abs(expected).max() + 1e-300
         np.testing.assert_allclose(value / scale, expected / scale, rtol=0, atol=1e-10)
 
@@ -462,7 +462,7 @@ def test_lazy_path_is_bitwise_reproducible_across_runs():
         )[1]
         for _ in range(2)
     ]
-    for a, b in zip(*runs):
+    for a, b in zip(*runs, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -620,7 +620,7 @@ def test_set_num_threads_from_another_thread_takes_effect():
         fcnn.set_num_threads(2)
         assert _core.get_num_threads() == 2 and fcnn_blas_threads() == 2
         two = run(_core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0)
-        for a, b in zip(one[1], two[1]):
+        for a, b in zip(one[1], two[1], strict=True):
             np.testing.assert_array_equal(a, b)
     finally:
         stop.set()

@@ -194,7 +194,7 @@ def test_predict_output_names_probabilities_and_top_k(model, mnist_test, tmp_pat
         f"{tmp_path / 'two.npy'}[1]",
     ]
     probabilities = fcnn.predict_proba(net, mnist_test[0][:2])
-    for line, row in zip(lines[1:], probabilities):
+    for line, row in zip(lines[1:], probabilities, strict=True):
         fields = line.split("\t")[1:]
         assert len(fields) == 3
         best = int(np.argmax(row))

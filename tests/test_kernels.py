@@ -399,7 +399,7 @@ def assert_same(actual, desired, tolerance, scale, where="result"):
         assert len(actual) == len(desired), (
             f"{where}: expected {len(desired)} items, got {len(actual)}"
         )
-        for index, (got, want) in enumerate(zip(actual, desired)):
+        for index, (got, want) in enumerate(zip(actual, desired, strict=True)):
             assert_same(got, want, tolerance, scale, f"{where}[{index}]")
     elif isinstance(desired, float):
         assert type(actual) is float, (
@@ -458,7 +458,7 @@ def test_kernel_matches_reference(kernel, dtype, case):
     assert_same(core_result, reference_result, tolerance, scale)
     untouched, _ = build(kernel, dtype, case)
     for index, (core_arg, reference_arg, original) in enumerate(
-        zip(core_args, reference_args, untouched)
+        zip(core_args, reference_args, untouched, strict=True)
     ):
         if index in IN_PLACE.get(kernel, ()):  # updated alike by both (or left alike)
             assert_same(core_arg, reference_arg, tolerance, scale, f"in-place argument {index}")
@@ -503,7 +503,7 @@ def test_reference_signature_is_the_stub_signature(kernel):
     defaults = [None] * (len(stub.args) - len(stub.defaults)) + [
         ast.literal_eval(default) for default in stub.defaults
     ]
-    expected = [(arg.arg, default) for arg, default in zip(stub.args, defaults)]
+    expected = [(arg.arg, default) for arg, default in zip(stub.args, defaults, strict=True)]
     parameters = inspect.signature(getattr(reference, kernel)).parameters.values()
     actual = [
         (
@@ -531,7 +531,7 @@ def test_core_takes_the_stub_keywords(kernel):
     names = [arg.arg for arg in stub_functions()[kernel].args.args]
     args = every_argument(kernel)
     assert len(args) == len(names)
-    keywords = dict(zip(names, args))
+    keywords = dict(zip(names, args, strict=True))
     reference_args = [arg.copy() if isinstance(arg, np.ndarray) else arg for arg in args]
     expected = getattr(reference, kernel)(*reference_args)
     result = getattr(core, kernel)(**keywords)
@@ -643,7 +643,9 @@ def train_mlp(backend, dtype, momentum=0.0, nesterov=False, steps=100):
             dhidden_pre, inputs, weight1, compute_dx=False
         )
         assert dinputs is None
-        for param, grad, velocity in zip(params, (dweight1, dbias1, dweight2, dbias2), velocities):
+        for param, grad, velocity in zip(
+            params, (dweight1, dbias1, dweight2, dbias2), velocities, strict=True
+        ):
             backend.sgd_step(param, grad, lr, 1e-4, momentum, velocity, nesterov)
     return params, losses
 
@@ -660,7 +662,7 @@ def test_training_run_matches_reference(dtype, momentum, nesterov):
     assert reference_losses[-1] < 0.8 * reference_losses[0], "the run should learn something"
     tolerance = 1e-10 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(core_losses, reference_losses, rtol=tolerance)
-    for core_param, reference_param in zip(core_params, reference_params):
+    for core_param, reference_param in zip(core_params, reference_params, strict=True):
         assert core_param.dtype == dtype
         scale = float(np.abs(reference_param).max())
         np.testing.assert_allclose(

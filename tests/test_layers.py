@@ -424,7 +424,11 @@ def test_hand_edited_layer_records_are_refused(tmp_path):
     for index, edit, match in (
         (1, {"type": "Sigmoid", "slope": 2.0}, r"layers\[1\] \(Sigmoid\) must have exactly"),
         (0, {"type": "Linear", "num_inputs": True, "num_outputs": 5}, "num_inputs must be an"),
-        (0, {"type": "Linear", "num_inputs": 0, "num_outputs": 5}, "num_inputs must be an integer >= 1"),
+        (
+            0,
+            {"type": "Linear", "num_inputs": 0, "num_outputs": 5},
+            "num_inputs must be an integer >= 1",
+        ),
         (0, {"type": "Linear", "num_inputs": 6.0, "num_outputs": 5}, "num_inputs must be an"),
     ):
         arrays, meta = read_archive(path)

@@ -123,7 +123,7 @@ def test_binding_does_not_leak(kernel):
     assert growth < RSS_LIMIT, (
         f"{kernel}: resident memory grew by {growth / 2**20:.1f} MiB over {CALLS} calls"
     )
-    for item, before, after in zip(watched, references_before, references_after):
+    for item, before, after in zip(watched, references_before, references_after, strict=True):
         # A reference leaked (or stolen) per call would show as a change of ~CALLS.
         assert abs(after - before) < CALLS // 100, (
             f"{kernel}: references to {type(item).__name__} went from {before} to {after}"

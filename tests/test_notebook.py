@@ -75,7 +75,9 @@ def test_notebook_matches_its_script():
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert notebook.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
     script_cells, notebook_cells = _cells(script), _cells(notebook)
-    for index, (in_script, in_notebook) in enumerate(zip(script_cells, notebook_cells)):
+    for index, (in_script, in_notebook) in enumerate(
+        zip(script_cells, notebook_cells, strict=False)
+    ):
         assert in_script == in_notebook, (
             f"cell {index} of {SCRIPT.name} and {NOTEBOOK.name} differ; run "
             f"`jupytext --sync notebooks/main.ipynb` (or rerun notebooks/run_notebook.py)"

@@ -75,7 +75,7 @@ def test_every_trainable_stack_and_dtype(layers, dtype, tmp_path):
     }[layers]
     rng = np.random.default_rng(0)
     stack = []
-    for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         stack.append(Linear(inputs, outputs, dtype=dtype, rng=rng))
         if index < len(sizes) - 2:
             stack.append(ReLU())

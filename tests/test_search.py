@@ -422,7 +422,7 @@ def test_csv_has_one_row_per_candidate_with_settings_and_figures(serial_result, 
     with open(path, newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == len(serial_result.records) == 6
-    for row, record in zip(rows, serial_result.records):
+    for row, record in zip(rows, serial_result.records, strict=True):
         assert row["name"] == record["name"] and row["stage"] == record["stage"]
         assert float(row["val_accuracy"]) == record["val_accuracy"]
         assert float(row["val_loss"]) == record["val_loss"]

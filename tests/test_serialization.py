@@ -1,4 +1,4 @@
-"""fcnn.serialization: round trips, the file format as NumPy sees it, bad files, interrupted saves."""
+"""fcnn.serialization: round trips, the format as NumPy sees it, bad files, interrupted saves."""
 
 import hashlib
 import io
@@ -94,7 +94,9 @@ def test_round_trip_keeps_predictions_dtype_layers_optimizer_and_metadata(tmp_pa
     assert layer_list(restored) == layer_list(net)
     x = probe_batch(dtype)
     assert np.array_equal(restored(x), net(x))  # bitwise: same weights, same kernels
-    for (name, saved), (_, loaded) in zip(net.named_parameters(), restored.named_parameters()):
+    for (name, saved), (_, loaded) in zip(
+        net.named_parameters(), restored.named_parameters(), strict=True
+    ):
         assert np.array_equal(saved, loaded), name
     assert checkpoint.optimizer_state == optimizer.state_dict()
     assert checkpoint.optimizer_state["step_count"] == 3
@@ -422,7 +424,9 @@ def test_interrupted_save_keeps_the_old_file_and_leaves_no_temp_file(
 
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
     restored = load(path)
-    for (name, old), (_, loaded) in zip(old_net.named_parameters(), restored.named_parameters()):
+    for (name, old), (_, loaded) in zip(
+        old_net.named_parameters(), restored.named_parameters(), strict=True
+    ):
         assert np.array_equal(old, loaded), name
 
 
@@ -561,7 +565,7 @@ def test_resume_with_momentum_continues_exactly(tmp_path):
     assert resumed.step_count == 3 and resumed.momentum == 0.9 and resumed.nesterov
     steps(checkpoint.net, resumed, batches[3:])
     for (name, value), (_, expected) in zip(
-        checkpoint.net.named_parameters(), straight_net.named_parameters()
+        checkpoint.net.named_parameters(), straight_net.named_parameters(), strict=True
     ):
         np.testing.assert_array_equal(value, expected, err_msg=name)
 

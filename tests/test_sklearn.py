@@ -167,7 +167,7 @@ def test_uint8_images_are_pixels_and_train_on_the_fused_path(monkeypatch):
     calls.clear()
     from_floats = MLPClassifier(**settings).fit(images / 255.0, labels)
     assert set(calls) == {np.dtype(np.float64)}  # already the net's dtype: fused too
-    for a, b in zip(from_bytes.coefs_, from_floats.coefs_):
+    for a, b in zip(from_bytes.coefs_, from_floats.coefs_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(from_bytes.predict(images), from_floats.predict(images / 255))
 
@@ -249,7 +249,7 @@ def test_warm_start_continues_and_verbose_prints_like_scikit_learn(capsys):
         first = [w.copy() for w in clf.coefs_]
         clf.fit(images, labels)
     assert clf.n_iter_ == 6 and len(clf.loss_curve_) == 6
-    assert any((a != b).any() for a, b in zip(first, clf.coefs_))
+    assert any((a != b).any() for a, b in zip(first, clf.coefs_, strict=True))
     out = capsys.readouterr().out
     assert "Iteration 1, loss = " in out and "Iteration 6, loss = " in out
     assert "Validation score: " in out

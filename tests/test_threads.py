@@ -53,7 +53,7 @@ def assert_same_bits(actual, expected, what):
     """Equal structure, dtypes, shapes and bytes (NaN included), recursively."""
     if isinstance(expected, tuple):
         assert isinstance(actual, tuple) and len(actual) == len(expected), what
-        for index, (a, e) in enumerate(zip(actual, expected)):
+        for index, (a, e) in enumerate(zip(actual, expected, strict=True)):
             assert_same_bits(a, e, f"{what}[{index}]")
     elif isinstance(expected, np.ndarray):
         assert isinstance(actual, np.ndarray), what
@@ -215,7 +215,7 @@ def test_inference_writes_nothing_into_the_net(net_and_images):
     other = images[20:45].astype(np.float32) / 255
     inferred = net.inference(other)
     logits = net.logits(other)
-    for layer, cache in zip(net.layers, caches):
+    for layer, cache in zip(net.layers, caches, strict=True):
         for name, value in cache.items():
             assert vars(layer)[name] is value, f"{layer!r}.{name} was replaced"
     assert net.layers[-1]._probs is probs  # the loss can still trace the last forward
