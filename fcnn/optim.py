@@ -120,7 +120,7 @@ class ConstantScheduler:
 
 
 class SGD:
-    """Stochastic gradient descent over every Linear layer of a net.
+    """Stochastic gradient descent over every parameter a layer of the net declares.
 
     Each :meth:`step` applies ``w <- (1 - weight_decay * lr) * w - lr * grad`` to
     weights and biases alike (the original project's rule), with ``lr`` taken

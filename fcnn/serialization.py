@@ -373,7 +373,7 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     Examples
     --------
     >>> checkpoint = fcnn.serialization.load_checkpoint("mnist.npz")
-    >>> optimizer = SGD(checkpoint.net, lr=0.5, decay=1e-5)
+    >>> optimizer = SGD(checkpoint.net, lr=0.5, weight_decay=1e-5)
     >>> restore_optimizer(optimizer, checkpoint)
     >>> history = checkpoint.metadata["history"]
     """
@@ -754,7 +754,7 @@ def restore_optimizer(optimizer: Any, checkpoint: Checkpoint) -> None:
     Examples
     --------
     >>> checkpoint = load_checkpoint("mnist.npz")
-    >>> optimizer = SGD(checkpoint.net, lr=0.5, decay=1e-5)
+    >>> optimizer = SGD(checkpoint.net, lr=0.5, weight_decay=1e-5)
     >>> restore_optimizer(optimizer, checkpoint)   # continues at the saved step
     """
     state = checkpoint.optimizer_state

@@ -457,6 +457,7 @@ def test_training_runs_agree_between_backends(dtype, rtol):
 # ---------------------------------------------------------------------------- MNIST
 
 
+@pytest.mark.slow
 def test_mnist_original_recipe_reaches_97_percent_in_3_epochs(mnist_dir):
     """The original loop and settings (784-1024-10, b64, lr 0.5, alpha 0.5, T 500, decay 1e-5)."""
     from fcnn.datasets import load_mnist

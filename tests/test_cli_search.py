@@ -145,6 +145,7 @@ def test_momentum_has_no_train_option_so_a_note_says_so(mnist_dir, tmp_path, cap
         assert "note: fcnn train has no option for momentum=0.45" in out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     LocalCluster is None, reason="dask.distributed is not installed (pip install fcnn[dask])"
 )

@@ -439,6 +439,7 @@ def test_csv_has_one_row_per_candidate_with_settings_and_figures(serial_result, 
 # a Dask cluster on this machine
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     LocalCluster is None, reason="dask.distributed is not installed (pip install fcnn[dask])"
 )
