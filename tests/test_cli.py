@@ -146,6 +146,7 @@ def test_without_matplotlib_a_note_instead_of_curves(mnist_dir, tmp_path, monkey
     assert "note: curves.png needs matplotlib" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains on real MNIST several times
 def test_no_progress_keeps_epoch_lines_quiet_drops_them(mnist_dir, tmp_path, capsys):
     assert (
         main(
@@ -189,6 +190,7 @@ def test_no_progress_keeps_epoch_lines_quiet_drops_them(mnist_dir, tmp_path, cap
     assert len(captured.out.splitlines()) == 1 and captured.out.startswith("test accuracy")
 
 
+@pytest.mark.slow  # trains on real MNIST several times
 def test_resume_continues_exactly(mnist_dir, tmp_path):
     common = [*data_args(mnist_dir), "--hidden", "16", "--val-size", "50000", "-q"]
     assert main(["train", *common, "--epochs", "3", "--out", str(tmp_path / "straight")]) == 0

@@ -131,6 +131,7 @@ def test_without_matplotlib_the_tables_are_written_and_a_note_printed(
     ]
 
 
+@pytest.mark.slow  # trains on real MNIST several times
 def test_momentum_has_no_train_option_so_a_note_says_so(mnist_dir, tmp_path, capsys):
     # One value per stage: a single run.
     assert (

@@ -12,6 +12,7 @@
 #
 # The virtual environment ($TMPDIR/fcnn-fuzz-asan/venv), the corpus (…/corpus, grown by
 # the run) and any crashing input (…/crashes) are kept; a second run continues the corpus.
+# run.sh does the fuzzing; this script builds what it runs against.
 set -euo pipefail
 runs="${1:-100000}"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -43,20 +44,5 @@ export LD_PRELOAD="$runtime"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
-cd "$work/src"
-python tests/fuzz/make_corpus.py "$work/seeds"
-for target in idx load; do
-    mkdir -p "$work/corpus/$target"
-    echo "fuzzing $target for $runs executions under ASan+UBSan"
-    status=0
-    python "tests/fuzz/fuzz_$target.py" "$work/corpus/$target" "$work/seeds/$target" \
-        -runs="$runs" -timeout=5 -rss_limit_mb=2048 -artifact_prefix="$work/crashes/$target-" \
-        -print_final_stats=1 >"$work/$target.log" 2>&1 || status=$?
-    grep -E '^(Done|stat::(number_of_executed_units|new_units_added|slowest_unit_time_sec|peak_rss_mb))' \
-        "$work/$target.log" || true
-    if [ "$status" -ne 0 ] || ls "$work/crashes/$target-"* >/dev/null 2>&1; then
-        tail -n 40 "$work/$target.log" >&2
-        echo "fuzz $target: failed (exit $status); inputs in $work/crashes" >&2
-        exit 1
-    fi
-done
+# The same loop as CI's minute of fuzzing, with an execution budget instead of a time.
+FCNN_FUZZ_DIR="$work" FCNN_FUZZ_RUNS="$runs" "$work/src/tests/fuzz/run.sh"
