@@ -42,6 +42,9 @@ __all__ = [
     "exponential_lr",
     "linear_backward",
     "linear_forward",
+    "random_bits",
+    "random_key",
+    "random_uniform",
     "relu_backward",
     "relu_forward",
     "sgd_step",
@@ -60,6 +63,40 @@ __all__ = [
 _FLOAT_TYPES = (np.float32, np.float64)
 # The C core hands every dimension to a BLAS with 32-bit indices, and steps to int64.
 _BLAS_MAX_SIZE = INT32_MAX
+
+# ----------------------------------------------------------------------------
+# counter-based random numbers (csrc/random.h): the same uint64 arithmetic, wrapping
+
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_INDEX_OFFSET = np.uint64(0x632BE59BD9B4E019)
+
+
+def _mix64(z):
+    """splitmix64's finaliser of ``z + golden gamma``, elementwise on uint64 arrays."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as in C
+        z = np.asarray(z, dtype=np.uint64) + _GOLDEN_GAMMA
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def random_key(seed, stream):
+    """The key of stream ``stream`` under ``seed`` (uint64; arrays broadcast)."""
+    return _mix64(np.asarray(seed, dtype=np.uint64) ^ _mix64(stream))
+
+
+def random_bits(key, index):
+    """64 random bits, the ``index``-th number of the stream ``key`` (arrays broadcast)."""
+    with np.errstate(over="ignore"):
+        return _mix64(
+            np.asarray(key, dtype=np.uint64) ^ _mix64(np.asarray(index, np.uint64) + _INDEX_OFFSET)
+        )
+
+
+def random_uniform(key, index):
+    """Doubles uniform in [0, 1): the top 53 of :func:`random_bits`, times 2**-53."""
+    return (random_bits(key, index) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
 
 # ----------------------------------------------------------------------------
 # argument checks, shared by all kernels so every message has one wording; each
