@@ -83,6 +83,8 @@ def check_real(
     minimum: float | None = None,
     maximum: float | None = None,
     finite: bool = True,
+    exclusive_minimum: bool = False,
+    exclusive_maximum: bool = False,
 ) -> float:
     """``value`` as a float, or an error naming ``name`` and what was expected.
 
@@ -99,6 +101,8 @@ def check_real(
         Inclusive bounds; ``None`` for none.
     finite : bool, default=True
         Refuse NaN and infinities.
+    exclusive_minimum, exclusive_maximum : bool, default=False
+        Make that bound exclusive (``> minimum``, ``< maximum``).
 
     Returns
     -------
@@ -127,16 +131,14 @@ def check_real(
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    if (
-        (finite and not math.isfinite(number))
-        or (minimum is not None and not number >= minimum)
-        or (maximum is not None and not number <= maximum)
-    ):
+    above = minimum is None or (number > minimum if exclusive_minimum else number >= minimum)
+    below = maximum is None or (number < maximum if exclusive_maximum else number <= maximum)
+    if (finite and not math.isfinite(number)) or not above or not below:
         bounds = ["finite"] if finite else []
         if minimum is not None:
-            bounds.append(f">= {minimum}")
+            bounds.append(f"{'>' if exclusive_minimum else '>='} {minimum}")
         if maximum is not None:
-            bounds.append(f"<= {maximum}")
+            bounds.append(f"{'<' if exclusive_maximum else '<='} {maximum}")
         raise ValueError(f"{name} must be {' and '.join(bounds)}, got {value!r}")
     return number
 

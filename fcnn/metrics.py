@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ._checks import check_labels
+from ._checks import check_int, check_labels
 
 __all__ = ["accuracy", "confusion_matrix", "classification_report"]
 
@@ -34,13 +34,7 @@ def _check_num_classes(num_classes: int | None, largest_label: int) -> int | Non
     """Validate ``num_classes`` against the largest label seen; None passes through."""
     if num_classes is None:
         return None
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise TypeError(
-            f"num_classes must be a positive int or None, got {type(num_classes).__name__}"
-        )
-    num_classes = int(num_classes)
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    num_classes = check_int(num_classes, "num_classes", minimum=1)
     if largest_label >= num_classes:
         raise ValueError(
             f"labels must be smaller than num_classes={num_classes}, got label {largest_label}"

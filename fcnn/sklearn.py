@@ -36,6 +36,7 @@ except ImportError:  # scikit-learn < 1.6: the same check was a method
         return estimator._validate_data(*args, **kwargs)
 
 
+from ._checks import check_int, check_real
 from .dataloader import DataLoader
 from .nn import Module
 from .optim import SGD
@@ -220,35 +221,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _check_settings(self) -> tuple[int, ...]:
         """Validates every parameter (at fit time, as scikit-learn does); returns hidden sizes."""
 
+        # scikit-learn's convention: a bad parameter is a ValueError, whatever its type.
         def integer(name: str, minimum: int) -> int:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-            if value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-            return int(value)
+            try:
+                return check_int(getattr(self, name), name, minimum=minimum)
+            except TypeError as error:
+                raise ValueError(str(error)) from None
 
-        def real(
-            name: str, low: float, high: float, closed_low: bool = True, closed_high: bool = True
-        ) -> float:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise ValueError(f"{name} must be a real number, got {value!r}")
-            value = float(value)
-            closed_high = closed_high and math.isfinite(high)
-            ok = (
-                math.isfinite(value)
-                and (value >= low if closed_low else value > low)
-                and (value <= high if closed_high else value < high)
-            )
-            if not ok:
-                interval = (
-                    ("[" if closed_low else "(")
-                    + f"{low:g}, {high:g}"
-                    + ("]" if closed_high else ")")
-                )
-                raise ValueError(f"{name} must be in {interval}, got {getattr(self, name)!r}")
-            return value
+        def real(name: str, low: float, high: float | None = None, **exclusive: bool) -> float:
+            try:
+                return check_real(getattr(self, name), name, minimum=low, maximum=high, **exclusive)
+            except TypeError as error:
+                raise ValueError(str(error)) from None
 
         if self.solver != "sgd":
             raise ValueError(
@@ -275,12 +259,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             )
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             integer("batch_size", 1)
-        real("alpha", 0, math.inf)
-        real("learning_rate_init", 0, math.inf, closed_low=False)
-        real("tol", 0, math.inf)
-        real("momentum", 0, 1, closed_high=False)
-        real("validation_fraction", 0, 1, closed_low=False, closed_high=False)
-        real("lr_decay", 0, 1, closed_low=False)
+        real("alpha", 0)
+        real("learning_rate_init", 0, exclusive_minimum=True)
+        real("tol", 0)
+        real("momentum", 0, 1, exclusive_maximum=True)
+        real("validation_fraction", 0, 1, exclusive_minimum=True, exclusive_maximum=True)
+        real("lr_decay", 0, 1, exclusive_minimum=True)
         integer("max_iter", 1)
         integer("n_iter_no_change", 1)
         integer("lr_step", 1)

@@ -362,6 +362,13 @@ def test_check_int_accepts_numpy_integers_as_python_ints():
         (-0.5, {"minimum": 0}, ValueError, r"^lr must be finite and >= 0, got -0.5"),
         (1.5, {"maximum": 1}, ValueError, r"^lr must be finite and <= 1, got 1.5"),
         (float("nan"), {"minimum": 0, "finite": False}, ValueError, "^lr must be >= 0, got nan"),
+        (0.0, {"minimum": 0, "exclusive_minimum": True}, ValueError, r"^lr must be finite and > 0"),
+        (
+            1.0,
+            {"minimum": 0, "maximum": 1, "exclusive_maximum": True},
+            ValueError,
+            r"^lr must be finite and >= 0 and < 1, got 1.0",
+        ),
     ],
 )
 def test_check_real_names_the_argument_and_what_was_expected(value, bounds, error, message):
@@ -372,6 +379,8 @@ def test_check_real_names_the_argument_and_what_was_expected(value, bounds, erro
 def test_check_real_accepts_numpy_reals_and_infinity_when_asked():
     assert _checks.check_real(np.float32(0.5), "lr") == 0.5
     assert _checks.check_real(float("inf"), "lr", minimum=0, finite=False) == float("inf")
+    assert _checks.check_real(1e-300, "lr", minimum=0, exclusive_minimum=True) == 1e-300
+    assert _checks.check_real(0.999, "m", maximum=1, exclusive_maximum=True) == 0.999
 
 
 @pytest.mark.parametrize("n_jobs", [0, True, 1.5, "2"])

@@ -172,9 +172,9 @@ def test_bad_labels(function, y_true, y_pred, error, message):
     ("num_classes", "error", "message"),
     [
         (2, ValueError, "smaller than num_classes=2, got label 2"),
-        (0, ValueError, "num_classes must be at least 1, got 0"),
-        (3.0, TypeError, "num_classes must be a positive int or None, got float"),
-        (True, TypeError, "num_classes must be a positive int or None, got bool"),
+        (0, ValueError, "num_classes must be an integer >= 1, got 0"),
+        (3.0, TypeError, "num_classes must be an integer, got float"),
+        (True, TypeError, "num_classes must be an integer, got bool"),
     ],
 )
 def test_bad_num_classes(function, num_classes, error, message):
