@@ -1,10 +1,12 @@
 """fcnn.plot: each figure's structure (axes, lines, images, cell texts), bad
 input, PNG output, and that nothing is left in pyplot's global state."""
 
-import matplotlib
 import numpy as np
 import pytest
 
+matplotlib = pytest.importorskip(
+    "matplotlib", reason="the figures need matplotlib: pip install 'fcnn[plot]'"
+)
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
