@@ -62,16 +62,16 @@ def test_search_writes_csv_json_and_figures(searched):
     status, out, printed = searched
     assert status == 0
     names = sorted(path.name for path in out.iterdir())
-    assert names == [
-        "search.csv",
-        "search.json",
-        "search_hidden_train.png",
-        "search_hidden_val.png",
-        "search_lr_train.png",
-        "search_lr_val.png",
-        "search_weight_decay_train.png",
-        "search_weight_decay_val.png",
+    figures = [
+        f"search_{stage}_{split}.png"
+        for stage in ("hidden", "lr", "weight_decay")
+        for split in ("train", "val")
     ]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        figures = []  # without matplotlib, a note instead (tested below)
+    assert names == ["search.csv", "search.json", *figures]
     result = SearchResult.from_json(out / "search.json")
     assert [r["name"] for r in result.records] == [
         "lr=0.1",
