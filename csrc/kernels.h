@@ -6,7 +6,7 @@
 //   OC = output features (classes, for the loss)
 //   N  = number of elements of a parameter tensor
 //   M, K = the other sizes of a matrix product (C (M, N) = A (M, K) B (K, N))
-//   H  = width of the fused epoch's first hidden layer
+//   H  = width of a hidden layer (the fused epoch's first, or the one dropout acts on)
 // Arrays are dense and row-major (C order). Each kernel exists as name_f32 and
 // name_f64, both generated from one source by template.h.
 #ifndef FCNN_KERNELS_H
@@ -94,6 +94,15 @@ typedef struct {
 #define FCNN_SUFFIX_F64(name) name##_f64
 FCNN_DECLARE_KERNELS(float, FCNN_SUFFIX_F32)
 FCNN_DECLARE_KERNELS(double, FCNN_SUFFIX_F64)
+
+// dropout.c: inverted dropout of rate p in [0, 1), mask drawn from the stream key (random.h).
+#define FCNN_DECLARE_DROPOUT(real, S)                                                        \
+    void S(fcnn_dropout_forward)(real *out, const real *inp, fcnn_size B, fcnn_size H,       \
+                                 double p, uint64_t key);                                    \
+    void S(fcnn_dropout_backward)(real *dinp, const real *dout, fcnn_size B, fcnn_size H,    \
+                                  double p, uint64_t key);
+FCNN_DECLARE_DROPOUT(float, FCNN_SUFFIX_F32)
+FCNN_DECLARE_DROPOUT(double, FCNN_SUFFIX_F64)
 
 // Bytes of workspace fcnn_train_epoch needs for net, batches of B, item = sizeof(real), on
 // num_threads threads; -1 when that does not fit in a fcnn_size.

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "random.h"
 
 // ----------------------------------------------------------------------------
 // argument checking
@@ -678,6 +679,100 @@ fail:
 }
 
 // ----------------------------------------------------------------------------
+// dropout: the mask of (seed, step) is drawn again by the backward, never passed around
+
+// A dropout rate: a real number in [0, 1).
+static int dropout_rate_arg(PyObject *obj, const char *name, double *value) {
+    if (PyBool_Check(obj) || !PyNumber_Check(obj) || PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *value = PyFloat_AsDouble(obj);
+    if (*value == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (!(*value >= 0 && *value < 1)) {  // NaN fails too
+        PyErr_Format(PyExc_ValueError, "%s must be in [0, 1), got %R", name, obj);
+        return -1;
+    }
+    return 0;
+}
+
+// A seed: an integer in [0, 2**64).
+static int seed_arg(PyObject *obj, const char *name, uint64_t *value) {
+    PyObject *index = PyBool_Check(obj) ? NULL : PyNumber_Index(obj);
+    if (index == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be an integer, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    unsigned long long number = PyLong_AsUnsignedLongLong(index);
+    Py_DECREF(index);
+    if (number == (unsigned long long)-1 && PyErr_Occurred()) {  // negative or too large
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must be an integer >= 0 and < 2**64, got %R", name,
+                     obj);
+        return -1;
+    }
+    *value = (uint64_t)number;
+    return 0;
+}
+
+static PyObject *dropout(PyObject *args, PyObject *kwargs, int backward) {
+    static char *forward_kwlist[] = {"x", "p", "seed", "step", NULL};
+    static char *backward_kwlist[] = {"dout", "p", "seed", "step", NULL};
+    const char *name = backward ? "dout" : "x";
+    PyObject *input_obj, *p_obj, *seed_obj, *step_obj;
+    PyArrayObject *input = NULL, *out = NULL;
+    double p;
+    uint64_t seed;
+    long long step;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs,
+                                     backward ? "OOOO:dropout_backward" : "OOOO:dropout_forward",
+                                     backward ? backward_kwlist : forward_kwlist, &input_obj,
+                                     &p_obj, &seed_obj, &step_obj)) {
+        return NULL;
+    }
+    if ((input = float_input(input_obj, name, -1, NULL, 2)) == NULL) goto fail;
+    if (dropout_rate_arg(p_obj, "p", &p) < 0) goto fail;
+    if (seed_arg(seed_obj, "seed", &seed) < 0) goto fail;
+    if (index_arg(step_obj, "step", 0, &step) < 0) goto fail;
+    int typenum = PyArray_TYPE(input);
+    npy_intp B = PyArray_DIM(input, 0), H = PyArray_DIM(input, 1);
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(2, PyArray_DIMS(input), typenum)) == NULL) {
+        goto fail;
+    }
+    uint64_t key = fcnn_random_key(seed, (uint64_t)step);
+    void *out_data = PyArray_DATA(out), *input_data = PyArray_DATA(input);
+    FCNN_BEGIN_KERNEL;
+    if (backward) {
+        DISPATCH(typenum, fcnn_dropout_backward, out_data, input_data, B, H, p, key);
+    } else {
+        DISPATCH(typenum, fcnn_dropout_forward, out_data, input_data, B, H, p, key);
+    }
+    FCNN_END_KERNEL;
+    Py_DECREF(input);
+    return (PyObject *)out;
+fail:
+    Py_XDECREF(input);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *dropout_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return dropout(args, kwargs, 0);
+}
+
+static PyObject *dropout_backward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return dropout(args, kwargs, 1);
+}
+
+// ----------------------------------------------------------------------------
 // the fused epoch
 
 // Checks a list of L in-place parameter arrays: arrays[l] must have shape (rows[l], cols[l])
@@ -953,6 +1048,12 @@ static PyMethodDef core_methods[] = {
            "_linear_backward_out(dx, dweight, dbias, dout, x, weight): linear_backward into "
            "preallocated arrays (dx None to skip it); internal to fcnn.functional.Linear"),
     FCNN_ACTIVATIONS(ACTIVATION_METHODS)
+    KERNEL(dropout_forward,
+           "dropout_forward(x, p, seed, step) -> x / (1 - p) where kept, else 0; unit i of x "
+           "kept iff random_uniform(random_key(seed, step), i) >= p"),
+    KERNEL(dropout_backward,
+           "dropout_backward(dout, p, seed, step) -> dout / (1 - p) where dropout_forward "
+           "kept, else 0"),
     KERNEL(softmax_cross_entropy_forward,
            "softmax_cross_entropy_forward(logits, labels) -> mean cross-entropy (float)"),
     KERNEL(softmax_cross_entropy_backward,

@@ -78,6 +78,21 @@ def softmax_backward(dout: FloatArray, probs: FloatArray) -> FloatArray:
     Shape: dout (B, C), probs (B, C) -> (B, C).
     """
 
+def dropout_forward(x: FloatArray, p: float, seed: int, step: int) -> FloatArray:
+    """Inverted dropout: ``x / (1 - p)`` where kept, else 0, for ``p`` in [0, 1).
+
+    Unit ``i`` of the flattened batch (``i = b * H + j``) is kept iff
+    ``random_uniform(random_key(seed, step), i) >= p`` (``fcnn.reference``'s
+    counter-based draws, csrc/random.h): the mask depends on (seed, step, i) only,
+    never on the thread count. ``seed`` in [0, 2**64), ``step`` >= 0 (one per
+    training step). Shape: x (B, H) -> (B, H).
+    """
+
+def dropout_backward(dout: FloatArray, p: float, seed: int, step: int) -> FloatArray:
+    """Gradient of :func:`dropout_forward` with the same (p, seed, step): ``dout / (1 - p)``
+    where that forward kept the unit, else 0. Shape: dout (B, H) -> (B, H).
+    """
+
 def softmax_cross_entropy_forward(logits: FloatArray, labels: IntArray) -> float:
     """Mean over the batch of ``logsumexp(logits[i]) - logits[i, labels[i]]``.
 

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ._checks import INT32_MAX, INT64_MAX, check_int, check_real
+from ._checks import INT32_MAX, INT64_MAX, check_dropout_rate, check_int, check_real
 
 # The per-batch kernels of the stub, in its order; the tests' zoo runs each of them. The
 # C module exports these, train_epoch (twinned below, tested in tests/test_fused.py) and
@@ -32,6 +32,8 @@ KERNELS = (
     "tanh_backward",
     "softmax_forward",
     "softmax_backward",
+    "dropout_forward",
+    "dropout_backward",
     "softmax_cross_entropy_forward",
     "softmax_cross_entropy_backward",
     "sgd_step",
@@ -39,6 +41,9 @@ KERNELS = (
 )
 __all__ = [
     "KERNELS",
+    "dropout_backward",
+    "dropout_forward",
+    "dropout_keep",
     "exponential_lr",
     "linear_backward",
     "linear_forward",
@@ -320,6 +325,44 @@ def softmax_backward(dout, probs):
     """VJP of softmax given its output; dout, probs (B, C) -> (B, C). See the stub."""
     dout, probs = _require_pair("dout", dout, "probs", probs)
     return probs * (dout - (dout * probs).sum(axis=1, keepdims=True))
+
+
+# ----------------------------------------------------------------------------
+# dropout: unit i = b * H + j of a (B, H) batch kept iff random_uniform(key, i) >= p
+
+
+def dropout_keep(shape, p, seed, step):
+    """The keep mask (bool, ``shape``) of dropout at rate ``p`` in training step ``step``
+    under ``seed``: unit ``i`` of the flattened batch is kept iff
+    ``random_uniform(random_key(seed, step), i) >= p``."""
+    key = random_key(np.uint64(seed), np.uint64(step))
+    return random_uniform(key, np.arange(math.prod(shape), dtype=np.uint64)).reshape(shape) >= p
+
+
+def _dropout(name, x, p, seed, step):
+    x = _require_float(name, x, 2)
+    p = check_dropout_rate(p, "p")
+    seed = check_int(seed, "seed", 0, 2**64 - 1)
+    step = check_int(step, "step", 0, INT64_MAX)
+    # 1 / (1 - p) in double, rounded once to the dtype, as the C kernel does
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    return np.where(dropout_keep(x.shape, p, seed, step), x * scale, x.dtype.type(0))
+
+
+@_ieee
+def dropout_forward(x, p, seed, step):
+    """``x / (1 - p)`` where kept (:func:`dropout_keep`), else 0; x (B, H) -> (B, H).
+
+    See the stub."""
+    return _dropout("x", x, p, seed, step)
+
+
+@_ieee
+def dropout_backward(dout, p, seed, step):
+    """``dout / (1 - p)`` where :func:`dropout_forward` kept, else 0; dout (B, H) -> (B, H).
+
+    See the stub."""
+    return _dropout("dout", dout, p, seed, step)
 
 
 # ----------------------------------------------------------------------------
