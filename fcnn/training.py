@@ -7,6 +7,7 @@ test loss and accuracy and the learning rate; ``predict``, ``predict_proba`` and
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -151,14 +152,30 @@ def _logits_and_probs(net: Module, batch: np.ndarray) -> tuple[np.ndarray, np.nd
     """
     if type(net).forward is not Module.forward:
         # A subclass with its own forward: net.logits would skip it. Its forward fills the
-        # caches, so such a net predicts from one thread at a time.
-        output = net(batch)
+        # caches, so such a net predicts from one thread at a time, in evaluation mode.
+        with _mode(net, training=False):
+            output = net(batch)
         last = net.layers[-1] if net.layers else None
         if isinstance(last, Softmax):
             return last.logits, output
         return output, kernels().softmax_forward(output)
     logits = net.logits(batch)
     return logits, kernels().softmax_forward(logits)
+
+
+@contextlib.contextmanager
+def _mode(net: Module, training: bool):
+    """Runs the block with ``net`` in training or evaluation mode (Module.train), then puts
+    the net and each layer back in the mode it had."""
+    layers = list(getattr(net, "layers", []))
+    before = [getattr(net, "training", True)] + [layer.training for layer in layers]
+    net.train(training)
+    try:
+        yield net
+    finally:
+        net.training = before[0]
+        for layer, mode in zip(layers, before[1:], strict=True):
+            layer.training = mode
 
 
 def _batches(net: Module, images: np.ndarray, batch_size: int):
@@ -569,7 +586,7 @@ def train(
             history[f"{name}_loss"], history[f"{name}_accuracy"] = [], []
     best = BestWeights()
     stop_reason = "completed"
-    with _StopOnInterrupt() as interrupt:
+    with _StopOnInterrupt() as interrupt, _mode(net, training=True):
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
             steps_before = optimizer.step_count

@@ -1,14 +1,33 @@
 """Dropout: the kernels against their twin (exact masks, not just close values), the mask
-rule written out by hand, the scaling, p = 0, and the share of units kept."""
+rule written out by hand, the scaling, p = 0, and the share of units kept; the layer, its
+training and evaluation modes, its gradients, saving and loading."""
+
+import contextlib
+import json
 
 import numpy as np
 import pytest
+from test_gradcheck import numerical_gradient
 
+import fcnn
 import fcnn._core as core
-from fcnn import reference
+import fcnn.nn
+from fcnn import reference, serialization
+from fcnn.functional import LAYERS, CrossEntropyLoss, Dropout, Linear, ReLU, Softmax
+from fcnn.nn import Module
 
 BACKENDS = [pytest.param(core, id="core"), pytest.param(reference, id="reference")]
 DTYPES = (np.float32, np.float64)
+
+
+@contextlib.contextmanager
+def fcnn_backend(name):
+    before = fcnn.get_backend()
+    fcnn.set_backend(name)
+    try:
+        yield
+    finally:
+        fcnn.set_backend(before)
 
 
 def batch(dtype, shape=(37, 53), seed=0):
@@ -94,3 +113,160 @@ def test_in_place_input_is_not_changed():
     core.dropout_forward(x, 0.5, 1, 1)
     core.dropout_backward(x, 0.5, 1, 1)
     np.testing.assert_array_equal(x, before)
+
+
+# ---------------------------------------------------------------------------- the layer
+
+
+def dropout_net(dtype=np.float64, p=0.5, seed=3, features=6, classes=3):
+    return Module(
+        Linear(features, 8, dtype=dtype, rng=0),
+        ReLU(),
+        Dropout(p, seed=seed),
+        Linear(8, classes, dtype=dtype, rng=1),
+        Softmax(),
+    )
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_layer_draws_one_mask_per_training_step(backend):
+    x = batch(np.float64, (5, 9)) + 10
+    dout = batch(np.float64, (5, 9), seed=1)
+    with fcnn_backend(backend):
+        layer = Dropout(0.3, seed=42)
+        for step in range(3):
+            assert layer.step == step
+            out = layer(x)
+            np.testing.assert_array_equal(out, reference.dropout_forward(x, 0.3, 42, step))
+            np.testing.assert_array_equal(
+                layer.backward(dout), reference.dropout_backward(dout, 0.3, 42, step)
+            )
+        assert layer.step == 3
+        np.testing.assert_array_equal(layer.inference(x), x)  # no step counted
+        assert layer.step == 3
+
+
+def test_train_and_eval_modes():
+    net = dropout_net()
+    assert net.training and all(layer.training for layer in net.layers)
+    assert net.eval() is net
+    assert not net.training and not any(layer.training for layer in net.layers)
+    x = batch(np.float64, (4, 6))
+    dropout = net.layers[2]
+    np.testing.assert_array_equal(net(x), net.inference(x))  # eval: the identity
+    assert dropout.step == 0  # evaluation passes draw no mask
+    loss = CrossEntropyLoss(net)(net(x), np.arange(4) % 3)
+    loss.backward()  # through the identity
+    assert net.train() is net and net.training and dropout.training
+    assert not np.array_equal(net(x), net.inference(x))
+    assert dropout.step == 1
+    with pytest.raises(TypeError, match="mode must be a bool"):
+        net.train("no")
+
+
+def test_layer_settings_are_validated():
+    for p in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"^p must be in \[0, 1\)"):
+            Dropout(p)
+    with pytest.raises(TypeError, match="^p must be a real number"):
+        Dropout("0.5")
+    with pytest.raises(ValueError, match="^seed must be an integer >= 0"):
+        Dropout(0.5, seed=-1)
+    with pytest.raises(TypeError, match="^seed must be an integer"):
+        Dropout(0.5, seed=1.5)
+    with pytest.raises(RuntimeError, match="Dropout.backward called before forward"):
+        Dropout().backward(np.ones((2, 3)))
+    assert Dropout().seed != Dropout().seed  # None: a fresh random seed, kept in .seed
+    assert fcnn.Dropout is Dropout and fcnn.nn.Dropout is Dropout and "Dropout" in LAYERS
+    assert repr(Dropout(0.25, seed=7)) == "Dropout(p=0.25, seed=7)"
+    assert Dropout(0.25, seed=7).config() == {"p": 0.25, "seed": 7}
+
+
+class OwnForward(Module):
+    """A subclass with its own forward: fcnn.predict runs it, in evaluation mode."""
+
+    def forward(self, x):
+        return super().forward(x)
+
+
+def test_predictions_run_in_evaluation_mode():
+    images = np.random.default_rng(0).integers(0, 256, (50, 6)).astype(np.uint8)
+    labels = np.arange(50) % 3
+    plain = dropout_net()
+    plain.layers.pop(2)  # the same weights without Dropout
+    for net in (dropout_net(), OwnForward(dropout_net().layers)):
+        assert net.training
+        np.testing.assert_array_equal(
+            fcnn.predict_proba(net, images), fcnn.predict_proba(plain, images)
+        )
+        np.testing.assert_array_equal(fcnn.predict(net, images), fcnn.predict(plain, images))
+        assert (
+            fcnn.evaluate(net, images, labels)["loss"]
+            == fcnn.evaluate(plain, images, labels)["loss"]
+        )
+        assert net.training and net.layers[2].training  # put back as found
+        assert net.layers[2].step == 0
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_gradients_of_a_net_with_dropout(backend):
+    """Finite differences of the loss with the mask held fixed (the step replayed)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6))
+    labels = np.array([0, 2, 1, 2])
+    with fcnn_backend(backend):
+        net = dropout_net(p=0.4, seed=11)
+        dropout = net.layers[2]
+        criterion = CrossEntropyLoss(net)
+
+        def loss():
+            dropout.step = 7
+            return criterion(net(x), labels).item()
+
+        dropout.step = 7
+        criterion(net(x), labels).backward()
+        kept = reference.dropout_keep((4, 8), 0.4, 11, 7)
+        assert 0 < kept.sum() < kept.size  # some units dropped, some kept
+        for layer in net.linear_layers():
+            for name, gradient in (("weight", layer.weight_grad), ("bias", layer.bias_grad)):
+                analytic = gradient.copy()
+                numeric = numerical_gradient(loss, getattr(layer, name))
+                np.testing.assert_allclose(analytic, numeric, atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_net_with_dropout_saves_and_loads(dtype, tmp_path):
+    net = dropout_net(dtype, p=0.25, seed=2**64 - 1)
+    path = fcnn.save(net, tmp_path / "net.npz")
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(archive[serialization.META_KEY].tobytes().decode("utf-8"))
+    assert meta["layers"][2] == {"type": "Dropout", "p": 0.25, "seed": 2**64 - 1}
+    loaded = fcnn.load(path)
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in net.layers]
+    assert loaded.layers[2].config() == {"p": 0.25, "seed": 2**64 - 1}
+    x = batch(dtype, (5, 6))
+    np.testing.assert_array_equal(loaded(x), net(x))  # same seed, same step: same mask
+    np.testing.assert_array_equal(loaded.inference(x), net.inference(x))
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"type": "Dropout", "p": 1.5, "seed": 0}, r"p must be in \[0, 1\)"),
+        ({"type": "Dropout", "p": 0.5, "seed": -3}, "seed must be an integer >= 0"),
+        ({"type": "Dropout", "p": 0.5}, "must have exactly the fields"),
+        ({"type": "Dropout", "p": "0.5", "seed": 0}, "p must be a real number"),
+    ],
+)
+def test_hand_edited_dropout_records_are_refused(edit, match, tmp_path):
+    path = fcnn.save(dropout_net(), tmp_path / "net.npz")
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(arrays.pop(serialization.META_KEY).tobytes().decode("utf-8"))
+    meta["layers"][2] = edit
+    meta["sha256"] = serialization._checksum(arrays)
+    encoded = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
+    with open(tmp_path / "edited.npz", "wb") as file:
+        np.savez(file, **arrays, **{serialization.META_KEY: encoded})
+    with pytest.raises(ValueError, match=match):
+        fcnn.load(tmp_path / "edited.npz")
