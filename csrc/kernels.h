@@ -24,9 +24,12 @@ typedef ptrdiff_t fcnn_size;
 #define FCNN_MAX_LAYERS 64
 #define FCNN_MAX_THREADS 256
 
-// A plain MLP, Linear (ReLU, Linear)*, as the fused epoch trains it: L layers of sizes
-// (L + 1); weights[l] (sizes[l], sizes[l+1]) and biases[l] (sizes[l+1]) are real * of the
-// call's dtype, updated in place, as are the velocities (NULL without momentum).
+// A plain MLP, Linear (ReLU, [Dropout], Linear)*, as the fused epoch trains it: L layers of
+// sizes (L + 1); weights[l] (sizes[l], sizes[l+1]) and biases[l] (sizes[l+1]) are real * of
+// the call's dtype, updated in place, as are the velocities (NULL without momentum).
+// dropout_rates[l] > 0 puts dropout (dropout.c) after the ReLU of layer l < L - 1: batch i of
+// the call draws the mask of step dropout_steps[l] + i under dropout_seeds[l]; 0 (as a
+// zero-initialised struct has it) means none.
 typedef struct {
     fcnn_size num_layers;
     fcnn_size sizes[FCNN_MAX_LAYERS + 1];
@@ -34,6 +37,9 @@ typedef struct {
     void *biases[FCNN_MAX_LAYERS];
     void *weight_velocities[FCNN_MAX_LAYERS];
     void *bias_velocities[FCNN_MAX_LAYERS];
+    double dropout_rates[FCNN_MAX_LAYERS];
+    uint64_t dropout_seeds[FCNN_MAX_LAYERS];
+    uint64_t dropout_steps[FCNN_MAX_LAYERS];
 } fcnn_mlp;
 
 // The samples of a fused epoch: images (N, sizes[0]) uint8 (scaled by 1/255) or of the

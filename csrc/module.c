@@ -810,15 +810,51 @@ static int parameter_list(PyObject *list, const char *name, int L, int *typenum,
     return 0;
 }
 
+// Reads train_epoch's dropout argument into net (num_layers set): None, or a list of one entry
+// per hidden layer, each None or (p, seed, step), step being that of the call's first batch.
+static int dropout_list(fcnn_mlp *net, PyObject *list) {
+    if (list == Py_None) return 0;
+    Py_ssize_t hidden = net->num_layers - 1;
+    if (!PyList_Check(list) && !PyTuple_Check(list)) {
+        PyErr_Format(PyExc_TypeError, "dropout must be None or a list, got %s",
+                     Py_TYPE(list)->tp_name);
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(list) != hidden) {
+        PyErr_Format(PyExc_ValueError,
+                     "dropout must hold %zd entries (one per hidden layer), got %zd", hidden,
+                     PySequence_Fast_GET_SIZE(list));
+        return -1;
+    }
+    for (Py_ssize_t l = 0; l < hidden; l++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(list, l);
+        if (item == Py_None) continue;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_Format(PyExc_TypeError, "dropout[%zd] must be None or a tuple (p, seed, step)",
+                         l);
+            return -1;
+        }
+        long long step;
+        if (dropout_rate_arg(PyTuple_GET_ITEM(item, 0), "p", &net->dropout_rates[l]) < 0 ||
+            seed_arg(PyTuple_GET_ITEM(item, 1), "seed", &net->dropout_seeds[l]) < 0 ||
+            index_arg(PyTuple_GET_ITEM(item, 2), "step", 0, &step) < 0) {
+            return -1;
+        }
+        net->dropout_steps[l] = (uint64_t)step;
+    }
+    return 0;
+}
+
 static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"images",           "labels",          "order",     "weights",
                              "biases",           "lrs",             "batch_size", "weight_decay",
                              "momentum",         "weight_velocities", "bias_velocities",
-                             "nesterov",         "sparse_threshold", "num_threads", NULL};
+                             "nesterov",         "sparse_threshold", "num_threads", "dropout",
+                             NULL};
     PyObject *images_obj, *labels_obj, *order_obj, *weights_obj, *biases_obj, *lrs_obj;
     PyObject *batch_obj, *weight_decay_obj = NULL, *momentum_obj = NULL;
     PyObject *weight_velocities_obj = Py_None, *bias_velocities_obj = Py_None;
-    PyObject *threshold_obj = Py_None, *threads_obj = NULL;
+    PyObject *threshold_obj = Py_None, *threads_obj = NULL, *dropout_obj = Py_None;
     int nesterov = 0;
     PyArrayObject *images = NULL, *labels = NULL, *order = NULL, *lrs = NULL;
     // Owned references to the parameter arrays, counted by held[]: weights, biases, velocities.
@@ -831,12 +867,12 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     void *workspace = NULL;
     double weight_decay = 0.0, momentum = 0.0, sparse_threshold = -1.0;
     long long batch_size, num_threads = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOO:train_epoch", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOOO:train_epoch", kwlist,
                                      &images_obj, &labels_obj, &order_obj, &weights_obj,
                                      &biases_obj, &lrs_obj, &batch_obj, &weight_decay_obj,
                                      &momentum_obj, &weight_velocities_obj,
                                      &bias_velocities_obj, &nesterov, &threshold_obj,
-                                     &threads_obj)) {
+                                     &threads_obj, &dropout_obj)) {
         return NULL;
     }
     // the layers: weights decide the dtype and the sizes
@@ -900,6 +936,7 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (threads_obj != NULL && index_arg(threads_obj, "num_threads", 0, &num_threads) < 0) {
         goto fail;
     }
+    if (dropout_list(&net, dropout_obj) < 0) goto fail;
     if (momentum > 0) {
         if (weight_velocities_obj == Py_None || bias_velocities_obj == Py_None) {
             PyErr_SetString(PyExc_ValueError,
@@ -1065,7 +1102,8 @@ static PyMethodDef core_methods[] = {
            "exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True) -> lr"),
     KERNEL(train_epoch,
            "train_epoch(images, labels, order, weights, biases, lrs, batch_size, ...) -> "
-           "(steps, loss_sum, correct): one fused SGD epoch of a plain MLP"),
+           "(steps, loss_sum, correct): one fused SGD epoch of a plain MLP, with dropout "
+           "after hidden ReLUs"),
     {"set_num_threads", (PyCFunction)set_num_threads, METH_O,
      "set_num_threads(n): threads of every fcnn kernel, process-wide (clamped to [1, 256])"},
     {"get_num_threads", (PyCFunction)get_num_threads, METH_NOARGS,

@@ -160,6 +160,7 @@ def train_epoch(
     nesterov: bool = False,
     sparse_threshold: float | None = None,
     num_threads: int = 0,
+    dropout: list[tuple[float, int, int] | None] | None = None,
 ) -> tuple[int, float, int]:
     """One fused SGD epoch of a plain MLP, in place; returns (steps, loss_sum, correct).
 
@@ -179,6 +180,11 @@ def train_epoch(
     agrees with the step-by-step rule to rounding. ``num_threads`` 0 means
     :func:`get_num_threads`; larger counts are clamped to 256. Runs with
     flush-to-zero / denormals-are-zero, restored on return.
+
+    ``dropout``: None, or one entry per hidden layer (``len(weights) - 1``), None
+    or ``(p, seed, step)``: :func:`dropout_forward` after that layer's ReLU, batch
+    ``s`` drawing the mask of step ``step + s`` (and its backward before the ReLU's),
+    as ``fcnn.functional.Dropout`` does step after step.
 
     Returns the steps done (fewer than the batches when a batch's loss was not
     finite; that batch's update is not applied), the sum of the per-sample losses

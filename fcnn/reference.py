@@ -499,6 +499,7 @@ def train_epoch(
     nesterov=False,
     sparse_threshold=None,
     num_threads=0,
+    dropout=None,
 ):
     """One SGD epoch of the MLP ``weights``/``biases`` over ``images[order]``; see the stub.
 
@@ -547,6 +548,7 @@ def train_epoch(
             "weight_velocities and bias_velocities must be lists like weights "
             "and biases when momentum > 0, got None"
         )
+    dropout = _dropout_list(dropout, len(weights) - 1)
     batches = -(-order.shape[0] // batch_size)
     lrs = np.asarray(lrs, np.float64)
     if lrs.shape != (batches,):
@@ -562,7 +564,12 @@ def train_epoch(
         activations = [x]
         for index, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
             out = linear_forward(activations[-1], weight, bias)
-            activations.append(relu_forward(out) if index + 1 < len(weights) else out)
+            if index + 1 < len(weights):
+                out = relu_forward(out)
+                if dropout[index] is not None:
+                    p, seed, first_step = dropout[index]
+                    out = dropout_forward(out, p, seed, first_step + step)
+            activations.append(out)
         logits, batch_labels = activations[-1], labels[indices]
         batch_loss = softmax_cross_entropy_forward(logits, batch_labels) * indices.shape[0]
         if not math.isfinite(batch_loss):
@@ -575,6 +582,10 @@ def train_epoch(
                 dout, activations[index], weights[index], compute_dx=index > 0
             )
             if index > 0:
+                if dropout[index - 1] is not None:
+                    p, seed, first_step = dropout[index - 1]
+                    dx = dropout_backward(dx, p, seed, first_step + step)
+                # activations[index] > 0 where the ReLU passed and dropout kept
                 dout = relu_backward(dx, activations[index])
             for param, grad, velocities in (
                 (weights[index], dweight, weight_velocities),
@@ -583,6 +594,32 @@ def train_epoch(
                 velocity = velocities[index] if momentum_value > 0 else None
                 sgd_step(param, grad, float(lrs[step]), weight_decay, momentum, velocity, nesterov)
     return batches, loss_sum, correct
+
+
+def _dropout_list(dropout, hidden):
+    """train_epoch's ``dropout``: ``hidden`` entries, each None or checked (p, seed, step)."""
+    if dropout is None:
+        return [None] * hidden
+    if not isinstance(dropout, (list, tuple)):
+        raise TypeError(f"dropout must be None or a list, got {type(dropout).__name__}")
+    if len(dropout) != hidden:
+        raise ValueError(
+            f"dropout must hold {hidden} entries (one per hidden layer), got {len(dropout)}"
+        )
+    checked = []
+    for index, item in enumerate(dropout):
+        if item is not None and (not isinstance(item, tuple) or len(item) != 3):
+            raise TypeError(f"dropout[{index}] must be None or a tuple (p, seed, step)")
+        checked.append(
+            None
+            if item is None
+            else (
+                check_dropout_rate(item[0], "p"),
+                check_int(item[1], "seed", 0, 2**64 - 1),
+                check_int(item[2], "step", 0, INT64_MAX),
+            )
+        )
+    return checked
 
 
 def _index_array(name, values, length, upper):

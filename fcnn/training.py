@@ -22,7 +22,7 @@ from . import _core
 from ._backend import get_backend, kernels
 from ._checks import check_int, require_finite
 from .dataloader import DataLoader
-from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
+from .functional import CrossEntropyLoss, Dropout, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
 from .nn import Module
 from .optim import SGD, ExponentialScheduler
@@ -329,8 +329,8 @@ FUSED_CHUNK = 64
 def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | None:
     """Why the fused C epoch cannot train this setup, or None when it can.
 
-    It takes a plain MLP (Linear, then any number of ReLU + Linear pairs, then an
-    optional Softmax) trained by :class:`~fcnn.optim.SGD` on a :class:`DataLoader`
+    It takes a plain MLP (Linear, then any number of ReLU, optional Dropout, Linear, then
+    an optional Softmax) trained by :class:`~fcnn.optim.SGD` on a :class:`DataLoader`
     of uint8 images (or float images of the net's dtype), on the C backend.
     """
     layers = net.layers
@@ -341,12 +341,8 @@ def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | Non
     if type(loader).__iter__ is not DataLoader.__iter__ or not isinstance(loader, DataLoader):
         return "the loader is not a plain fcnn DataLoader"
     body = layers[:-1] if layers and type(layers[-1]) is Softmax else layers
-    if not body or len(body) % 2 == 0:
-        return "the net is not Linear, (ReLU, Linear)*, [Softmax]"
-    for index, layer in enumerate(body):
-        expected = Linear if index % 2 == 0 else ReLU
-        if type(layer) is not expected:
-            return "the net is not Linear, (ReLU, Linear)*, [Softmax]"
+    if _fused_dropout(body) is None:
+        return "the net is not Linear, (ReLU, [Dropout], Linear)*, [Softmax]"
     dtype = net.dtype
     if loader.images.dtype != np.uint8 and loader.images.dtype != dtype:
         return f"the images are {loader.images.dtype}, not uint8 or {dtype}"
@@ -355,6 +351,24 @@ def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | Non
     if loader.images.shape[1] != body[0].num_inputs:
         return "the images do not match the first layer"
     return None
+
+
+def _fused_dropout(body: list) -> list[Dropout | None] | None:
+    """The Dropout layer (or None) after each hidden ReLU of ``body`` if it reads Linear,
+    (ReLU, [Dropout], Linear)*; None if it does not."""
+    kinds = [type(layer) for layer in body]
+    if not kinds or kinds[0] is not Linear:
+        return None
+    dropouts, index = [], 1
+    while index < len(kinds):
+        if kinds[index] is not ReLU:
+            return None
+        has_dropout = index + 1 < len(kinds) and kinds[index + 1] is Dropout
+        dropouts.append(body[index + 1] if has_dropout else None)
+        index += 2 + has_dropout
+        if index > len(kinds) or kinds[index - 1] is not Linear:
+            return None
+    return dropouts
 
 
 def _module_epoch(
@@ -411,6 +425,10 @@ def _fused_epoch(
                     velocity[key] = np.zeros_like(param)
         weight_velocities = [velocity[f"layers.{index_of[id(layer)]}.weight"] for layer in linears]
         bias_velocities = [velocity[f"layers.{index_of[id(layer)]}.bias"] for layer in linears]
+    layers = net.layers
+    dropouts = _fused_dropout(layers[:-1] if type(layers[-1]) is Softmax else layers)
+    # Dropout in evaluation mode is the identity, and counts no steps.
+    dropouts = [layer if layer is not None and layer.training else None for layer in dropouts]
     batch_size = loader.batch_size
     order = loader.epoch_order()[: len(loader) * batch_size]
     images = np.ascontiguousarray(loader.images)
@@ -435,8 +453,13 @@ def _fused_epoch(
             bias_velocities,
             optimizer.nesterov,
             SPARSE_THRESHOLD,
+            0,  # num_threads: fcnn.get_num_threads()
+            [None if layer is None else (layer.p, layer.seed, layer.step) for layer in dropouts],
         )
         optimizer.step_count += steps
+        for layer in dropouts:
+            if layer is not None:  # the diverging batch drew its mask too, as net(x) does
+                layer.step += steps + (steps < batches)
         total_loss += loss_sum
         correct += chunk_correct
         seen += min(steps * batch_size, chunk.shape[0])
