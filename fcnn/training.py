@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _core
 from ._backend import get_backend, kernels
-from ._checks import check_int, require_finite
+from ._checks import check_dropout_rate, check_int, require_finite
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Dropout, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
@@ -691,7 +691,9 @@ class TrainConfig:
 
     ``lr_decay`` and ``lr_step`` are the exponential schedule's alpha and T
     (in steps); ``weight_decay`` is the SGD decay lambda; ``early_stopping`` is the
-    patience of :func:`train` (needs validation data). The defaults are what
+    patience of :func:`train` (needs validation data); ``dropout`` is the rate of a
+    :class:`~fcnn.functional.Dropout` after every hidden ReLU (0, the default: none).
+    The other defaults are what
     fcnn's search selects on MNIST's validation split (ORIGINAL_STAGES, then
     FURTHER_STAGES at 10 epochs, then FINAL_STAGES at 30, see fcnn.search).
     """
@@ -710,6 +712,7 @@ class TrainConfig:
     dtype: str = "float32"
     init: str = "kaiming"
     early_stopping: int | None = None
+    dropout: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         settings = asdict(self)
@@ -729,13 +732,26 @@ class TrainConfig:
 
 
 def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Module:
-    """``Linear, ReLU`` per hidden size, then ``Linear, Softmax``, seeded by ``config.seed``."""
+    """``Linear, ReLU`` per hidden size (and ``Dropout`` when ``config.dropout`` > 0), then
+    ``Linear, Softmax``, seeded by ``config.seed``.
+
+    Raises
+    ------
+    ValueError
+        ``config.dropout`` is not in [0, 1) (the message names ``dropout``).
+    """
+    dropout = check_dropout_rate(config.dropout, "dropout")
     rng = np.random.default_rng(config.seed)
     sizes = [num_inputs, *config.hidden, num_classes]
     layers: list = []
     for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(Linear(inputs, outputs, dtype=config.dtype, init=config.init, rng=rng))
         layers.append(ReLU() if index < len(sizes) - 2 else Softmax())
+        if index < len(sizes) - 2 and dropout > 0:
+            # One seed per layer, from (seed, layer): masks of equal-width layers differ, and
+            # the weights' draws from rng stay those of a net without dropout.
+            state = np.random.SeedSequence([config.seed, index]).generate_state(1, np.uint64)
+            layers.append(Dropout(dropout, seed=int(state[0])))
     return Module(layers)
 
 
