@@ -1,12 +1,13 @@
-// The fused training epoch of a plain MLP (Linear, ReLU, [Dropout], ..., Linear,
-// softmax-cross-entropy):
-// batch gathering from the raw images, forward, loss, backward and the SGD update in one call,
-// in one workspace allocated by the caller. The epoch only calls the layer kernels (linear.c,
-// activation.c, loss.c, optim.c); what is its own is the batch gathering and, for uint8
-// images, the first layer on column panels (first_layer.h): on sparse batches (MNIST: ~19% of
-// pixels are non-zero) its forward product runs over CSR rows and its weight gradient over CSC
-// columns, on dense ones over register tiles, in the same summation order; the gradient is
-// folded straight into the SGD update so that of the largest weight matrix is never stored.
+// The fused training epoch of a plain MLP (Linear, ReLU, [Dropout], ..., Linear, softmax-cross-
+// entropy): batch gathering from the raw images, forward, loss, backward and the SGD update in
+// one call, in one workspace allocated by the caller. The epoch only calls the layer kernels
+// (linear.c, activation.c, dropout.c, loss.c, optim.c); what is its own is the batch gathering
+// and, for uint8 images, the first layer on column panels (first_layer.h): on sparse batches
+// (MNIST: ~19% of pixels are non-zero) its forward product runs over CSR rows and its weight
+// gradient over CSC columns, on dense ones over register tiles, in the same summation order;
+// the gradient is folded straight into the SGD update so that of the largest weight matrix is
+// never stored. Dropout (dropout.c) works in place on the hidden activations: it needs no
+// workspace, since its mask is drawn again from its key in the backward pass.
 //
 // Lazy updates: with momentum or weight decay, a first-layer row whose pixel is absent from a
 // batch has a zero gradient, and its step is the affine map (w, v) <- (keep w - lr s v,

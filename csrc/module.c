@@ -732,8 +732,8 @@ static PyObject *dropout(PyObject *args, PyObject *kwargs, int backward) {
     double p;
     uint64_t seed;
     long long step;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs,
-                                     backward ? "OOOO:dropout_backward" : "OOOO:dropout_forward",
+    const char *format = backward ? "OOOO:dropout_backward" : "OOOO:dropout_forward";
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format,
                                      backward ? backward_kwlist : forward_kwlist, &input_obj,
                                      &p_obj, &seed_obj, &step_obj)) {
         return NULL;
@@ -830,8 +830,8 @@ static int dropout_list(fcnn_mlp *net, PyObject *list) {
         PyObject *item = PySequence_Fast_GET_ITEM(list, l);
         if (item == Py_None) continue;
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
-            PyErr_Format(PyExc_TypeError, "dropout[%zd] must be None or a tuple (p, seed, step)",
-                         l);
+            PyErr_Format(PyExc_TypeError,
+                         "dropout[%zd] must be None or a tuple (p, seed, step)", l);
             return -1;
         }
         long long step;

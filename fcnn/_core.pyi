@@ -9,7 +9,7 @@ writable, C-contiguous and of the right dtype, since a silent copy would lose
 the update.
 
 Size letters used below: B = batch size, C = input features, OC = output
-features (classes for the loss).
+features (classes for the loss), H = hidden units (dropout's input).
 
 Errors: ``TypeError`` for a non-array argument or a wrong dtype, ``ValueError``
 for a wrong number of dimensions, a shape mismatch, an empty array, a label out

@@ -8,7 +8,7 @@ favours plain NumPy that is easy to check by eye over speed. Like the C core,
 ``sgd_step`` updates ``param`` in place.
 
 Size letters: B = batch size, C = input features, OC = output features
-(classes for the loss).
+(classes for the loss), H = hidden units (dropout's input).
 """
 
 import functools
