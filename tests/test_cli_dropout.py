@@ -63,7 +63,9 @@ def test_build_model_puts_dropout_after_each_hidden_relu():
         build_model(20, 3, TrainConfig(dropout=1.0))
 
 
-def test_train_with_dropout_saves_it_and_resume_keeps_it(small_mnist, tmp_path, capsys):
+def test_train_with_dropout_saves_it_and_resume_keeps_it(
+    small_mnist, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "run"
     args = ["train", *small_mnist, "--hidden", "32", "--lr", "0.05", "--no-progress"]
     assert main([*args, "--epochs", "1", "--dropout", "0.25", "--out", str(out)]) == 0
@@ -94,6 +96,20 @@ def test_train_with_dropout_saves_it_and_resume_keeps_it(small_mnist, tmp_path, 
         == 2
     )
     assert "--dropout 0.5 differs from the resumed run's 0.25" in capsys.readouterr().err
+    # the resumed run's masks go on from the saved step count, not from step 0 again
+    started_at = []
+    real_train = cli.train
+
+    def watched_train(net, optimizer, *rest, **keywords):
+        started_at.append(
+            (
+                [layer.step for layer in net.layers if isinstance(layer, Dropout)],
+                optimizer.step_count,
+            )
+        )
+        return real_train(net, optimizer, *rest, **keywords)
+
+    monkeypatch.setattr(cli, "train", watched_train)
     assert (
         main(
             [
@@ -108,6 +124,7 @@ def test_train_with_dropout_saves_it_and_resume_keeps_it(small_mnist, tmp_path, 
         )
         == 0
     )
+    assert started_at == [([32], 32)]  # 2,000 images in batches of 64: 32 steps an epoch
     resumed_net = fcnn.load(tmp_path / "resumed" / "model.npz")
     assert [layer.seed for layer in resumed_net.layers if isinstance(layer, Dropout)] == [
         dropouts[0].seed
