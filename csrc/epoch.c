@@ -1,11 +1,13 @@
-// The fused training epoch of a plain MLP (Linear, ReLU, ..., Linear, softmax-cross-entropy):
-// batch gathering from the raw images, forward, loss, backward and the SGD update in one call,
-// in one workspace allocated by the caller. The epoch only calls the layer kernels (linear.c,
-// activation.c, loss.c, optim.c); what is its own is the batch gathering and, for uint8
-// images, the first layer on column panels (first_layer.h): on sparse batches (MNIST: ~19% of
-// pixels are non-zero) its forward product runs over CSR rows and its weight gradient over CSC
-// columns, on dense ones over register tiles, in the same summation order; the gradient is
-// folded straight into the SGD update so that of the largest weight matrix is never stored.
+// The fused training epoch of a plain MLP (Linear, ReLU, [Dropout], ..., Linear, softmax-cross-
+// entropy): batch gathering from the raw images, forward, loss, backward and the SGD update in
+// one call, in one workspace allocated by the caller. The epoch only calls the layer kernels
+// (linear.c, activation.c, dropout.c, loss.c, optim.c); what is its own is the batch gathering
+// and, for uint8 images, the first layer on column panels (first_layer.h): on sparse batches
+// (MNIST: ~19% of pixels are non-zero) its forward product runs over CSR rows and its weight
+// gradient over CSC columns, on dense ones over register tiles, in the same summation order;
+// the gradient is folded straight into the SGD update so that of the largest weight matrix is
+// never stored. Dropout (dropout.c) works in place on the hidden activations: it needs no
+// workspace, since its mask is drawn again from its key in the backward pass.
 //
 // Lazy updates: with momentum or weight decay, a first-layer row whose pixel is absent from a
 // batch has a zero gradient, and its step is the affine map (w, v) <- (keep w - lr s v,
@@ -30,6 +32,7 @@
 
 #include "cblas.h"
 #include "kernels.h"
+#include "random.h"
 
 // ----------------------------------------------------------------------------
 // workspace layout, shared by both dtypes: one table sizes it and carves it
@@ -132,6 +135,12 @@ static void carve_workspace(void *parts[NUM_PARTS], void *workspace, const fcnn_
         parts[part] = cursor;
         cursor += round_up(bytes[part]);
     }
+}
+
+// The key of the dropout mask after layer l's ReLU in batch `step` of the call: the stream of
+// its training step, counted as Dropout layers count them (fcnn/functional.py).
+static uint64_t dropout_key(const fcnn_mlp *net, fcnn_size l, fcnn_size step) {
+    return fcnn_random_key(net->dropout_seeds[l], net->dropout_steps[l] + (uint64_t)step);
 }
 
 // ----------------------------------------------------------------------------
@@ -639,10 +648,19 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
             S(fcnn_linear_forward)(acts[1], x, weights[0], biases[0], rows, C0, H, num_threads);
             if (L > 1) S(fcnn_relu_forward)(acts[1], acts[1], rows * H);
         }
-        for (fcnn_size l = 1; l < L; l++) {
-            S(fcnn_linear_forward)(acts[l + 1], acts[l], weights[l], biases[l], rows, sizes[l],
-                                   sizes[l + 1], num_threads);
-            if (l + 1 < L) S(fcnn_relu_forward)(acts[l + 1], acts[l + 1], rows * sizes[l + 1]);
+        for (fcnn_size l = 0; l < L; l++) {
+            if (l > 0) {
+                S(fcnn_linear_forward)(acts[l + 1], acts[l], weights[l], biases[l], rows,
+                                       sizes[l], sizes[l + 1], num_threads);
+                if (l + 1 < L) {
+                    S(fcnn_relu_forward)(acts[l + 1], acts[l + 1], rows * sizes[l + 1]);
+                }
+            }
+            // in place: the next layer reads, and the backward sees, the units it kept
+            if (l + 1 < L && net->dropout_rates[l] > 0) {
+                S(fcnn_dropout_forward)(acts[l + 1], acts[l + 1], rows, sizes[l + 1],
+                                        net->dropout_rates[l], dropout_key(net, l, step));
+            }
         }
         // loss and accuracy
         real *logits = acts[L];
@@ -665,6 +683,11 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
             real *din = dout == grad_a ? grad_b : grad_a;
             S(fcnn_linear_backward)(din, dweight, dbias, dout, acts[l], weights[l], rows, in,
                                     out, num_threads);
+            if (net->dropout_rates[l - 1] > 0) {
+                S(fcnn_dropout_backward)(din, din, rows, in, net->dropout_rates[l - 1],
+                                         dropout_key(net, l - 1, step));
+            }
+            // acts[l] > 0 where the ReLU passed and dropout kept: where the gradient flows
             S(fcnn_relu_backward)(din, din, acts[l], rows * in);
             S(fcnn_sgd_step)(weights[l], weight_velocities[l], dweight, lr, lr_decay, momentum,
                              sgd->nesterov, in * out);

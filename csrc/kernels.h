@@ -6,7 +6,7 @@
 //   OC = output features (classes, for the loss)
 //   N  = number of elements of a parameter tensor
 //   M, K = the other sizes of a matrix product (C (M, N) = A (M, K) B (K, N))
-//   H  = width of the fused epoch's first hidden layer
+//   H  = width of a hidden layer (the fused epoch's first, or the one dropout acts on)
 // Arrays are dense and row-major (C order). Each kernel exists as name_f32 and
 // name_f64, both generated from one source by template.h.
 #ifndef FCNN_KERNELS_H
@@ -24,9 +24,12 @@ typedef ptrdiff_t fcnn_size;
 #define FCNN_MAX_LAYERS 64
 #define FCNN_MAX_THREADS 256
 
-// A plain MLP, Linear (ReLU, Linear)*, as the fused epoch trains it: L layers of sizes
-// (L + 1); weights[l] (sizes[l], sizes[l+1]) and biases[l] (sizes[l+1]) are real * of the
-// call's dtype, updated in place, as are the velocities (NULL without momentum).
+// A plain MLP, Linear (ReLU, [Dropout], Linear)*, as the fused epoch trains it: L layers of
+// sizes (L + 1); weights[l] (sizes[l], sizes[l+1]) and biases[l] (sizes[l+1]) are real * of
+// the call's dtype, updated in place, as are the velocities (NULL without momentum).
+// dropout_rates[l] > 0 puts dropout (dropout.c) after the ReLU of layer l < L - 1: batch i of
+// the call draws the mask of step dropout_steps[l] + i under dropout_seeds[l]; 0 (as a
+// zero-initialised struct has it) means none.
 typedef struct {
     fcnn_size num_layers;
     fcnn_size sizes[FCNN_MAX_LAYERS + 1];
@@ -34,6 +37,9 @@ typedef struct {
     void *biases[FCNN_MAX_LAYERS];
     void *weight_velocities[FCNN_MAX_LAYERS];
     void *bias_velocities[FCNN_MAX_LAYERS];
+    double dropout_rates[FCNN_MAX_LAYERS];
+    uint64_t dropout_seeds[FCNN_MAX_LAYERS];
+    uint64_t dropout_steps[FCNN_MAX_LAYERS];
 } fcnn_mlp;
 
 // The samples of a fused epoch: images (N, sizes[0]) uint8 (scaled by 1/255) or of the
@@ -94,6 +100,15 @@ typedef struct {
 #define FCNN_SUFFIX_F64(name) name##_f64
 FCNN_DECLARE_KERNELS(float, FCNN_SUFFIX_F32)
 FCNN_DECLARE_KERNELS(double, FCNN_SUFFIX_F64)
+
+// dropout.c: inverted dropout of rate p in [0, 1), mask drawn from the stream key (random.h).
+#define FCNN_DECLARE_DROPOUT(real, S)                                                        \
+    void S(fcnn_dropout_forward)(real *out, const real *inp, fcnn_size B, fcnn_size H,       \
+                                 double p, uint64_t key);                                    \
+    void S(fcnn_dropout_backward)(real *dinp, const real *dout, fcnn_size B, fcnn_size H,    \
+                                  double p, uint64_t key);
+FCNN_DECLARE_DROPOUT(float, FCNN_SUFFIX_F32)
+FCNN_DECLARE_DROPOUT(double, FCNN_SUFFIX_F64)
 
 // Bytes of workspace fcnn_train_epoch needs for net, batches of B, item = sizeof(real), on
 // num_threads threads; -1 when that does not fit in a fcnn_size.

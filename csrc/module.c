@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "random.h"
 
 // ----------------------------------------------------------------------------
 // argument checking
@@ -678,6 +679,100 @@ fail:
 }
 
 // ----------------------------------------------------------------------------
+// dropout: the mask of (seed, step) is drawn again by the backward, never passed around
+
+// A dropout rate: a real number in [0, 1).
+static int dropout_rate_arg(PyObject *obj, const char *name, double *value) {
+    if (PyBool_Check(obj) || !PyNumber_Check(obj) || PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *value = PyFloat_AsDouble(obj);
+    if (*value == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (!(*value >= 0 && *value < 1)) {  // NaN fails too
+        PyErr_Format(PyExc_ValueError, "%s must be in [0, 1), got %R", name, obj);
+        return -1;
+    }
+    return 0;
+}
+
+// A seed: an integer in [0, 2**64).
+static int seed_arg(PyObject *obj, const char *name, uint64_t *value) {
+    PyObject *index = PyBool_Check(obj) ? NULL : PyNumber_Index(obj);
+    if (index == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be an integer, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    unsigned long long number = PyLong_AsUnsignedLongLong(index);
+    Py_DECREF(index);
+    if (number == (unsigned long long)-1 && PyErr_Occurred()) {  // negative or too large
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must be an integer >= 0 and < 2**64, got %R", name,
+                     obj);
+        return -1;
+    }
+    *value = (uint64_t)number;
+    return 0;
+}
+
+static PyObject *dropout(PyObject *args, PyObject *kwargs, int backward) {
+    static char *forward_kwlist[] = {"x", "p", "seed", "step", NULL};
+    static char *backward_kwlist[] = {"dout", "p", "seed", "step", NULL};
+    const char *name = backward ? "dout" : "x";
+    PyObject *input_obj, *p_obj, *seed_obj, *step_obj;
+    PyArrayObject *input = NULL, *out = NULL;
+    double p;
+    uint64_t seed;
+    long long step;
+    const char *format = backward ? "OOOO:dropout_backward" : "OOOO:dropout_forward";
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format,
+                                     backward ? backward_kwlist : forward_kwlist, &input_obj,
+                                     &p_obj, &seed_obj, &step_obj)) {
+        return NULL;
+    }
+    if ((input = float_input(input_obj, name, -1, NULL, 2)) == NULL) goto fail;
+    if (dropout_rate_arg(p_obj, "p", &p) < 0) goto fail;
+    if (seed_arg(seed_obj, "seed", &seed) < 0) goto fail;
+    if (index_arg(step_obj, "step", 0, &step) < 0) goto fail;
+    int typenum = PyArray_TYPE(input);
+    npy_intp B = PyArray_DIM(input, 0), H = PyArray_DIM(input, 1);
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(2, PyArray_DIMS(input), typenum)) == NULL) {
+        goto fail;
+    }
+    uint64_t key = fcnn_random_key(seed, (uint64_t)step);
+    void *out_data = PyArray_DATA(out), *input_data = PyArray_DATA(input);
+    FCNN_BEGIN_KERNEL;
+    if (backward) {
+        DISPATCH(typenum, fcnn_dropout_backward, out_data, input_data, B, H, p, key);
+    } else {
+        DISPATCH(typenum, fcnn_dropout_forward, out_data, input_data, B, H, p, key);
+    }
+    FCNN_END_KERNEL;
+    Py_DECREF(input);
+    return (PyObject *)out;
+fail:
+    Py_XDECREF(input);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *dropout_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return dropout(args, kwargs, 0);
+}
+
+static PyObject *dropout_backward(PyObject *self, PyObject *args, PyObject *kwargs) {
+    return dropout(args, kwargs, 1);
+}
+
+// ----------------------------------------------------------------------------
 // the fused epoch
 
 // Checks a list of L in-place parameter arrays: arrays[l] must have shape (rows[l], cols[l])
@@ -715,15 +810,51 @@ static int parameter_list(PyObject *list, const char *name, int L, int *typenum,
     return 0;
 }
 
+// Reads train_epoch's dropout argument into net (num_layers set): None, or a list of one entry
+// per hidden layer, each None or (p, seed, step), step being that of the call's first batch.
+static int dropout_list(fcnn_mlp *net, PyObject *list) {
+    if (list == Py_None) return 0;
+    Py_ssize_t hidden = net->num_layers - 1;
+    if (!PyList_Check(list) && !PyTuple_Check(list)) {
+        PyErr_Format(PyExc_TypeError, "dropout must be None or a list, got %s",
+                     Py_TYPE(list)->tp_name);
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(list) != hidden) {
+        PyErr_Format(PyExc_ValueError,
+                     "dropout must hold %zd entries (one per hidden layer), got %zd", hidden,
+                     PySequence_Fast_GET_SIZE(list));
+        return -1;
+    }
+    for (Py_ssize_t l = 0; l < hidden; l++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(list, l);
+        if (item == Py_None) continue;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_Format(PyExc_TypeError,
+                         "dropout[%zd] must be None or a tuple (p, seed, step)", l);
+            return -1;
+        }
+        long long step;
+        if (dropout_rate_arg(PyTuple_GET_ITEM(item, 0), "p", &net->dropout_rates[l]) < 0 ||
+            seed_arg(PyTuple_GET_ITEM(item, 1), "seed", &net->dropout_seeds[l]) < 0 ||
+            index_arg(PyTuple_GET_ITEM(item, 2), "step", 0, &step) < 0) {
+            return -1;
+        }
+        net->dropout_steps[l] = (uint64_t)step;
+    }
+    return 0;
+}
+
 static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"images",           "labels",          "order",     "weights",
                              "biases",           "lrs",             "batch_size", "weight_decay",
                              "momentum",         "weight_velocities", "bias_velocities",
-                             "nesterov",         "sparse_threshold", "num_threads", NULL};
+                             "nesterov",         "sparse_threshold", "num_threads", "dropout",
+                             NULL};
     PyObject *images_obj, *labels_obj, *order_obj, *weights_obj, *biases_obj, *lrs_obj;
     PyObject *batch_obj, *weight_decay_obj = NULL, *momentum_obj = NULL;
     PyObject *weight_velocities_obj = Py_None, *bias_velocities_obj = Py_None;
-    PyObject *threshold_obj = Py_None, *threads_obj = NULL;
+    PyObject *threshold_obj = Py_None, *threads_obj = NULL, *dropout_obj = Py_None;
     int nesterov = 0;
     PyArrayObject *images = NULL, *labels = NULL, *order = NULL, *lrs = NULL;
     // Owned references to the parameter arrays, counted by held[]: weights, biases, velocities.
@@ -736,12 +867,12 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     void *workspace = NULL;
     double weight_decay = 0.0, momentum = 0.0, sparse_threshold = -1.0;
     long long batch_size, num_threads = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOO:train_epoch", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOOO:train_epoch", kwlist,
                                      &images_obj, &labels_obj, &order_obj, &weights_obj,
                                      &biases_obj, &lrs_obj, &batch_obj, &weight_decay_obj,
                                      &momentum_obj, &weight_velocities_obj,
                                      &bias_velocities_obj, &nesterov, &threshold_obj,
-                                     &threads_obj)) {
+                                     &threads_obj, &dropout_obj)) {
         return NULL;
     }
     // the layers: weights decide the dtype and the sizes
@@ -805,6 +936,7 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (threads_obj != NULL && index_arg(threads_obj, "num_threads", 0, &num_threads) < 0) {
         goto fail;
     }
+    if (dropout_list(&net, dropout_obj) < 0) goto fail;
     if (momentum > 0) {
         if (weight_velocities_obj == Py_None || bias_velocities_obj == Py_None) {
             PyErr_SetString(PyExc_ValueError,
@@ -953,6 +1085,12 @@ static PyMethodDef core_methods[] = {
            "_linear_backward_out(dx, dweight, dbias, dout, x, weight): linear_backward into "
            "preallocated arrays (dx None to skip it); internal to fcnn.functional.Linear"),
     FCNN_ACTIVATIONS(ACTIVATION_METHODS)
+    KERNEL(dropout_forward,
+           "dropout_forward(x, p, seed, step) -> x / (1 - p) where kept, else 0; unit i of x "
+           "kept iff random_uniform(random_key(seed, step), i) >= p"),
+    KERNEL(dropout_backward,
+           "dropout_backward(dout, p, seed, step) -> dout / (1 - p) where dropout_forward "
+           "kept, else 0"),
     KERNEL(softmax_cross_entropy_forward,
            "softmax_cross_entropy_forward(logits, labels) -> mean cross-entropy (float)"),
     KERNEL(softmax_cross_entropy_backward,
@@ -964,7 +1102,8 @@ static PyMethodDef core_methods[] = {
            "exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True) -> lr"),
     KERNEL(train_epoch,
            "train_epoch(images, labels, order, weights, biases, lrs, batch_size, ...) -> "
-           "(steps, loss_sum, correct): one fused SGD epoch of a plain MLP"),
+           "(steps, loss_sum, correct): one fused SGD epoch of a plain MLP, with dropout "
+           "after hidden ReLUs"),
     {"set_num_threads", (PyCFunction)set_num_threads, METH_O,
      "set_num_threads(n): threads of every fcnn kernel, process-wide (clamped to [1, 256])"},
     {"get_num_threads", (PyCFunction)get_num_threads, METH_NOARGS,

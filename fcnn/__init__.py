@@ -1,7 +1,7 @@
 """fcnn: fully-connected neural networks on NumPy arrays, with the work done in C.
 
 The modules keep the original project's names: ``fcnn.nn`` (Module),
-``fcnn.functional`` (Linear, ReLU, Sigmoid, Tanh, Softmax, CrossEntropyLoss; the
+``fcnn.functional`` (Linear, ReLU, Sigmoid, Tanh, Softmax, Dropout, CrossEntropyLoss; the
 layers are also importable from ``fcnn`` itself), ``fcnn.optim``
 (SGD, ExponentialScheduler) and ``fcnn.dataloader`` (DataLoader). Data sets are
 in ``fcnn.datasets``, the training loop and evaluation in ``fcnn.training``,
@@ -41,7 +41,7 @@ except ImportError:
 
 from ._backend import get_backend, set_backend  # noqa: E402
 from ._core import get_num_threads, set_num_threads
-from .functional import Linear, ReLU, Sigmoid, Softmax, Tanh
+from .functional import Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .nn import Module
 from .onnx_export import export_onnx
 from .serialization import load, load_checkpoint, save
@@ -50,6 +50,7 @@ from .training import TrainConfig, evaluate, fit, predict, predict_proba, train
 __version__ = "0.1.0"
 
 __all__ = [
+    "Dropout",
     "Linear",
     "Module",
     "ReLU",

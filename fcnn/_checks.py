@@ -265,3 +265,19 @@ def acquire_training_lock(net: object, action: str) -> threading.RLock:
             "and fcnn.predict may run from many)"
         )
     return lock
+
+
+def check_dropout_rate(value: object, name: str = "p") -> float:
+    """A dropout rate: ``value`` as a float in [0, 1), or an error naming ``name``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If it is NaN or outside [0, 1) (1 would drop every unit and scale by 1 / 0).
+    """
+    number = check_real(value, name, finite=False)
+    if not 0.0 <= number < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return number

@@ -9,7 +9,7 @@ writable, C-contiguous and of the right dtype, since a silent copy would lose
 the update.
 
 Size letters used below: B = batch size, C = input features, OC = output
-features (classes for the loss).
+features (classes for the loss), H = hidden units (dropout's input).
 
 Errors: ``TypeError`` for a non-array argument or a wrong dtype, ``ValueError``
 for a wrong number of dimensions, a shape mismatch, an empty array, a label out
@@ -76,6 +76,21 @@ def softmax_backward(dout: FloatArray, probs: FloatArray) -> FloatArray:
 
     ``dx = probs * (dout - sum(dout * probs, axis=1, keepdims=True))``.
     Shape: dout (B, C), probs (B, C) -> (B, C).
+    """
+
+def dropout_forward(x: FloatArray, p: float, seed: int, step: int) -> FloatArray:
+    """Inverted dropout: ``x / (1 - p)`` where kept, else 0, for ``p`` in [0, 1).
+
+    Unit ``i`` of the flattened batch (``i = b * H + j``) is kept iff
+    ``random_uniform(random_key(seed, step), i) >= p`` (``fcnn.reference``'s
+    counter-based draws, csrc/random.h): the mask depends on (seed, step, i) only,
+    never on the thread count. ``seed`` in [0, 2**64), ``step`` >= 0 (one per
+    training step). Shape: x (B, H) -> (B, H).
+    """
+
+def dropout_backward(dout: FloatArray, p: float, seed: int, step: int) -> FloatArray:
+    """Gradient of :func:`dropout_forward` with the same (p, seed, step): ``dout / (1 - p)``
+    where that forward kept the unit, else 0. Shape: dout (B, H) -> (B, H).
     """
 
 def softmax_cross_entropy_forward(logits: FloatArray, labels: IntArray) -> float:
@@ -145,6 +160,7 @@ def train_epoch(
     nesterov: bool = False,
     sparse_threshold: float | None = None,
     num_threads: int = 0,
+    dropout: list[tuple[float, int, int] | None] | None = None,
 ) -> tuple[int, float, int]:
     """One fused SGD epoch of a plain MLP, in place; returns (steps, loss_sum, correct).
 
@@ -164,6 +180,11 @@ def train_epoch(
     agrees with the step-by-step rule to rounding. ``num_threads`` 0 means
     :func:`get_num_threads`; larger counts are clamped to 256. Runs with
     flush-to-zero / denormals-are-zero, restored on return.
+
+    ``dropout``: None, or one entry per hidden layer (``len(weights) - 1``), None
+    or ``(p, seed, step)``: :func:`dropout_forward` after that layer's ReLU, batch
+    ``s`` drawing the mask of step ``step + s`` (and its backward before the ReLU's),
+    as ``fcnn.functional.Dropout`` does step after step.
 
     Returns the steps done (fewer than the batches when a batch's loss was not
     finite; that batch's update is not applied), the sum of the per-sample losses

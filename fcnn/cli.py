@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._checks import check_dropout_rate
 from ._cli_startup import exit_interrupted
 from ._core import set_num_threads
 from ._io import write_text_atomically
@@ -42,7 +43,7 @@ from .datasets import (
     read_idx,
     train_val_split,
 )
-from .functional import Linear
+from .functional import Dropout, Linear
 from .nn import Module
 from .serialization import load_checkpoint, restore_optimizer, save
 from .training import (
@@ -207,6 +208,13 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=defaults.nesterov,
         help="Nesterov momentum",
+    )
+    train_cmd.add_argument(
+        "--dropout",
+        type=float,
+        default=defaults.dropout,
+        metavar="P",
+        help="dropout rate in [0, 1) after every hidden layer's ReLU; 0 turns it off",
     )
     train_cmd.add_argument(
         "--epochs",
@@ -657,6 +665,10 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
     if getattr(args, "early_stopping", None) is not None:
         settings["early_stopping"] = args.early_stopping
+    try:
+        settings["dropout"] = check_dropout_rate(args.dropout, "dropout")
+    except ValueError as error:
+        raise UsageError(f"--dropout {args.dropout}: {error}") from None
     config = TrainConfig(**settings)
     # The schedule and the optimiser validate their settings: build them on a 1x1 net,
     # before any data is read. They take the flags' names (initial_lr is --lr).
@@ -702,6 +714,7 @@ def _resumed_config(
         "batch_size": saved.batch_size,
         "seed": saved.seed,
         "dtype": saved.dtype,
+        "dropout": saved.dropout,
         "dataset": metadata.get("dataset", "mnist"),
         "val_size": metadata.get("val_size", 0),
     }
@@ -771,6 +784,11 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
             _check_fits(net, args.resume, test_data[0], test_data[1], args.dataset)
             optimizer = build_optimizer(net, config)
             restore_optimizer(optimizer, checkpoint)
+            # Dropout's step counter is not saved: one step per SGD step, as in the first run,
+            # so the resumed run draws new masks rather than the first run's again.
+            for layer in net.layers:
+                if isinstance(layer, Dropout):
+                    layer.step = optimizer.step_count
         loader = DataLoader(
             train_data, batch_size=config.batch_size, seed=config.seed, dtype=config.dtype
         )

@@ -1,4 +1,4 @@
-"""The layers and the loss: Linear, ReLU, Sigmoid, Tanh, Softmax, CrossEntropyLoss.
+"""The layers and the loss: Linear, ReLU, Sigmoid, Tanh, Softmax, Dropout, CrossEntropyLoss.
 
 Each layer keeps what its backward pass needs from the last forward pass and
 calls the kernels of the active backend (``fcnn._core`` by default, see
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._backend import kernels
-from ._checks import INT32_MAX, acquire_training_lock, check_int
+from ._checks import INT32_MAX, acquire_training_lock, check_dropout_rate, check_int
 
 if TYPE_CHECKING:
     from .nn import Module
@@ -34,6 +34,7 @@ __all__ = [
     "LAYERS",
     "Activation",
     "CrossEntropyLoss",
+    "Dropout",
     "Layer",
     "Linear",
     "Loss",
@@ -106,6 +107,12 @@ class Layer:
     params: tuple[tuple[str, str], ...] = ()
     hyperparams: tuple[str, ...] = ()
     kernel_names: tuple[str, ...] = ()
+    #: Whether the layer is the identity outside training (Dropout): ``inference`` passes
+    #: its input through and :func:`fcnn.export_onnx` leaves it out.
+    identity_at_inference = False
+    #: Training mode (True) or evaluation mode, set by :meth:`fcnn.nn.Module.train` and
+    #: :meth:`~fcnn.nn.Module.eval`; only layers that train differently (Dropout) read it.
+    training = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -443,6 +450,88 @@ class Softmax(Activation):
 
     # The name of fcnn 0.1, read by code written against it.
     _probs = probs
+
+
+#: Seeds of Dropout layers are in [0, 2**64), the range of csrc/random.h's keys.
+_SEED_MAX = 2**64 - 1
+
+
+@register_layer
+class Dropout(Layer):
+    """Inverted dropout: in training mode each unit is zeroed with probability ``p`` and
+    the kept ones are scaled by ``1 / (1 - p)``; in evaluation mode (:meth:`Module.eval
+    <fcnn.nn.Module.eval>`), in :meth:`inference` and so in ``fcnn.predict``, it is the
+    identity. Shape: (B, H) -> (B, H).
+
+    The mask is a function of ``(seed, step, unit)`` only: unit ``j`` of row ``b`` is
+    kept in training step ``step`` iff ``random_uniform(random_key(seed, step), b * H +
+    j) >= p`` (``fcnn.reference``; csrc/random.h in C). Every training forward pass
+    draws the mask of :attr:`step` and then counts it, so each step gets a new mask, the
+    backward pass draws the same one again, and the fused C epoch of ``fcnn.train``
+    draws the same masks as this layer: a run is reproducible for a fixed seed.
+
+    Parameters
+    ----------
+    p
+        probability of dropping a unit, in [0, 1) (default 0.5; 0 turns dropout off).
+    seed
+        an integer in [0, 2**64); None (default) draws one at random. Saved with the
+        model by :func:`fcnn.save`, as is ``p``.
+
+    Attributes
+    ----------
+    step : int
+        the number of the next training step (0 for a new layer, not saved): set it to
+        replay a mask.
+
+    Examples
+    --------
+    >>> net = Module(Linear(784, 256), ReLU(), Dropout(0.2, seed=0), Linear(256, 10))
+    >>> probs = net.eval().inference(images)   # no dropout
+    """
+
+    hyperparams = ("p", "seed")
+    kernel_names = ("dropout_forward", "dropout_backward")
+    identity_at_inference = True
+
+    def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
+        self.p = check_dropout_rate(p, "p")
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**63))
+        self.seed = check_int(seed, "seed", 0, _SEED_MAX)
+        self.step = 0
+        # The step whose mask the last forward pass drew; None: it passed its input through.
+        self._mask_step: int | None = None
+        self._forwarded = False
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = _batch(x)
+        self._forwarded = True
+        if not self.training:
+            self._mask_step = None
+            return x
+        step = self._mask_step = self.step
+        self.step = step + 1
+        return getattr(kernels(), self.kernel_names[0])(x, self.p, self.seed, step)
+
+    def inference(self, x: np.ndarray) -> np.ndarray:
+        return _batch(x)
+
+    def backward(self, dout: np.ndarray, compute_dx: bool = True) -> np.ndarray:
+        if not self._forwarded:
+            raise RuntimeError("Dropout.backward called before forward")
+        if self._mask_step is None:
+            return _batch(dout, "dout")
+        return getattr(kernels(), self.kernel_names[1])(dout, self.p, self.seed, self._mask_step)
+
+    @classmethod
+    def param_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        check_dropout_rate(config["p"], "p")
+        check_int(config["seed"], "seed", 0, _SEED_MAX)
+        return {}
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p}, seed={self.seed})"
 
 
 class Loss:

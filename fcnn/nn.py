@@ -1,4 +1,7 @@
-"""``Module``: a network as an ordered list of layers, as in the original project."""
+"""``Module``: a network as an ordered list of layers, as in the original project.
+
+``Dropout`` is importable from here too (``fcnn.nn.Dropout``), as in PyTorch's ``torch.nn``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from ._checks import acquire_training_lock
-from .functional import Layer, Linear, Softmax
+from .functional import Dropout, Layer, Linear, Softmax
 
-__all__ = ["Module"]
+__all__ = ["Dropout", "Module"]
 
 
 class Module:
@@ -44,6 +47,30 @@ class Module:
                     f"layers[{index}] must be an fcnn layer, got {type(layer).__name__}"
                 )
         self.layers: list[Layer] = list(layers)
+
+    #: Training mode (True, the default) or evaluation mode: see :meth:`train`.
+    training = True
+
+    def train(self, mode: bool = True) -> Module:
+        """Puts the net and every layer in training mode (``mode=True``) or evaluation mode
+        (``False``), as PyTorch's ``Module.train``; returns the net.
+
+        Only layers that train differently care: :class:`~fcnn.functional.Dropout` drops
+        units in training mode and passes its input through in evaluation mode.
+        :meth:`inference`, ``fcnn.predict``, ``predict_proba`` and ``evaluate`` always
+        run as in evaluation mode; :func:`fcnn.train` trains in training mode and puts
+        the net back in the mode it found it in.
+        """
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.training = bool(mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: ``self.train(False)``; returns the net."""
+        return self.train(False)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Runs every layer on the batch ``x`` (B, features) and returns the last output.

@@ -13,7 +13,8 @@ The exported graph, for a net of Linear, ReLU, Sigmoid, Tanh and Softmax layers:
 Each Linear layer is a ``MatMul`` by its (in_features, out_features) weight and an
 ``Add`` of its bias; Softmax maps to the ONNX operator of that name, and every
 elementwise activation to the operator its class names in ``onnx_op`` (``Relu``,
-``Sigmoid``, ``Tanh``; opset 17). The class names, the data set and the input's
+``Sigmoid``, ``Tanh``; opset 17). Dropout, the identity at inference, is left out.
+The class names, the data set and the input's
 description are stored as metadata properties of the model. Needs the ``onnx`` package:
 ``pip install fcnn[onnx]`` (which brings onnxruntime too).
 """
@@ -121,6 +122,8 @@ def export_onnx(
     current = "input"
     for index, layer in enumerate(net.layers):
         output = f"layers.{index}.output"
+        if layer.identity_at_inference:  # Dropout: nothing to compute at inference
+            continue
         if isinstance(layer, Linear):
             weight, bias = f"layers.{index}.weight", f"layers.{index}.bias"
             initializers.append(numpy_helper.from_array(np.ascontiguousarray(layer.weight), weight))
@@ -223,7 +226,7 @@ def _check_net(net: Module) -> np.dtype:
 
 def _exportable(cls: type) -> bool:
     """Whether the graph above can express a layer of class ``cls``."""
-    if cls in (Linear, Softmax):
+    if cls in (Linear, Softmax) or getattr(cls, "identity_at_inference", False):
         return True
     return issubclass(cls, Activation) and getattr(cls, "onnx_op", None) is not None
 

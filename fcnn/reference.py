@@ -8,7 +8,7 @@ favours plain NumPy that is easy to check by eye over speed. Like the C core,
 ``sgd_step`` updates ``param`` in place.
 
 Size letters: B = batch size, C = input features, OC = output features
-(classes for the loss).
+(classes for the loss), H = hidden units (dropout's input).
 """
 
 import functools
@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ._checks import INT32_MAX, INT64_MAX, check_int, check_real
+from ._checks import INT32_MAX, INT64_MAX, check_dropout_rate, check_int, check_real
 
 # The per-batch kernels of the stub, in its order; the tests' zoo runs each of them. The
 # C module exports these, train_epoch (twinned below, tested in tests/test_fused.py) and
@@ -32,6 +32,8 @@ KERNELS = (
     "tanh_backward",
     "softmax_forward",
     "softmax_backward",
+    "dropout_forward",
+    "dropout_backward",
     "softmax_cross_entropy_forward",
     "softmax_cross_entropy_backward",
     "sgd_step",
@@ -39,6 +41,9 @@ KERNELS = (
 )
 __all__ = [
     "KERNELS",
+    "dropout_backward",
+    "dropout_forward",
+    "dropout_keep",
     "exponential_lr",
     "linear_backward",
     "linear_forward",
@@ -323,6 +328,44 @@ def softmax_backward(dout, probs):
 
 
 # ----------------------------------------------------------------------------
+# dropout: unit i = b * H + j of a (B, H) batch kept iff random_uniform(key, i) >= p
+
+
+def dropout_keep(shape, p, seed, step):
+    """The keep mask (bool, ``shape``) of dropout at rate ``p`` in training step ``step``
+    under ``seed``: unit ``i`` of the flattened batch is kept iff
+    ``random_uniform(random_key(seed, step), i) >= p``."""
+    key = random_key(np.uint64(seed), np.uint64(step))
+    return random_uniform(key, np.arange(math.prod(shape), dtype=np.uint64)).reshape(shape) >= p
+
+
+def _dropout(name, x, p, seed, step):
+    x = _require_float(name, x, 2)
+    p = check_dropout_rate(p, "p")
+    seed = check_int(seed, "seed", 0, 2**64 - 1)
+    step = check_int(step, "step", 0, INT64_MAX)
+    # 1 / (1 - p) in double, rounded once to the dtype, as the C kernel does
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    return np.where(dropout_keep(x.shape, p, seed, step), x * scale, x.dtype.type(0))
+
+
+@_ieee
+def dropout_forward(x, p, seed, step):
+    """``x / (1 - p)`` where kept (:func:`dropout_keep`), else 0; x (B, H) -> (B, H).
+
+    See the stub."""
+    return _dropout("x", x, p, seed, step)
+
+
+@_ieee
+def dropout_backward(dout, p, seed, step):
+    """``dout / (1 - p)`` where :func:`dropout_forward` kept, else 0; dout (B, H) -> (B, H).
+
+    See the stub."""
+    return _dropout("dout", dout, p, seed, step)
+
+
+# ----------------------------------------------------------------------------
 # loss
 
 
@@ -456,6 +499,7 @@ def train_epoch(
     nesterov=False,
     sparse_threshold=None,
     num_threads=0,
+    dropout=None,
 ):
     """One SGD epoch of the MLP ``weights``/``biases`` over ``images[order]``; see the stub.
 
@@ -504,6 +548,7 @@ def train_epoch(
             "weight_velocities and bias_velocities must be lists like weights "
             "and biases when momentum > 0, got None"
         )
+    dropout = _dropout_list(dropout, len(weights) - 1)
     batches = -(-order.shape[0] // batch_size)
     lrs = np.asarray(lrs, np.float64)
     if lrs.shape != (batches,):
@@ -519,7 +564,12 @@ def train_epoch(
         activations = [x]
         for index, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
             out = linear_forward(activations[-1], weight, bias)
-            activations.append(relu_forward(out) if index + 1 < len(weights) else out)
+            if index + 1 < len(weights):
+                out = relu_forward(out)
+                if dropout[index] is not None:
+                    p, seed, first_step = dropout[index]
+                    out = dropout_forward(out, p, seed, first_step + step)
+            activations.append(out)
         logits, batch_labels = activations[-1], labels[indices]
         batch_loss = softmax_cross_entropy_forward(logits, batch_labels) * indices.shape[0]
         if not math.isfinite(batch_loss):
@@ -532,6 +582,10 @@ def train_epoch(
                 dout, activations[index], weights[index], compute_dx=index > 0
             )
             if index > 0:
+                if dropout[index - 1] is not None:
+                    p, seed, first_step = dropout[index - 1]
+                    dx = dropout_backward(dx, p, seed, first_step + step)
+                # activations[index] > 0 where the ReLU passed and dropout kept
                 dout = relu_backward(dx, activations[index])
             for param, grad, velocities in (
                 (weights[index], dweight, weight_velocities),
@@ -540,6 +594,32 @@ def train_epoch(
                 velocity = velocities[index] if momentum_value > 0 else None
                 sgd_step(param, grad, float(lrs[step]), weight_decay, momentum, velocity, nesterov)
     return batches, loss_sum, correct
+
+
+def _dropout_list(dropout, hidden):
+    """train_epoch's ``dropout``: ``hidden`` entries, each None or checked (p, seed, step)."""
+    if dropout is None:
+        return [None] * hidden
+    if not isinstance(dropout, (list, tuple)):
+        raise TypeError(f"dropout must be None or a list, got {type(dropout).__name__}")
+    if len(dropout) != hidden:
+        raise ValueError(
+            f"dropout must hold {hidden} entries (one per hidden layer), got {len(dropout)}"
+        )
+    checked = []
+    for index, item in enumerate(dropout):
+        if item is not None and (not isinstance(item, tuple) or len(item) != 3):
+            raise TypeError(f"dropout[{index}] must be None or a tuple (p, seed, step)")
+        checked.append(
+            None
+            if item is None
+            else (
+                check_dropout_rate(item[0], "p"),
+                check_int(item[1], "seed", 0, 2**64 - 1),
+                check_int(item[2], "step", 0, INT64_MAX),
+            )
+        )
+    return checked
 
 
 def _index_array(name, values, length, upper):

@@ -7,6 +7,7 @@ test loss and accuracy and the learning rate; ``predict``, ``predict_proba`` and
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -19,9 +20,9 @@ import numpy as np
 
 from . import _core
 from ._backend import get_backend, kernels
-from ._checks import check_int, require_finite
+from ._checks import check_dropout_rate, check_int, require_finite
 from .dataloader import DataLoader
-from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
+from .functional import CrossEntropyLoss, Dropout, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
 from .nn import Module
 from .optim import SGD, ExponentialScheduler
@@ -151,14 +152,30 @@ def _logits_and_probs(net: Module, batch: np.ndarray) -> tuple[np.ndarray, np.nd
     """
     if type(net).forward is not Module.forward:
         # A subclass with its own forward: net.logits would skip it. Its forward fills the
-        # caches, so such a net predicts from one thread at a time.
-        output = net(batch)
+        # caches, so such a net predicts from one thread at a time, in evaluation mode.
+        with _mode(net, training=False):
+            output = net(batch)
         last = net.layers[-1] if net.layers else None
         if isinstance(last, Softmax):
             return last.logits, output
         return output, kernels().softmax_forward(output)
     logits = net.logits(batch)
     return logits, kernels().softmax_forward(logits)
+
+
+@contextlib.contextmanager
+def _mode(net: Module, training: bool):
+    """Runs the block with ``net`` in training or evaluation mode (Module.train), then puts
+    the net and each layer back in the mode it had."""
+    layers = list(getattr(net, "layers", []))
+    before = [getattr(net, "training", True)] + [layer.training for layer in layers]
+    net.train(training)
+    try:
+        yield net
+    finally:
+        net.training = before[0]
+        for layer, mode in zip(layers, before[1:], strict=True):
+            layer.training = mode
 
 
 def _batches(net: Module, images: np.ndarray, batch_size: int):
@@ -312,8 +329,8 @@ FUSED_CHUNK = 64
 def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | None:
     """Why the fused C epoch cannot train this setup, or None when it can.
 
-    It takes a plain MLP (Linear, then any number of ReLU + Linear pairs, then an
-    optional Softmax) trained by :class:`~fcnn.optim.SGD` on a :class:`DataLoader`
+    It takes a plain MLP (Linear, then any number of ReLU, optional Dropout, Linear, then
+    an optional Softmax) trained by :class:`~fcnn.optim.SGD` on a :class:`DataLoader`
     of uint8 images (or float images of the net's dtype), on the C backend.
     """
     layers = net.layers
@@ -324,12 +341,8 @@ def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | Non
     if type(loader).__iter__ is not DataLoader.__iter__ or not isinstance(loader, DataLoader):
         return "the loader is not a plain fcnn DataLoader"
     body = layers[:-1] if layers and type(layers[-1]) is Softmax else layers
-    if not body or len(body) % 2 == 0:
-        return "the net is not Linear, (ReLU, Linear)*, [Softmax]"
-    for index, layer in enumerate(body):
-        expected = Linear if index % 2 == 0 else ReLU
-        if type(layer) is not expected:
-            return "the net is not Linear, (ReLU, Linear)*, [Softmax]"
+    if _fused_dropout(body) is None:
+        return "the net is not Linear, (ReLU, [Dropout], Linear)*, [Softmax]"
     dtype = net.dtype
     if loader.images.dtype != np.uint8 and loader.images.dtype != dtype:
         return f"the images are {loader.images.dtype}, not uint8 or {dtype}"
@@ -338,6 +351,24 @@ def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | Non
     if loader.images.shape[1] != body[0].num_inputs:
         return "the images do not match the first layer"
     return None
+
+
+def _fused_dropout(body: list) -> list[Dropout | None] | None:
+    """The Dropout layer (or None) after each hidden ReLU of ``body`` if it reads Linear,
+    (ReLU, [Dropout], Linear)*; None if it does not."""
+    kinds = [type(layer) for layer in body]
+    if not kinds or kinds[0] is not Linear:
+        return None
+    dropouts, index = [], 1
+    while index < len(kinds):
+        if kinds[index] is not ReLU:
+            return None
+        has_dropout = index + 1 < len(kinds) and kinds[index + 1] is Dropout
+        dropouts.append(body[index + 1] if has_dropout else None)
+        index += 2 + has_dropout
+        if index > len(kinds) or kinds[index - 1] is not Linear:
+            return None
+    return dropouts
 
 
 def _module_epoch(
@@ -394,6 +425,10 @@ def _fused_epoch(
                     velocity[key] = np.zeros_like(param)
         weight_velocities = [velocity[f"layers.{index_of[id(layer)]}.weight"] for layer in linears]
         bias_velocities = [velocity[f"layers.{index_of[id(layer)]}.bias"] for layer in linears]
+    layers = net.layers
+    dropouts = _fused_dropout(layers[:-1] if type(layers[-1]) is Softmax else layers)
+    # Dropout in evaluation mode is the identity, and counts no steps.
+    dropouts = [layer if layer is not None and layer.training else None for layer in dropouts]
     batch_size = loader.batch_size
     order = loader.epoch_order()[: len(loader) * batch_size]
     images = np.ascontiguousarray(loader.images)
@@ -418,8 +453,13 @@ def _fused_epoch(
             bias_velocities,
             optimizer.nesterov,
             SPARSE_THRESHOLD,
+            0,  # num_threads: fcnn.get_num_threads()
+            [None if layer is None else (layer.p, layer.seed, layer.step) for layer in dropouts],
         )
         optimizer.step_count += steps
+        for layer in dropouts:
+            if layer is not None:  # the diverging batch drew its mask too, as net(x) does
+                layer.step += steps + (steps < batches)
         total_loss += loss_sum
         correct += chunk_correct
         seen += min(steps * batch_size, chunk.shape[0])
@@ -569,7 +609,7 @@ def train(
             history[f"{name}_loss"], history[f"{name}_accuracy"] = [], []
     best = BestWeights()
     stop_reason = "completed"
-    with _StopOnInterrupt() as interrupt:
+    with _StopOnInterrupt() as interrupt, _mode(net, training=True):
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
             steps_before = optimizer.step_count
@@ -651,7 +691,9 @@ class TrainConfig:
 
     ``lr_decay`` and ``lr_step`` are the exponential schedule's alpha and T
     (in steps); ``weight_decay`` is the SGD decay lambda; ``early_stopping`` is the
-    patience of :func:`train` (needs validation data). The defaults are what
+    patience of :func:`train` (needs validation data); ``dropout`` is the rate of a
+    :class:`~fcnn.functional.Dropout` after every hidden ReLU (0, the default: none).
+    The other defaults are what
     fcnn's search selects on MNIST's validation split (ORIGINAL_STAGES, then
     FURTHER_STAGES at 10 epochs, then FINAL_STAGES at 30, see fcnn.search).
     """
@@ -670,6 +712,7 @@ class TrainConfig:
     dtype: str = "float32"
     init: str = "kaiming"
     early_stopping: int | None = None
+    dropout: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         settings = asdict(self)
@@ -689,13 +732,26 @@ class TrainConfig:
 
 
 def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Module:
-    """``Linear, ReLU`` per hidden size, then ``Linear, Softmax``, seeded by ``config.seed``."""
+    """``Linear, ReLU`` per hidden size (and ``Dropout`` when ``config.dropout`` > 0), then
+    ``Linear, Softmax``, seeded by ``config.seed``.
+
+    Raises
+    ------
+    ValueError
+        ``config.dropout`` is not in [0, 1) (the message names ``dropout``).
+    """
+    dropout = check_dropout_rate(config.dropout, "dropout")
     rng = np.random.default_rng(config.seed)
     sizes = [num_inputs, *config.hidden, num_classes]
     layers: list = []
     for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(Linear(inputs, outputs, dtype=config.dtype, init=config.init, rng=rng))
         layers.append(ReLU() if index < len(sizes) - 2 else Softmax())
+        if index < len(sizes) - 2 and dropout > 0:
+            # One seed per layer, from (seed, layer): masks of equal-width layers differ, and
+            # the weights' draws from rng stay those of a net without dropout.
+            state = np.random.SeedSequence([config.seed, index]).generate_state(1, np.uint64)
+            layers.append(Dropout(dropout, seed=int(state[0])))
     return Module(layers)
 
 

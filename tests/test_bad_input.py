@@ -38,6 +38,8 @@ FLOAT_ARGS = {
     "tanh_backward": {"dout": 2, "out": 2},
     "softmax_forward": {"x": 2},
     "softmax_backward": {"dout": 2, "probs": 2},
+    "dropout_forward": {"x": 2},
+    "dropout_backward": {"dout": 2},
     "softmax_cross_entropy_forward": {"logits": 2},
     "softmax_cross_entropy_backward": {"logits": 2},
     "sgd_step": {"param": None, "grad": None, "velocity": None},
@@ -63,6 +65,8 @@ def valid_args(kernel, dtype=np.float64):
         "tanh_backward": lambda: [floats(B, C), np.full((B, C), -0.5, dtype)],
         "softmax_forward": lambda: [floats(B, C)],
         "softmax_backward": lambda: [floats(B, C), np.full((B, C), 1 / C, dtype)],
+        "dropout_forward": lambda: [floats(B, C), 0.5, 3, 1],
+        "dropout_backward": lambda: [floats(B, C), 0.5, 3, 1],
         "softmax_cross_entropy_forward": lambda: [floats(B, OC), np.array([0, 1, 1, 0])],
         "softmax_cross_entropy_backward": lambda: [floats(B, OC), np.array([0, 1, 1, 0])],
         "sgd_step": lambda: [floats(C, OC), floats(C, OC), 0.1, 1e-4, 0.9, floats(C, OC), False],
@@ -209,10 +213,36 @@ for kernel, name, make_args in (
         (kernel, "logits", lambda: [np.zeros((B, 0)), np.zeros(B, np.int64)])
         for kernel in LOSS_KERNELS
     ),
+    ("dropout_forward", "x", lambda: [np.zeros((0, C)), 0.5, 0, 0]),
+    ("dropout_backward", "dout", lambda: [np.zeros((B, 0)), 0.5, 0, 0]),
     ("sgd_step", "param", lambda: [np.zeros(0), np.zeros(0), 0.1]),
     ("sgd_step", "param", lambda: [np.zeros((C, 0)), np.zeros((C, 0)), 0.1]),
 ):
     case(f"{name}-empty-{len(CASES)}", kernel, make_args, ValueError, rf"^{name} must not be empty")
+
+
+# Dropout's rate, seed and step: the rate in [0, 1), the seed in [0, 2**64), the step >= 0.
+for kernel in ("dropout_forward", "dropout_backward"):
+    for index, name, value, error, pattern in (
+        (1, "p", 1.0, ValueError, r"^p must be in \[0, 1\), got 1\.0$"),
+        (1, "p", -0.5, ValueError, r"^p must be in \[0, 1\), got -0\.5$"),
+        (1, "p", float("nan"), ValueError, r"^p must be in \[0, 1\)"),
+        (1, "p", "0.5", TypeError, r"^p must be a real number"),
+        (1, "p", None, TypeError, r"^p must be a real number"),
+        (2, "seed", -1, ValueError, r"^seed must be an integer >= 0"),
+        (2, "seed", 2**64, ValueError, r"^seed must be an integer >= 0"),
+        (2, "seed", 0.5, TypeError, r"^seed must be an integer"),
+        (3, "step", -1, ValueError, r"^step must be an integer >= 0"),
+        (3, "step", 2**63, ValueError, r"^step must be an integer"),
+        (3, "step", "1", TypeError, r"^step must be an integer"),
+    ):
+        case(
+            f"{name}-{value!r}",
+            kernel,
+            replaced(kernel, index, lambda _, v=value: v),
+            error,
+            pattern,
+        )
 
 
 # Labels: out of [0, C), not integers.

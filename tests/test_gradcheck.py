@@ -148,3 +148,19 @@ def test_composed_network_gradient(backend, rng):
         (dx, x),
     ):
         np.testing.assert_allclose(analytic, numerical_gradient(loss, array), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("p", [0.0, 0.5])
+def test_dropout_backward(backend, rng, p):
+    """With (p, seed, step) fixed the mask is fixed: dropout is linear, and its backward
+    is the derivative of its forward."""
+    x = rng.standard_normal((B, C))
+    dout = rng.standard_normal((B, C))
+
+    def weighted_output():
+        return float(np.sum(backend.dropout_forward(x, p, 17, 3) * dout))
+
+    expected = numerical_gradient(weighted_output, x)
+    actual = backend.dropout_backward(dout, p, 17, 3)
+    np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=0)

@@ -156,6 +156,8 @@ def canonical_args(kernel, rng, dtype, sizes, values="normal"):
         return [floats(B, OC), rng.integers(0, OC, B)]
     if kernel == "sgd_step":
         return [floats(C, OC), floats(C, OC), 0.1, 1e-4]
+    if kernel in ("dropout_forward", "dropout_backward"):  # x or dout (B, H), p, seed, step
+        return [floats(B, C), 0.5, 12345, 7]
     raise AssertionError(f"no arguments for {kernel}")
 
 
@@ -206,6 +208,8 @@ NOT_INVALID_FOR = {
     "sigmoid_forward": {"mixed-dtype"},
     "tanh_forward": {"mixed-dtype"},
     "softmax_forward": {"mixed-dtype"},
+    "dropout_forward": {"mixed-dtype"},
+    "dropout_backward": {"mixed-dtype"},
 }
 
 
@@ -254,6 +258,11 @@ def build(kernel, dtype, case):
     if kind == "invalid":
         args = canonical_args(kernel, rng, dtype, SIZES["odd"])
         return INVALID[detail](kernel, args, dtype), False
+    if kind == "dropout":  # "dropout:<valid|invalid>:<index>": (p, seed, step) of DROPOUT_*
+        validity, index = detail.split(":")
+        settings = (DROPOUT_VALID if validity == "valid" else DROPOUT_INVALID)[int(index)]
+        args = canonical_args(kernel, rng, dtype, SIZES["odd"])
+        return args[:1] + list(settings), validity == "valid"
     if kind == "lr":  # exponential_lr: "lr:<valid|invalid>:<index>"
         validity, index = detail.split(":")
         args = list((LR_VALID if validity == "valid" else LR_INVALID)[int(index)])
@@ -297,6 +306,30 @@ LR_INVALID = [
 ]
 
 
+# dropout_forward / dropout_backward (p, seed, step)
+DROPOUT_VALID = [
+    (0.0, 0, 0),
+    (0.1, 1, 1),
+    (0.999, 2**64 - 1, 2**63 - 1),
+    (np.float32(0.25), np.uint64(2**63), np.int32(3)),
+    (0, 5, 5),
+]
+DROPOUT_INVALID = [
+    (1.0, 0, 0),
+    (-0.1, 0, 0),
+    (float("nan"), 0, 0),
+    (float("inf"), 0, 0),
+    ("0.5", 0, 0),
+    (None, 0, 0),
+    (0.5, -1, 0),
+    (0.5, 2**64, 0),
+    (0.5, 1.5, 0),
+    (0.5, 0, -1),
+    (0.5, 0, 2**63),
+    (0.5, 0, 2.0),
+]
+
+
 def zoo():
     """Every (kernel, dtype, case) of the zoo, as pytest params."""
     cases = []
@@ -328,6 +361,9 @@ def zoo():
             ]
         if kernel == "linear_backward":
             names += [f"no-dx:{size}" for size in SIZES]
+        if kernel.startswith("dropout_"):
+            names += [f"dropout:valid:{i}" for i in range(len(DROPOUT_VALID))]
+            names += [f"dropout:invalid:{i}" for i in range(len(DROPOUT_INVALID))]
         if kernel == "sgd_step":
             names += [
                 "sgd::0.1:0.01",  # 0-d param

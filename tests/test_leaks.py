@@ -70,6 +70,8 @@ def arguments(kernel):
         "tanh_backward": ([x, x.T.copy().T], [x, floats(B, C + 1)]),
         "softmax_forward": ([x], [x[0]]),
         "softmax_backward": ([x, x.T.copy().T], [x, floats(B + 1, C)]),
+        "dropout_forward": ([x, 0.5, 2**64 - 1, 3], [x, 0.5, 2**64, 3]),
+        "dropout_backward": ([x, 0.25, 7, 2**40], [x, 1.0, 7, 3]),
         "softmax_cross_entropy_forward": ([logits, labels], [logits, bad_labels]),
         "softmax_cross_entropy_backward": ([logits, labels], [logits, bad_labels]),
         "sgd_step": (

@@ -12,7 +12,7 @@ import fcnn
 from fcnn.cli import main
 from fcnn.dataloader import DataLoader
 from fcnn.datasets import load_mnist
-from fcnn.functional import Linear, ReLU, Sigmoid, Softmax, Tanh
+from fcnn.functional import Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
 from fcnn.nn import Module
 from fcnn.optim import SGD
 from fcnn.training import TrainConfig, fit
@@ -117,6 +117,32 @@ def test_sigmoid_and_tanh_nets(dtype, final_softmax, tmp_path):
     assert ops[:6] == ["MatMul", "Add", "Sigmoid", "MatMul", "Add", "Tanh"]
     probabilities, predicted = run_onnx(path, as_input(images, dtype))
     assert probabilities.dtype == dtype
+    np.testing.assert_array_equal(predicted, fcnn.predict(net, images))
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(
+        probabilities, fcnn.predict_proba(net, images), rtol=0, atol=tolerance
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_is_left_out(dtype, tmp_path):
+    """Dropout is the identity at inference: the graph has no node for it and answers as
+    fcnn.predict, which runs the net in evaluation mode."""
+    images, labels = blobs(n=200, features=10, classes=3, seed=5)
+    net = Module(
+        Linear(10, 12, dtype=dtype, rng=0),
+        ReLU(),
+        Dropout(0.5, seed=1),
+        Linear(12, 3, dtype=dtype, rng=1),
+        Softmax(),
+    )
+    loader = DataLoader((images, labels), batch_size=32, dtype=dtype)
+    fcnn.train(net, SGD(net, lr=0.5), loader, epochs=2, progress=False)
+
+    path = fcnn.export_onnx(net, tmp_path / "net.onnx")
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert ops == ["MatMul", "Add", "Relu", "MatMul", "Add", "Softmax", "Identity", "ArgMax"]
+    probabilities, predicted = run_onnx(path, as_input(images, dtype))
     np.testing.assert_array_equal(predicted, fcnn.predict(net, images))
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(

@@ -121,6 +121,8 @@ def kernel_calls(dtype):
         ("tanh_backward", lambda: _core.tanh_backward(dhidden, tanh_out)),
         ("softmax_forward", lambda: _core.softmax_forward(logits)),
         ("softmax_backward", lambda: _core.softmax_backward(dout, probs)),
+        ("dropout_forward", lambda: _core.dropout_forward(hidden, 0.5, 11, 3)),
+        ("dropout_backward", lambda: _core.dropout_backward(dhidden, 0.5, 11, 3)),
         (
             "softmax_cross_entropy_forward",
             lambda: _core.softmax_cross_entropy_forward(logits, labels),

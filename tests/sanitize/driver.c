@@ -1,6 +1,6 @@
-// The C kernels alone, for the sanitizers: every kernel and the fused epoch, float32 and
-// float64, on buffers malloc'd to their exact sizes (so AddressSanitizer sees any read or
-// write past them), then everything freed. Built and run by .ci/sanitize with
+// The C kernels alone, for the sanitizers: every kernel and the fused epoch (with dropout),
+// float32 and float64, on buffers malloc'd to their exact sizes (so AddressSanitizer sees
+// any read or write past them), then everything freed. Built and run by .ci/sanitize with
 // -fsanitize=address,undefined; LeakSanitizer reports any block left allocated at exit.
 // Exit status 0 means the kernels ran and produced finite results.
 //
@@ -75,6 +75,9 @@ static void expect_finite(const char *what, double value) {
         S(fcnn_tanh_backward)(dlogits, dout, probs, B * OC);                                   \
         S(fcnn_softmax_forward)(probs, out, B, OC);                                            \
         S(fcnn_softmax_backward)(dlogits, dout, probs, B, OC);                                 \
+        S(fcnn_dropout_forward)(probs, out, B, OC, 0.5, 12345u);                               \
+        S(fcnn_dropout_forward)(probs, probs, B, OC, 0.0, 7u); /* in place */                  \
+        S(fcnn_dropout_backward)(dlogits, dout, B, OC, 0.5, 12345u);                           \
         double loss = 0;                                                                       \
         S(fcnn_softmax_cross_entropy_forward)(&loss, out, labels, B, OC);                      \
         expect_finite("cross-entropy", loss);                                                  \
@@ -122,6 +125,9 @@ static void expect_finite(const char *what, double value) {
                 net.weight_velocities[l] = weight_velocities[l];                               \
                 net.bias_velocities[l] = bias_velocities[l];                                   \
             }                                                                                  \
+            /* dropout after the first hidden ReLU in half the variants, the second in all */ \
+            net.dropout_rates[0] = variant & 1 ? 0.5 : 0.0, net.dropout_rates[1] = 0.25;      \
+            net.dropout_seeds[1] = UINT64_MAX, net.dropout_steps[1] = 1000;                    \
             fcnn_epoch_data data = {images, bytes, sample_labels, order, N, B};                \
             fcnn_sgd_settings sgd = {lrs, 1e-4, with_momentum ? 0.9 : 0.0, 1};                 \
             void *workspace =                                                                  \
