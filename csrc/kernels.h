@@ -144,4 +144,29 @@ void fcnn_fp_leave(unsigned saved);
 double fcnn_exponential_lr(double initial_lr, int64_t step, int64_t stage_length, double decay,
                            int staircase);
 
+// ----------------------------------------------------------------------------
+// augment.c
+
+// Strengths of the random warp of fcnn_augment, each 0 to turn its transform off: translation
+// uniform in +-translate pixels (x and y), rotation in +-rotate degrees, scale 1 + uniform
+// +-scale (scale < 1), shear factor uniform in +-shear, and an elastic distortion of
+// elastic_alpha pixels smoothed by a Gaussian of std elastic_sigma pixels (off if either is 0).
+// Largest elastic_sigma accepted: its kernel reaches 3 sigma.
+#define FCNN_MAX_ELASTIC_SIGMA 1000.0
+
+typedef struct {
+    double translate, rotate, scale, shear, elastic_alpha, elastic_sigma;
+} fcnn_augment_settings;
+
+// Bytes of workspace fcnn_augment needs for images (H, W) on num_threads threads; -1 when
+// that does not fit in a fcnn_size.
+fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
+                                 int num_threads);
+
+// images (N, H, W) uint8, indices (B) -> out (B, H, W): image indices[b] warped with the
+// random stream first_stream + b of seed (random.h); bitwise the same on any thread count.
+void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const int64_t *indices,
+                  fcnn_size B, fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
+                  uint64_t seed, int64_t first_stream, int num_threads);
+
 #endif  // FCNN_KERNELS_H

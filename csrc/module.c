@@ -923,6 +923,128 @@ fail:
 }
 
 // ----------------------------------------------------------------------------
+// augmentation
+
+// An integer in [0, 2**64) (seed).
+static int seed_arg(PyObject *obj, const char *name, uint64_t *value) {
+    PyObject *index = PyNumber_Index(obj);
+    if (index == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be an integer, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *value = PyLong_AsUnsignedLongLong(index);
+    Py_DECREF(index);
+    if (*value == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must be an integer in [0, 2**64), got %R", name, obj);
+        return -1;
+    }
+    return 0;
+}
+
+// The six strengths of fcnn_augment_settings, each finite and >= 0; scale < 1 (a scale factor
+// stays positive) and elastic_sigma <= FCNN_MAX_ELASTIC_SIGMA (its kernel stays small).
+static int augment_settings_arg(PyObject *const objs[6], fcnn_augment_settings *settings) {
+    static const char *names[6] = {"translate", "rotate", "scale",
+                                   "shear",     "elastic_alpha", "elastic_sigma"};
+    double values[6];
+    for (int i = 0; i < 6; i++) {
+        if (real_arg(objs[i], names[i], &values[i]) < 0) return -1;
+    }
+    if (values[2] >= 1) {
+        PyErr_Format(PyExc_ValueError, "scale must be in [0, 1), got %R", objs[2]);
+        return -1;
+    }
+    if (values[5] > FCNN_MAX_ELASTIC_SIGMA) {
+        PyErr_Format(PyExc_ValueError, "elastic_sigma must be in [0, %g], got %R",
+                     FCNN_MAX_ELASTIC_SIGMA, objs[5]);
+        return -1;
+    }
+    *settings = (fcnn_augment_settings){values[0], values[1], values[2],
+                                        values[3], values[4], values[5]};
+    return 0;
+}
+
+// A non-empty C-contiguous uint8 array of shape (N, H, W) (new reference) or NULL.
+static PyArrayObject *image_stack(PyObject *obj, const char *name) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *array = (PyArrayObject *)obj;
+    if (PyArray_TYPE(array) != NPY_UINT8) {
+        PyErr_Format(PyExc_TypeError, "%s must have dtype uint8, got %S", name, dtype_of(array));
+        return NULL;
+    }
+    char text[SHAPE_TEXT_SIZE];
+    shape_text(text, PyArray_NDIM(array), PyArray_DIMS(array));
+    if (PyArray_NDIM(array) != 3 || PyArray_SIZE(array) == 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s must be a non-empty 3-D array (images, height, width), got shape %s",
+                     name, text);
+        return NULL;
+    }
+    return as_contiguous(obj);
+}
+
+static PyObject *augment(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"images", "indices",       "seed",          "first_stream",
+                             "translate", "rotate",     "scale",         "shear",
+                             "elastic_alpha", "elastic_sigma", NULL};
+    PyObject *images_obj, *indices_obj, *seed_obj, *stream_obj, *strength_objs[6];
+    PyArrayObject *images = NULL, *indices = NULL, *out = NULL;
+    void *workspace = NULL;
+    uint64_t seed;
+    long long first_stream;
+    fcnn_augment_settings settings;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOO:augment", kwlist, &images_obj,
+                                     &indices_obj, &seed_obj, &stream_obj, &strength_objs[0],
+                                     &strength_objs[1], &strength_objs[2], &strength_objs[3],
+                                     &strength_objs[4], &strength_objs[5])) {
+        return NULL;
+    }
+    if ((images = image_stack(images_obj, "images")) == NULL) goto fail;
+    npy_intp N = PyArray_DIM(images, 0), H = PyArray_DIM(images, 1), W = PyArray_DIM(images, 2);
+    if ((indices = index_array(indices_obj, "indices", -1, N, NULL, NULL)) == NULL) goto fail;
+    npy_intp B = PyArray_DIM(indices, 0);
+    if (seed_arg(seed_obj, "seed", &seed) < 0) goto fail;
+    if (index_arg(stream_obj, "first_stream", 0, &first_stream) < 0) goto fail;
+    if (first_stream > INT64_MAX - (B - 1)) {
+        PyErr_Format(PyExc_ValueError,
+                     "first_stream must be at most 2**63 - %zd for %zd images, got %R",
+                     (Py_ssize_t)B, (Py_ssize_t)B, stream_obj);
+        goto fail;
+    }
+    if (augment_settings_arg(strength_objs, &settings) < 0) goto fail;
+    int threads = fcnn_get_threads();
+    fcnn_size workspace_bytes = fcnn_augment_workspace(H, W, &settings, threads);
+    if (workspace_bytes < 0 ||
+        (workspace_bytes > 0 && (workspace = PyMem_RawMalloc((size_t)workspace_bytes)) == NULL)) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    npy_intp out_shape[3] = {B, H, W};
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(3, out_shape, NPY_UINT8)) == NULL) goto fail;
+    FCNN_BEGIN_KERNEL;
+    fcnn_augment(PyArray_DATA(out), workspace, PyArray_DATA(images), PyArray_DATA(indices), B, H,
+                 W, &settings, seed, (int64_t)first_stream, threads);
+    FCNN_END_KERNEL;
+    PyMem_RawFree(workspace);
+    Py_DECREF(images);
+    Py_DECREF(indices);
+    return (PyObject *)out;
+fail:
+    PyMem_RawFree(workspace);
+    Py_XDECREF(images);
+    Py_XDECREF(indices);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------
 // threads
 
 static PyObject *set_num_threads(PyObject *self, PyObject *arg) {
@@ -965,6 +1087,10 @@ static PyMethodDef core_methods[] = {
     KERNEL(train_epoch,
            "train_epoch(images, labels, order, weights, biases, lrs, batch_size, ...) -> "
            "(steps, loss_sum, correct): one fused SGD epoch of a plain MLP"),
+    KERNEL(augment,
+           "augment(images, indices, seed, first_stream, translate, rotate, scale, shear, "
+           "elastic_alpha, elastic_sigma) -> uint8 (B, H, W): images[indices] randomly warped, "
+           "image b with the random stream first_stream + b"),
     {"set_num_threads", (PyCFunction)set_num_threads, METH_O,
      "set_num_threads(n): threads of every fcnn kernel, process-wide (clamped to [1, 256])"},
     {"get_num_threads", (PyCFunction)get_num_threads, METH_NOARGS,
