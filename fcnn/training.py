@@ -337,6 +337,8 @@ def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | Non
         return f"the loader makes {loader.dtype} batches for a {dtype} net"
     if loader.images.shape[1] != body[0].num_inputs:
         return "the images do not match the first layer"
+    if loader.augment is not None:
+        return "the loader augments its images"
     return None
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import fcnn
 from fcnn import _core, reference
+from fcnn.dataloader import DataLoader
 from fcnn.datasets import load_mnist
 
 BACKENDS = [pytest.param(_core, id="core"), pytest.param(reference, id="reference")]
@@ -319,3 +320,101 @@ def test_binding_does_not_leak():
             count_before,
             count_after,
         )
+
+
+# ----------------------------------------------------------------------------
+# the public API: Augmentation, fcnn.augment, DataLoader(augment=...)
+
+
+def test_augmentation_validates_and_is_frozen():
+    settings = fcnn.Augmentation(translate=2, rotate=np.float32(10.0))
+    assert settings.strengths() == (2.0, 10.0, 0.0, 0.0, 0.0, 0.0)
+    assert all(type(value) is float for value in settings.strengths())
+    with pytest.raises(AttributeError):
+        settings.rotate = 5.0
+    for name, value, error in [
+        ("translate", -1.0, ValueError),
+        ("rotate", float("nan"), ValueError),
+        ("scale", 1.0, ValueError),
+        ("shear", "0.1", TypeError),
+        ("elastic_alpha", float("inf"), ValueError),
+        ("elastic_sigma", 1001.0, ValueError),
+        ("elastic_sigma", True, TypeError),
+    ]:
+        with pytest.raises(error, match=f"^{name} "):
+            fcnn.Augmentation(**{name: value})
+
+
+def test_recommended_and_round_trip():
+    recommended = fcnn.Augmentation.recommended()
+    assert recommended is fcnn.augmentation.RECOMMENDED and not recommended.is_identity
+    assert fcnn.Augmentation.from_dict(recommended.to_dict()) == recommended
+    assert fcnn.Augmentation().is_identity
+    assert fcnn.Augmentation(elastic_alpha=3.0).is_identity  # no sigma: elastic off
+    with pytest.raises(ValueError, match="unknown augmentation settings"):
+        fcnn.Augmentation.from_dict({"rotation": 1.0})
+
+
+def test_augment_function_on_both_backends(digits):
+    settings = fcnn.Augmentation.recommended()
+    expected = _core.augment(digits[:20], np.arange(20), 3, 40, *settings.strengths())
+    np.testing.assert_array_equal(
+        fcnn.augment(digits[:20], settings, seed=3, first_stream=40), expected
+    )
+    fcnn.set_backend("numpy")
+    try:
+        result = fcnn.augment(digits[:20], settings, seed=3, first_stream=40)
+    finally:
+        fcnn.set_backend("c")
+    np.testing.assert_array_equal(result, expected)
+    with pytest.raises(TypeError, match="^augmentation "):
+        fcnn.augment(digits, {"rotate": 1.0})
+    with pytest.raises(TypeError, match="^images "):
+        fcnn.augment(digits.astype(np.float32), settings)
+    with pytest.raises(ValueError, match="^images "):
+        fcnn.augment(digits[0], settings)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_loader_augments_with_the_streams_of_epoch_and_position(digits, shuffle):
+    labels = np.arange(digits.shape[0]) % 10
+    settings = fcnn.Augmentation(translate=1.5, rotate=10.0, elastic_alpha=3.0, elastic_sigma=2.0)
+    loader = DataLoader((digits, labels), batch_size=64, shuffle=shuffle, seed=17, augment=settings)
+    plain = DataLoader((digits, labels), batch_size=64, shuffle=shuffle, seed=17)
+    N = digits.shape[0]
+    for epoch in range(2):
+        order = plain.epoch_order()
+        batches = list(loader)
+        assert loader.epochs_started == epoch + 1
+        for number, (images, batch_labels) in enumerate(batches):
+            indices = order[number * 64 : (number + 1) * 64]
+            warped = _core.augment(
+                digits, indices, 17, epoch * N + number * 64, *settings.strengths()
+            )
+            expected = np.divide(
+                warped.reshape(len(indices), -1), np.float32(255), dtype=np.float32
+            )
+            np.testing.assert_array_equal(images, expected)
+            np.testing.assert_array_equal(batch_labels, labels[indices])
+    # flat square images give the same batches as (N, 28, 28)
+    flat = DataLoader(
+        (digits.reshape(N, -1), labels), batch_size=64, shuffle=shuffle, seed=17, augment=settings
+    )
+    again = DataLoader((digits, labels), batch_size=64, shuffle=shuffle, seed=17, augment=settings)
+    for (first, _), (second, _) in zip(flat, again, strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_loader_refuses_what_it_cannot_augment(digits):
+    labels = np.zeros(digits.shape[0], np.int64)
+    settings = fcnn.Augmentation(rotate=5.0)
+    with pytest.raises(TypeError, match="^augment "):
+        DataLoader((digits, labels), augment={"rotate": 5.0})
+    with pytest.raises(TypeError, match="uint8"):
+        DataLoader((digits.astype(np.float32), labels), augment=settings)
+    with pytest.raises(ValueError, match="height, width"):
+        DataLoader((digits.reshape(-1, 28 * 28)[:, :780], labels), augment=settings)
+    with pytest.raises(ValueError, match="height, width"):
+        DataLoader((digits.reshape(-1, 2, 14, 28), labels), augment=settings)
+    unseeded = DataLoader((digits, labels), augment=settings)
+    assert 0 <= unseeded.augment_seed < 2**64
