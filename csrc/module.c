@@ -678,251 +678,6 @@ fail:
 }
 
 // ----------------------------------------------------------------------------
-// the fused epoch
-
-// Checks a list of L in-place parameter arrays: arrays[l] must have shape (rows[l], cols[l])
-// (rows NULL: 1-D of cols[l]). typenum decides the dtype (-1: arrays[0] decides). Each array
-// checked is stored in arrays[] as a new reference (the caller releases arrays[0..*held)),
-// so that another thread changing the list while the GIL is released frees nothing in use.
-static int parameter_list(PyObject *list, const char *name, int L, int *typenum,
-                          const npy_intp *rows, const npy_intp *cols, PyArrayObject **arrays,
-                          int *held) {
-    *held = 0;
-    if (!PyList_Check(list) && !PyTuple_Check(list)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a list of numpy arrays, got %s", name,
-                     Py_TYPE(list)->tp_name);
-        return -1;
-    }
-    if (PySequence_Fast_GET_SIZE(list) != L) {
-        PyErr_Format(PyExc_ValueError, "%s must hold %d arrays (one per layer), got %zd", name,
-                     L, PySequence_Fast_GET_SIZE(list));
-        return -1;
-    }
-    for (int l = 0; l < L; l++) {
-        char item_name[64];
-        snprintf(item_name, sizeof item_name, "%s[%d]", name, l);
-        PyObject *item = PySequence_Fast_GET_ITEM(list, l);
-        if (check_in_place(item, item_name, *typenum, "weights[0]") < 0) return -1;
-        arrays[l] = (PyArrayObject *)Py_NewRef(item);
-        *held = l + 1;
-        *typenum = PyArray_TYPE(arrays[l]);
-        npy_intp expected[2] = {rows == NULL ? cols[l] : rows[l], cols[l]};
-        if (require_shape(arrays[l], item_name, rows == NULL ? 1 : 2, expected, "weights[0]",
-                          arrays[0]) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"images",           "labels",          "order",     "weights",
-                             "biases",           "lrs",             "batch_size", "weight_decay",
-                             "momentum",         "weight_velocities", "bias_velocities",
-                             "nesterov",         "sparse_threshold", "num_threads", NULL};
-    PyObject *images_obj, *labels_obj, *order_obj, *weights_obj, *biases_obj, *lrs_obj;
-    PyObject *batch_obj, *weight_decay_obj = NULL, *momentum_obj = NULL;
-    PyObject *weight_velocities_obj = Py_None, *bias_velocities_obj = Py_None;
-    PyObject *threshold_obj = Py_None, *threads_obj = NULL;
-    int nesterov = 0;
-    PyArrayObject *images = NULL, *labels = NULL, *order = NULL, *lrs = NULL;
-    // Owned references to the parameter arrays, counted by held[]: weights, biases, velocities.
-    PyArrayObject *params[4][FCNN_MAX_LAYERS];
-    int held[4] = {0, 0, 0, 0};
-    PyArrayObject **weights = params[0], **biases = params[1];
-    PyArrayObject **weight_velocities = params[2], **bias_velocities = params[3];
-    fcnn_mlp net = {0};
-    npy_intp rows[FCNN_MAX_LAYERS], cols[FCNN_MAX_LAYERS];
-    void *workspace = NULL;
-    double weight_decay = 0.0, momentum = 0.0, sparse_threshold = -1.0;
-    long long batch_size, num_threads = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOO:train_epoch", kwlist,
-                                     &images_obj, &labels_obj, &order_obj, &weights_obj,
-                                     &biases_obj, &lrs_obj, &batch_obj, &weight_decay_obj,
-                                     &momentum_obj, &weight_velocities_obj,
-                                     &bias_velocities_obj, &nesterov, &threshold_obj,
-                                     &threads_obj)) {
-        return NULL;
-    }
-    // the layers: weights decide the dtype and the sizes
-    if (!PyList_Check(weights_obj) && !PyTuple_Check(weights_obj)) {
-        PyErr_Format(PyExc_TypeError, "weights must be a list of numpy arrays, got %s",
-                     Py_TYPE(weights_obj)->tp_name);
-        return NULL;
-    }
-    Py_ssize_t L = PySequence_Fast_GET_SIZE(weights_obj);
-    if (L < 1 || L > FCNN_MAX_LAYERS) {
-        PyErr_Format(PyExc_ValueError, "weights must hold 1 to %d arrays, got %zd",
-                     FCNN_MAX_LAYERS, L);
-        return NULL;
-    }
-    for (Py_ssize_t l = 0; l < L; l++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(weights_obj, l);
-        if (!PyArray_Check(item) || PyArray_NDIM((PyArrayObject *)item) != 2) {
-            PyErr_Format(PyExc_ValueError, "weights[%zd] must be a 2-D numpy array", l);
-            return NULL;
-        }
-        rows[l] = l == 0 ? PyArray_DIM((PyArrayObject *)item, 0) : cols[l - 1];
-        cols[l] = PyArray_DIM((PyArrayObject *)item, 1);
-    }
-    int typenum = -1;
-    if (parameter_list(weights_obj, "weights", (int)L, &typenum, rows, cols, weights,
-                       &held[0]) < 0 ||
-        parameter_list(biases_obj, "biases", (int)L, &typenum, NULL, cols, biases,
-                       &held[1]) < 0) {
-        goto fail;
-    }
-    net.num_layers = L;
-    for (Py_ssize_t l = 0; l < L; l++) {
-        net.sizes[l] = rows[l];
-        net.weights[l] = PyArray_DATA(weights[l]);
-        net.biases[l] = PyArray_DATA(biases[l]);
-    }
-    net.sizes[L] = cols[L - 1];
-    // settings
-    if (index_arg(batch_obj, "batch_size", 1, &batch_size) < 0) goto fail;
-    if (weight_decay_obj != NULL && real_arg(weight_decay_obj, "weight_decay", &weight_decay) < 0) {
-        goto fail;
-    }
-    if (momentum_obj != NULL && real_arg(momentum_obj, "momentum", &momentum) < 0) goto fail;
-    if (momentum >= 1) {
-        PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1), got %R", momentum_obj);
-        goto fail;
-    }
-    if (nesterov && momentum == 0) {
-        PyErr_SetString(PyExc_ValueError, "nesterov needs momentum > 0, got momentum 0");
-        goto fail;
-    }
-    // None: the cost model picks sparse or dense per batch
-    if (threshold_obj != Py_None) {
-        if (real_arg(threshold_obj, "sparse_threshold", &sparse_threshold) < 0) goto fail;
-        if (sparse_threshold > 1) {
-            PyErr_Format(PyExc_ValueError, "sparse_threshold must be None or in [0, 1], got %R",
-                         threshold_obj);
-            goto fail;
-        }
-    }
-    if (threads_obj != NULL && index_arg(threads_obj, "num_threads", 0, &num_threads) < 0) {
-        goto fail;
-    }
-    if (momentum > 0) {
-        if (weight_velocities_obj == Py_None || bias_velocities_obj == Py_None) {
-            PyErr_SetString(PyExc_ValueError,
-                            "weight_velocities and bias_velocities must be lists like weights "
-                            "and biases when momentum > 0, got None");
-            goto fail;
-        }
-        if (parameter_list(weight_velocities_obj, "weight_velocities", (int)L, &typenum, rows,
-                           cols, weight_velocities, &held[2]) < 0 ||
-            parameter_list(bias_velocities_obj, "bias_velocities", (int)L, &typenum, NULL, cols,
-                           bias_velocities, &held[3]) < 0) {
-            goto fail;
-        }
-        for (Py_ssize_t l = 0; l < L; l++) {
-            net.weight_velocities[l] = PyArray_DATA(weight_velocities[l]);
-            net.bias_velocities[l] = PyArray_DATA(bias_velocities[l]);
-        }
-    }
-    // the data
-    if (!PyArray_Check(images_obj)) {
-        PyErr_Format(PyExc_TypeError, "images must be a numpy.ndarray, got %s",
-                     Py_TYPE(images_obj)->tp_name);
-        goto fail;
-    }
-    int images_type = PyArray_TYPE((PyArrayObject *)images_obj);
-    int images_are_bytes = images_type == NPY_UINT8;
-    if (!images_are_bytes && images_type != typenum) {
-        PyErr_Format(PyExc_TypeError, "images must have dtype uint8 or %s (the dtype of the "
-                     "weights), got %S", typenum == NPY_FLOAT ? "float32" : "float64",
-                     dtype_of((PyArrayObject *)images_obj));
-        goto fail;
-    }
-    if (check_array(images_obj, "images", images_type, "weights", 2) < 0) goto fail;
-    npy_intp image_shape[2] = {-1, net.sizes[0]};
-    if (require_shape((PyArrayObject *)images_obj, "images", 2, image_shape, "weights[0]",
-                      weights[0]) < 0) {
-        goto fail;
-    }
-    npy_intp N = PyArray_DIM((PyArrayObject *)images_obj, 0);
-    if ((images = as_contiguous(images_obj)) == NULL) goto fail;
-    labels = index_array(labels_obj, "labels", N, net.sizes[L], "images", images);
-    if (labels == NULL) goto fail;
-    if ((order = index_array(order_obj, "order", -1, N, NULL, NULL)) == NULL) goto fail;
-    npy_intp M = PyArray_DIM(order, 0);
-    npy_intp num_batches = (M + (npy_intp)batch_size - 1) / (npy_intp)batch_size;
-    lrs = (PyArrayObject *)PyArray_FROM_OTF(lrs_obj, NPY_DOUBLE, NPY_ARRAY_IN_ARRAY);
-    if (lrs == NULL) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_TypeError, "lrs must be a 1-D array of learning rates");
-        goto fail;
-    }
-    if (PyArray_NDIM(lrs) != 1 || PyArray_DIM(lrs, 0) != num_batches) {
-        PyErr_Format(PyExc_ValueError,
-                     "lrs must hold one rate per batch, %zd for %zd samples in batches of %lld, "
-                     "got %zd", (Py_ssize_t)num_batches, (Py_ssize_t)M, batch_size,
-                     (Py_ssize_t)PyArray_SIZE(lrs));
-        goto fail;
-    }
-    const double *rates = (const double *)PyArray_DATA(lrs);
-    for (npy_intp s = 0; s < num_batches; s++) {
-        if (!isfinite(rates[s]) || rates[s] < 0) {
-            PyObject *rate = PyFloat_FromDouble(rates[s]);
-            if (rate != NULL) {
-                PyErr_Format(PyExc_ValueError, "lrs must be finite and >= 0, got %R at index %zd",
-                             rate, (Py_ssize_t)s);
-                Py_DECREF(rate);
-            }
-            goto fail;
-        }
-    }
-    fcnn_size B = batch_size < M ? (fcnn_size)batch_size : (fcnn_size)M;
-    fcnn_size item = typenum == NPY_FLOAT ? 4 : 8;
-    // The count used is the count the workspace is sized for: clamped, never cast blindly.
-    int threads = num_threads > 0
-                      ? (int)(num_threads < FCNN_MAX_THREADS ? num_threads : FCNN_MAX_THREADS)
-                      : fcnn_get_threads();
-    fcnn_size workspace_bytes = fcnn_train_epoch_workspace(&net, B, item, threads);
-    if (workspace_bytes < 0 || (workspace = PyMem_RawMalloc((size_t)workspace_bytes)) == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    fcnn_epoch_data data = {PyArray_DATA(images), images_are_bytes, PyArray_DATA(labels),
-                            PyArray_DATA(order), M, (fcnn_size)batch_size};
-    fcnn_sgd_settings sgd = {rates, weight_decay, momentum, nesterov};
-    double loss_sum = 0;
-    int64_t correct = 0;
-    fcnn_size steps = 0;
-    FCNN_BEGIN_KERNEL;
-    if (typenum == NPY_FLOAT) {
-        steps = fcnn_train_epoch_f32(&loss_sum, &correct, &net, workspace, &data, &sgd,
-                                     sparse_threshold, threads);
-    } else {
-        steps = fcnn_train_epoch_f64(&loss_sum, &correct, &net, workspace, &data, &sgd,
-                                     sparse_threshold, threads);
-    }
-    FCNN_END_KERNEL;
-    PyMem_RawFree(workspace);
-    for (int list = 0; list < 4; list++) {
-        for (int l = 0; l < held[list]; l++) Py_DECREF(params[list][l]);
-    }
-    Py_DECREF(images);
-    Py_DECREF(labels);
-    Py_DECREF(order);
-    Py_DECREF(lrs);
-    return Py_BuildValue("ndL", (Py_ssize_t)steps, loss_sum, (long long)correct);
-fail:
-    PyMem_RawFree(workspace);
-    for (int list = 0; list < 4; list++) {
-        for (int l = 0; l < held[list]; l++) Py_DECREF(params[list][l]);
-    }
-    Py_XDECREF(images);
-    Py_XDECREF(labels);
-    Py_XDECREF(order);
-    Py_XDECREF(lrs);
-    return NULL;
-}
-
-// ----------------------------------------------------------------------------
 // augmentation
 
 // An integer in [0, 2**64) (seed).
@@ -1041,6 +796,335 @@ fail:
     Py_XDECREF(images);
     Py_XDECREF(indices);
     Py_XDECREF(out);
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------
+// the fused epoch
+
+// Checks a list of L in-place parameter arrays: arrays[l] must have shape (rows[l], cols[l])
+// (rows NULL: 1-D of cols[l]). typenum decides the dtype (-1: arrays[0] decides). Each array
+// checked is stored in arrays[] as a new reference (the caller releases arrays[0..*held)),
+// so that another thread changing the list while the GIL is released frees nothing in use.
+static int parameter_list(PyObject *list, const char *name, int L, int *typenum,
+                          const npy_intp *rows, const npy_intp *cols, PyArrayObject **arrays,
+                          int *held) {
+    *held = 0;
+    if (!PyList_Check(list) && !PyTuple_Check(list)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a list of numpy arrays, got %s", name,
+                     Py_TYPE(list)->tp_name);
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(list) != L) {
+        PyErr_Format(PyExc_ValueError, "%s must hold %d arrays (one per layer), got %zd", name,
+                     L, PySequence_Fast_GET_SIZE(list));
+        return -1;
+    }
+    for (int l = 0; l < L; l++) {
+        char item_name[64];
+        snprintf(item_name, sizeof item_name, "%s[%d]", name, l);
+        PyObject *item = PySequence_Fast_GET_ITEM(list, l);
+        if (check_in_place(item, item_name, *typenum, "weights[0]") < 0) return -1;
+        arrays[l] = (PyArrayObject *)Py_NewRef(item);
+        *held = l + 1;
+        *typenum = PyArray_TYPE(arrays[l]);
+        npy_intp expected[2] = {rows == NULL ? cols[l] : rows[l], cols[l]};
+        if (require_shape(arrays[l], item_name, rows == NULL ? 1 : 2, expected, "weights[0]",
+                          arrays[0]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// The augmentation of a fused epoch over M samples of C0 uint8 pixels: augment, a sequence of
+// the six strengths; image_shape, (height, width), or None for square images; seed; the
+// stream of the first sample (>= 0, default 0).
+static int epoch_augment_arg(fcnn_epoch_augment *augmentation, PyObject *augment_obj,
+                             PyObject *image_shape_obj, PyObject *seed_obj,
+                             PyObject *first_stream_obj, int images_are_bytes, fcnn_size C0,
+                             npy_intp M) {
+    if (!images_are_bytes) {
+        PyErr_SetString(PyExc_TypeError, "images must have dtype uint8 to be augmented");
+        return -1;
+    }
+    PyObject *strengths = PySequence_Fast(augment_obj, "augment must be None or a sequence of "
+                                                       "6 strengths");
+    if (strengths == NULL) return -1;
+    if (PySequence_Fast_GET_SIZE(strengths) != 6) {
+        PyErr_Format(PyExc_ValueError,
+                     "augment must hold 6 strengths (translate, rotate, scale, shear, "
+                     "elastic_alpha, elastic_sigma), got %zd",
+                     PySequence_Fast_GET_SIZE(strengths));
+        Py_DECREF(strengths);
+        return -1;
+    }
+    int status = augment_settings_arg(PySequence_Fast_ITEMS(strengths), &augmentation->settings);
+    Py_DECREF(strengths);
+    if (status < 0) return -1;
+    long long height = 0, width = 0;
+    if (image_shape_obj == Py_None) {
+        while ((height + 1) * (height + 1) <= C0) height++;
+        width = height;
+    } else {
+        PyObject *shape = PySequence_Fast(image_shape_obj, "image_shape must be None or a pair "
+                                                           "(height, width)");
+        if (shape == NULL) return -1;
+        status = PySequence_Fast_GET_SIZE(shape) == 2 ? 0 : -1;
+        if (status < 0) {
+            PyErr_SetString(PyExc_ValueError, "image_shape must be None or a pair (height, width)");
+        } else {
+            status = index_arg(PySequence_Fast_GET_ITEM(shape, 0), "image_shape[0]", 1, &height);
+            if (status == 0) {
+                status = index_arg(PySequence_Fast_GET_ITEM(shape, 1), "image_shape[1]", 1, &width);
+            }
+        }
+        Py_DECREF(shape);
+        if (status < 0) return -1;
+    }
+    if (height > C0 || width > C0 || height * width != C0) {
+        PyErr_Format(PyExc_ValueError,
+                     "image_shape must be (height, width) with height * width = %zd (the "
+                     "inputs of weights[0]), got %R",
+                     (Py_ssize_t)C0, image_shape_obj);
+        return -1;
+    }
+    augmentation->height = (fcnn_size)height;
+    augmentation->width = (fcnn_size)width;
+    augmentation->seed = 0;
+    if (seed_obj != NULL && seed_arg(seed_obj, "augment_seed", &augmentation->seed) < 0) {
+        return -1;
+    }
+    long long first_stream = 0;
+    if (first_stream_obj != NULL &&
+        index_arg(first_stream_obj, "first_stream", 0, &first_stream) < 0) {
+        return -1;
+    }
+    if (first_stream > INT64_MAX - (M - 1)) {
+        PyErr_Format(PyExc_ValueError,
+                     "first_stream must be at most 2**63 - %zd for %zd samples, got %R",
+                     (Py_ssize_t)M, (Py_ssize_t)M, first_stream_obj);
+        return -1;
+    }
+    augmentation->first_stream = (int64_t)first_stream;
+    return 0;
+}
+
+static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"images",           "labels",          "order",     "weights",
+                             "biases",           "lrs",             "batch_size", "weight_decay",
+                             "momentum",         "weight_velocities", "bias_velocities",
+                             "nesterov",         "sparse_threshold", "num_threads", "augment",
+                             "image_shape",      "augment_seed",    "first_stream", NULL};
+    PyObject *images_obj, *labels_obj, *order_obj, *weights_obj, *biases_obj, *lrs_obj;
+    PyObject *batch_obj, *weight_decay_obj = NULL, *momentum_obj = NULL;
+    PyObject *weight_velocities_obj = Py_None, *bias_velocities_obj = Py_None;
+    PyObject *threshold_obj = Py_None, *threads_obj = NULL;
+    PyObject *augment_obj = Py_None, *image_shape_obj = Py_None, *augment_seed_obj = NULL;
+    PyObject *first_stream_obj = NULL;
+    fcnn_epoch_augment augmentation = {0};
+    int nesterov = 0;
+    PyArrayObject *images = NULL, *labels = NULL, *order = NULL, *lrs = NULL;
+    // Owned references to the parameter arrays, counted by held[]: weights, biases, velocities.
+    PyArrayObject *params[4][FCNN_MAX_LAYERS];
+    int held[4] = {0, 0, 0, 0};
+    PyArrayObject **weights = params[0], **biases = params[1];
+    PyArrayObject **weight_velocities = params[2], **bias_velocities = params[3];
+    fcnn_mlp net = {0};
+    npy_intp rows[FCNN_MAX_LAYERS], cols[FCNN_MAX_LAYERS];
+    void *workspace = NULL;
+    double weight_decay = 0.0, momentum = 0.0, sparse_threshold = -1.0;
+    long long batch_size, num_threads = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOOOOOO:train_epoch", kwlist,
+                                     &images_obj, &labels_obj, &order_obj, &weights_obj,
+                                     &biases_obj, &lrs_obj, &batch_obj, &weight_decay_obj,
+                                     &momentum_obj, &weight_velocities_obj,
+                                     &bias_velocities_obj, &nesterov, &threshold_obj,
+                                     &threads_obj, &augment_obj, &image_shape_obj,
+                                     &augment_seed_obj, &first_stream_obj)) {
+        return NULL;
+    }
+    // the layers: weights decide the dtype and the sizes
+    if (!PyList_Check(weights_obj) && !PyTuple_Check(weights_obj)) {
+        PyErr_Format(PyExc_TypeError, "weights must be a list of numpy arrays, got %s",
+                     Py_TYPE(weights_obj)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t L = PySequence_Fast_GET_SIZE(weights_obj);
+    if (L < 1 || L > FCNN_MAX_LAYERS) {
+        PyErr_Format(PyExc_ValueError, "weights must hold 1 to %d arrays, got %zd",
+                     FCNN_MAX_LAYERS, L);
+        return NULL;
+    }
+    for (Py_ssize_t l = 0; l < L; l++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(weights_obj, l);
+        if (!PyArray_Check(item) || PyArray_NDIM((PyArrayObject *)item) != 2) {
+            PyErr_Format(PyExc_ValueError, "weights[%zd] must be a 2-D numpy array", l);
+            return NULL;
+        }
+        rows[l] = l == 0 ? PyArray_DIM((PyArrayObject *)item, 0) : cols[l - 1];
+        cols[l] = PyArray_DIM((PyArrayObject *)item, 1);
+    }
+    int typenum = -1;
+    if (parameter_list(weights_obj, "weights", (int)L, &typenum, rows, cols, weights,
+                       &held[0]) < 0 ||
+        parameter_list(biases_obj, "biases", (int)L, &typenum, NULL, cols, biases,
+                       &held[1]) < 0) {
+        goto fail;
+    }
+    net.num_layers = L;
+    for (Py_ssize_t l = 0; l < L; l++) {
+        net.sizes[l] = rows[l];
+        net.weights[l] = PyArray_DATA(weights[l]);
+        net.biases[l] = PyArray_DATA(biases[l]);
+    }
+    net.sizes[L] = cols[L - 1];
+    // settings
+    if (index_arg(batch_obj, "batch_size", 1, &batch_size) < 0) goto fail;
+    if (weight_decay_obj != NULL && real_arg(weight_decay_obj, "weight_decay", &weight_decay) < 0) {
+        goto fail;
+    }
+    if (momentum_obj != NULL && real_arg(momentum_obj, "momentum", &momentum) < 0) goto fail;
+    if (momentum >= 1) {
+        PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1), got %R", momentum_obj);
+        goto fail;
+    }
+    if (nesterov && momentum == 0) {
+        PyErr_SetString(PyExc_ValueError, "nesterov needs momentum > 0, got momentum 0");
+        goto fail;
+    }
+    // None: the cost model picks sparse or dense per batch
+    if (threshold_obj != Py_None) {
+        if (real_arg(threshold_obj, "sparse_threshold", &sparse_threshold) < 0) goto fail;
+        if (sparse_threshold > 1) {
+            PyErr_Format(PyExc_ValueError, "sparse_threshold must be None or in [0, 1], got %R",
+                         threshold_obj);
+            goto fail;
+        }
+    }
+    if (threads_obj != NULL && index_arg(threads_obj, "num_threads", 0, &num_threads) < 0) {
+        goto fail;
+    }
+    if (momentum > 0) {
+        if (weight_velocities_obj == Py_None || bias_velocities_obj == Py_None) {
+            PyErr_SetString(PyExc_ValueError,
+                            "weight_velocities and bias_velocities must be lists like weights "
+                            "and biases when momentum > 0, got None");
+            goto fail;
+        }
+        if (parameter_list(weight_velocities_obj, "weight_velocities", (int)L, &typenum, rows,
+                           cols, weight_velocities, &held[2]) < 0 ||
+            parameter_list(bias_velocities_obj, "bias_velocities", (int)L, &typenum, NULL, cols,
+                           bias_velocities, &held[3]) < 0) {
+            goto fail;
+        }
+        for (Py_ssize_t l = 0; l < L; l++) {
+            net.weight_velocities[l] = PyArray_DATA(weight_velocities[l]);
+            net.bias_velocities[l] = PyArray_DATA(bias_velocities[l]);
+        }
+    }
+    // the data
+    if (!PyArray_Check(images_obj)) {
+        PyErr_Format(PyExc_TypeError, "images must be a numpy.ndarray, got %s",
+                     Py_TYPE(images_obj)->tp_name);
+        goto fail;
+    }
+    int images_type = PyArray_TYPE((PyArrayObject *)images_obj);
+    int images_are_bytes = images_type == NPY_UINT8;
+    if (!images_are_bytes && images_type != typenum) {
+        PyErr_Format(PyExc_TypeError, "images must have dtype uint8 or %s (the dtype of the "
+                     "weights), got %S", typenum == NPY_FLOAT ? "float32" : "float64",
+                     dtype_of((PyArrayObject *)images_obj));
+        goto fail;
+    }
+    if (check_array(images_obj, "images", images_type, "weights", 2) < 0) goto fail;
+    npy_intp image_shape[2] = {-1, net.sizes[0]};
+    if (require_shape((PyArrayObject *)images_obj, "images", 2, image_shape, "weights[0]",
+                      weights[0]) < 0) {
+        goto fail;
+    }
+    npy_intp N = PyArray_DIM((PyArrayObject *)images_obj, 0);
+    if ((images = as_contiguous(images_obj)) == NULL) goto fail;
+    labels = index_array(labels_obj, "labels", N, net.sizes[L], "images", images);
+    if (labels == NULL) goto fail;
+    if ((order = index_array(order_obj, "order", -1, N, NULL, NULL)) == NULL) goto fail;
+    npy_intp M = PyArray_DIM(order, 0);
+    if (augment_obj != Py_None &&
+        epoch_augment_arg(&augmentation, augment_obj, image_shape_obj, augment_seed_obj,
+                          first_stream_obj, images_are_bytes, net.sizes[0], M) < 0) {
+        goto fail;
+    }
+    const fcnn_epoch_augment *augment = augment_obj == Py_None ? NULL : &augmentation;
+    npy_intp num_batches = (M + (npy_intp)batch_size - 1) / (npy_intp)batch_size;
+    lrs = (PyArrayObject *)PyArray_FROM_OTF(lrs_obj, NPY_DOUBLE, NPY_ARRAY_IN_ARRAY);
+    if (lrs == NULL) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "lrs must be a 1-D array of learning rates");
+        goto fail;
+    }
+    if (PyArray_NDIM(lrs) != 1 || PyArray_DIM(lrs, 0) != num_batches) {
+        PyErr_Format(PyExc_ValueError,
+                     "lrs must hold one rate per batch, %zd for %zd samples in batches of %lld, "
+                     "got %zd", (Py_ssize_t)num_batches, (Py_ssize_t)M, batch_size,
+                     (Py_ssize_t)PyArray_SIZE(lrs));
+        goto fail;
+    }
+    const double *rates = (const double *)PyArray_DATA(lrs);
+    for (npy_intp s = 0; s < num_batches; s++) {
+        if (!isfinite(rates[s]) || rates[s] < 0) {
+            PyObject *rate = PyFloat_FromDouble(rates[s]);
+            if (rate != NULL) {
+                PyErr_Format(PyExc_ValueError, "lrs must be finite and >= 0, got %R at index %zd",
+                             rate, (Py_ssize_t)s);
+                Py_DECREF(rate);
+            }
+            goto fail;
+        }
+    }
+    fcnn_size B = batch_size < M ? (fcnn_size)batch_size : (fcnn_size)M;
+    fcnn_size item = typenum == NPY_FLOAT ? 4 : 8;
+    // The count used is the count the workspace is sized for: clamped, never cast blindly.
+    int threads = num_threads > 0
+                      ? (int)(num_threads < FCNN_MAX_THREADS ? num_threads : FCNN_MAX_THREADS)
+                      : fcnn_get_threads();
+    fcnn_size workspace_bytes = fcnn_train_epoch_workspace(&net, B, item, threads, augment);
+    if (workspace_bytes < 0 || (workspace = PyMem_RawMalloc((size_t)workspace_bytes)) == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    fcnn_epoch_data data = {PyArray_DATA(images), images_are_bytes, PyArray_DATA(labels),
+                            PyArray_DATA(order), M, (fcnn_size)batch_size, augment};
+    fcnn_sgd_settings sgd = {rates, weight_decay, momentum, nesterov};
+    double loss_sum = 0;
+    int64_t correct = 0;
+    fcnn_size steps = 0;
+    FCNN_BEGIN_KERNEL;
+    if (typenum == NPY_FLOAT) {
+        steps = fcnn_train_epoch_f32(&loss_sum, &correct, &net, workspace, &data, &sgd,
+                                     sparse_threshold, threads);
+    } else {
+        steps = fcnn_train_epoch_f64(&loss_sum, &correct, &net, workspace, &data, &sgd,
+                                     sparse_threshold, threads);
+    }
+    FCNN_END_KERNEL;
+    PyMem_RawFree(workspace);
+    for (int list = 0; list < 4; list++) {
+        for (int l = 0; l < held[list]; l++) Py_DECREF(params[list][l]);
+    }
+    Py_DECREF(images);
+    Py_DECREF(labels);
+    Py_DECREF(order);
+    Py_DECREF(lrs);
+    return Py_BuildValue("ndL", (Py_ssize_t)steps, loss_sum, (long long)correct);
+fail:
+    PyMem_RawFree(workspace);
+    for (int list = 0; list < 4; list++) {
+        for (int l = 0; l < held[list]; l++) Py_DECREF(params[list][l]);
+    }
+    Py_XDECREF(images);
+    Py_XDECREF(labels);
+    Py_XDECREF(order);
+    Py_XDECREF(lrs);
     return NULL;
 }
 

@@ -145,6 +145,10 @@ def train_epoch(
     nesterov: bool = False,
     sparse_threshold: float | None = None,
     num_threads: int = 0,
+    augment: tuple[float, float, float, float, float, float] | None = None,
+    image_shape: tuple[int, int] | None = None,
+    augment_seed: int = 0,
+    first_stream: int = 0,
 ) -> tuple[int, float, int]:
     """One fused SGD epoch of a plain MLP, in place; returns (steps, loss_sum, correct).
 
@@ -164,6 +168,11 @@ def train_epoch(
     agrees with the step-by-step rule to rounding. ``num_threads`` 0 means
     :func:`get_num_threads`; larger counts are clamped to 256. Runs with
     flush-to-zero / denormals-are-zero, restored on return.
+
+    ``augment``, the six strengths of :func:`augment` (uint8 images only), warps
+    each batch before it is used: the sample at position p of ``order`` with the
+    stream ``first_stream + p`` of ``augment_seed``, images seen as ``image_shape``
+    (height, width), by default square.
 
     Returns the steps done (fewer than the batches when a batch's loss was not
     finite; that batch's update is not applied), the sum of the per-sample losses

@@ -598,11 +598,16 @@ def train_epoch(
     nesterov=False,
     sparse_threshold=None,
     num_threads=0,
+    augment=None,
+    image_shape=None,
+    augment_seed=0,
+    first_stream=0,
 ):
     """One SGD epoch of the MLP ``weights``/``biases`` over ``images[order]``; see the stub.
 
     ``sparse_threshold`` and ``num_threads`` only steer how the C kernel computes:
-    the twin checks them and computes densely on one thread.
+    the twin checks them and computes densely on one thread. With ``augment``, each
+    batch's images go through :func:`augment` first.
     """
     if sparse_threshold is not None:
         threshold = check_real(sparse_threshold, "sparse_threshold", minimum=0)
@@ -639,6 +644,10 @@ def train_epoch(
         raise ValueError(f"images must have shape (*, {weights[0].shape[0]}), got {images.shape}")
     labels = _index_array("labels", labels, images.shape[0], weights[-1].shape[1])
     order = _index_array("order", order, None, images.shape[0])
+    if augment is not None:
+        warp = _epoch_augmentation(
+            images, augment, image_shape, augment_seed, first_stream, order.shape[0]
+        )
     batch_size = check_int(batch_size, "batch_size", 1, INT64_MAX)
     momentum_value = check_real(momentum, "momentum", minimum=0)
     if momentum_value > 0 and (weight_velocities is None or bias_velocities is None):
@@ -655,7 +664,7 @@ def train_epoch(
     loss_sum, correct = 0.0, 0
     for step in range(batches):
         indices = order[step * batch_size : (step + 1) * batch_size]
-        x = images[indices].astype(dtype)
+        x = (images[indices] if augment is None else warp(indices, step * batch_size)).astype(dtype)
         if images.dtype == np.uint8:
             x /= dtype.type(255)
         activations = [x]
@@ -682,6 +691,50 @@ def train_epoch(
                 velocity = velocities[index] if momentum_value > 0 else None
                 sgd_step(param, grad, float(lrs[step]), weight_decay, momentum, velocity, nesterov)
     return batches, loss_sum, correct
+
+
+def _epoch_augmentation(images, settings, image_shape, seed, first_stream, num_samples):
+    """warp(indices, position) -> the rows ``indices`` of ``images`` augmented as the fused
+    epoch does it, the first with the stream ``first_stream + position``."""
+    if images.dtype != np.uint8:
+        raise TypeError("images must have dtype uint8 to be augmented")
+    if not isinstance(settings, (list, tuple)):
+        raise TypeError(
+            f"augment must be None or a sequence of 6 strengths, got {type(settings).__name__}"
+        )
+    if len(settings) != 6:
+        raise ValueError(
+            "augment must hold 6 strengths (translate, rotate, scale, shear, elastic_alpha, "
+            f"elastic_sigma), got {len(settings)}"
+        )
+    strengths = tuple(_augment_strengths(settings).values())
+    C = images.shape[1]
+    if image_shape is None:
+        height = width = math.isqrt(C)
+    else:
+        if not isinstance(image_shape, (list, tuple)) or len(image_shape) != 2:
+            raise ValueError("image_shape must be None or a pair (height, width)")
+        height = check_int(image_shape[0], "image_shape[0]", 1)
+        width = check_int(image_shape[1], "image_shape[1]", 1)
+    if height * width != C:
+        raise ValueError(
+            f"image_shape must be (height, width) with height * width = {C} (the inputs of "
+            f"weights[0]), got {image_shape!r}"
+        )
+    seed = check_int(seed, "augment_seed", 0, 2**64 - 1)
+    first_stream_value = check_int(first_stream, "first_stream", 0)
+    if first_stream_value > INT64_MAX - (num_samples - 1):
+        raise ValueError(
+            f"first_stream must be at most 2**63 - {num_samples} for {num_samples} samples, "
+            f"got {first_stream!r}"
+        )
+    stack = images.reshape(-1, height, width)
+
+    def warp(indices, position):
+        out = augment(stack, indices, seed, first_stream_value + position, *strengths)
+        return out.reshape(indices.shape[0], C)
+
+    return warp
 
 
 def _index_array(name, values, length, upper):

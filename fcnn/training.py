@@ -337,8 +337,6 @@ def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | Non
         return f"the loader makes {loader.dtype} batches for a {dtype} net"
     if loader.images.shape[1] != body[0].num_inputs:
         return "the images do not match the first layer"
-    if loader.augment is not None:
-        return "the loader augments its images"
     return None
 
 
@@ -399,6 +397,8 @@ def _fused_epoch(
     batch_size = loader.batch_size
     order = loader.epoch_order()[: len(loader) * batch_size]
     images = np.ascontiguousarray(loader.images)
+    # The loader's streams: sample p of this epoch's order gets epoch * N + p.
+    epoch_stream = (loader.epochs_started - 1) * loader.num_samples
     total_loss, correct, seen = 0.0, 0, 0
     for first in range(0, len(loader), FUSED_CHUNK):
         chunk = order[first * batch_size : (first + FUSED_CHUNK) * batch_size]
@@ -420,6 +420,7 @@ def _fused_epoch(
             bias_velocities,
             optimizer.nesterov,
             SPARSE_THRESHOLD,
+            **_fused_augmentation(loader, epoch_stream + first * batch_size),
         )
         optimizer.step_count += steps
         total_loss += loss_sum
@@ -434,6 +435,18 @@ def _fused_epoch(
         if interrupt.requested:
             break
     return total_loss, correct, seen
+
+
+def _fused_augmentation(loader: DataLoader, first_stream: int) -> dict[str, Any]:
+    """The augmentation keywords of fcnn._core.train_epoch for a loader's chunk."""
+    if loader.augment is None:
+        return {}
+    return {
+        "augment": loader.augment.strengths(),
+        "image_shape": loader.image_shape,
+        "augment_seed": loader.augment_seed,
+        "first_stream": first_stream,
+    }
 
 
 def _check_loader(net: Module, loader: Any) -> None:
