@@ -20,6 +20,7 @@ import numpy as np
 from . import _core
 from ._backend import get_backend, kernels
 from ._checks import check_int, require_finite
+from .augmentation import Augmentation
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
@@ -46,7 +47,9 @@ __all__ = [
 #: fractions in [0, 1]. Validation/test keys appear only when that data was
 #: given; "interrupted": True appears when Ctrl-C stopped training. "stop_reason"
 #: ("completed", "early_stopping" or "interrupted") is always there, "best_epoch"
-#: (whose weights the net holds) when ``train`` ran with ``early_stopping``.
+#: (whose weights the net holds) when ``train`` ran with ``early_stopping``;
+#: "augmentation" (the loader's Augmentation as a dict, plus its "seed") when the
+#: loader augments.
 History = dict[str, Any]
 
 EVAL_BATCH_SIZE = 1000
@@ -582,6 +585,8 @@ def train(
     for name, data in (("val", val_data), ("test", test_data)):
         if data is not None:
             history[f"{name}_loss"], history[f"{name}_accuracy"] = [], []
+    if getattr(loader, "augment", None) is not None:
+        history["augmentation"] = {**loader.augment.to_dict(), "seed": loader.augment_seed}
     best = BestWeights()
     stop_reason = "completed"
     with _StopOnInterrupt() as interrupt:
@@ -666,8 +671,9 @@ class TrainConfig:
 
     ``lr_decay`` and ``lr_step`` are the exponential schedule's alpha and T
     (in steps); ``weight_decay`` is the SGD decay lambda; ``early_stopping`` is the
-    patience of :func:`train` (needs validation data). The defaults are what
-    fcnn's search selects on MNIST's validation split (ORIGINAL_STAGES, then
+    patience of :func:`train` (needs validation data); ``augment`` warps the training
+    images (:class:`~fcnn.Augmentation`, or its dict; ``None``: off), with ``seed``.
+    The defaults are what fcnn's search selects on MNIST's validation split (ORIGINAL_STAGES, then
     FURTHER_STAGES at 10 epochs, then FINAL_STAGES at 30, see fcnn.search).
     """
 
@@ -685,6 +691,16 @@ class TrainConfig:
     dtype: str = "float32"
     init: str = "kaiming"
     early_stopping: int | None = None
+    augment: Augmentation | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):  # as to_dict writes it
+            self.augment = Augmentation.from_dict(self.augment)
+        elif self.augment is not None and not isinstance(self.augment, Augmentation):
+            raise TypeError(
+                "augment must be an fcnn.Augmentation, a dict of its strengths or None, "
+                f"got {type(self.augment).__name__}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         settings = asdict(self)
@@ -755,7 +771,11 @@ def fit(
     net = build_model(flat.shape[1], num_classes, config)
     optimizer = build_optimizer(net, config)
     loader = DataLoader(
-        (flat, labels), batch_size=config.batch_size, seed=config.seed, dtype=config.dtype
+        (images if config.augment is not None and images.ndim == 3 else flat, labels),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        dtype=config.dtype,
+        augment=config.augment,
     )
     history = train(
         net,

@@ -218,3 +218,28 @@ def test_square_images_need_no_shape():
             )
         )
     assert results[0] == results[1]
+
+
+def test_history_and_config_record_the_augmentation():
+    images, labels = blots(n=120)
+    settings = fcnn.Augmentation(*STRENGTHS)
+    config = fcnn.TrainConfig(
+        hidden=(16,), epochs=1, batch_size=40, seed=4, dtype="float64", augment=settings
+    )
+    assert fcnn.TrainConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict()["augment"] == settings.to_dict()
+    assert fcnn.TrainConfig(augment=settings.to_dict()).augment == settings
+    with pytest.raises(TypeError, match="^augment "):
+        fcnn.TrainConfig(augment=STRENGTHS)
+    net, _, history = fcnn.fit(config, (images.reshape(-1, HEIGHT, WIDTH), labels), progress=False)
+    assert history["augmentation"] == {**settings.to_dict(), "seed": 4}
+    # the same run without augmentation trains other weights
+    plain = fcnn.fit(
+        fcnn.TrainConfig(hidden=(16,), epochs=1, batch_size=40, seed=4, dtype="float64"),
+        (images, labels),
+        progress=False,
+    )
+    assert "augmentation" not in plain[2]
+    assert not np.array_equal(
+        net.state_dict()["layers.0.weight"], plain[0].state_dict()["layers.0.weight"]
+    )
