@@ -1,5 +1,9 @@
 """The fused C epoch with augmentation: against its NumPy twin, against the Module API over
-DataLoader(augment=...), reproducibility, and bad input."""
+DataLoader(augment=...), reproducibility, the recorded settings, bad input and leaks."""
+
+import gc
+import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -243,3 +247,56 @@ def test_history_and_config_record_the_augmentation():
     assert not np.array_equal(
         net.state_dict()["layers.0.weight"], plain[0].state_dict()["layers.0.weight"]
     )
+
+
+def test_augmented_train_epoch_does_not_leak():
+    """Valid calls and calls failing in the augmentation's checks (after the strengths and the
+    shape were read) release what they take."""
+    images, labels = blots(n=64)
+    weights, biases = parameters([HEIGHT * WIDTH, 8, CLASSES], np.float64)
+    order = np.arange(64).astype(np.int32)
+    strengths = list(STRENGTHS)
+    shape = [HEIGHT, WIDTH]
+    valid = dict(augment=strengths, image_shape=shape, augment_seed=3, first_stream=5)
+    failing = [
+        dict(valid, first_stream=-1),
+        dict(valid, image_shape=[HEIGHT, WIDTH + 1]),
+        dict(valid, augment=[*STRENGTHS[:5], -1.0]),
+    ]
+
+    def run(calls):
+        for call in range(calls):
+            if call % 10 == 0:
+                with pytest.raises(ValueError):
+                    _core.train_epoch(
+                        images,
+                        labels,
+                        order,
+                        weights,
+                        biases,
+                        np.full(2, 0.01),
+                        32,
+                        **failing[call // 10 % 3],
+                    )
+            else:
+                _core.train_epoch(
+                    images, labels, order, weights, biases, np.full(2, 0.01), 32, **valid
+                )
+
+    watched = [images, labels, order, strengths, shape, *strengths, *weights, None]
+    run(100)
+    gc.collect()
+    before = [sys.getrefcount(item) for item in watched]
+    tracemalloc.start()
+    try:
+        memory_before = tracemalloc.get_traced_memory()[0]
+        run(600)
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - memory_before
+    finally:
+        tracemalloc.stop()
+    after = [sys.getrefcount(item) for item in watched]
+    # a leaked int64 copy of order per call would be 600 * 512 bytes = 300 KiB
+    assert growth < 64 * 2**10, f"traced memory grew by {growth / 2**10:.0f} KiB"
+    for item, count_before, count_after in zip(watched, before, after, strict=True):
+        assert abs(count_after - count_before) < 6, (repr(item)[:40], count_before, count_after)
