@@ -664,8 +664,10 @@ def _augmentation_options(sub: argparse.ArgumentParser) -> None:
     recommended = ", ".join(
         f"{flag} {getattr(RECOMMENDED, name):g}" for flag, name, _ in _AUGMENTATION_FLAGS
     )
+    # Not dest "augment": that is TrainConfig's field, the Augmentation the flags make.
     group.add_argument(
         "--augment",
+        dest="augment_recommended",
         action="store_true",
         help=f"augment with the recommended strengths for MNIST ({recommended})",
     )
@@ -683,9 +685,10 @@ def _augmentation_from_args(args: argparse.Namespace) -> Augmentation | None:
     """The Augmentation the flags ask for, None without any; UsageError naming a bad flag."""
     given = {name: getattr(args, name, None) for _, name, _ in _AUGMENTATION_FLAGS}
     given = {name: value for name, value in given.items() if value is not None}
-    if not getattr(args, "augment", False) and not given:
+    recommended = getattr(args, "augment_recommended", False)
+    if not recommended and not given:
         return None
-    base = RECOMMENDED.to_dict() if getattr(args, "augment", False) else {}
+    base = RECOMMENDED.to_dict() if recommended else {}
     try:
         return Augmentation(**{**base, **given})
     except (TypeError, ValueError) as error:

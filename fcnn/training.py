@@ -317,7 +317,8 @@ def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | Non
 
     It takes a plain MLP (Linear, then any number of ReLU + Linear pairs, then an
     optional Softmax) trained by :class:`~fcnn.optim.SGD` on a :class:`DataLoader`
-    of uint8 images (or float images of the net's dtype), on the C backend.
+    of uint8 images (or float images of the net's dtype), on the C backend. A loader
+    that augments is fine: the fused epoch warps each batch as the loader would.
     """
     layers = net.layers
     if get_backend() != "c":
