@@ -170,12 +170,22 @@ static void augment_image(uint8_t *out, double *scratch, const uint8_t *image,
             if (xs > -1 && xs < (double)W && ys > -1 && ys < (double)H) {
                 const double x0 = floor(xs), y0 = floor(ys), fx = xs - x0, fy = ys - y0;
                 const fcnn_size ix = (fcnn_size)x0, iy = (fcnn_size)y0;
-                const double top = (1 - fx) * pixel_at(image, iy, ix, H, W) +
-                                   fx * pixel_at(image, iy, ix + 1, H, W);
-                const double bottom = (1 - fx) * pixel_at(image, iy + 1, ix, H, W) +
-                                      fx * pixel_at(image, iy + 1, ix + 1, H, W);
-                const double rounded = floor((1 - fy) * top + fy * bottom + 0.5);
-                value = rounded <= 0 ? 0 : rounded >= 255 ? 255 : (uint8_t)rounded;
+                double p00, p01, p10, p11;
+                if (ix >= 0 && iy >= 0 && ix + 1 < W && iy + 1 < H) {
+                    const uint8_t *corner = image + iy * W + ix;
+                    p00 = corner[0], p01 = corner[1], p10 = corner[W], p11 = corner[W + 1];
+                } else {
+                    p00 = pixel_at(image, iy, ix, H, W), p01 = pixel_at(image, iy, ix + 1, H, W);
+                    p10 = pixel_at(image, iy + 1, ix, H, W);
+                    p11 = pixel_at(image, iy + 1, ix + 1, H, W);
+                }
+                // Four zeros give floor(0 + 0.5) = 0: the background costs no arithmetic.
+                if (p00 != 0 || p01 != 0 || p10 != 0 || p11 != 0) {
+                    const double top = (1 - fx) * p00 + fx * p01;
+                    const double bottom = (1 - fx) * p10 + fx * p11;
+                    const double rounded = floor((1 - fy) * top + fy * bottom + 0.5);
+                    value = rounded <= 0 ? 0 : rounded >= 255 ? 255 : (uint8_t)rounded;
+                }
             }
             out[i * W + j] = value;
         }
