@@ -71,7 +71,8 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
     fcnn_size P;
     augment_radius(&P, H, W, settings);
     if (!elastic_on(settings)) return 0;
-    fcnn_size padded_h, padded_w, a, b, c, per_thread, all, total;
+    // shared: the taps (P + 1 doubles) and the index hashes (2C); then each thread's scratch
+    fcnn_size padded_h, padded_w, a, b, c, per_thread, all, shared, total;
     if (__builtin_add_overflow(H, 2 * P, &padded_h) ||
         __builtin_add_overflow(W, 2 * P, &padded_w) ||
         __builtin_mul_overflow(H, padded_w, &a) || __builtin_mul_overflow(padded_h, W, &b) ||
@@ -79,8 +80,9 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
         __builtin_add_overflow(per_thread, c, &per_thread) ||
         __builtin_mul_overflow(per_thread, 2 * (fcnn_size)sizeof(double), &per_thread) ||
         __builtin_mul_overflow(per_thread, (fcnn_size)num_threads, &all) ||
-        __builtin_add_overflow(all, (P + 1) * (fcnn_size)sizeof(double), &total) ||
-        total > PTRDIFF_MAX / 2) {
+        __builtin_mul_overflow(c, 2 * (fcnn_size)sizeof(uint64_t), &shared) ||
+        __builtin_add_overflow(shared, (P + 1) * (fcnn_size)sizeof(double), &shared) ||
+        __builtin_add_overflow(all, shared, &total) || total > PTRDIFF_MAX / 2) {
         return -1;
     }
     return total;
@@ -89,15 +91,17 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
 // ----------------------------------------------------------------------------
 // one image
 
-// field (H, W) <- 2 u - 1 for the C draws of key from `first` on, written into the interior of
-// padded (H, W + 2P), whose margins are zero; then smoothed separably into smooth (H, W).
+// field (H, W) <- 2 u - 1 for the C draws of key whose index hashes are hashes (C), written
+// into the interior of padded (H, W + 2P), whose margins are zero; then smoothed separably
+// into smooth (H, W).
 static void smooth_field(double *smooth, double *padded, double *across, const double *weights,
-                         uint64_t key, uint64_t first, fcnn_size H, fcnn_size W, fcnn_size P) {
+                         uint64_t key, const uint64_t *hashes, fcnn_size H, fcnn_size W,
+                         fcnn_size P) {
     const fcnn_size row = W + 2 * P;
     for (fcnn_size i = 0; i < H; i++) {
         for (fcnn_size j = 0; j < W; j++) {
-            const uint64_t index = first + (uint64_t)(i * W + j);
-            padded[i * row + P + j] = 2 * fcnn_random_uniform(key, index) - 1;
+            const double u = fcnn_random_uniform_hashed(key, hashes[i * W + j]);
+            padded[i * row + P + j] = 2 * u - 1;
         }
     }
     // along rows: across (H + 2P, W), rows P..P+H-1; the taps' pairs summed first (symmetry)
@@ -128,10 +132,12 @@ static double pixel_at(const uint8_t *image, fcnn_size i, fcnn_size j, fcnn_size
     return i >= 0 && i < H && j >= 0 && j < W ? (double)image[i * W + j] : 0.0;
 }
 
-// image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P)
+// image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P);
+// hashes (2C): fcnn_random_index_hash of the elastic fields' draw indices
 static void augment_image(uint8_t *out, double *scratch, const uint8_t *image,
-                          const double *weights, const fcnn_augment_settings *settings,
-                          uint64_t key, fcnn_size H, fcnn_size W, fcnn_size P) {
+                          const double *weights, const uint64_t *hashes,
+                          const fcnn_augment_settings *settings, uint64_t key, fcnn_size H,
+                          fcnn_size W, fcnn_size P) {
     // The sampling map, output -> source, is the inverse of the digit's motion: moved by
     // (tx, ty), rotated by theta, scaled by s and sheared by k (x += k y), about the centre.
     const double tx = settings->translate * (2 * fcnn_random_uniform(key, DRAW_TRANSLATE_X) - 1);
@@ -150,11 +156,10 @@ static void augment_image(uint8_t *out, double *scratch, const uint8_t *image,
     double *smooth_x = scratch, *smooth_y = scratch + H * W;
     if (elastic) {
         double *padded = smooth_y + H * W, *across = padded + H * (W + 2 * P);
-        const uint64_t C = (uint64_t)(H * W);
-        smooth_field(smooth_x, padded, across, weights, key, ELASTIC_FIRST, H, W, P);
+        smooth_field(smooth_x, padded, across, weights, key, hashes, H, W, P);
         smooth_field(smooth_y, padded + H * (W + 2 * P) + (H + 2 * P) * W,
-                     across + H * (W + 2 * P) + (H + 2 * P) * W, weights, key,
-                     ELASTIC_FIRST + C, H, W, P);
+                     across + H * (W + 2 * P) + (H + 2 * P) * W, weights, key, hashes + H * W,
+                     H, W, P);
     }
     for (fcnn_size i = 0; i < H; i++) {
         const double ry = (double)i - cy - ty;
@@ -206,8 +211,16 @@ void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const in
     const fcnn_size radius = augment_radius(&P, H, W, settings);
     const int elastic = elastic_on(settings);
     double *weights = workspace;
+    uint64_t *hashes = elastic ? (uint64_t *)(weights + (P + 1)) : NULL;
+    double *scratches = elastic ? (double *)(hashes + 2 * C) : NULL;
     const fcnn_size per_thread = elastic ? scratch_doubles(H, W, P) : 0;
-    if (elastic) gaussian_taps(weights, P, radius, settings->elastic_sigma);
+    if (elastic) {
+        gaussian_taps(weights, P, radius, settings->elastic_sigma);
+        // Every image draws its fields at the same indices: their hashes serve all streams.
+        for (fcnn_size k = 0; k < 2 * C; k++) {
+            hashes[k] = fcnn_random_index_hash(ELASTIC_FIRST + (uint64_t)k);
+        }
+    }
     const int identity = settings->translate == 0 && settings->rotate == 0 &&
                          settings->scale == 0 && settings->shear == 0 && !elastic;
 #pragma omp parallel num_threads(num_threads)
@@ -217,7 +230,7 @@ void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const in
         const unsigned saved_mode = _mm_getcsr();
         _mm_setcsr(saved_mode & ~0x8040u);
 #endif
-        double *scratch = elastic ? weights + (P + 1) + fcnn_thread_index() * per_thread : NULL;
+        double *scratch = elastic ? scratches + fcnn_thread_index() * per_thread : NULL;
         if (scratch != NULL) memset(scratch, 0, (size_t)per_thread * sizeof(double));
 #pragma omp for schedule(static)
         for (fcnn_size b = 0; b < B; b++) {
@@ -226,7 +239,8 @@ void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const in
                 memcpy(out + b * C, image, (size_t)C);
             } else {
                 uint64_t key = fcnn_random_key(seed, (uint64_t)first_stream + (uint64_t)b);
-                augment_image(out + b * C, scratch, image, weights, settings, key, H, W, P);
+                augment_image(out + b * C, scratch, image, weights, hashes, settings, key, H, W,
+                              P);
             }
         }
 #ifdef AUGMENT_HAVE_MXCSR
