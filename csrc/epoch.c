@@ -9,6 +9,10 @@
 // never stored. Dropout (dropout.c) works in place on the hidden activations: it needs no
 // workspace, since its mask is drawn again from its key in the backward pass.
 //
+// Augmentation: with data->augment, each batch's images are first warped (augment.c) into a
+// workspace part of their own, then gathered from there in order: the sparse first layer
+// sees the warped pixels as it would any uint8 batch.
+//
 // Lazy updates: with momentum or weight decay, a first-layer row whose pixel is absent from a
 // batch has a zero gradient, and its step is the affine map (w, v) <- (keep w - lr s v,
 // m v) (keep = 1 - weight_decay lr; s = m plain, m^2 Nesterov). Such rows are not rewritten:
@@ -57,6 +61,9 @@ typedef enum {
     PART_STEPS_DONE,       // fcnn_size (C0): steps applied so far to each first-layer row
     PART_CATCH_UP,         // double (C0, 3): composed maps of the rows caught up this step
     PART_CATCH_UP_ROWS,    // int32 (C0)
+    PART_AUGMENTED,        // uint8 (B, C0): the batch's images warped (augment.c)
+    PART_AUGMENTED_ROWS,   // int64 (B): 0..B-1, the batch's indices into them
+    PART_AUGMENT_SCRATCH,  // fcnn_augment_workspace
     NUM_PARTS
 } epoch_part;
 
@@ -76,7 +83,8 @@ static fcnn_size checked_product(fcnn_size a, fcnn_size b, fcnn_size c) {
 // Bytes of each part for net, batches of B, item = sizeof(real), num_threads threads;
 // returns the total (parts rounded to cache lines), or -1 on overflow.
 static fcnn_size epoch_layout(fcnn_size bytes[NUM_PARTS], const fcnn_mlp *net, fcnn_size B,
-                              fcnn_size item, int num_threads) {
+                              fcnn_size item, int num_threads,
+                              const fcnn_epoch_augment *augment) {
     const fcnn_size L = net->num_layers, *sizes = net->sizes, C0 = sizes[0];
     fcnn_size widest = 0, largest_weight = 0, activations = 0;
     for (fcnn_size l = 1; l <= L; l++) {
@@ -111,6 +119,13 @@ static fcnn_size epoch_layout(fcnn_size bytes[NUM_PARTS], const fcnn_mlp *net, f
     bytes[PART_STEPS_DONE] = checked_product(C0, sizeof(fcnn_size), 1);
     bytes[PART_CATCH_UP] = checked_product(C0, 3, sizeof(double));
     bytes[PART_CATCH_UP_ROWS] = checked_product(C0, sizeof(int32_t), 1);
+    const int augmenting = augment != NULL;
+    bytes[PART_AUGMENTED] = checked_product(augmenting ? B : 0, C0, 1);
+    bytes[PART_AUGMENTED_ROWS] = checked_product(augmenting ? B : 0, sizeof(int64_t), 1);
+    bytes[PART_AUGMENT_SCRATCH] =
+        augmenting ? fcnn_augment_workspace(augment->height, augment->width, &augment->settings,
+                                            num_threads)
+                   : 0;
     fcnn_size total = 0;
     for (int part = 0; part < NUM_PARTS; part++) {
         if (bytes[part] < 0 || total > PTRDIFF_MAX / 2 - bytes[part]) return -1;
@@ -120,16 +135,17 @@ static fcnn_size epoch_layout(fcnn_size bytes[NUM_PARTS], const fcnn_mlp *net, f
 }
 
 fcnn_size fcnn_train_epoch_workspace(const fcnn_mlp *net, fcnn_size B, fcnn_size item,
-                                     int num_threads) {
+                                     int num_threads, const fcnn_epoch_augment *augment) {
     fcnn_size bytes[NUM_PARTS];
-    return epoch_layout(bytes, net, B, item, num_threads);
+    return epoch_layout(bytes, net, B, item, num_threads, augment);
 }
 
 // Points parts[] into workspace by the same table that sized it.
 static void carve_workspace(void *parts[NUM_PARTS], void *workspace, const fcnn_mlp *net,
-                            fcnn_size B, fcnn_size item, int num_threads) {
+                            fcnn_size B, fcnn_size item, int num_threads,
+                            const fcnn_epoch_augment *augment) {
     fcnn_size bytes[NUM_PARTS];
-    epoch_layout(bytes, net, B, item, num_threads);
+    epoch_layout(bytes, net, B, item, num_threads, augment);
     char *cursor = (char *)workspace;
     for (int part = 0; part < NUM_PARTS; part++) {
         parts[part] = cursor;
@@ -555,7 +571,7 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         bias_velocities[l] = use_velocity ? net->bias_velocities[l] : NULL;
     }
     void *parts[NUM_PARTS];
-    carve_workspace(parts, workspace, net, B, sizeof(real), num_threads);
+    carve_workspace(parts, workspace, net, B, sizeof(real), num_threads, data->augment);
     real *x = parts[PART_BATCH], *csr_vals = parts[PART_BATCH];  // one of the two per batch
     real *csc_vals = parts[PART_CSC_VALUES];
     int32_t *cols = parts[PART_CSR_COLUMNS], *csc_rows = parts[PART_CSC_ROWS];
@@ -577,6 +593,12 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
     fcnn_size *steps_done = parts[PART_STEPS_DONE];
     double *maps = parts[PART_CATCH_UP];
     int32_t *catch_up_rows = parts[PART_CATCH_UP_ROWS];
+    uint8_t *augmented = parts[PART_AUGMENTED];
+    int64_t *augmented_rows = parts[PART_AUGMENTED_ROWS];
+    const fcnn_epoch_augment *augment = data->augment;
+    if (augment != NULL) {
+        for (fcnn_size b = 0; b < B; b++) augmented_rows[b] = b;
+    }
 
     const real lr_decay = (real)sgd->weight_decay, momentum = (real)sgd->momentum;
     const double velocity_share = sgd->nesterov ? sgd->momentum * sgd->momentum : sgd->momentum;
@@ -607,11 +629,21 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         const int64_t *indices = data->order + first;
         const real lr = (real)sgd->lrs[step];
         for (fcnn_size b = 0; b < rows; b++) batch_labels[b] = data->labels[indices[b]];
+        // Augmenting: the batch is warped into its own images, gathered from there in order.
+        const void *images = data->images;
+        const int64_t *image_rows = indices;
+        if (augment != NULL) {
+            fcnn_augment(augmented, parts[PART_AUGMENT_SCRATCH], data->images, indices, rows,
+                         augment->height, augment->width, &augment->settings, augment->seed,
+                         augment->first_stream + (int64_t)first, num_threads);
+            images = augmented;
+            image_rows = augmented_rows;
+        }
         int sparse = 0;
         if (packed) {
             fcnn_size present;
-            fcnn_size nonzeros = S(count_nonzeros)(counts, &present, data->images, indices,
-                                                   rows, C0);
+            fcnn_size nonzeros = S(count_nonzeros)(counts, &present, images, image_rows, rows,
+                                                   C0);
             if (sparse_threshold < 0) {
                 double sparse_cost = costs.per_nonzero * (double)nonzeros +
                                      costs.per_row * (double)present;
@@ -622,9 +654,9 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         }
         if (sparse) {
             S(gather_sparse)(row_start, cols, csr_vals, col_start, csc_rows, csc_vals, counts,
-                             data->images, indices, rows, C0);
+                             images, image_rows, rows, C0);
         } else {
-            S(gather_dense)(x, data->images, data->images_are_bytes, indices, rows, C0);
+            S(gather_dense)(x, images, data->images_are_bytes, image_rows, rows, C0);
         }
         // the first-layer rows of the batch's pixels, the only ones read or updated, caught up
         fcnn_size num_catch_up = 0;

@@ -42,9 +42,26 @@ typedef struct {
     uint64_t dropout_steps[FCNN_MAX_LAYERS];
 } fcnn_mlp;
 
+// Strengths of the random warp of fcnn_augment, each 0 to turn its transform off: translation
+// uniform in +-translate pixels (x and y), rotation in +-rotate degrees, scale 1 + uniform
+// +-scale (scale < 1), shear factor uniform in +-shear, and an elastic distortion of
+// elastic_alpha pixels smoothed by a Gaussian of std elastic_sigma pixels (off if either is 0).
+typedef struct {
+    double translate, rotate, scale, shear, elastic_alpha, elastic_sigma;
+} fcnn_augment_settings;
+
+// The augmentation of a fused epoch's batches: the images are (N, height, width) uint8 and the
+// sample at position p of order is warped with the stream first_stream + p of seed.
+typedef struct {
+    fcnn_augment_settings settings;
+    uint64_t seed;
+    int64_t first_stream;
+    fcnn_size height, width;
+} fcnn_epoch_augment;
+
 // The samples of a fused epoch: images (N, sizes[0]) uint8 (scaled by 1/255) or of the
 // call's dtype, labels (N), and order (num_samples): which images, in which order, in
-// batches of batch_size (the last may be smaller).
+// batches of batch_size (the last may be smaller); augment: NULL, or how to warp each batch.
 typedef struct {
     const void *images;
     int images_are_bytes;
@@ -52,6 +69,7 @@ typedef struct {
     const int64_t *order;
     fcnn_size num_samples;
     fcnn_size batch_size;
+    const fcnn_epoch_augment *augment;
 } fcnn_epoch_data;
 
 // The SGD rule of every step (sgd_rule.h); lrs holds one rate per batch.
@@ -111,9 +129,9 @@ FCNN_DECLARE_DROPOUT(float, FCNN_SUFFIX_F32)
 FCNN_DECLARE_DROPOUT(double, FCNN_SUFFIX_F64)
 
 // Bytes of workspace fcnn_train_epoch needs for net, batches of B, item = sizeof(real), on
-// num_threads threads; -1 when that does not fit in a fcnn_size.
+// num_threads threads, with augment (or NULL); -1 when that does not fit in a fcnn_size.
 fcnn_size fcnn_train_epoch_workspace(const fcnn_mlp *net, fcnn_size B, fcnn_size item,
-                                     int num_threads);
+                                     int num_threads, const fcnn_epoch_augment *augment);
 
 // Width in bytes of the column blocks (panels) of the fused epoch's first layer.
 #define FCNN_PANEL_BYTES 256
@@ -158,5 +176,22 @@ void fcnn_fp_leave(unsigned saved);
 // the exponent floored when staircase is non-zero. Dtype-free: computed in double.
 double fcnn_exponential_lr(double initial_lr, int64_t step, int64_t stage_length, double decay,
                            int staircase);
+
+// ----------------------------------------------------------------------------
+// augment.c
+
+// Largest elastic_sigma accepted: its kernel reaches 3 sigma.
+#define FCNN_MAX_ELASTIC_SIGMA 1000.0
+
+// Bytes of workspace fcnn_augment needs for images (H, W) on num_threads threads; -1 when
+// that does not fit in a fcnn_size.
+fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
+                                 int num_threads);
+
+// images (N, H, W) uint8, indices (B) -> out (B, H, W): image indices[b] warped with the
+// random stream first_stream + b of seed (random.h); bitwise the same on any thread count.
+void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const int64_t *indices,
+                  fcnn_size B, fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
+                  uint64_t seed, int64_t first_stream, int num_threads);
 
 #endif  // FCNN_KERNELS_H

@@ -764,6 +764,107 @@ fail:
     return NULL;
 }
 
+
+// The six strengths of fcnn_augment_settings, each finite and >= 0; scale < 1 (a scale factor
+// stays positive) and elastic_sigma <= FCNN_MAX_ELASTIC_SIGMA (its kernel stays small).
+static int augment_settings_arg(PyObject *const objs[6], fcnn_augment_settings *settings) {
+    static const char *names[6] = {"translate", "rotate", "scale",
+                                   "shear",     "elastic_alpha", "elastic_sigma"};
+    double values[6];
+    for (int i = 0; i < 6; i++) {
+        if (real_arg(objs[i], names[i], &values[i]) < 0) return -1;
+    }
+    if (values[2] >= 1) {
+        PyErr_Format(PyExc_ValueError, "scale must be in [0, 1), got %R", objs[2]);
+        return -1;
+    }
+    if (values[5] > FCNN_MAX_ELASTIC_SIGMA) {
+        PyErr_Format(PyExc_ValueError, "elastic_sigma must be in [0, %g], got %R",
+                     FCNN_MAX_ELASTIC_SIGMA, objs[5]);
+        return -1;
+    }
+    *settings = (fcnn_augment_settings){values[0], values[1], values[2],
+                                        values[3], values[4], values[5]};
+    return 0;
+}
+
+// A non-empty C-contiguous uint8 array of shape (N, H, W) (new reference) or NULL.
+static PyArrayObject *image_stack(PyObject *obj, const char *name) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *array = (PyArrayObject *)obj;
+    if (PyArray_TYPE(array) != NPY_UINT8) {
+        PyErr_Format(PyExc_TypeError, "%s must have dtype uint8, got %S", name, dtype_of(array));
+        return NULL;
+    }
+    char text[SHAPE_TEXT_SIZE];
+    shape_text(text, PyArray_NDIM(array), PyArray_DIMS(array));
+    if (PyArray_NDIM(array) != 3 || PyArray_SIZE(array) == 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s must be a non-empty 3-D array (images, height, width), got shape %s",
+                     name, text);
+        return NULL;
+    }
+    return as_contiguous(obj);
+}
+
+static PyObject *augment(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"images", "indices",       "seed",          "first_stream",
+                             "translate", "rotate",     "scale",         "shear",
+                             "elastic_alpha", "elastic_sigma", NULL};
+    PyObject *images_obj, *indices_obj, *seed_obj, *stream_obj, *strength_objs[6];
+    PyArrayObject *images = NULL, *indices = NULL, *out = NULL;
+    void *workspace = NULL;
+    uint64_t seed;
+    long long first_stream;
+    fcnn_augment_settings settings;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOO:augment", kwlist, &images_obj,
+                                     &indices_obj, &seed_obj, &stream_obj, &strength_objs[0],
+                                     &strength_objs[1], &strength_objs[2], &strength_objs[3],
+                                     &strength_objs[4], &strength_objs[5])) {
+        return NULL;
+    }
+    if ((images = image_stack(images_obj, "images")) == NULL) goto fail;
+    npy_intp N = PyArray_DIM(images, 0), H = PyArray_DIM(images, 1), W = PyArray_DIM(images, 2);
+    if ((indices = index_array(indices_obj, "indices", -1, N, NULL, NULL)) == NULL) goto fail;
+    npy_intp B = PyArray_DIM(indices, 0);
+    if (seed_arg(seed_obj, "seed", &seed) < 0) goto fail;
+    if (index_arg(stream_obj, "first_stream", 0, &first_stream) < 0) goto fail;
+    if (first_stream > INT64_MAX - (B - 1)) {
+        PyErr_Format(PyExc_ValueError,
+                     "first_stream must be at most 2**63 - %zd for %zd images, got %R",
+                     (Py_ssize_t)B, (Py_ssize_t)B, stream_obj);
+        goto fail;
+    }
+    if (augment_settings_arg(strength_objs, &settings) < 0) goto fail;
+    int threads = fcnn_get_threads();
+    fcnn_size workspace_bytes = fcnn_augment_workspace(H, W, &settings, threads);
+    if (workspace_bytes < 0 ||
+        (workspace_bytes > 0 && (workspace = PyMem_RawMalloc((size_t)workspace_bytes)) == NULL)) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    npy_intp out_shape[3] = {B, H, W};
+    if ((out = (PyArrayObject *)PyArray_SimpleNew(3, out_shape, NPY_UINT8)) == NULL) goto fail;
+    FCNN_BEGIN_KERNEL;
+    fcnn_augment(PyArray_DATA(out), workspace, PyArray_DATA(images), PyArray_DATA(indices), B, H,
+                 W, &settings, seed, (int64_t)first_stream, threads);
+    FCNN_END_KERNEL;
+    PyMem_RawFree(workspace);
+    Py_DECREF(images);
+    Py_DECREF(indices);
+    return (PyObject *)out;
+fail:
+    PyMem_RawFree(workspace);
+    Py_XDECREF(images);
+    Py_XDECREF(indices);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 static PyObject *dropout_forward(PyObject *self, PyObject *args, PyObject *kwargs) {
     return dropout(args, kwargs, 0);
 }
@@ -845,16 +946,93 @@ static int dropout_list(fcnn_mlp *net, PyObject *list) {
     return 0;
 }
 
+// The augmentation of a fused epoch over M samples of C0 uint8 pixels: augment, a sequence of
+// the six strengths; image_shape, (height, width), or None for square images; seed; the
+// stream of the first sample (>= 0, default 0).
+static int epoch_augment_arg(fcnn_epoch_augment *augmentation, PyObject *augment_obj,
+                             PyObject *image_shape_obj, PyObject *seed_obj,
+                             PyObject *first_stream_obj, int images_are_bytes, fcnn_size C0,
+                             npy_intp M) {
+    if (!images_are_bytes) {
+        PyErr_SetString(PyExc_TypeError, "images must have dtype uint8 to be augmented");
+        return -1;
+    }
+    PyObject *strengths = PySequence_Fast(augment_obj, "augment must be None or a sequence of "
+                                                       "6 strengths");
+    if (strengths == NULL) return -1;
+    if (PySequence_Fast_GET_SIZE(strengths) != 6) {
+        PyErr_Format(PyExc_ValueError,
+                     "augment must hold 6 strengths (translate, rotate, scale, shear, "
+                     "elastic_alpha, elastic_sigma), got %zd",
+                     PySequence_Fast_GET_SIZE(strengths));
+        Py_DECREF(strengths);
+        return -1;
+    }
+    int status = augment_settings_arg(PySequence_Fast_ITEMS(strengths), &augmentation->settings);
+    Py_DECREF(strengths);
+    if (status < 0) return -1;
+    long long height = 0, width = 0;
+    if (image_shape_obj == Py_None) {
+        while ((height + 1) * (height + 1) <= C0) height++;
+        width = height;
+    } else {
+        PyObject *shape = PySequence_Fast(image_shape_obj, "image_shape must be None or a pair "
+                                                           "(height, width)");
+        if (shape == NULL) return -1;
+        status = PySequence_Fast_GET_SIZE(shape) == 2 ? 0 : -1;
+        if (status < 0) {
+            PyErr_SetString(PyExc_ValueError, "image_shape must be None or a pair (height, width)");
+        } else {
+            status = index_arg(PySequence_Fast_GET_ITEM(shape, 0), "image_shape[0]", 1, &height);
+            if (status == 0) {
+                status = index_arg(PySequence_Fast_GET_ITEM(shape, 1), "image_shape[1]", 1, &width);
+            }
+        }
+        Py_DECREF(shape);
+        if (status < 0) return -1;
+    }
+    if (height > C0 || width > C0 || height * width != C0) {
+        PyErr_Format(PyExc_ValueError,
+                     "image_shape must be (height, width) with height * width = %zd (the "
+                     "inputs of weights[0]), got %R",
+                     (Py_ssize_t)C0, image_shape_obj);
+        return -1;
+    }
+    augmentation->height = (fcnn_size)height;
+    augmentation->width = (fcnn_size)width;
+    augmentation->seed = 0;
+    if (seed_obj != NULL && seed_arg(seed_obj, "augment_seed", &augmentation->seed) < 0) {
+        return -1;
+    }
+    long long first_stream = 0;
+    if (first_stream_obj != NULL &&
+        index_arg(first_stream_obj, "first_stream", 0, &first_stream) < 0) {
+        return -1;
+    }
+    if (first_stream > INT64_MAX - (M - 1)) {
+        PyErr_Format(PyExc_ValueError,
+                     "first_stream must be at most 2**63 - %zd for %zd samples, got %R",
+                     (Py_ssize_t)M, (Py_ssize_t)M, first_stream_obj);
+        return -1;
+    }
+    augmentation->first_stream = (int64_t)first_stream;
+    return 0;
+}
+
 static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"images",           "labels",          "order",     "weights",
                              "biases",           "lrs",             "batch_size", "weight_decay",
                              "momentum",         "weight_velocities", "bias_velocities",
                              "nesterov",         "sparse_threshold", "num_threads", "dropout",
+                             "augment",          "image_shape",      "augment_seed", "first_stream",
                              NULL};
     PyObject *images_obj, *labels_obj, *order_obj, *weights_obj, *biases_obj, *lrs_obj;
     PyObject *batch_obj, *weight_decay_obj = NULL, *momentum_obj = NULL;
     PyObject *weight_velocities_obj = Py_None, *bias_velocities_obj = Py_None;
     PyObject *threshold_obj = Py_None, *threads_obj = NULL, *dropout_obj = Py_None;
+    PyObject *augment_obj = Py_None, *image_shape_obj = Py_None, *augment_seed_obj = NULL;
+    PyObject *first_stream_obj = NULL;
+    fcnn_epoch_augment augmentation = {0};
     int nesterov = 0;
     PyArrayObject *images = NULL, *labels = NULL, *order = NULL, *lrs = NULL;
     // Owned references to the parameter arrays, counted by held[]: weights, biases, velocities.
@@ -867,12 +1045,13 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     void *workspace = NULL;
     double weight_decay = 0.0, momentum = 0.0, sparse_threshold = -1.0;
     long long batch_size, num_threads = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOOO:train_epoch", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO|OOOOpOOOOOOO:train_epoch", kwlist,
                                      &images_obj, &labels_obj, &order_obj, &weights_obj,
                                      &biases_obj, &lrs_obj, &batch_obj, &weight_decay_obj,
                                      &momentum_obj, &weight_velocities_obj,
                                      &bias_velocities_obj, &nesterov, &threshold_obj,
-                                     &threads_obj, &dropout_obj)) {
+                                     &threads_obj, &dropout_obj, &augment_obj, &image_shape_obj,
+                                     &augment_seed_obj, &first_stream_obj)) {
         return NULL;
     }
     // the layers: weights decide the dtype and the sizes
@@ -981,6 +1160,12 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (labels == NULL) goto fail;
     if ((order = index_array(order_obj, "order", -1, N, NULL, NULL)) == NULL) goto fail;
     npy_intp M = PyArray_DIM(order, 0);
+    if (augment_obj != Py_None &&
+        epoch_augment_arg(&augmentation, augment_obj, image_shape_obj, augment_seed_obj,
+                          first_stream_obj, images_are_bytes, net.sizes[0], M) < 0) {
+        goto fail;
+    }
+    const fcnn_epoch_augment *augment = augment_obj == Py_None ? NULL : &augmentation;
     npy_intp num_batches = (M + (npy_intp)batch_size - 1) / (npy_intp)batch_size;
     lrs = (PyArrayObject *)PyArray_FROM_OTF(lrs_obj, NPY_DOUBLE, NPY_ARRAY_IN_ARRAY);
     if (lrs == NULL) {
@@ -1013,13 +1198,13 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     int threads = num_threads > 0
                       ? (int)(num_threads < FCNN_MAX_THREADS ? num_threads : FCNN_MAX_THREADS)
                       : fcnn_get_threads();
-    fcnn_size workspace_bytes = fcnn_train_epoch_workspace(&net, B, item, threads);
+    fcnn_size workspace_bytes = fcnn_train_epoch_workspace(&net, B, item, threads, augment);
     if (workspace_bytes < 0 || (workspace = PyMem_RawMalloc((size_t)workspace_bytes)) == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
     fcnn_epoch_data data = {PyArray_DATA(images), images_are_bytes, PyArray_DATA(labels),
-                            PyArray_DATA(order), M, (fcnn_size)batch_size};
+                            PyArray_DATA(order), M, (fcnn_size)batch_size, augment};
     fcnn_sgd_settings sgd = {rates, weight_decay, momentum, nesterov};
     double loss_sum = 0;
     int64_t correct = 0;
@@ -1104,6 +1289,10 @@ static PyMethodDef core_methods[] = {
            "train_epoch(images, labels, order, weights, biases, lrs, batch_size, ...) -> "
            "(steps, loss_sum, correct): one fused SGD epoch of a plain MLP, with dropout "
            "after hidden ReLUs"),
+    KERNEL(augment,
+           "augment(images, indices, seed, first_stream, translate, rotate, scale, shear, "
+           "elastic_alpha, elastic_sigma) -> uint8 (B, H, W): images[indices] randomly warped, "
+           "image b with the random stream first_stream + b"),
     {"set_num_threads", (PyCFunction)set_num_threads, METH_O,
      "set_num_threads(n): threads of every fcnn kernel, process-wide (clamped to [1, 256])"},
     {"get_num_threads", (PyCFunction)get_num_threads, METH_NOARGS,

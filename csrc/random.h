@@ -21,14 +21,25 @@ static inline uint64_t fcnn_random_key(uint64_t seed, uint64_t stream) {
     return fcnn_mix64(seed ^ fcnn_mix64(stream));
 }
 
+// The half of fcnn_random_bits that depends on the index alone: streams that all draw the
+// same indices (one stream per image) can hash them once.
+static inline uint64_t fcnn_random_index_hash(uint64_t index) {
+    return fcnn_mix64(index + 0x632BE59BD9B4E019ull);
+}
+
 // 64 random bits: the index-th number of the stream `key`.
 static inline uint64_t fcnn_random_bits(uint64_t key, uint64_t index) {
-    return fcnn_mix64(key ^ fcnn_mix64(index + 0x632BE59BD9B4E019ull));
+    return fcnn_mix64(key ^ fcnn_random_index_hash(index));
 }
 
 // A double uniform in [0, 1), on a grid of 2^-53: the top 53 of the 64 bits.
 static inline double fcnn_random_uniform(uint64_t key, uint64_t index) {
     return (double)(fcnn_random_bits(key, index) >> 11) * 0x1.0p-53;
+}
+
+// fcnn_random_uniform(key, index), given hash = fcnn_random_index_hash(index).
+static inline double fcnn_random_uniform_hashed(uint64_t key, uint64_t hash) {
+    return (double)(fcnn_mix64(key ^ hash) >> 11) * 0x1.0p-53;
 }
 
 #endif

@@ -4,8 +4,9 @@ The modules keep the original project's names: ``fcnn.nn`` (Module),
 ``fcnn.functional`` (Linear, ReLU, Sigmoid, Tanh, Softmax, Dropout, CrossEntropyLoss; the
 layers are also importable from ``fcnn`` itself), ``fcnn.optim``
 (SGD, ExponentialScheduler) and ``fcnn.dataloader`` (DataLoader). Data sets are
-in ``fcnn.datasets``, the training loop and evaluation in ``fcnn.training``,
-metrics in ``fcnn.metrics`` and figures in ``fcnn.plot`` (needs matplotlib).
+in ``fcnn.datasets``, data augmentation in ``fcnn.augmentation``, the training loop
+and evaluation in ``fcnn.training``, metrics in ``fcnn.metrics`` and figures in
+``fcnn.plot`` (needs matplotlib).
 """
 
 import os as _os
@@ -41,6 +42,7 @@ except ImportError:
 
 from ._backend import get_backend, set_backend  # noqa: E402
 from ._core import get_num_threads, set_num_threads
+from .augmentation import Augmentation, augment
 from .functional import Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .nn import Module
 from .onnx_export import export_onnx
@@ -51,6 +53,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Dropout",
+    "Augmentation",
     "Linear",
     "Module",
     "ReLU",
@@ -58,6 +61,7 @@ __all__ = [
     "Softmax",
     "Tanh",
     "TrainConfig",
+    "augment",
     "evaluate",
     "export_onnx",
     "fit",

@@ -161,6 +161,10 @@ def train_epoch(
     sparse_threshold: float | None = None,
     num_threads: int = 0,
     dropout: list[tuple[float, int, int] | None] | None = None,
+    augment: tuple[float, float, float, float, float, float] | None = None,
+    image_shape: tuple[int, int] | None = None,
+    augment_seed: int = 0,
+    first_stream: int = 0,
 ) -> tuple[int, float, int]:
     """One fused SGD epoch of a plain MLP, in place; returns (steps, loss_sum, correct).
 
@@ -185,12 +189,46 @@ def train_epoch(
     or ``(p, seed, step)``: :func:`dropout_forward` after that layer's ReLU, batch
     ``s`` drawing the mask of step ``step + s`` (and its backward before the ReLU's),
     as ``fcnn.functional.Dropout`` does step after step.
+    ``augment``, the six strengths of :func:`augment` (uint8 images only), warps
+    each batch before it is used: the sample at position p of ``order`` with the
+    stream ``first_stream + p`` of ``augment_seed``, images seen as ``image_shape``
+    (height, width), by default square.
 
     Returns the steps done (fewer than the batches when a batch's loss was not
     finite; that batch's update is not applied), the sum of the per-sample losses
     and the number of samples whose largest logit was their label.
     Shape: images (N, C), labels (N,), order (M,) in [0, N), weights[l]
     (sizes[l], sizes[l+1]), biases[l] (sizes[l+1],), lrs (ceil(M / batch_size),).
+    """
+
+def augment(
+    images: npt.NDArray[np.uint8],
+    indices: IntArray,
+    seed: int,
+    first_stream: int,
+    translate: float,
+    rotate: float,
+    scale: float,
+    shear: float,
+    elastic_alpha: float,
+    elastic_sigma: float,
+) -> npt.NDArray[np.uint8]:
+    """Randomly warped copies of ``images[indices]``, bitwise reproducible.
+
+    Image b is warped with the random stream ``first_stream + b`` of ``seed``
+    (csrc/random.h), so its bytes depend on (seed, stream) only, never on the
+    thread count or on which call it came in. The warp: a translation uniform in
+    +-``translate`` pixels (x and y), a rotation uniform in +-``rotate`` degrees,
+    a scale 1 + uniform +-``scale`` and a shear factor uniform in +-``shear``, all
+    about the image centre, plus an elastic distortion (Simard et al. 2003): fields
+    uniform in [-1, 1) smoothed by a normalised Gaussian of std ``elastic_sigma``
+    (truncated at ceil(3 sigma), zeros outside the image), times ``elastic_alpha``
+    pixels. Pixels are sampled bilinearly (zeros outside), rounded half up and
+    clamped to [0, 255]. A strength of 0 turns its transform off (the elastic one
+    when either of its two is 0); all 0 copies. Strengths must be finite and >= 0,
+    ``scale`` < 1, ``elastic_sigma`` <= 1000; ``seed`` in [0, 2**64),
+    ``first_stream`` >= 0. fcnn.reference.augment gives the same bytes.
+    Shape: images (N, H, W), indices (B,) in [0, N) -> (B, H, W).
     """
 
 def set_num_threads(num_threads: int) -> None:

@@ -33,6 +33,7 @@ from ._checks import check_dropout_rate
 from ._cli_startup import exit_interrupted
 from ._core import set_num_threads
 from ._io import write_text_atomically
+from .augmentation import RECOMMENDED, Augmentation
 from .dataloader import DataLoader
 from .datasets import (
     FASHION_MNIST_CLASSES,
@@ -255,6 +256,7 @@ def _parser() -> argparse.ArgumentParser:
             "for PATIENCE epochs and keep the best epoch's weights; "
             "needs --val-size (default: off)",
         )
+    _augmentation_options(train_cmd)
     train_cmd.add_argument(
         "--resume",
         type=Path,
@@ -649,6 +651,60 @@ def _write_curves(folder: Path, history: dict[str, Any]) -> str | None:
     return None
 
 
+# --flag, Augmentation field, what it sets
+_AUGMENTATION_FLAGS = (
+    ("--translate", "translate", "largest shift in pixels, x and y drawn apart"),
+    ("--rotate", "rotate", "largest rotation in degrees"),
+    ("--scale", "scale", "largest change of size, as a fraction (< 1)"),
+    ("--shear", "shear", "largest shear factor"),
+    ("--elastic-alpha", "elastic_alpha", "size in pixels of the elastic distortion"),
+    ("--elastic-sigma", "elastic_sigma", "smoothness in pixels of the elastic distortion"),
+)
+
+
+def _augmentation_options(sub: argparse.ArgumentParser) -> None:
+    group = sub.add_argument_group(
+        "augmentation",
+        "Warp every training image at random, anew each epoch, reproducibly from --seed. "
+        "A strength flag turns augmentation on as --augment does; strengths not given are "
+        "the recommended ones with --augment, else 0 (off).",
+    )
+    recommended = ", ".join(
+        f"{flag} {getattr(RECOMMENDED, name):g}" for flag, name, _ in _AUGMENTATION_FLAGS
+    )
+    # Not dest "augment": that is TrainConfig's field, the Augmentation the flags make.
+    group.add_argument(
+        "--augment",
+        dest="augment_recommended",
+        action="store_true",
+        help=f"augment with the recommended strengths for MNIST ({recommended})",
+    )
+    for flag, name, text in _AUGMENTATION_FLAGS:
+        group.add_argument(
+            flag,
+            type=float,
+            default=None,
+            metavar="X",
+            help=f"{text} (default: {getattr(RECOMMENDED, name):g} with --augment, else 0)",
+        )
+
+
+def _augmentation_from_args(args: argparse.Namespace) -> Augmentation | None:
+    """The Augmentation the flags ask for, None without any; UsageError naming a bad flag."""
+    given = {name: getattr(args, name, None) for _, name, _ in _AUGMENTATION_FLAGS}
+    given = {name: value for name, value in given.items() if value is not None}
+    recommended = getattr(args, "augment_recommended", False)
+    if not recommended and not given:
+        return None
+    base = RECOMMENDED.to_dict() if recommended else {}
+    try:
+        return Augmentation(**{**base, **given})
+    except (TypeError, ValueError) as error:
+        name = str(error).split(" ", 1)[0]
+        flag = "--" + name.replace("_", "-")
+        raise UsageError(f"{flag} {getattr(args, name)}: {error}") from None
+
+
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     settings = dict(
         hidden=tuple(args.hidden),
@@ -669,6 +725,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         settings["dropout"] = check_dropout_rate(args.dropout, "dropout")
     except ValueError as error:
         raise UsageError(f"--dropout {args.dropout}: {error}") from None
+    settings["augment"] = _augmentation_from_args(args)
     config = TrainConfig(**settings)
     # The schedule and the optimiser validate their settings: build them on a 1x1 net,
     # before any data is read. They take the flags' names (initial_lr is --lr).
@@ -726,6 +783,12 @@ def _resumed_config(
                 f"{flag} {given} differs from the resumed run's {value}; --resume "
                 "continues with the saved settings (only --epochs may change)"
             )
+    augment = _augmentation_from_args(args)
+    if augment is not None and augment != saved.augment:
+        raise UsageError(
+            f"the augmentation flags ask for {augment}, the resumed run used {saved.augment}; "
+            "--resume continues with the saved settings (only --epochs may change)"
+        )
     return replace(saved, epochs=args.epochs)
 
 
@@ -790,7 +853,11 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
                 if isinstance(layer, Dropout):
                     layer.step = optimizer.step_count
         loader = DataLoader(
-            train_data, batch_size=config.batch_size, seed=config.seed, dtype=config.dtype
+            train_data,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            dtype=config.dtype,
+            augment=config.augment,
         )
     except MemoryError:
         raise CommandError(

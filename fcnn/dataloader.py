@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
 
+from ._backend import kernels
 from ._checks import check_int, require_finite
+from .augmentation import Augmentation
 
 __all__ = ["DataLoader"]
 
@@ -42,6 +45,16 @@ class DataLoader:
         drop the last, smaller batch.
     dtype : npt.DTypeLike
         dtype of the image batches (float32 by default).
+    augment : Augmentation | None
+        warp every batch's images at random (see :class:`fcnn.Augmentation`),
+        before they are divided by 255; ``None`` (default) leaves them as they
+        are. Needs uint8 images of shape (N, height, width), or (N, side**2) for
+        square ones. Sample ``p`` of epoch ``e`` (its ``p``-th in that epoch's
+        order, epochs counted from 0 by the loader) is warped with the random
+        stream ``e * N + p`` of :attr:`augment_seed` (``seed``, or a fresh one
+        when ``seed`` is None): the batches are the same run after run, on any
+        thread count, and the same through the fused epoch of
+        :func:`fcnn.train`.
 
     Yields
     ------
@@ -52,10 +65,12 @@ class DataLoader:
     ------
     TypeError
         a non-array, a float or bool ``batch_size``, labels that are not
-        integers, images that are not numbers.
+        integers, images that are not numbers, ``augment`` that is not an
+        Augmentation, or augmented images that are not uint8.
     ValueError
         mismatched or empty shapes, ``batch_size < 1``, pixels or labels
-        out of range (see above); the message names the argument and the value.
+        out of range (see above), augmented images whose height and width are
+        not known; the message names the argument and the value.
 
     Examples
     --------
@@ -71,6 +86,7 @@ class DataLoader:
         seed: int | None = None,
         drop_last: bool = False,
         dtype: npt.DTypeLike = np.float32,
+        augment: Augmentation | None = None,
     ) -> None:
         if not isinstance(dataset, (tuple, list)) or len(dataset) != 2:
             raise TypeError("dataset must be a pair (images, labels)")
@@ -108,6 +124,17 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
+        self.augment = augment
+        #: Epochs whose order was drawn; the epoch being iterated is the last, counted from 0.
+        self.epochs_started = 0
+        if augment is not None:
+            self.image_shape = _augmented_image_shape(images, augment)
+            # Contiguous once here, not copied by the kernel at every batch.
+            self.images = np.ascontiguousarray(self.images)
+            self._image_stack = self.images.reshape(-1, *self.image_shape)
+            if seed is None:
+                seed = np.random.SeedSequence().entropy
+            self.augment_seed = int(seed) % 2**64
 
     @property
     def num_samples(self) -> int:
@@ -120,7 +147,9 @@ class DataLoader:
         return -(-self.num_samples // self.batch_size)
 
     def epoch_order(self) -> np.ndarray:
-        """The sample order of the next epoch (advances the shuffling state)."""
+        """The sample order of the next epoch (advances the shuffling state and
+        :attr:`epochs_started`)."""
+        self.epochs_started += 1
         if self.shuffle:
             return self._rng.permutation(self.num_samples)
         return np.arange(self.num_samples)
@@ -136,11 +165,26 @@ class DataLoader:
             return np.divide(images, self._divisor, dtype=self.dtype)
         return images.astype(self.dtype, copy=not owned)
 
+    def augmented(self, indices: np.ndarray, first_stream: int) -> np.ndarray:
+        """Images ``indices`` warped by :attr:`augment`, sample b with the stream
+        ``first_stream + b``: uint8 (B, features)."""
+        warped = kernels().augment(
+            self._image_stack, indices, self.augment_seed, first_stream, *self.augment.strengths()
+        )
+        return warped.reshape(indices.shape[0], -1)
+
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         order = self.epoch_order()
         images, labels, size = self.images, self._labels, self.batch_size
         for start in range(0, len(self) * size, size):
-            if self.shuffle:
+            if self.augment is not None:
+                indices = order[start : start + size]
+                first_stream = (self.epochs_started - 1) * self.num_samples + start
+                yield (
+                    self._converted(self.augmented(indices, first_stream), owned=True),
+                    labels[indices],
+                )
+            elif self.shuffle:
                 indices = order[start : start + size]
                 yield self._converted(images[indices], owned=True), labels[indices]
             else:
@@ -149,6 +193,25 @@ class DataLoader:
                     self._converted(images[start : start + size], owned=False),
                     labels[start : start + size],
                 )
+
+
+def _augmented_image_shape(images: np.ndarray, augment: object) -> tuple[int, int]:
+    """(height, width) of the images an Augmentation warps, or a clear error."""
+    if not isinstance(augment, Augmentation):
+        raise TypeError(
+            f"augment must be an fcnn.Augmentation or None, got {type(augment).__name__}"
+        )
+    if images.dtype != np.uint8:
+        raise TypeError(f"augment needs uint8 images, got {images.dtype}")
+    if images.ndim == 3:
+        return images.shape[1], images.shape[2]
+    side = math.isqrt(images.shape[1]) if images.ndim == 2 else 0
+    if images.ndim != 2 or side * side != images.shape[1]:
+        raise ValueError(
+            "augment needs images of shape (N, height, width), or (N, side**2) for square "
+            f"ones, got {images.shape}"
+        )
+    return side, side
 
 
 # Chunks of this many values bound the memory of the checks below.

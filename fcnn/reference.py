@@ -19,8 +19,9 @@ import numpy as np
 from ._checks import INT32_MAX, INT64_MAX, check_dropout_rate, check_int, check_real
 
 # The per-batch kernels of the stub, in its order; the tests' zoo runs each of them. The
-# C module exports these, train_epoch (twinned below, tested in tests/test_fused.py) and
-# the thread setting (set_num_threads, get_num_threads), which has nothing to twin.
+# C module exports these, train_epoch (twinned below, tested in tests/test_fused.py), augment
+# (twinned below, tested in tests/test_augment.py) and the thread setting (set_num_threads,
+# get_num_threads), which has nothing to twin.
 KERNELS = (
     "linear_forward",
     "linear_backward",
@@ -44,6 +45,8 @@ __all__ = [
     "dropout_backward",
     "dropout_forward",
     "dropout_keep",
+    "MAX_ELASTIC_SIGMA",
+    "augment",
     "exponential_lr",
     "linear_backward",
     "linear_forward",
@@ -481,6 +484,145 @@ def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True
 
 
 # ----------------------------------------------------------------------------
+# data augmentation (csrc/augment.c): the same doubles in the same order, so the same bytes
+
+#: Largest elastic_sigma accepted (csrc/kernels.h FCNN_MAX_ELASTIC_SIGMA).
+MAX_ELASTIC_SIGMA = 1000.0
+# Draw indices of an image's stream: five affine numbers, then the fields dx, dy (C each).
+_DRAW_TRANSLATE_X, _DRAW_TRANSLATE_Y, _DRAW_ROTATE, _DRAW_SCALE, _DRAW_SHEAR = range(5)
+_ELASTIC_FIRST = 8
+_STRENGTHS = ("translate", "rotate", "scale", "shear", "elastic_alpha", "elastic_sigma")
+
+
+def _augment_strengths(values):
+    """The six strengths as floats, checked as the binding checks them."""
+    strengths = {
+        name: check_real(value, name, minimum=0)
+        for name, value in zip(_STRENGTHS, values, strict=True)
+    }
+    if strengths["scale"] >= 1:
+        raise ValueError(f"scale must be in [0, 1), got {values[2]!r}")
+    if strengths["elastic_sigma"] > MAX_ELASTIC_SIGMA:
+        raise ValueError(f"elastic_sigma must be in [0, {MAX_ELASTIC_SIGMA:g}], got {values[5]!r}")
+    return strengths
+
+
+def _gaussian_taps(applied, radius, sigma):
+    """Taps 0..applied of the Gaussian of std sigma truncated at radius, normalised."""
+    total = 1.0
+    for t in range(1, radius + 1):
+        total += 2 * math.exp(-float(t * t) / (2 * sigma * sigma))
+    return [1 / total] + [
+        math.exp(-float(t * t) / (2 * sigma * sigma)) / total for t in range(1, applied + 1)
+    ]
+
+
+def _smooth(field, taps):
+    """field (B, H, W) smoothed along rows then columns by the symmetric taps, zero outside."""
+    P = len(taps) - 1
+    B, H, W = field.shape
+    padded = np.zeros((B, H, W + 2 * P))
+    padded[:, :, P : P + W] = field
+    across = taps[0] * padded[:, :, P : P + W]
+    for t in range(1, P + 1):
+        across = across + taps[t] * (
+            padded[:, :, P - t : P - t + W] + padded[:, :, P + t : P + t + W]
+        )
+    padded = np.zeros((B, H + 2 * P, W))
+    padded[:, P : P + H] = across
+    smooth = taps[0] * padded[:, P : P + H]
+    for t in range(1, P + 1):
+        smooth = smooth + taps[t] * (padded[:, P - t : P - t + H] + padded[:, P + t : P + t + H])
+    return smooth
+
+
+def augment(
+    images,
+    indices,
+    seed,
+    first_stream,
+    translate,
+    rotate,
+    scale,
+    shear,
+    elastic_alpha,
+    elastic_sigma,
+):
+    """images (N, H, W) uint8, indices (B) -> (B, H, W) uint8: image ``indices[b]`` warped.
+
+    Image b draws from ``random_key(seed, first_stream + b)``: number 0 and 1 the
+    translation (x, y), 2 the rotation, 3 the scale, 4 the shear, from 8 on the
+    displacement fields dx then dy (H * W each). The digit is moved by ``(tx, ty)``,
+    rotated by ``theta``, scaled by ``s`` and sheared by ``k`` (``x += k y``) about
+    the image centre ((W - 1) / 2, (H - 1) / 2); output pixel q samples the source at
+    ``centre + A (q - centre - t) + elastic_alpha * (smoothed dx, dy)(q)``, A the
+    inverse of the linear part, bilinearly with zeros outside, rounded half up and
+    clamped to [0, 255]. The fields are uniform in [-1, 1), smoothed by a normalised
+    Gaussian of std ``elastic_sigma`` truncated at ceil(3 sigma), zeros outside.
+    """
+    _require_array("images", images)
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must have dtype uint8, got {images.dtype}")
+    if images.ndim != 3 or images.size == 0:
+        raise ValueError(
+            "images must be a non-empty 3-D array (images, height, width), "
+            f"got shape {_format_shape(images.shape)}"
+        )
+    N, H, W = images.shape
+    indices = _index_array("indices", indices, None, N)
+    B = indices.shape[0]
+    seed = check_int(seed, "seed", 0, 2**64 - 1)
+    first_stream = check_int(first_stream, "first_stream", 0, INT64_MAX - (B - 1))
+    strengths = _augment_strengths((translate, rotate, scale, shear, elastic_alpha, elastic_sigma))
+    keys = random_key(seed, np.uint64(first_stream) + np.arange(B, dtype=np.uint64))
+
+    def signed(index):  # (B, 1, 1) draws of ``index``, uniform in [-1, 1)
+        return (2 * random_uniform(keys, index) - 1).reshape(B, 1, 1)
+
+    tx = strengths["translate"] * signed(_DRAW_TRANSLATE_X)
+    ty = strengths["translate"] * signed(_DRAW_TRANSLATE_Y)
+    theta = strengths["rotate"] * signed(_DRAW_ROTATE) * (math.pi / 180)
+    s = 1 + strengths["scale"] * signed(_DRAW_SCALE)
+    k = strengths["shear"] * signed(_DRAW_SHEAR)
+    # Python's math calls the C library's sin and cos, as the kernel does.
+    cosine = np.array([math.cos(value) for value in theta.ravel()]).reshape(B, 1, 1)
+    sine = np.array([math.sin(value) for value in theta.ravel()]).reshape(B, 1, 1)
+    a00, a01 = (cosine + k * sine) / s, (sine - k * cosine) / s
+    a10, a11 = -sine / s, cosine / s
+    cx, cy = (W - 1) / 2, (H - 1) / 2
+    ry = (np.arange(H, dtype=np.float64).reshape(1, H, 1) - cy) - ty
+    rx = (np.arange(W, dtype=np.float64).reshape(1, 1, W) - cx) - tx
+    xs = cx + (a00 * rx + a01 * ry)
+    ys = cy + (a10 * rx + a11 * ry)
+    alpha, sigma = strengths["elastic_alpha"], strengths["elastic_sigma"]
+    if alpha > 0 and sigma > 0:
+        radius = math.ceil(3 * sigma)
+        taps = _gaussian_taps(min(radius, max(H, W) - 1), radius, sigma)
+        C = H * W
+        draws = np.arange(C, dtype=np.uint64) + np.uint64(_ELASTIC_FIRST)
+        for axis, first in ((0, 0), (1, C)):
+            field = 2 * random_uniform(keys[:, None], draws + np.uint64(first)) - 1
+            displacement = alpha * _smooth(field.reshape(B, H, W), taps)
+            if axis == 0:
+                xs = xs + displacement
+            else:
+                ys = ys + displacement
+    inside = (xs > -1) & (xs < W) & (ys > -1) & (ys < H)
+    xs, ys = np.where(inside, xs, 0.0), np.where(inside, ys, 0.0)
+    x0, y0 = np.floor(xs), np.floor(ys)
+    fx, fy = xs - x0, ys - y0
+    # Indices into the images padded by one zero pixel on every side.
+    ix, iy = x0.astype(np.int64) + 1, y0.astype(np.int64) + 1
+    padded = np.zeros((B, H + 2, W + 2))
+    padded[:, 1 : H + 1, 1 : W + 1] = images[indices]
+    b = np.arange(B).reshape(B, 1, 1)
+    top = (1 - fx) * padded[b, iy, ix] + fx * padded[b, iy, ix + 1]
+    bottom = (1 - fx) * padded[b, iy + 1, ix] + fx * padded[b, iy + 1, ix + 1]
+    rounded = np.floor((1 - fy) * top + fy * bottom + 0.5)
+    return np.where(inside, np.clip(rounded, 0, 255), 0).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------
 # the fused epoch, batch by batch with the kernels above
 
 
@@ -500,11 +642,16 @@ def train_epoch(
     sparse_threshold=None,
     num_threads=0,
     dropout=None,
+    augment=None,
+    image_shape=None,
+    augment_seed=0,
+    first_stream=0,
 ):
     """One SGD epoch of the MLP ``weights``/``biases`` over ``images[order]``; see the stub.
 
     ``sparse_threshold`` and ``num_threads`` only steer how the C kernel computes:
-    the twin checks them and computes densely on one thread.
+    the twin checks them and computes densely on one thread. With ``augment``, each
+    batch's images go through :func:`augment` first.
     """
     if sparse_threshold is not None:
         threshold = check_real(sparse_threshold, "sparse_threshold", minimum=0)
@@ -541,6 +688,10 @@ def train_epoch(
         raise ValueError(f"images must have shape (*, {weights[0].shape[0]}), got {images.shape}")
     labels = _index_array("labels", labels, images.shape[0], weights[-1].shape[1])
     order = _index_array("order", order, None, images.shape[0])
+    if augment is not None:
+        warp = _epoch_augmentation(
+            images, augment, image_shape, augment_seed, first_stream, order.shape[0]
+        )
     batch_size = check_int(batch_size, "batch_size", 1, INT64_MAX)
     momentum_value = check_real(momentum, "momentum", minimum=0)
     if momentum_value > 0 and (weight_velocities is None or bias_velocities is None):
@@ -558,7 +709,7 @@ def train_epoch(
     loss_sum, correct = 0.0, 0
     for step in range(batches):
         indices = order[step * batch_size : (step + 1) * batch_size]
-        x = images[indices].astype(dtype)
+        x = (images[indices] if augment is None else warp(indices, step * batch_size)).astype(dtype)
         if images.dtype == np.uint8:
             x /= dtype.type(255)
         activations = [x]
@@ -620,6 +771,50 @@ def _dropout_list(dropout, hidden):
             )
         )
     return checked
+
+
+def _epoch_augmentation(images, settings, image_shape, seed, first_stream, num_samples):
+    """warp(indices, position) -> the rows ``indices`` of ``images`` augmented as the fused
+    epoch does it, the first with the stream ``first_stream + position``."""
+    if images.dtype != np.uint8:
+        raise TypeError("images must have dtype uint8 to be augmented")
+    if not isinstance(settings, (list, tuple)):
+        raise TypeError(
+            f"augment must be None or a sequence of 6 strengths, got {type(settings).__name__}"
+        )
+    if len(settings) != 6:
+        raise ValueError(
+            "augment must hold 6 strengths (translate, rotate, scale, shear, elastic_alpha, "
+            f"elastic_sigma), got {len(settings)}"
+        )
+    strengths = tuple(_augment_strengths(settings).values())
+    C = images.shape[1]
+    if image_shape is None:
+        height = width = math.isqrt(C)
+    else:
+        if not isinstance(image_shape, (list, tuple)) or len(image_shape) != 2:
+            raise ValueError("image_shape must be None or a pair (height, width)")
+        height = check_int(image_shape[0], "image_shape[0]", 1)
+        width = check_int(image_shape[1], "image_shape[1]", 1)
+    if height * width != C:
+        raise ValueError(
+            f"image_shape must be (height, width) with height * width = {C} (the inputs of "
+            f"weights[0]), got {image_shape!r}"
+        )
+    seed = check_int(seed, "augment_seed", 0, 2**64 - 1)
+    first_stream_value = check_int(first_stream, "first_stream", 0)
+    if first_stream_value > INT64_MAX - (num_samples - 1):
+        raise ValueError(
+            f"first_stream must be at most 2**63 - {num_samples} for {num_samples} samples, "
+            f"got {first_stream!r}"
+        )
+    stack = images.reshape(-1, height, width)
+
+    def warp(indices, position):
+        out = augment(stack, indices, seed, first_stream_value + position, *strengths)
+        return out.reshape(indices.shape[0], C)
+
+    return warp
 
 
 def _index_array(name, values, length, upper):

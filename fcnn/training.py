@@ -21,6 +21,7 @@ import numpy as np
 from . import _core
 from ._backend import get_backend, kernels
 from ._checks import check_dropout_rate, check_int, require_finite
+from .augmentation import Augmentation
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Dropout, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
@@ -47,7 +48,9 @@ __all__ = [
 #: fractions in [0, 1]. Validation/test keys appear only when that data was
 #: given; "interrupted": True appears when Ctrl-C stopped training. "stop_reason"
 #: ("completed", "early_stopping" or "interrupted") is always there, "best_epoch"
-#: (whose weights the net holds) when ``train`` ran with ``early_stopping``.
+#: (whose weights the net holds) when ``train`` ran with ``early_stopping``;
+#: "augmentation" (the loader's Augmentation as a dict, plus its "seed") when the
+#: loader augments.
 History = dict[str, Any]
 
 EVAL_BATCH_SIZE = 1000
@@ -331,7 +334,8 @@ def fused_eligible(net: Module, optimizer: SGD, loader: DataLoader) -> str | Non
 
     It takes a plain MLP (Linear, then any number of ReLU, optional Dropout, Linear, then
     an optional Softmax) trained by :class:`~fcnn.optim.SGD` on a :class:`DataLoader`
-    of uint8 images (or float images of the net's dtype), on the C backend.
+    of uint8 images (or float images of the net's dtype), on the C backend. A loader
+    that augments is fine: the fused epoch warps each batch as the loader would.
     """
     layers = net.layers
     if get_backend() != "c":
@@ -432,6 +436,8 @@ def _fused_epoch(
     batch_size = loader.batch_size
     order = loader.epoch_order()[: len(loader) * batch_size]
     images = np.ascontiguousarray(loader.images)
+    # The loader's streams: sample p of this epoch's order gets epoch * N + p.
+    epoch_stream = (loader.epochs_started - 1) * loader.num_samples
     total_loss, correct, seen = 0.0, 0, 0
     for first in range(0, len(loader), FUSED_CHUNK):
         chunk = order[first * batch_size : (first + FUSED_CHUNK) * batch_size]
@@ -455,6 +461,7 @@ def _fused_epoch(
             SPARSE_THRESHOLD,
             0,  # num_threads: fcnn.get_num_threads()
             [None if layer is None else (layer.p, layer.seed, layer.step) for layer in dropouts],
+            **_fused_augmentation(loader, epoch_stream + first * batch_size),
         )
         optimizer.step_count += steps
         for layer in dropouts:
@@ -472,6 +479,18 @@ def _fused_epoch(
         if interrupt.requested:
             break
     return total_loss, correct, seen
+
+
+def _fused_augmentation(loader: DataLoader, first_stream: int) -> dict[str, Any]:
+    """The augmentation keywords of fcnn._core.train_epoch for a loader's chunk."""
+    if loader.augment is None:
+        return {}
+    return {
+        "augment": loader.augment.strengths(),
+        "image_shape": loader.image_shape,
+        "augment_seed": loader.augment_seed,
+        "first_stream": first_stream,
+    }
 
 
 def _check_loader(net: Module, loader: Any) -> None:
@@ -607,6 +626,8 @@ def train(
     for name, data in (("val", val_data), ("test", test_data)):
         if data is not None:
             history[f"{name}_loss"], history[f"{name}_accuracy"] = [], []
+    if getattr(loader, "augment", None) is not None:
+        history["augmentation"] = {**loader.augment.to_dict(), "seed": loader.augment_seed}
     best = BestWeights()
     stop_reason = "completed"
     with _StopOnInterrupt() as interrupt, _mode(net, training=True):
@@ -692,8 +713,9 @@ class TrainConfig:
     ``lr_decay`` and ``lr_step`` are the exponential schedule's alpha and T
     (in steps); ``weight_decay`` is the SGD decay lambda; ``early_stopping`` is the
     patience of :func:`train` (needs validation data); ``dropout`` is the rate of a
-    :class:`~fcnn.functional.Dropout` after every hidden ReLU (0, the default: none).
-    The other defaults are what
+    :class:`~fcnn.functional.Dropout` after every hidden ReLU (0, the default: none);
+    ``augment`` warps the training images (:class:`~fcnn.Augmentation`, or its dict;
+    ``None``: off), with ``seed``. The other defaults are what
     fcnn's search selects on MNIST's validation split (ORIGINAL_STAGES, then
     FURTHER_STAGES at 10 epochs, then FINAL_STAGES at 30, see fcnn.search).
     """
@@ -713,6 +735,16 @@ class TrainConfig:
     init: str = "kaiming"
     early_stopping: int | None = None
     dropout: float = 0.0
+    augment: Augmentation | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):  # as to_dict writes it
+            self.augment = Augmentation.from_dict(self.augment)
+        elif self.augment is not None and not isinstance(self.augment, Augmentation):
+            raise TypeError(
+                "augment must be an fcnn.Augmentation, a dict of its strengths or None, "
+                f"got {type(self.augment).__name__}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         settings = asdict(self)
@@ -796,7 +828,11 @@ def fit(
     net = build_model(flat.shape[1], num_classes, config)
     optimizer = build_optimizer(net, config)
     loader = DataLoader(
-        (flat, labels), batch_size=config.batch_size, seed=config.seed, dtype=config.dtype
+        (images if config.augment is not None and images.ndim == 3 else flat, labels),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        dtype=config.dtype,
+        augment=config.augment,
     )
     history = train(
         net,

@@ -518,8 +518,9 @@ def stub_functions():
 
 
 # Functions of the stub beyond the per-batch kernels: the fused epoch (compared with its
-# twin in tests/test_fused.py) and the thread setting, which has no twin.
-EXTRA_FUNCTIONS = ("train_epoch", "set_num_threads", "get_num_threads")
+# twin in tests/test_fused.py), augment (tests/test_augment.py) and the thread setting,
+# which has no twin.
+EXTRA_FUNCTIONS = ("train_epoch", "augment", "set_num_threads", "get_num_threads")
 
 
 def test_kernels_are_the_functions_of_the_stub():

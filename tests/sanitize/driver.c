@@ -90,10 +90,11 @@ static void expect_finite(const char *what, double value) {
         free(dbias), free(probs), free(dlogits), free(velocity);                               \
                                                                                                \
         /* The fused epoch: uint8 images (sparse path) and real images (dense path), with */   \
-        /* and without momentum, on 1 and 2 threads. */                                        \
-        for (int variant = 0; variant < 8; variant++) {                                        \
+        /* and without momentum, on 1 and 2 threads, uint8 ones also augmented. */            \
+        for (int variant = 0; variant < 16; variant++) {                                       \
             int bytes = variant & 1, with_momentum = (variant >> 1) & 1;                       \
-            int threads = 1 + ((variant >> 2) & 1);                                            \
+            int threads = 1 + ((variant >> 2) & 1), augmented = bytes && (variant & 8);        \
+            if (!bytes && (variant & 8)) continue;                                             \
             real *weights[L], *biases[L], *weight_velocities[L], *bias_velocities[L];          \
             for (int l = 0; l < L; l++) {                                                      \
                 size_t rows = (size_t)SIZES[l], cols = (size_t)SIZES[l + 1];                   \
@@ -128,10 +129,12 @@ static void expect_finite(const char *what, double value) {
             /* dropout after the first hidden ReLU in half the variants, the second in all */ \
             net.dropout_rates[0] = variant & 1 ? 0.5 : 0.0, net.dropout_rates[1] = 0.25;      \
             net.dropout_seeds[1] = UINT64_MAX, net.dropout_steps[1] = 1000;                    \
-            fcnn_epoch_data data = {images, bytes, sample_labels, order, N, B};                \
+            fcnn_epoch_augment augment = {EPOCH_AUGMENT_SETTINGS, 7, 100, 4, 5};               \
+            fcnn_epoch_data data = {images, bytes, sample_labels, order, N, B,                 \
+                                    augmented ? &augment : NULL};                              \
             fcnn_sgd_settings sgd = {lrs, 1e-4, with_momentum ? 0.9 : 0.0, 1};                 \
-            void *workspace =                                                                  \
-                malloc((size_t)fcnn_train_epoch_workspace(&net, B, sizeof(real), threads));    \
+            void *workspace = malloc((size_t)fcnn_train_epoch_workspace(                       \
+                &net, B, sizeof(real), threads, data.augment));                                \
             double loss_sum = 0;                                                               \
             int64_t correct = 0;                                                               \
             /* sparse_threshold -1: the cost model, calibrated at the first call. */          \
@@ -150,12 +153,36 @@ static void expect_finite(const char *what, double value) {
         }                                                                                      \
     }
 
+// The warp of the augmented epochs: every transform on, images (N, 4, 5) = SIZES[0] pixels.
+#define EPOCH_AUGMENT_SETTINGS {1.5, 20.0, 0.2, 0.3, 3.0, 1.5}
+
+// fcnn_augment alone, on 1 and 2 threads, with and without the elastic part's workspace.
+static void run_augment(void) {
+    enum { HEIGHT = 6, WIDTH = 9, IMAGES = 5, WARPED = 7 };
+    uint8_t *images = malloc(IMAGES * HEIGHT * WIDTH), *out = malloc(WARPED * HEIGHT * WIDTH);
+    for (int i = 0; i < IMAGES * HEIGHT * WIDTH; i++) images[i] = (uint8_t)(i * 37 % 256);
+    int64_t indices[WARPED] = {4, 0, 3, 3, 1, 2, 0};
+    const fcnn_augment_settings settings[3] = {
+        {2.0, 30.0, 0.3, 0.4, 0.0, 0.0}, EPOCH_AUGMENT_SETTINGS, {0.0, 0.0, 0.0, 0.0, 5.0, 50.0}};
+    for (int threads = 1; threads <= 2; threads++) {
+        for (int i = 0; i < 3; i++) {
+            fcnn_size bytes = fcnn_augment_workspace(HEIGHT, WIDTH, &settings[i], threads);
+            void *workspace = bytes > 0 ? malloc((size_t)bytes) : NULL;
+            fcnn_augment(out, workspace, images, indices, WARPED, HEIGHT, WIDTH, &settings[i], 3,
+                         10, threads);
+            free(workspace);
+        }
+    }
+    free(images), free(out);
+}
+
 DEFINE_RUN(float, FCNN_SUFFIX_F32, 0)
 DEFINE_RUN(double, FCNN_SUFFIX_F64, 1)
 
 int main(void) {
     run_f32();
     run_f64();
+    run_augment();
     expect_finite("exponential_lr", fcnn_exponential_lr(0.1, 1000, 10, 0.5, 1));
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);

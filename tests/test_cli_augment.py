@@ -1,0 +1,91 @@
+"""``fcnn train --augment`` and the strength flags, on a small subset of the real MNIST."""
+
+import json
+
+import numpy as np
+import pytest
+
+import fcnn
+from fcnn import cli
+from fcnn.augmentation import RECOMMENDED
+from fcnn.cli import main
+
+SMALL = ["--hidden", "16", "--lr", "0.05", "--batch-size", "50", "--no-progress", "-q"]
+
+
+@pytest.fixture
+def subset(mnist_dir, monkeypatch):
+    """MNIST cut to 1,500 training and 300 test images, behind the command's own loading."""
+    load_split = cli._load_split
+
+    def small(*args, **kwargs):
+        (train_images, train_labels), (test_images, test_labels) = load_split(*args, **kwargs)
+        return (train_images[:1500], train_labels[:1500]), (test_images[:300], test_labels[:300])
+
+    monkeypatch.setattr(cli, "_load_split", small)
+    return ["--data-dir", str(mnist_dir), "--no-download"]
+
+
+def test_augment_flags_are_recorded_and_trained_with(subset, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", *subset, *SMALL, "--epochs", "1", "--augment", "--rotate", "5"]
+    assert main([*argv, "--out", str(out)]) == 0
+    record = json.loads((out / "history.json").read_text())
+    expected = {**RECOMMENDED.to_dict(), "rotate": 5.0}
+    assert record["config"]["augment"] == expected
+    assert record["history"]["augmentation"] == {**expected, "seed": 0}
+    checkpoint = fcnn.load_checkpoint(out / "model.npz")
+    assert checkpoint.metadata["config"]["augment"] == expected
+    # without augmentation the same run trains other weights
+    assert main(["train", *subset, *SMALL, "--epochs", "1", "--out", str(tmp_path / "plain")]) == 0
+    plain = fcnn.load_checkpoint(tmp_path / "plain" / "model.npz")
+    assert (
+        json.loads((tmp_path / "plain" / "history.json").read_text())["config"]["augment"] is None
+    )
+    assert not np.array_equal(checkpoint.net.parameters()[0], plain.net.parameters()[0])
+
+
+def test_a_strength_flag_alone_augments_with_that_transform_only(subset, tmp_path):
+    assert (
+        main(["train", *subset, *SMALL, "--epochs", "1", "--shear", "0.2", "--out", str(tmp_path)])
+        == 0
+    )
+    record = json.loads((tmp_path / "history.json").read_text())
+    assert record["config"]["augment"] == fcnn.Augmentation(shear=0.2).to_dict()
+
+
+def test_resume_continues_the_augmentation_exactly(subset, tmp_path):
+    common = ["train", *subset, *SMALL, "--augment"]
+    assert main([*common, "--epochs", "2", "--out", str(tmp_path / "straight")]) == 0
+    assert main([*common, "--epochs", "1", "--out", str(tmp_path / "first")]) == 0
+    first = str(tmp_path / "first" / "model.npz")
+    resume = ["train", *subset, "--no-progress", "-q", "--resume", first, "--epochs", "2"]
+    assert main([*resume, "--out", str(tmp_path / "resumed")]) == 0
+    straight = fcnn.load_checkpoint(tmp_path / "straight" / "model.npz")
+    resumed = fcnn.load_checkpoint(tmp_path / "resumed" / "model.npz")
+    for a, b in zip(straight.net.parameters(), resumed.net.parameters(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # other strengths on resume are refused
+    assert main([*resume, "--rotate", "3", "--out", str(tmp_path / "other")]) == 2
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--scale", "1.5"], "--scale 1.5: scale must be in [0, 1)"),
+        (["--translate", "-1"], "--translate -1.0: translate must be"),
+        (["--augment", "--elastic-sigma", "nan"], "--elastic-sigma nan: elastic_sigma must be"),
+    ],
+)
+def test_bad_strengths_are_usage_errors(flags, says, tmp_path, capsys):
+    assert main(["train", *flags, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err, err
+
+
+def test_help_shows_the_recommended_strengths(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--augment" in out and "--elastic-alpha X" in out
+    assert f"(default: {RECOMMENDED.rotate:g} with --augment, else 0)" in out
