@@ -92,6 +92,38 @@ class Augmentation:
         elastic = self.elastic_alpha > 0 and self.elastic_sigma > 0
         return not (self.translate or self.rotate or self.scale or self.shear or elastic)
 
+    def scaled(self, factor: float) -> Augmentation:
+        """Every strength times ``factor`` but ``elastic_sigma`` (the smoothness, not a size);
+        ``scale`` stays below 1.
+
+        Examples
+        --------
+        >>> RECOMMENDED.scaled(0.5).rotate
+        5.0
+        """
+        factor = check_real(factor, "factor", minimum=0)
+        sizes = {
+            field.name: getattr(self, field.name) * factor
+            for field in fields(self)
+            if field.name != "elastic_sigma"
+        }
+        sizes["scale"] = min(sizes["scale"], 0.9)
+        return Augmentation(**sizes, elastic_sigma=self.elastic_sigma)
+
+    def label(self) -> str:
+        """A short name for tables: ``off``, or the non-zero strengths
+        (``t2 r10 s0.1 k0.15 e20/4``: translate, rotate, scale, shear, elastic alpha/sigma)."""
+        if self.is_identity:
+            return "off"
+        parts = [
+            f"{letter}{value:g}"
+            for letter, value in zip("trsk", astuple(self)[:4], strict=True)
+            if value
+        ]
+        if self.elastic_alpha > 0 and self.elastic_sigma > 0:
+            parts.append(f"e{self.elastic_alpha:g}/{self.elastic_sigma:g}")
+        return " ".join(parts)
+
     def strengths(self) -> tuple[float, ...]:
         """``(translate, rotate, scale, shear, elastic_alpha, elastic_sigma)``, as the kernel
         takes them."""

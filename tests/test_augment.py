@@ -418,3 +418,42 @@ def test_loader_refuses_what_it_cannot_augment(digits):
         DataLoader((digits.reshape(-1, 2, 14, 28), labels), augment=settings)
     unseeded = DataLoader((digits, labels), augment=settings)
     assert 0 <= unseeded.augment_seed < 2**64
+
+
+def test_scaled_strengths_keep_sigma_and_a_valid_scale():
+    half = fcnn.augmentation.RECOMMENDED.scaled(0.5)
+    assert half.rotate == 5.0 and half.elastic_alpha == 10.0 and half.elastic_sigma == 4.0
+    assert fcnn.augmentation.RECOMMENDED.scaled(20).scale == 0.9
+    assert fcnn.augmentation.RECOMMENDED.scaled(0).is_identity
+    with pytest.raises(ValueError, match="factor must be finite and >= 0"):
+        fcnn.augmentation.RECOMMENDED.scaled(-1)
+
+
+def test_labels_name_the_strengths_that_are_on():
+    assert fcnn.Augmentation().label() == "off"
+    assert fcnn.augmentation.RECOMMENDED.label() == "t2 r10 s0.1 k0.15 e20/4"
+    assert fcnn.Augmentation(rotate=5, elastic_alpha=3).label() == "r5"  # sigma 0: no elastic
+
+
+def test_search_runs_an_augmentation_stage_and_saves_it_as_json(tmp_path):
+    from fcnn.search import AUGMENT_STAGES, SearchResult, sequential_search, stages_by_name
+
+    assert stages_by_name(["augment"]) == list(AUGMENT_STAGES)
+    rng = np.random.default_rng(0)
+    images = np.zeros((120, 10, 10), np.uint8)
+    images[:, 3:7, 3:7] = rng.integers(0, 256, (120, 4, 4))
+    labels = rng.integers(0, 3, 120)
+    candidates = (fcnn.Augmentation(), fcnn.Augmentation(translate=1.0))
+    base = fcnn.TrainConfig(hidden=(8,), epochs=1, batch_size=16)
+    result = sequential_search(
+        (images[:90], labels[:90]),
+        (images[90:], labels[90:]),
+        stages=[("augment", candidates)],
+        base=base,
+        progress=False,
+    )
+    assert [record["name"] for record in result.records] == ["augment=off", "augment=t1"]
+    result.to_json(tmp_path / "search.json")
+    again = SearchResult.from_json(tmp_path / "search.json")
+    assert again.records[1]["params"]["augment"] == candidates[1].to_dict()
+    assert fcnn.TrainConfig.from_dict(again.records[1]["params"]).augment == candidates[1]

@@ -1,0 +1,113 @@
+"""What augmentation and dropout cost: fused epochs of `fcnn train`'s default configuration.
+
+784-1024-10 on full MNIST, batch 64, float32, Nesterov momentum 0.9, weight decay 5e-4
+(`fcnn train`'s defaults), each case trained for --epochs epochs in one run; the worst
+epoch is reported, and its ratio to the worst plain epoch. Cases:
+
+  plain                 no augmentation, no dropout
+  affine                translate 2, rotate 10, scale 0.1, shear 0.15 (no elastic part)
+  recommended           fcnn.Augmentation.recommended() (affine + elastic)
+  recommended, dropout  the same with dropout 0.2 after the hidden layer
+
+Besides: the share of non-zero pixels in augmented images (the sparse first layer needs
+few), and the augmentation kernel alone, fcnn.augment on all 60,000 training images
+(microseconds per image, on the given thread count).
+
+    python benchmarks/bench_augment.py                 # 3 epochs per case
+    python benchmarks/bench_augment.py --epochs 5 --threads 1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import common
+import numpy as np
+
+import fcnn
+from fcnn.augmentation import Augmentation
+from fcnn.dataloader import DataLoader
+from fcnn.training import TrainConfig, build_model, build_optimizer
+
+AFFINE = dataclasses.replace(Augmentation.recommended(), elastic_alpha=0.0, elastic_sigma=0.0)
+CASES = {
+    "plain": (None, 0.0),
+    "affine": (AFFINE, 0.0),
+    "recommended": (Augmentation.recommended(), 0.0),
+    "recommended, dropout 0.2": (Augmentation.recommended(), 0.2),
+}
+
+
+def epochs_of(images, labels, augmentation, dropout, epochs):
+    """Seconds of each epoch of fcnn.train on the default configuration."""
+    config = TrainConfig(dropout=dropout, augment=augmentation, seed=0)
+    net = build_model(images.shape[1], common.NUM_CLASSES, config)
+    optimizer = build_optimizer(net, config)
+    loader = DataLoader(
+        (images.reshape(-1, 28, 28), labels),
+        batch_size=config.batch_size,
+        seed=0,
+        augment=augmentation,
+    )
+    history = fcnn.train(net, optimizer, loader, epochs=epochs, progress=False, fused=True)
+    return history["epoch_time"]
+
+
+def main() -> None:
+    parser = common.make_parser(__doc__, uses_torch=False)
+    parser.add_argument("--epochs", type=common.positive_int, default=3)
+    args = common.parse_args(parser)
+    threads = common.set_threads(args.threads)
+    mnist = common.load_data(args)
+    images, labels = mnist.train_images, mnist.train_labels
+    if args.quick:
+        images, labels, args.epochs = images[:4096], labels[:4096], 1
+    scale = common.EPOCH_SAMPLES / len(labels)
+
+    results = {}
+    for name, (augmentation, dropout) in CASES.items():
+        seconds = [s * scale for s in epochs_of(images, labels, augmentation, dropout, args.epochs)]
+        results[name] = seconds
+        print(f"  {name}: " + ", ".join(f"{s:.3f}" for s in seconds))
+    plain_worst = max(results["plain"])
+
+    stack = images.reshape(-1, 28, 28)
+    density = {"plain": float(np.count_nonzero(stack) / stack.size)}
+    kernel = {}
+    for name, augmentation in (("affine", AFFINE), ("recommended", Augmentation.recommended())):
+        start = time.perf_counter()
+        warped = fcnn.augment(stack, augmentation, seed=0)
+        kernel[name] = (time.perf_counter() - start) / len(stack) * 1e6
+        density[name] = float(np.count_nonzero(warped) / warped.size)
+
+    common.print_table(
+        f"fcnn train defaults, 784-1024-10, {args.epochs} epoch(s), {threads} thread(s)",
+        ["case", "worst s/epoch", "vs plain", "non-zero pixels", "fcnn.augment us/image"],
+        [
+            [
+                name,
+                f"{max(seconds):.3f}",
+                f"{max(seconds) / plain_worst:.2f}x",
+                f"{100 * density.get(name.split(',')[0], density['plain']):.0f}%",
+                f"{kernel[name.split(',')[0]]:.1f}" if name.split(",")[0] in kernel else "-",
+            ]
+            for name, seconds in results.items()
+        ],
+    )
+    common.write_results(
+        args,
+        "augment",
+        threads,
+        {
+            "epochs": {name: seconds for name, seconds in results.items()},
+            "worst_vs_plain": {name: max(s) / plain_worst for name, s in results.items()},
+            "nonzero_share": density,
+            "augment_us_per_image": kernel,
+            "recommended": dataclasses.asdict(Augmentation.recommended()),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
