@@ -5,9 +5,10 @@
 // depends on (seed, stream) only: not on the batch it is in, the thread or the thread count.
 //
 // Bitwise twin: fcnn/reference.py's augment gives the same bytes. Everything is computed in
-// double, in the twin's order, without contraction into fused multiply-adds (hence the pragmas
-// and no target clones here) and with subnormals kept (FTZ/DAZ off in the loop, as NumPy has
-// them); sin, cos and exp come from the libm Python's math module calls too.
+// double, in the twin's order, without contraction into fused multiply-adds (hence the pragmas,
+// which hold in the AVX-512 and AVX2 clones too: vectorising across pixels changes no pixel's
+// arithmetic) and with subnormals kept (FTZ/DAZ off in the loop, as NumPy has them); sin, cos
+// and exp come from the libm Python's math module calls too.
 //
 // Size legend: B = images warped, N = images given, H x W = pixels of an image (C = H * W),
 // P = radius of the smoothing kernel actually applied (see augment_radius).
@@ -94,7 +95,7 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
 // field (H, W) <- 2 u - 1 for the C draws of key whose index hashes are hashes (C), written
 // into the interior of padded (H, W + 2P), whose margins are zero; then smoothed separably
 // into smooth (H, W).
-static void smooth_field(double *smooth, double *padded, double *across, const double *weights,
+FCNN_HOT static void smooth_field(double *smooth, double *padded, double *across, const double *weights,
                          uint64_t key, const uint64_t *hashes, fcnn_size H, fcnn_size W,
                          fcnn_size P) {
     const fcnn_size row = W + 2 * P;
@@ -134,7 +135,7 @@ static double pixel_at(const uint8_t *image, fcnn_size i, fcnn_size j, fcnn_size
 
 // image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P);
 // hashes (2C): fcnn_random_index_hash of the elastic fields' draw indices
-static void augment_image(uint8_t *out, double *scratch, const uint8_t *image,
+FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t *image,
                           const double *weights, const uint64_t *hashes,
                           const fcnn_augment_settings *settings, uint64_t key, fcnn_size H,
                           fcnn_size W, fcnn_size P) {
