@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy_openblas32
 import threadpoolctl
+from synthetic import parameters
 
 import fcnn
 from fcnn import _core, reference
@@ -26,16 +27,6 @@ def digits_like(n=300, features=60, density=0.2, seed=0):
     images = rng.integers(1, 256, (n, features)).astype(np.uint8)
     images[rng.random((n, features)) >= density] = 0
     return images, rng.integers(0, CLASSES, n)
-
-
-def parameters(sizes, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    weights = [
-        (rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(dtype)
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-    ]
-    biases = [(0.1 * rng.standard_normal(b)).astype(dtype) for b in sizes[1:]]
-    return weights, biases
 
 
 def run(

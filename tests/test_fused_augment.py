@@ -7,6 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from synthetic import parameters
 
 import fcnn
 from fcnn import _core, reference, training
@@ -30,16 +31,6 @@ def blots(n=240, seed=0):
         image[top : top + 6, left : left + 5] = rng.integers(0, 256, (6, 5))
     images[images < 90] = 0
     return images.reshape(n, -1), rng.integers(0, CLASSES, n)
-
-
-def parameters(sizes, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    weights = [
-        (rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(dtype)
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-    ]
-    biases = [(0.1 * rng.standard_normal(b)).astype(dtype) for b in sizes[1:]]
-    return weights, biases
 
 
 def run(backend, dtype, momentum=0.0, sparse_threshold=0.5, first_stream=0, seed=9, dropout=None):

@@ -3,7 +3,8 @@ same seeds, bitwise reproducible, the same on 1 and 2 threads, and its bad input
 
 import numpy as np
 import pytest
-from test_fused import CLASSES, digits_like, parameters
+from synthetic import parameters
+from test_fused import CLASSES, digits_like
 
 import fcnn
 from fcnn import _core, reference
