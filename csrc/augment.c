@@ -61,28 +61,35 @@ static void gaussian_taps(double *weights, fcnn_size P, fcnn_size radius, double
     }
 }
 
-// Doubles of one thread's scratch: per field, the row-padded field H x (W + 2P), the
-// column-padded horizontal pass (H + 2P) x W and the smoothed field H x W.
-static fcnn_size scratch_doubles(fcnn_size H, fcnn_size W, fcnn_size P) {
-    return 2 * (H * (W + 2 * P) + (H + 2 * P) * W + H * W);
+// Doubles of one thread's scratch: a row's source coordinates (2W); with the elastic part, per
+// field, the smoothed field H x W, the row-padded field H x (W + 2P) and the column-padded
+// horizontal pass (H + 2P) x W. (Sizes checked for overflow by fcnn_augment_workspace.)
+static fcnn_size scratch_doubles(fcnn_size H, fcnn_size W, fcnn_size P, int elastic) {
+    return 2 * W + (elastic ? 2 * (H * W + H * (W + 2 * P) + (H + 2 * P) * W) : 0);
 }
 
 fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
                                  int num_threads) {
     fcnn_size P;
     augment_radius(&P, H, W, settings);
-    if (!elastic_on(settings)) return 0;
-    // shared: the taps (P + 1 doubles) and the index hashes (2C); then each thread's scratch
-    fcnn_size padded_h, padded_w, a, b, c, per_thread, all, shared, total;
-    if (__builtin_add_overflow(H, 2 * P, &padded_h) ||
-        __builtin_add_overflow(W, 2 * P, &padded_w) ||
-        __builtin_mul_overflow(H, padded_w, &a) || __builtin_mul_overflow(padded_h, W, &b) ||
-        __builtin_mul_overflow(H, W, &c) || __builtin_add_overflow(a, b, &per_thread) ||
-        __builtin_add_overflow(per_thread, c, &per_thread) ||
-        __builtin_mul_overflow(per_thread, 2 * (fcnn_size)sizeof(double), &per_thread) ||
+    const int elastic = elastic_on(settings);
+    // with the elastic part, shared: the taps (P + 1 doubles) and the index hashes (2C); then
+    // each thread's scratch
+    fcnn_size padded_h, padded_w, a, b, c, per_thread = 0, all, shared = 0, total;
+    if (elastic &&
+        (__builtin_add_overflow(H, 2 * P, &padded_h) ||
+         __builtin_add_overflow(W, 2 * P, &padded_w) ||
+         __builtin_mul_overflow(H, padded_w, &a) || __builtin_mul_overflow(padded_h, W, &b) ||
+         __builtin_mul_overflow(H, W, &c) || __builtin_add_overflow(a, b, &per_thread) ||
+         __builtin_add_overflow(per_thread, c, &per_thread) ||
+         __builtin_mul_overflow(per_thread, 2, &per_thread) ||
+         __builtin_mul_overflow(c, 2 * (fcnn_size)sizeof(uint64_t), &shared) ||
+         __builtin_add_overflow(shared, (P + 1) * (fcnn_size)sizeof(double), &shared))) {
+        return -1;
+    }
+    if (__builtin_add_overflow(per_thread, 2 * W, &per_thread) ||
+        __builtin_mul_overflow(per_thread, (fcnn_size)sizeof(double), &per_thread) ||
         __builtin_mul_overflow(per_thread, (fcnn_size)num_threads, &all) ||
-        __builtin_mul_overflow(c, 2 * (fcnn_size)sizeof(uint64_t), &shared) ||
-        __builtin_add_overflow(shared, (P + 1) * (fcnn_size)sizeof(double), &shared) ||
         __builtin_add_overflow(all, shared, &total) || total > PTRDIFF_MAX / 2) {
         return -1;
     }
@@ -99,11 +106,13 @@ FCNN_HOT static void smooth_field(double *smooth, double *padded, double *across
                          uint64_t key, const uint64_t *hashes, fcnn_size H, fcnn_size W,
                          fcnn_size P) {
     const fcnn_size row = W + 2 * P;
+    // The draws in one flat loop over the C pixels (it vectorises: 64-bit multiplies and
+    // conversions in AVX-512), staged in smooth, then into the padded rows.
+    for (fcnn_size k = 0; k < H * W; k++) {
+        smooth[k] = 2 * fcnn_random_uniform_hashed(key, hashes[k]) - 1;
+    }
     for (fcnn_size i = 0; i < H; i++) {
-        for (fcnn_size j = 0; j < W; j++) {
-            const double u = fcnn_random_uniform_hashed(key, hashes[i * W + j]);
-            padded[i * row + P + j] = 2 * u - 1;
-        }
+        memcpy(padded + i * row + P, smooth + i * W, (size_t)W * sizeof(double));
     }
     // along rows: across (H + 2P, W), rows P..P+H-1; the taps' pairs summed first (symmetry)
     for (fcnn_size i = 0; i < H; i++) {
@@ -133,7 +142,7 @@ static double pixel_at(const uint8_t *image, fcnn_size i, fcnn_size j, fcnn_size
     return i >= 0 && i < H && j >= 0 && j < W ? (double)image[i * W + j] : 0.0;
 }
 
-// image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P);
+// image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P, elastic);
 // hashes (2C): fcnn_random_index_hash of the elastic fields' draw indices
 FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t *image,
                           const double *weights, const uint64_t *hashes,
@@ -154,7 +163,8 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
     const double cx = (double)(W - 1) / 2, cy = (double)(H - 1) / 2;
     const int elastic = elastic_on(settings);
     const double alpha = settings->elastic_alpha;
-    double *smooth_x = scratch, *smooth_y = scratch + H * W;
+    double *source_x = scratch, *source_y = scratch + W;
+    double *smooth_x = source_y + W, *smooth_y = smooth_x + H * W;
     if (elastic) {
         double *padded = smooth_y + H * W, *across = padded + H * (W + 2 * P);
         smooth_field(smooth_x, padded, across, weights, key, hashes, H, W, P);
@@ -162,15 +172,23 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
                      across + H * (W + 2 * P) + (H + 2 * P) * W, weights, key, hashes + H * W,
                      H, W, P);
     }
+    // Source coordinates of a row first, in a loop of its own that vectorises (the same
+    // arithmetic per pixel, so the same bits), then the sampling, which branches.
     for (fcnn_size i = 0; i < H; i++) {
         const double ry = (double)i - cy - ty;
         for (fcnn_size j = 0; j < W; j++) {
             const double rx = (double)j - cx - tx;
-            double xs = cx + (a00 * rx + a01 * ry), ys = cy + (a10 * rx + a11 * ry);
-            if (elastic) {
-                xs = xs + alpha * smooth_x[i * W + j];
-                ys = ys + alpha * smooth_y[i * W + j];
+            source_x[j] = cx + (a00 * rx + a01 * ry);
+            source_y[j] = cy + (a10 * rx + a11 * ry);
+        }
+        if (elastic) {
+            for (fcnn_size j = 0; j < W; j++) {
+                source_x[j] = source_x[j] + alpha * smooth_x[i * W + j];
+                source_y[j] = source_y[j] + alpha * smooth_y[i * W + j];
             }
+        }
+        for (fcnn_size j = 0; j < W; j++) {
+            const double xs = source_x[j], ys = source_y[j];
             uint8_t value = 0;
             // Beyond one pixel outside, all four neighbours are zeros (NaN fails too).
             if (xs > -1 && xs < (double)W && ys > -1 && ys < (double)H) {
@@ -211,10 +229,10 @@ void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const in
     fcnn_size P;
     const fcnn_size radius = augment_radius(&P, H, W, settings);
     const int elastic = elastic_on(settings);
-    double *weights = workspace;
+    double *weights = elastic ? workspace : NULL;
     uint64_t *hashes = elastic ? (uint64_t *)(weights + (P + 1)) : NULL;
-    double *scratches = elastic ? (double *)(hashes + 2 * C) : NULL;
-    const fcnn_size per_thread = elastic ? scratch_doubles(H, W, P) : 0;
+    double *scratches = elastic ? (double *)(hashes + 2 * C) : workspace;
+    const fcnn_size per_thread = scratch_doubles(H, W, P, elastic);
     if (elastic) {
         gaussian_taps(weights, P, radius, settings->elastic_sigma);
         // Every image draws its fields at the same indices: their hashes serve all streams.
@@ -231,7 +249,7 @@ void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const in
         const unsigned saved_mode = _mm_getcsr();
         _mm_setcsr(saved_mode & ~0x8040u);
 #endif
-        double *scratch = elastic ? scratches + fcnn_thread_index() * per_thread : NULL;
+        double *scratch = identity ? NULL : scratches + fcnn_thread_index() * per_thread;
         if (scratch != NULL) memset(scratch, 0, (size_t)per_thread * sizeof(double));
 #pragma omp for schedule(static)
         for (fcnn_size b = 0; b < B; b++) {

@@ -17,7 +17,7 @@ from ._backend import kernels
 from ._checks import check_real
 from .reference import MAX_ELASTIC_SIGMA
 
-__all__ = ["RECOMMENDED", "Augmentation", "augment"]
+__all__ = ["LITERATURE", "RECOMMENDED", "Augmentation", "augment"]
 
 
 @dataclass(frozen=True)
@@ -141,15 +141,20 @@ class Augmentation:
         return cls(**settings)
 
 
-#: Suggested strengths for MNIST (28 x 28 digits), untuned in fcnn: a starting point drawn from
-#: the literature. The elastic distortion is Simard et al.'s (ICDAR 2003: sigma 4; their alpha
-#: of 34 was used alone, it is lowered to 20 here as the affine warp comes on top); rotation and
-#: scale are two thirds of Ciresan et al.'s (Neural Computation 2010: up to +-15 degrees and
-#: +-15% scaling); translations of up to 2 pixels keep MNIST's 20 x 20 digit boxes inside their
-#: 4-pixel margins; the shear of 0.15 slants strokes by up to 8.5 degrees.
-RECOMMENDED = Augmentation(
+#: Strengths drawn from the literature for MNIST (28 x 28 digits), the scale the search's
+#: candidates are measured against. The elastic distortion is Simard et al.'s (ICDAR 2003:
+#: sigma 4; their alpha of 34 was used alone, it is lowered to 20 here as the affine warp comes
+#: on top); rotation and scale are two thirds of Ciresan et al.'s (Neural Computation 2010: up to
+#: +-15 degrees and +-15% scaling); translations of up to 2 pixels keep MNIST's 20 x 20 digit
+#: boxes inside their 4-pixel margins; the shear of 0.15 slants strokes by up to 8.5 degrees.
+LITERATURE = Augmentation(
     translate=2.0, rotate=10.0, scale=0.1, shear=0.15, elastic_alpha=20.0, elastic_sigma=4.0
 )
+#: The strengths ``fcnn train --augment`` uses: half of :data:`LITERATURE`, which
+#: ``fcnn search --stages augment`` selected on MNIST's validation split (10,000 training
+#: images held out) among none, half, all and 1.5 times the literature's strengths, at 30
+#: epochs: 99.04% validation accuracy against 98.91% (all), 98.45% (1.5x) and 98.27% (none).
+RECOMMENDED = LITERATURE.scaled(0.5)
 
 
 def augment(

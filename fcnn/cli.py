@@ -48,6 +48,7 @@ from .functional import Dropout, Linear
 from .nn import Module
 from .serialization import load_checkpoint, restore_optimizer, save
 from .training import (
+    AUGMENTED_CONFIG,
     DivergenceError,
     TrainConfig,
     build_model,
@@ -210,19 +211,22 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.nesterov,
         help="Nesterov momentum",
     )
+    # --dropout and --epochs default to None, "not given": --augment then picks its own.
     train_cmd.add_argument(
         "--dropout",
         type=float,
-        default=defaults.dropout,
+        default=None,
         metavar="P",
-        help="dropout rate in [0, 1) after every hidden layer's ReLU; 0 turns it off",
+        help="dropout rate in [0, 1) after every hidden layer's ReLU; 0 turns it off "
+        f"(default: {defaults.dropout:g}; {AUGMENTED_CONFIG.dropout:g} with --augment)",
     )
     train_cmd.add_argument(
         "--epochs",
         type=_positive,
-        default=defaults.epochs,
-        help="epochs to train (with --resume: the total, counting the "
-        "saved ones; default: %(default)s)",
+        default=None,
+        help="epochs to train (with --resume: the total, counting the saved ones; "
+        f"default: {defaults.epochs}; {AUGMENTED_CONFIG.epochs} with --augment; with "
+        "--resume, the resumed run's)",
     )
     train_cmd.add_argument(
         "--batch-size", type=_positive, default=defaults.batch_size, help="images per SGD step"
@@ -705,7 +709,17 @@ def _augmentation_from_args(args: argparse.Namespace) -> Augmentation | None:
         raise UsageError(f"{flag} {getattr(args, name)}: {error}") from None
 
 
+def _unset_defaults(args: argparse.Namespace) -> None:
+    """Fills --epochs and --dropout when not given: ``fcnn train --augment`` trains the
+    recommended configuration (:data:`fcnn.training.AUGMENTED_CONFIG`), else the defaults."""
+    recommended = AUGMENTED_CONFIG if getattr(args, "augment_recommended", False) else TrainConfig()
+    for name in ("epochs", "dropout"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(recommended, name))
+
+
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    _unset_defaults(args)
     settings = dict(
         hidden=tuple(args.hidden),
         lr=args.lr,
@@ -789,7 +803,7 @@ def _resumed_config(
             f"the augmentation flags ask for {augment}, the resumed run used {saved.augment}; "
             "--resume continues with the saved settings (only --epochs may change)"
         )
-    return replace(saved, epochs=args.epochs)
+    return replace(saved, epochs=saved.epochs if args.epochs is None else args.epochs)
 
 
 def _train(args: argparse.Namespace, run: _Run) -> int:
@@ -1218,13 +1232,18 @@ def _train_command(
     config_defaults = TrainConfig().to_dict()
     for field in (f.name for f in fields(TrainConfig)):
         value = params.get(field, config_defaults[field])
+        if field == "augment":
+            command += _augmentation_flags(value)
+            continue
         if field not in train_defaults:
             if value != config_defaults[field]:
                 missing.append(f"{field}={value}")
             continue
         if value is None:
             continue
-        if field in searched or field in ("epochs", "seed") or value != train_defaults[field]:
+        default = train_defaults[field]
+        default = config_defaults[field] if default is None else default
+        if field in searched or field in ("epochs", "seed") or value != default:
             flag = "--" + field.replace("_", "-")
             if isinstance(value, bool):
                 command.append(flag if value else "--no-" + flag[2:])
@@ -1233,6 +1252,21 @@ def _train_command(
     if args.val_size != train_defaults["val_size"]:
         command += ["--val-size", str(args.val_size)]
     return command, missing
+
+
+def _augmentation_flags(value: Any) -> list[str]:
+    """fcnn train's flags for an augmentation (an Augmentation, its dict, or None)."""
+    if value is None:
+        return []
+    augmentation = Augmentation.from_dict(value) if isinstance(value, dict) else value
+    if augmentation.is_identity:
+        return []
+    if augmentation == RECOMMENDED:
+        return ["--augment"]
+    flags = []
+    for flag, name, _ in _AUGMENTATION_FLAGS:
+        flags += [flag, f"{getattr(augmentation, name):g}"]
+    return flags
 
 
 #: The stages ``fcnn search`` builds from its own options: name -> the option giving the values.

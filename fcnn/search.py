@@ -44,7 +44,7 @@ import numpy as np
 
 from ._checks import check_int, check_n_jobs, check_threads
 from ._io import write_text_atomically
-from .augmentation import RECOMMENDED, Augmentation
+from .augmentation import LITERATURE, Augmentation
 from .dataloader import DataLoader
 from .training import DivergenceError, History, TrainConfig, build_model, build_optimizer, fit
 
@@ -128,13 +128,13 @@ ORIGINAL_BASE = TrainConfig(
     init="kaiming",
 )
 
-#: fcnn's stages for accuracy beyond the plain net's (issue: beyond 99% on MNIST), run from
-#: ``fcnn train``'s defaults: how strongly to warp the training images (none, half, the
-#: recommended strengths, half again as strong), then dropout after the hidden layer, the
-#: hidden size, and last the number of epochs, which augmentation lengthens (each warp is
-#: seen once, so a longer run does not overfit the way the plain one does).
+#: fcnn's stages for accuracy beyond the plain net's, run from ``fcnn train``'s defaults:
+#: how strongly to warp the training images (none, half, all and 1.5 times
+#: :data:`fcnn.augmentation.LITERATURE`'s strengths), then dropout after the hidden layer,
+#: the hidden size, and last the number of epochs, which augmentation lengthens (each warp
+#: is seen once, so a longer run does not overfit the way the plain one does).
 AUGMENT_STAGES: tuple[tuple[Field, tuple[Any, ...]], ...] = (
-    ("augment", (Augmentation(), RECOMMENDED.scaled(0.5), RECOMMENDED, RECOMMENDED.scaled(1.5))),
+    ("augment", (Augmentation(), LITERATURE.scaled(0.5), LITERATURE, LITERATURE.scaled(1.5))),
     ("dropout", (0.0, 0.1, 0.25)),
     ("hidden", (1024, 2048)),
     ("epochs", (30, 60, 100)),

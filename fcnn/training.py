@@ -21,7 +21,7 @@ import numpy as np
 from . import _core
 from ._backend import get_backend, kernels
 from ._checks import check_dropout_rate, check_int, require_finite
-from .augmentation import Augmentation
+from .augmentation import RECOMMENDED, Augmentation
 from .dataloader import DataLoader
 from .functional import CrossEntropyLoss, Dropout, Linear, ReLU, Softmax
 from .metrics import classification_report, confusion_matrix
@@ -31,6 +31,7 @@ from .optim import SGD, ExponentialScheduler
 __all__ = [
     "DivergenceError",
     "History",
+    "AUGMENTED_CONFIG",
     "TrainConfig",
     "build_model",
     "build_optimizer",
@@ -761,6 +762,15 @@ class TrainConfig:
         if "hidden" in values:
             values["hidden"] = tuple(values["hidden"])
         return cls(**values)
+
+
+#: What ``fcnn train --augment`` trains: ``fcnn train``'s defaults with the recommended warp
+#: (:data:`fcnn.augmentation.RECOMMENDED`) for 100 epochs, no dropout, one hidden layer of
+#: 1024. ``fcnn search --stages augment`` (AUGMENT_STAGES) selected each setting on MNIST's
+#: validation split, in order: the warp's strength, dropout (0 over 0.1 and 0.25), the hidden
+#: size (1024 over 2048) and the epochs (100: 99.16% validation accuracy, 60: 99.13%, 30:
+#: 99.04%). Each warp is seen once, so the longer run does not overfit as the plain one does.
+AUGMENTED_CONFIG = TrainConfig(augment=RECOMMENDED, epochs=100, dropout=0.0)
 
 
 def build_model(num_inputs: int, num_classes: int, config: TrainConfig) -> Module:

@@ -421,17 +421,18 @@ def test_loader_refuses_what_it_cannot_augment(digits):
 
 
 def test_scaled_strengths_keep_sigma_and_a_valid_scale():
-    half = fcnn.augmentation.RECOMMENDED.scaled(0.5)
+    half = fcnn.augmentation.LITERATURE.scaled(0.5)
     assert half.rotate == 5.0 and half.elastic_alpha == 10.0 and half.elastic_sigma == 4.0
-    assert fcnn.augmentation.RECOMMENDED.scaled(20).scale == 0.9
-    assert fcnn.augmentation.RECOMMENDED.scaled(0).is_identity
+    assert fcnn.augmentation.LITERATURE.scaled(20).scale == 0.9
+    assert fcnn.augmentation.LITERATURE.scaled(0).is_identity
     with pytest.raises(ValueError, match="factor must be finite and >= 0"):
-        fcnn.augmentation.RECOMMENDED.scaled(-1)
+        fcnn.augmentation.LITERATURE.scaled(-1)
 
 
 def test_labels_name_the_strengths_that_are_on():
     assert fcnn.Augmentation().label() == "off"
-    assert fcnn.augmentation.RECOMMENDED.label() == "t2 r10 s0.1 k0.15 e20/4"
+    assert fcnn.augmentation.LITERATURE.label() == "t2 r10 s0.1 k0.15 e20/4"
+    assert fcnn.augmentation.RECOMMENDED.label() == "t1 r5 s0.05 k0.075 e10/4"
     assert fcnn.Augmentation(rotate=5, elastic_alpha=3).label() == "r5"  # sigma 0: no elastic
 
 

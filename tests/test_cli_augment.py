@@ -8,7 +8,7 @@ import pytest
 import fcnn
 from fcnn import cli
 from fcnn.augmentation import RECOMMENDED
-from fcnn.cli import main
+from fcnn.cli import _config_from_args, _parser, main
 
 SMALL = ["--hidden", "16", "--lr", "0.05", "--batch-size", "50", "--no-progress", "-q"]
 
@@ -89,3 +89,25 @@ def test_help_shows_the_recommended_strengths(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--augment" in out and "--elastic-alpha X" in out
     assert f"(default: {RECOMMENDED.rotate:g} with --augment, else 0)" in out
+
+
+def test_augment_alone_trains_the_recommended_configuration():
+    from fcnn.training import AUGMENTED_CONFIG
+
+    config = _config_from_args(_parser().parse_args(["train", "--augment"]))
+    assert config == AUGMENTED_CONFIG
+    assert config.epochs == 100 and config.augment == RECOMMENDED
+    # Flags given win over the recommended ones, and without --augment the defaults hold.
+    given = _config_from_args(_parser().parse_args(["train", "--augment", "--epochs", "30"]))
+    assert given.epochs == 30 and given.augment == RECOMMENDED
+    assert _config_from_args(_parser().parse_args(["train"])).epochs == 30
+
+
+def test_search_prints_augment_for_the_recommended_warp():
+    from fcnn.cli import _augmentation_flags
+
+    assert _augmentation_flags(RECOMMENDED.to_dict()) == ["--augment"]
+    assert _augmentation_flags(None) == [] and _augmentation_flags(fcnn.Augmentation()) == []
+    flags = _augmentation_flags(fcnn.Augmentation(rotate=3.0))
+    config = _config_from_args(_parser().parse_args(["train", *flags]))
+    assert config.augment == fcnn.Augmentation(rotate=3.0)

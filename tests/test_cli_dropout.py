@@ -7,7 +7,7 @@ import pytest
 
 import fcnn
 from fcnn import cli
-from fcnn.cli import _parser, main
+from fcnn.cli import _config_from_args, _parser, main
 from fcnn.datasets import load_mnist
 from fcnn.functional import Dropout, Linear, ReLU, Softmax
 from fcnn.training import TrainConfig, build_model
@@ -30,11 +30,12 @@ def small_mnist(mnist_dir, monkeypatch):
 
 
 def test_help_shows_dropout_and_it_defaults_to_off(capsys):
-    assert _parser().parse_args(["train"]).dropout == 0.0 == TrainConfig().dropout
+    assert _config_from_args(_parser().parse_args(["train"])).dropout == 0.0
+    assert TrainConfig().dropout == 0.0
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "--dropout P dropout rate in [0, 1)" in help_text and "(default: 0.0)" in help_text
+    assert "--dropout P dropout rate in [0, 1)" in help_text and "(default: 0; 0 with --augment)" in help_text
 
 
 @pytest.mark.parametrize("value", ["1", "-0.5", "nan"])

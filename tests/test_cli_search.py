@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fcnn.cli import _parser, main
+from fcnn.cli import _parser, _unset_defaults, main
 from fcnn.search import STAGE_GROUPS, SearchResult, stage_names
 from fcnn.training import TrainConfig
 
@@ -105,7 +105,9 @@ def test_search_prints_the_best_settings_and_the_train_command(searched):
     assert command[:2] == ["fcnn", "train"]
     # The command parses and sets every chosen setting `fcnn train` has an option for, on
     # the same split; a setting it has no option for is either its default or named in a note.
-    args = vars(_parser().parse_args(command[1:]))
+    namespace = _parser().parse_args(command[1:])
+    _unset_defaults(namespace)  # --epochs and --dropout as fcnn train resolves them
+    args = vars(namespace)
     defaults = TrainConfig().to_dict()
     for field, value in best.items():
         if field in args:
