@@ -275,6 +275,7 @@ def test_resume_refusals(trained, mnist_dir, tmp_path, capsys):
     one_line_error(capsys.readouterr().err, "no model file at")
 
 
+@pytest.mark.slow  # trains on real MNIST until it stops
 def test_early_stopping_flag(mnist_dir, tmp_path, capsys):
     if not _has_early_stopping():
         # This fcnn's TrainConfig/train have no early stopping: the flag is not offered.

@@ -54,6 +54,7 @@ def test_a_strength_flag_alone_augments_with_that_transform_only(subset, tmp_pat
     assert record["config"]["augment"] == fcnn.Augmentation(shear=0.2).to_dict()
 
 
+@pytest.mark.slow  # trains on MNIST three times, as test_cli's resume test
 def test_resume_continues_the_augmentation_exactly(subset, tmp_path):
     common = ["train", *subset, *SMALL, "--augment"]
     assert main([*common, "--epochs", "2", "--out", str(tmp_path / "straight")]) == 0

@@ -35,7 +35,8 @@ def test_help_shows_dropout_and_it_defaults_to_off(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "--dropout P dropout rate in [0, 1)" in help_text and "(default: 0; 0 with --augment)" in help_text
+    assert "--dropout P dropout rate in [0, 1)" in help_text
+    assert "(default: 0; 0 with --augment)" in help_text
 
 
 @pytest.mark.parametrize("value", ["1", "-0.5", "nan"])
