@@ -50,10 +50,24 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
     The EXIF orientation of photos is applied; transparent pixels become white.
 
-    Raises:
-        ImportError: Pillow is not installed.
-        FileNotFoundError: there is no file at ``path``.
-        ValueError: the file is not an image Pillow can read (the message names it).
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+
+    Returns
+    -------
+    np.ndarray
+        The image as a 2-D uint8 grayscale array.
+
+    Raises
+    ------
+    ImportError
+        Pillow is not installed.
+    FileNotFoundError
+        There is no file at ``path``.
+    ValueError
+        The file is not an image Pillow can read (the message names it).
     """
     Image, ImageOps = _import_pillow()
     from PIL import UnidentifiedImageError
@@ -79,22 +93,32 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 def mnist_preprocess(image: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
     """An image of one digit (or object) made to look like an MNIST image (see the module doc).
 
-    Args:
-        image: a 2-D grayscale image of any size (uint8 0..255, or float 0..1),
-            dark ink on light paper or light ink on dark.
-        size: side of the square output (MNIST: 28).
-        box: side of the square the ink is fitted in (MNIST: 20), <= ``size``.
+    Parameters
+    ----------
+    image : np.ndarray
+        A 2-D grayscale image of any size (uint8 0..255, or float 0..1), dark ink
+        on light paper or light ink on dark.
+    size : int, default=28
+        Side of the square output (MNIST: 28).
+    box : int, default=20
+        Side of the square the ink is fitted in (MNIST: 20), <= ``size``.
 
-    Returns:
+    Returns
+    -------
+    np.ndarray
         A ``(size, size)`` uint8 array, white ink on black, ready for
         ``fcnn.predict(net, result[np.newaxis])``.
 
-    Raises:
-        TypeError: ``image`` is not a numeric numpy array.
-        ValueError: ``image`` is not 2-D, is empty, holds NaN or infinity, is blank
-            (one uniform colour, no ink to find), or ``box`` is not in [1, ``size``].
+    Raises
+    ------
+    TypeError
+        ``image`` is not a numeric numpy array.
+    ValueError
+        ``image`` is not 2-D, is empty, holds NaN or infinity, is blank (one
+        uniform colour, no ink to find), or ``box`` is not in [1, ``size``].
 
-    Example:
+    Examples
+    --------
         >>> from fcnn.images import load_image, mnist_preprocess
         >>> digit = mnist_preprocess(load_image("digit.png"))     # (28, 28) uint8
         >>> fcnn.predict(net, digit[np.newaxis])
