@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._backend import kernels
-from ._checks import INT32_MAX, acquire_training_lock, check_dropout_rate, check_int
+from ._checks import INT32_MAX, INT64_MAX, acquire_training_lock, check_dropout_rate, check_int
 
 if TYPE_CHECKING:
     from .nn import Module
@@ -476,13 +476,10 @@ class Dropout(Layer):
         probability of dropping a unit, in [0, 1) (default 0.5; 0 turns dropout off).
     seed
         an integer in [0, 2**64); None (default) draws one at random. Saved with the
-        model by :func:`fcnn.save`, as is ``p``.
-
-    Attributes
-    ----------
-    step : int
-        the number of the next training step (0 for a new layer, not saved): set it to
-        replay a mask.
+        model by :func:`fcnn.save`, as are ``p`` and ``step``.
+    step
+        the number of the next training step, an integer >= 0 (default 0): a loaded
+        model carries on with new masks; set it to replay a mask.
 
     Examples
     --------
@@ -490,16 +487,16 @@ class Dropout(Layer):
     >>> probs = net.eval().inference(images)   # no dropout
     """
 
-    hyperparams = ("p", "seed")
+    hyperparams = ("p", "seed", "step")
     kernel_names = ("dropout_forward", "dropout_backward")
     identity_at_inference = True
 
-    def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
+    def __init__(self, p: float = 0.5, seed: int | None = None, step: int = 0) -> None:
         self.p = check_dropout_rate(p, "p")
         if seed is None:
             seed = int(np.random.default_rng().integers(2**63))
         self.seed = check_int(seed, "seed", 0, _SEED_MAX)
-        self.step = 0
+        self.step = check_int(step, "step", 0, INT64_MAX)
         # The step whose mask the last forward pass drew; None: it passed its input through.
         self._mask_step: int | None = None
         self._forwarded = False

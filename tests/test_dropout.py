@@ -179,7 +179,7 @@ def test_layer_settings_are_validated():
     assert Dropout().seed != Dropout().seed  # None: a fresh random seed, kept in .seed
     assert fcnn.Dropout is Dropout and fcnn.nn.Dropout is Dropout and "Dropout" in LAYERS
     assert repr(Dropout(0.25, seed=7)) == "Dropout(p=0.25, seed=7)"
-    assert Dropout(0.25, seed=7).config() == {"p": 0.25, "seed": 7}
+    assert Dropout(0.25, seed=7).config() == {"p": 0.25, "seed": 7, "step": 0}
 
 
 class OwnForward(Module):
@@ -237,14 +237,16 @@ def test_gradients_of_a_net_with_dropout(backend):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_net_with_dropout_saves_and_loads(dtype, tmp_path):
     net = dropout_net(dtype, p=0.25, seed=2**64 - 1)
+    x = batch(dtype, (5, 6))
+    for _ in range(3):  # three training steps: the file keeps the step count
+        net(x)
     path = fcnn.save(net, tmp_path / "net.npz")
     with np.load(path, allow_pickle=False) as archive:
         meta = json.loads(archive[serialization.META_KEY].tobytes().decode("utf-8"))
-    assert meta["layers"][2] == {"type": "Dropout", "p": 0.25, "seed": 2**64 - 1}
+    assert meta["layers"][2] == {"type": "Dropout", "p": 0.25, "seed": 2**64 - 1, "step": 3}
     loaded = fcnn.load(path)
     assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in net.layers]
-    assert loaded.layers[2].config() == {"p": 0.25, "seed": 2**64 - 1}
-    x = batch(dtype, (5, 6))
+    assert loaded.layers[2].config() == {"p": 0.25, "seed": 2**64 - 1, "step": 3}
     np.testing.assert_array_equal(loaded(x), net(x))  # same seed, same step: same mask
     np.testing.assert_array_equal(loaded.inference(x), net.inference(x))
 
@@ -252,10 +254,11 @@ def test_net_with_dropout_saves_and_loads(dtype, tmp_path):
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        ({"type": "Dropout", "p": 1.5, "seed": 0}, r"p must be in \[0, 1\)"),
-        ({"type": "Dropout", "p": 0.5, "seed": -3}, "seed must be an integer >= 0"),
-        ({"type": "Dropout", "p": 0.5}, "must have exactly the fields"),
-        ({"type": "Dropout", "p": "0.5", "seed": 0}, "p must be a real number"),
+        ({"type": "Dropout", "p": 1.5, "seed": 0, "step": 0}, r"p must be in \[0, 1\)"),
+        ({"type": "Dropout", "p": 0.5, "seed": -3, "step": 0}, "seed must be an integer >= 0"),
+        ({"type": "Dropout", "p": 0.5, "seed": 0}, "must have exactly the fields"),
+        ({"type": "Dropout", "p": "0.5", "seed": 0, "step": 0}, "p must be a real number"),
+        ({"type": "Dropout", "p": 0.5, "seed": 0, "step": -1}, "step must be an integer >= 0"),
     ],
 )
 def test_hand_edited_dropout_records_are_refused(edit, match, tmp_path):
