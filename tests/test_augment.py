@@ -1,12 +1,11 @@
 """Data augmentation: fcnn._core.augment against its NumPy twin, byte for byte, on MNIST
 digits and random images; threads; what each transform does; bad input; leaks."""
 
-import gc
 import sys
-import tracemalloc
 
 import numpy as np
 import pytest
+from leakcheck import assert_no_leak
 
 import fcnn
 from fcnn import _core, reference
@@ -300,26 +299,8 @@ def test_binding_does_not_leak():
     references = sys.getrefcount(result)
     del result
     assert references == 2
-    run(500)
-    gc.collect()
-    before = [sys.getrefcount(item) for item in watched]
-    tracemalloc.start()
-    try:
-        memory_before = tracemalloc.get_traced_memory()[0]
-        run(1000)
-        gc.collect()
-        growth = tracemalloc.get_traced_memory()[0] - memory_before
-    finally:
-        tracemalloc.stop()
-    after = [sys.getrefcount(item) for item in watched]
     # One leaked 40x12x12 result per call would be ~5.6 MiB; one int64 index copy, 312 KiB.
-    assert growth < 64 * 2**10, f"traced memory grew by {growth / 2**10:.0f} KiB"
-    for item, count_before, count_after in zip(watched, before, after, strict=True):
-        assert abs(count_after - count_before) < 10, (
-            type(item).__name__,
-            count_before,
-            count_after,
-        )
+    assert_no_leak(run, 1000, watched, warm_up=500, max_references=10)
 
 
 # ----------------------------------------------------------------------------

@@ -1,12 +1,9 @@
 """The fused C epoch with augmentation: against its NumPy twin, against the Module API over
 DataLoader(augment=...), reproducibility, the recorded settings, bad input and leaks."""
 
-import gc
-import sys
-import tracemalloc
-
 import numpy as np
 import pytest
+from leakcheck import assert_no_leak
 from synthetic import parameters
 
 import fcnn
@@ -277,22 +274,8 @@ def test_augmented_train_epoch_does_not_leak():
                 )
 
     watched = [images, labels, order, strengths, shape, *strengths, *weights, None]
-    run(100)
-    gc.collect()
-    before = [sys.getrefcount(item) for item in watched]
-    tracemalloc.start()
-    try:
-        memory_before = tracemalloc.get_traced_memory()[0]
-        run(600)
-        gc.collect()
-        growth = tracemalloc.get_traced_memory()[0] - memory_before
-    finally:
-        tracemalloc.stop()
-    after = [sys.getrefcount(item) for item in watched]
     # a leaked int64 copy of order per call would be 600 * 512 bytes = 300 KiB
-    assert growth < 64 * 2**10, f"traced memory grew by {growth / 2**10:.0f} KiB"
-    for item, count_before, count_after in zip(watched, before, after, strict=True):
-        assert abs(count_after - count_before) < 6, (repr(item)[:40], count_before, count_after)
+    assert_no_leak(run, 600, watched)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
