@@ -202,9 +202,9 @@ static PyArrayObject *index_array(PyObject *obj, const char *name, npy_intp leng
     return converted;
 }
 
-// A finite, non-negative real number (lr, weight_decay, initial_lr).
-static int real_arg(PyObject *obj, const char *name, double *value) {
-    if (!PyFloat_Check(obj) && !PyNumber_Check(obj)) {
+// obj as a double, or a TypeError naming it; with refuse_bool, True and False are refused.
+static int number_arg(PyObject *obj, const char *name, int refuse_bool, double *value) {
+    if ((refuse_bool && PyBool_Check(obj)) || !PyNumber_Check(obj) || PyUnicode_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
                      Py_TYPE(obj)->tp_name);
         return -1;
@@ -216,6 +216,12 @@ static int real_arg(PyObject *obj, const char *name, double *value) {
                      Py_TYPE(obj)->tp_name);
         return -1;
     }
+    return 0;
+}
+
+// A finite, non-negative real number (lr, weight_decay, initial_lr).
+static int real_arg(PyObject *obj, const char *name, double *value) {
+    if (number_arg(obj, name, 0, value) < 0) return -1;
     if (!isfinite(*value) || *value < 0) {
         PyErr_Format(PyExc_ValueError, "%s must be finite and >= 0, got %R", name, obj);
         return -1;
@@ -683,18 +689,7 @@ fail:
 
 // A dropout rate: a real number in [0, 1).
 static int dropout_rate_arg(PyObject *obj, const char *name, double *value) {
-    if (PyBool_Check(obj) || !PyNumber_Check(obj) || PyUnicode_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    *value = PyFloat_AsDouble(obj);
-    if (*value == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s must be a real number, got %s", name,
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
+    if (number_arg(obj, name, 1, value) < 0) return -1;
     if (!(*value >= 0 && *value < 1)) {  // NaN fails too
         PyErr_Format(PyExc_ValueError, "%s must be in [0, 1), got %R", name, obj);
         return -1;
