@@ -7,15 +7,19 @@
 // Bitwise twin: fcnn/reference.py's augment gives the same bytes. Everything is computed in
 // double, in the twin's order, without contraction into fused multiply-adds (hence the pragmas,
 // which hold in the AVX-512 and AVX2 clones too: vectorising across pixels changes no pixel's
-// arithmetic) and with subnormals kept (FTZ/DAZ off in the loop, as NumPy has them); sin, cos
+// arithmetic; no-trapping-math only lets GCC compute both sides of the sampling's selects, so
+// that it vectorises) and with subnormals kept (FTZ/DAZ off in the loop, as NumPy has them); sin, cos
 // and exp come from the libm Python's math module calls too.
 //
 // Size legend: B = images warped, N = images given, H x W = pixels of an image (C = H * W),
-// P = radius of the smoothing kernel actually applied (see augment_radius).
-#pragma GCC optimize("fp-contract=off")
+// P = radius of the smoothing kernel actually applied (see augment_radius), V = W rounded up
+// to a whole number of LANES (the row stride of the fields, so that every pass over them runs
+// on whole vectors).
+#pragma GCC optimize("fp-contract=off", "no-trapping-math")
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -31,6 +35,23 @@
 // dx (C numbers) and dy (C numbers) from ELASTIC_FIRST on.
 enum { DRAW_TRANSLATE_X, DRAW_TRANSLATE_Y, DRAW_ROTATE, DRAW_SCALE, DRAW_SHEAR };
 #define ELASTIC_FIRST 8
+
+// Eight doubles: one AVX-512 register, two AVX2 ones, four SSE2 ones in the other clones. The
+// smoothing keeps its sums in such vectors, so each lane (pixel) does the twin's arithmetic
+// in the twin's order, with no store between taps.
+typedef double lanes_t __attribute__((vector_size(64)));
+#define LANES ((fcnn_size)(sizeof(lanes_t) / sizeof(double)))
+
+static inline __attribute__((always_inline)) lanes_t lanes_load(const double *p) {
+    lanes_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void lanes_store(double *p, lanes_t v) { memcpy(p, &v, sizeof v); }
+
+// W rounded up to whole vectors (fcnn_augment_workspace refuses W > PTRDIFF_MAX / 4)
+static fcnn_size round_to_lanes(fcnn_size W) { return (W + LANES - 1) / LANES * LANES; }
 
 // ----------------------------------------------------------------------------
 // the smoothing kernel and the workspace
@@ -61,11 +82,20 @@ static void gaussian_taps(double *weights, fcnn_size P, fcnn_size radius, double
     }
 }
 
-// Doubles of one thread's scratch: a row's source coordinates (2W); with the elastic part, per
-// field, the smoothed field H x W, the row-padded field H x (W + 2P) and the column-padded
-// horizontal pass (H + 2P) x W. (Sizes checked for overflow by fcnn_augment_workspace.)
+// Doubles of one thread's scratch: the source coordinates and sampled values (3C), the image
+// with a border of one zero pixel (H + 2) x (W + 2); with the elastic part, per field, the smoothed field H x V,
+// the row-padded field H x (V + 2P) and the column-padded horizontal pass (H + 2P) x V.
+// (Sizes checked for overflow by fcnn_augment_workspace.)
 static fcnn_size scratch_doubles(fcnn_size H, fcnn_size W, fcnn_size P, int elastic) {
-    return 2 * W + (elastic ? 2 * (H * W + H * (W + 2 * P) + (H + 2 * P) * W) : 0);
+    const fcnn_size V = round_to_lanes(W);
+    return 3 * H * W + (H + 2) * (W + 2) +
+           (elastic ? 2 * (H * V + H * (V + 2 * P) + (H + 2 * P) * V) : 0);
+}
+
+// *sum += a * b, or nonzero on overflow
+static int add_product(fcnn_size *sum, fcnn_size a, fcnn_size b) {
+    fcnn_size product;
+    return __builtin_mul_overflow(a, b, &product) || __builtin_add_overflow(*sum, product, sum);
 }
 
 fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
@@ -73,24 +103,25 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
     fcnn_size P;
     augment_radius(&P, H, W, settings);
     const int elastic = elastic_on(settings);
-    // with the elastic part, shared: the taps (P + 1 doubles) and the index hashes (2C); then
-    // each thread's scratch
-    fcnn_size padded_h, padded_w, a, b, c, per_thread = 0, all, shared = 0, total;
-    if (elastic &&
-        (__builtin_add_overflow(H, 2 * P, &padded_h) ||
-         __builtin_add_overflow(W, 2 * P, &padded_w) ||
-         __builtin_mul_overflow(H, padded_w, &a) || __builtin_mul_overflow(padded_h, W, &b) ||
-         __builtin_mul_overflow(H, W, &c) || __builtin_add_overflow(a, b, &per_thread) ||
-         __builtin_add_overflow(per_thread, c, &per_thread) ||
-         __builtin_mul_overflow(per_thread, 2, &per_thread) ||
-         __builtin_mul_overflow(c, 2 * (fcnn_size)sizeof(uint64_t), &shared) ||
-         __builtin_add_overflow(shared, (P + 1) * (fcnn_size)sizeof(double), &shared))) {
+    // Shared, with the elastic part: the taps (P + 1 doubles) and the index hashes (2C); then
+    // each thread's scratch, as scratch_doubles counts it (checked here, term by term).
+    fcnn_size C = 0, shared = 0, per_thread = 0, total = 0;
+    if (H > PTRDIFF_MAX / 4 || W > PTRDIFF_MAX / 4 || add_product(&C, H, W) ||
+        add_product(&per_thread, 3, C) || add_product(&per_thread, H + 2, W + 2) ||
+        per_thread > INT_MAX) {
         return -1;
     }
-    if (__builtin_add_overflow(per_thread, 2 * W, &per_thread) ||
-        __builtin_mul_overflow(per_thread, (fcnn_size)sizeof(double), &per_thread) ||
-        __builtin_mul_overflow(per_thread, (fcnn_size)num_threads, &all) ||
-        __builtin_add_overflow(all, shared, &total) || total > PTRDIFF_MAX / 2) {
+    if (elastic) {
+        const fcnn_size V = round_to_lanes(W);
+        if (add_product(&shared, P + 1, sizeof(double)) ||
+            add_product(&shared, C, 2 * sizeof(uint64_t)) ||
+            add_product(&per_thread, 2 * H, V) || add_product(&per_thread, 2 * H, V + 2 * P) ||
+            add_product(&per_thread, 2 * (H + 2 * P), V)) {
+            return -1;
+        }
+    }
+    if (add_product(&total, per_thread, (fcnn_size)sizeof(double) * num_threads) ||
+        __builtin_add_overflow(total, shared, &total) || total > PTRDIFF_MAX / 2) {
         return -1;
     }
     return total;
@@ -99,13 +130,14 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
 // ----------------------------------------------------------------------------
 // one image
 
-// field (H, W) <- 2 u - 1 for the C draws of key whose index hashes are hashes (C), written
-// into the interior of padded (H, W + 2P), whose margins are zero; then smoothed separably
-// into smooth (H, W).
-FCNN_HOT static void smooth_field(double *smooth, double *padded, double *across, const double *weights,
-                         uint64_t key, const uint64_t *hashes, fcnn_size H, fcnn_size W,
-                         fcnn_size P) {
-    const fcnn_size row = W + 2 * P;
+// field <- 2 u - 1 for the C draws of key whose index hashes are hashes (C), written into the
+// columns [P, P + W) of padded (H, V + 2P), whose other columns are zero; then smoothed
+// separably into smooth (H, V) through across (H + 2P, V), whose first and last P rows are
+// zero. Columns [W, V) of smooth and of across's other rows get numbers that nothing reads.
+FCNN_HOT static void smooth_field(double *smooth, double *padded, double *across,
+                                  const double *weights, uint64_t key, const uint64_t *hashes,
+                                  fcnn_size H, fcnn_size W, fcnn_size P) {
+    const fcnn_size V = round_to_lanes(W), row = V + 2 * P;
     // The draws in one flat loop over the C pixels (it vectorises: 64-bit multiplies and
     // conversions in AVX-512), staged in smooth, then into the padded rows.
     for (fcnn_size k = 0; k < H * W; k++) {
@@ -114,40 +146,63 @@ FCNN_HOT static void smooth_field(double *smooth, double *padded, double *across
     for (fcnn_size i = 0; i < H; i++) {
         memcpy(padded + i * row + P, smooth + i * W, (size_t)W * sizeof(double));
     }
-    // along rows: across (H + 2P, W), rows P..P+H-1; the taps' pairs summed first (symmetry)
+    // Along rows, then along columns; a pixel's sum starts from the centre tap and adds the
+    // pairs of taps t = 1..P, each pair summed first (the kernel is symmetric).
     for (fcnn_size i = 0; i < H; i++) {
         const double *in = padded + i * row + P;
-        double *out = across + (i + P) * W;
-        for (fcnn_size j = 0; j < W; j++) out[j] = weights[0] * in[j];
-        for (fcnn_size t = 1; t <= P; t++) {
-            for (fcnn_size j = 0; j < W; j++) {
-                out[j] = out[j] + weights[t] * (in[j - t] + in[j + t]);
+        double *out = across + (i + P) * V;
+        for (fcnn_size j = 0; j < V; j += LANES) {
+            lanes_t sum = weights[0] * lanes_load(in + j);
+            for (fcnn_size t = 1; t <= P; t++) {
+                sum = sum + weights[t] * (lanes_load(in + j - t) + lanes_load(in + j + t));
             }
+            lanes_store(out + j, sum);
         }
     }
-    // along columns
-    for (fcnn_size i = 0; i < H; i++) {
-        const double *in = across + (i + P) * W;
-        double *out = smooth + i * W;
-        for (fcnn_size j = 0; j < W; j++) out[j] = weights[0] * in[j];
+    // Along columns the rows are contiguous: one flat pass over the H x V sums.
+    const double *in = across + P * V;
+    for (fcnn_size k = 0; k < H * V; k += LANES) {
+        lanes_t sum = weights[0] * lanes_load(in + k);
         for (fcnn_size t = 1; t <= P; t++) {
-            const double *above = in - t * W, *below = in + t * W;
-            for (fcnn_size j = 0; j < W; j++) out[j] = out[j] + weights[t] * (above[j] + below[j]);
+            sum = sum + weights[t] * (lanes_load(in + k - t * V) + lanes_load(in + k + t * V));
         }
+        lanes_store(smooth + k, sum);
     }
 }
 
-// The pixel (i, j) of image (H, W), 0 outside it.
-static double pixel_at(const uint8_t *image, fcnn_size i, fcnn_size j, fcnn_size H, fcnn_size W) {
-    return i >= 0 && i < H && j >= 0 && j < W ? (double)image[i * W + j] : 0.0;
+// values (C) <- the image bordered by zeros, bordered (H + 2, W + 2), sampled bilinearly at
+// (source_x, source_y) (C each), rounded half up and clamped to [0, 255]; 0 where a point is
+// not within one pixel of the image (all four neighbours are border zeros there) or is NaN.
+// One flat loop without branches, so that it vectorises: a background pixel costs what a
+// digit's does, and four zeros give floor(0 + 0.5) = 0 as the twin's formula does. Its
+// results are doubles: a uint8 store would make GCC vectorise 64 pixels at a time, more than
+// a row. Indices are int (vectorised conversions in AVX2 too): fcnn_augment_workspace refuses
+// scratch of more than INT_MAX doubles.
+FCNN_HOT static void sample_image(double *restrict values, const double *restrict bordered,
+                                  const double *restrict source_x,
+                                  const double *restrict source_y, fcnn_size H, fcnn_size W) {
+    const int row = (int)W + 2;
+    for (fcnn_size k = 0; k < H * W; k++) {
+        const double xs = source_x[k], ys = source_y[k];
+        const int inside = (xs > -1) & (xs < (double)W) & (ys > -1) & (ys < (double)H);
+        const double x = inside ? xs : 0, y = inside ? ys : 0;
+        const double x0 = floor(x), y0 = floor(y), fx = x - x0, fy = y - y0;
+        const int corner = ((int)y0 + 1) * row + (int)x0 + 1;
+        const double top = (1 - fx) * bordered[corner] + fx * bordered[corner + 1];
+        const double bottom = (1 - fx) * bordered[corner + row] + fx * bordered[corner + row + 1];
+        const double rounded = floor((1 - fy) * top + fy * bottom + 0.5);
+        const double low = rounded > 0 ? rounded : 0, clamped = low < 255 ? low : 255;
+        values[k] = inside ? clamped : 0;
+    }
 }
 
-// image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P, elastic);
-// hashes (2C): fcnn_random_index_hash of the elastic fields' draw indices
+// image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P, elastic),
+// whose borders (see scratch_doubles and smooth_field) are zero; hashes (2C):
+// fcnn_random_index_hash of the elastic fields' draw indices
 FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t *image,
-                          const double *weights, const uint64_t *hashes,
-                          const fcnn_augment_settings *settings, uint64_t key, fcnn_size H,
-                          fcnn_size W, fcnn_size P) {
+                                   const double *weights, const uint64_t *hashes,
+                                   const fcnn_augment_settings *settings, uint64_t key,
+                                   fcnn_size H, fcnn_size W, fcnn_size P) {
     // The sampling map, output -> source, is the inverse of the digit's motion: moved by
     // (tx, ty), rotated by theta, scaled by s and sheared by k (x += k y), about the centre.
     const double tx = settings->translate * (2 * fcnn_random_uniform(key, DRAW_TRANSLATE_X) - 1);
@@ -163,57 +218,39 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
     const double cx = (double)(W - 1) / 2, cy = (double)(H - 1) / 2;
     const int elastic = elastic_on(settings);
     const double alpha = settings->elastic_alpha;
-    double *source_x = scratch, *source_y = scratch + W;
-    double *smooth_x = source_y + W, *smooth_y = smooth_x + H * W;
-    if (elastic) {
-        double *padded = smooth_y + H * W, *across = padded + H * (W + 2 * P);
-        smooth_field(smooth_x, padded, across, weights, key, hashes, H, W, P);
-        smooth_field(smooth_y, padded + H * (W + 2 * P) + (H + 2 * P) * W,
-                     across + H * (W + 2 * P) + (H + 2 * P) * W, weights, key, hashes + H * W,
-                     H, W, P);
+    const fcnn_size C = H * W, V = round_to_lanes(W);
+    double *source_x = scratch, *source_y = source_x + C, *values = source_y + C;
+    double *bordered = values + C, *smooth_x = bordered + (H + 2) * (W + 2);
+    double *smooth_y = smooth_x + H * V;
+    for (fcnn_size i = 0; i < H; i++) {
+        for (fcnn_size j = 0; j < W; j++) bordered[(i + 1) * (W + 2) + j + 1] = image[i * W + j];
     }
-    // Source coordinates of a row first, in a loop of its own that vectorises (the same
-    // arithmetic per pixel, so the same bits), then the sampling, which branches.
+    if (elastic) {
+        const fcnn_size padded_size = H * (V + 2 * P), across_size = (H + 2 * P) * V;
+        double *padded = smooth_y + H * V, *across = padded + padded_size;
+        smooth_field(smooth_x, padded, across, weights, key, hashes, H, W, P);
+        padded = across + across_size, across = padded + padded_size;
+        smooth_field(smooth_y, padded, across, weights, key, hashes + C, H, W, P);
+    }
+    // Source coordinates in loops of their own that vectorise (the same arithmetic per pixel,
+    // so the same bits), then the sampling.
     for (fcnn_size i = 0; i < H; i++) {
         const double ry = (double)i - cy - ty;
+        double *row_x = source_x + i * W, *row_y = source_y + i * W;
         for (fcnn_size j = 0; j < W; j++) {
             const double rx = (double)j - cx - tx;
-            source_x[j] = cx + (a00 * rx + a01 * ry);
-            source_y[j] = cy + (a10 * rx + a11 * ry);
+            row_x[j] = cx + (a00 * rx + a01 * ry);
+            row_y[j] = cy + (a10 * rx + a11 * ry);
         }
         if (elastic) {
             for (fcnn_size j = 0; j < W; j++) {
-                source_x[j] = source_x[j] + alpha * smooth_x[i * W + j];
-                source_y[j] = source_y[j] + alpha * smooth_y[i * W + j];
+                row_x[j] = row_x[j] + alpha * smooth_x[i * V + j];
+                row_y[j] = row_y[j] + alpha * smooth_y[i * V + j];
             }
-        }
-        for (fcnn_size j = 0; j < W; j++) {
-            const double xs = source_x[j], ys = source_y[j];
-            uint8_t value = 0;
-            // Beyond one pixel outside, all four neighbours are zeros (NaN fails too).
-            if (xs > -1 && xs < (double)W && ys > -1 && ys < (double)H) {
-                const double x0 = floor(xs), y0 = floor(ys), fx = xs - x0, fy = ys - y0;
-                const fcnn_size ix = (fcnn_size)x0, iy = (fcnn_size)y0;
-                double p00, p01, p10, p11;
-                if (ix >= 0 && iy >= 0 && ix + 1 < W && iy + 1 < H) {
-                    const uint8_t *corner = image + iy * W + ix;
-                    p00 = corner[0], p01 = corner[1], p10 = corner[W], p11 = corner[W + 1];
-                } else {
-                    p00 = pixel_at(image, iy, ix, H, W), p01 = pixel_at(image, iy, ix + 1, H, W);
-                    p10 = pixel_at(image, iy + 1, ix, H, W);
-                    p11 = pixel_at(image, iy + 1, ix + 1, H, W);
-                }
-                // Four zeros give floor(0 + 0.5) = 0: the background costs no arithmetic.
-                if (p00 != 0 || p01 != 0 || p10 != 0 || p11 != 0) {
-                    const double top = (1 - fx) * p00 + fx * p01;
-                    const double bottom = (1 - fx) * p10 + fx * p11;
-                    const double rounded = floor((1 - fy) * top + fy * bottom + 0.5);
-                    value = rounded <= 0 ? 0 : rounded >= 255 ? 255 : (uint8_t)rounded;
-                }
-            }
-            out[i * W + j] = value;
         }
     }
+    sample_image(values, bordered, source_x, source_y, H, W);
+    for (fcnn_size k = 0; k < C; k++) out[k] = (uint8_t)values[k];
 }
 
 // ----------------------------------------------------------------------------

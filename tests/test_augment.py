@@ -59,7 +59,7 @@ def test_core_equals_twin_on_digits(digits, strengths, seed, first_stream):
 
 
 @pytest.mark.parametrize("strengths", ALONE.values(), ids=ALONE.keys())
-@pytest.mark.parametrize("shape", [(9, 13), (1, 1), (30, 2), (5, 5)])
+@pytest.mark.parametrize("shape", [(9, 13), (1, 1), (30, 2), (5, 5), (8, 8), (17, 24)])
 def test_core_equals_twin_on_random_images(strengths, shape):
     images = random_images(12, *shape)
     indices = np.array([3, 3, 0, 11, 7, 1, 2, 4])
