@@ -4,8 +4,9 @@
 // counter-based stream fcnn_random_key(seed, first_stream + b) (random.h), so its result
 // depends on (seed, stream) only: not on the batch it is in, the thread or the thread count.
 //
-// Bitwise twin: fcnn/reference.py's augment gives the same bytes. Everything is computed in
-// double, in the twin's order, without contraction into fused multiply-adds (hence the pragmas,
+// Bitwise twin: fcnn/reference.py's augment gives the same bytes. The displacement fields are
+// float32 (24 random bits a number, both drawn from one 64-bit number: displacements of a few
+// pixels need no more), everything else double; all in the twin's order, without contraction into fused multiply-adds (hence the pragmas,
 // which hold in the AVX-512 and AVX2 clones too: vectorising across pixels changes no pixel's
 // arithmetic; no-trapping-math only lets GCC compute both sides of the sampling's selects, so
 // that it vectorises) and with subnormals kept (FTZ/DAZ off in the loop, as NumPy has them); sin, cos
@@ -31,24 +32,24 @@
 #endif
 
 // Draws of an image's stream: the five affine numbers at fixed indices, whether or not their
-// transform is on (turning one off does not change the others), then the displacement fields
-// dx (C numbers) and dy (C numbers) from ELASTIC_FIRST on.
+// transform is on (turning one off does not change the others), then from ELASTIC_FIRST on one
+// number per pixel, whose bits 40-63 give the field dx there and bits 16-39 the field dy.
 enum { DRAW_TRANSLATE_X, DRAW_TRANSLATE_Y, DRAW_ROTATE, DRAW_SCALE, DRAW_SHEAR };
 #define ELASTIC_FIRST 8
 
-// Eight doubles: one AVX-512 register, two AVX2 ones, four SSE2 ones in the other clones. The
+// Sixteen floats: one AVX-512 register, two AVX2 ones, four SSE2 ones in the other clones. The
 // smoothing keeps its sums in such vectors, so each lane (pixel) does the twin's arithmetic
 // in the twin's order, with no store between taps.
-typedef double lanes_t __attribute__((vector_size(64)));
-#define LANES ((fcnn_size)(sizeof(lanes_t) / sizeof(double)))
+typedef float lanes_t __attribute__((vector_size(64)));
+#define LANES ((fcnn_size)(sizeof(lanes_t) / sizeof(float)))
 
-static inline __attribute__((always_inline)) lanes_t lanes_load(const double *p) {
+static inline __attribute__((always_inline)) lanes_t lanes_load(const float *p) {
     lanes_t v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-static inline __attribute__((always_inline)) void lanes_store(double *p, lanes_t v) { memcpy(p, &v, sizeof v); }
+static inline __attribute__((always_inline)) void lanes_store(float *p, lanes_t v) { memcpy(p, &v, sizeof v); }
 
 // W rounded up to whole vectors (fcnn_augment_workspace refuses W > PTRDIFF_MAX / 4)
 static fcnn_size round_to_lanes(fcnn_size W) { return (W + LANES - 1) / LANES * LANES; }
@@ -70,32 +71,42 @@ static fcnn_size augment_radius(fcnn_size *applied, fcnn_size H, fcnn_size W,
     return radius;
 }
 
-// weights (P + 1): the normalised Gaussian of std sigma truncated at radius, taps 0..P
-static void gaussian_taps(double *weights, fcnn_size P, fcnn_size radius, double sigma) {
+// weights (P + 1): the normalised Gaussian of std sigma truncated at radius, taps 0..P,
+// computed in double and rounded to float
+static void gaussian_taps(float *weights, fcnn_size P, fcnn_size radius, double sigma) {
     double total = 1;
     for (fcnn_size t = 1; t <= radius; t++) {
         total += 2 * exp(-(double)(t * t) / (2 * sigma * sigma));
     }
-    weights[0] = 1 / total;
+    weights[0] = (float)(1 / total);
     for (fcnn_size t = 1; t <= P; t++) {
-        weights[t] = exp(-(double)(t * t) / (2 * sigma * sigma)) / total;
+        weights[t] = (float)(exp(-(double)(t * t) / (2 * sigma * sigma)) / total);
     }
 }
 
-// Doubles of one thread's scratch: the source coordinates and sampled values (3C), the image
-// with a border of one zero pixel (H + 2) x (W + 2); with the elastic part, per field, the smoothed field H x V,
-// the row-padded field H x (V + 2P) and the column-padded horizontal pass (H + 2P) x V.
-// (Sizes checked for overflow by fcnn_augment_workspace.)
-static fcnn_size scratch_doubles(fcnn_size H, fcnn_size W, fcnn_size P, int elastic) {
+// Floats of the two displacement fields' buffers (an even number), per field the smoothed
+// field H x V, the row-padded field H x (V + 2P) and the column-padded horizontal pass
+// (H + 2P) x V; 0 when that does not fit in a fcnn_size.
+static fcnn_size field_floats(fcnn_size H, fcnn_size W, fcnn_size P) {
     const fcnn_size V = round_to_lanes(W);
-    return 3 * H * W + (H + 2) * (W + 2) +
-           (elastic ? 2 * (H * V + H * (V + 2 * P) + (H + 2 * P) * V) : 0);
+    fcnn_size floats = 0, product;
+#define ADD_PRODUCT(a, b) \
+    (__builtin_mul_overflow((a), (b), &product) || __builtin_add_overflow(floats, product, &floats))
+    if (ADD_PRODUCT(2 * H, V) || ADD_PRODUCT(2 * H, V + 2 * P) || ADD_PRODUCT(2 * (H + 2 * P), V)) {
+        return 0;
+    }
+#undef ADD_PRODUCT
+    return floats;
 }
 
-// *sum += a * b, or nonzero on overflow
-static int add_product(fcnn_size *sum, fcnn_size a, fcnn_size b) {
-    fcnn_size product;
-    return __builtin_mul_overflow(a, b, &product) || __builtin_add_overflow(*sum, product, sum);
+// Doubles the taps (P + 1 floats) take in the workspace
+static fcnn_size taps_doubles(fcnn_size P) { return (P + 2) / 2; }
+
+// Doubles of one thread's scratch: the source coordinates and sampled values (3C), the image
+// with a border of one zero pixel (H + 2) x (W + 2), then with the elastic part the fields'
+// floats. (Sizes checked for overflow by fcnn_augment_workspace.)
+static fcnn_size scratch_doubles(fcnn_size H, fcnn_size W, fcnn_size P, int elastic) {
+    return 3 * H * W + (H + 2) * (W + 2) + (elastic ? field_floats(H, W, P) / 2 : 0);
 }
 
 fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
@@ -103,25 +114,25 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
     fcnn_size P;
     augment_radius(&P, H, W, settings);
     const int elastic = elastic_on(settings);
-    // Shared, with the elastic part: the taps (P + 1 doubles) and the index hashes (2C); then
-    // each thread's scratch, as scratch_doubles counts it (checked here, term by term).
-    fcnn_size C = 0, shared = 0, per_thread = 0, total = 0;
-    if (H > PTRDIFF_MAX / 4 || W > PTRDIFF_MAX / 4 || add_product(&C, H, W) ||
-        add_product(&per_thread, 3, C) || add_product(&per_thread, H + 2, W + 2) ||
-        per_thread > INT_MAX) {
+    // Shared, with the elastic part: the index hashes (C) and the taps (P + 1 floats, rounded
+    // up to whole doubles); then each thread's scratch, as scratch_doubles counts it. The
+    // sampling's indices are int.
+    fcnn_size C, doubles, per_thread, shared = 0, total;
+    if (H > PTRDIFF_MAX / 4 || W > PTRDIFF_MAX / 4 || __builtin_mul_overflow(H, W, &C) ||
+        __builtin_mul_overflow(H + 2, W + 2, &doubles) || C > (INT_MAX - doubles) / 3) {
         return -1;
     }
+    doubles += 3 * C;
     if (elastic) {
-        const fcnn_size V = round_to_lanes(W);
-        if (add_product(&shared, P + 1, sizeof(double)) ||
-            add_product(&shared, C, 2 * sizeof(uint64_t)) ||
-            add_product(&per_thread, 2 * H, V) || add_product(&per_thread, 2 * H, V + 2 * P) ||
-            add_product(&per_thread, 2 * (H + 2 * P), V)) {
+        const fcnn_size floats = field_floats(H, W, P);
+        if (floats == 0 || __builtin_add_overflow(C, taps_doubles(P), &shared) ||
+            __builtin_mul_overflow(shared, (fcnn_size)sizeof(double), &shared) ||
+            __builtin_add_overflow(doubles, floats / 2, &doubles)) {
             return -1;
         }
     }
-    if (add_product(&total, per_thread, (fcnn_size)sizeof(double) * num_threads) ||
-        __builtin_add_overflow(total, shared, &total) || total > PTRDIFF_MAX / 2) {
+    if (__builtin_mul_overflow(doubles, (fcnn_size)sizeof(double) * num_threads, &per_thread) ||
+        __builtin_add_overflow(per_thread, shared, &total) || total > PTRDIFF_MAX / 2) {
         return -1;
     }
     return total;
@@ -130,27 +141,38 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
 // ----------------------------------------------------------------------------
 // one image
 
-// field <- 2 u - 1 for the C draws of key whose index hashes are hashes (C), written into the
-// columns [P, P + W) of padded (H, V + 2P), whose other columns are zero; then smoothed
-// separably into smooth (H, V) through across (H + 2P, V), whose first and last P rows are
-// zero. Columns [W, V) of smooth and of across's other rows get numbers that nothing reads.
-FCNN_HOT static void smooth_field(double *smooth, double *padded, double *across,
-                                  const double *weights, uint64_t key, const uint64_t *hashes,
-                                  fcnn_size H, fcnn_size W, fcnn_size P) {
-    const fcnn_size V = round_to_lanes(W), row = V + 2 * P;
-    // The draws in one flat loop over the C pixels (it vectorises: 64-bit multiplies and
-    // conversions in AVX-512), staged in smooth, then into the padded rows.
-    for (fcnn_size k = 0; k < H * W; k++) {
-        smooth[k] = 2 * fcnn_random_uniform_hashed(key, hashes[k]) - 1;
+// hashes (n) <- fcnn_random_index_hash of the indices first, first + 1, ...: every image draws
+// its fields at the same indices, so their hashes serve all streams
+FCNN_HOT static void index_hashes(uint64_t *hashes, uint64_t first, fcnn_size n) {
+    for (fcnn_size k = 0; k < n; k++) hashes[k] = fcnn_random_index_hash(first + (uint64_t)k);
+}
+
+// field_x, field_y (C each) <- 2 u - 1 for the draws of key whose index hashes are hashes (C):
+// u the number's bits 40-63 (dx) or 16-39 (dy), times 2^-24, all exact in float
+FCNN_HOT static void draw_fields(float *restrict field_x, float *restrict field_y, uint64_t key,
+                                 const uint64_t *restrict hashes, fcnn_size C) {
+    for (fcnn_size k = 0; k < C; k++) {
+        const uint64_t bits = fcnn_random_bits_hashed(key, hashes[k]);
+        field_x[k] = 2 * ((float)(uint32_t)(bits >> 40) * 0x1.0p-24f) - 1;
+        field_y[k] = 2 * ((float)(uint32_t)((bits >> 16) & 0xFFFFFF) * 0x1.0p-24f) - 1;
     }
+}
+
+// smooth (H, V), whose first C floats hold a field (H, W), <- the field smoothed separably by
+// the taps weights (P + 1), zeros outside: through padded (H, V + 2P), whose columns outside
+// [P, P + W) are zero, and across (H + 2P, V), whose first and last P rows are zero. Columns
+// [W, V) of smooth and of across's other rows get numbers that nothing reads.
+FCNN_HOT static void smooth_field(float *smooth, float *padded, float *across,
+                                  const float *weights, fcnn_size H, fcnn_size W, fcnn_size P) {
+    const fcnn_size V = round_to_lanes(W), row = V + 2 * P;
     for (fcnn_size i = 0; i < H; i++) {
-        memcpy(padded + i * row + P, smooth + i * W, (size_t)W * sizeof(double));
+        memcpy(padded + i * row + P, smooth + i * W, (size_t)W * sizeof(float));
     }
     // Along rows, then along columns; a pixel's sum starts from the centre tap and adds the
     // pairs of taps t = 1..P, each pair summed first (the kernel is symmetric).
     for (fcnn_size i = 0; i < H; i++) {
-        const double *in = padded + i * row + P;
-        double *out = across + (i + P) * V;
+        const float *in = padded + i * row + P;
+        float *out = across + (i + P) * V;
         for (fcnn_size j = 0; j < V; j += LANES) {
             lanes_t sum = weights[0] * lanes_load(in + j);
             for (fcnn_size t = 1; t <= P; t++) {
@@ -160,7 +182,7 @@ FCNN_HOT static void smooth_field(double *smooth, double *padded, double *across
         }
     }
     // Along columns the rows are contiguous: one flat pass over the H x V sums.
-    const double *in = across + P * V;
+    const float *in = across + P * V;
     for (fcnn_size k = 0; k < H * V; k += LANES) {
         lanes_t sum = weights[0] * lanes_load(in + k);
         for (fcnn_size t = 1; t <= P; t++) {
@@ -197,10 +219,10 @@ FCNN_HOT static void sample_image(double *restrict values, const double *restric
 }
 
 // image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P, elastic),
-// whose borders (see scratch_doubles and smooth_field) are zero; hashes (2C):
-// fcnn_random_index_hash of the elastic fields' draw indices
+// whose borders (see scratch_doubles and smooth_field) are zero; with the elastic part, hashes
+// (C): fcnn_random_index_hash of the fields' draw indices, and weights (P + 1): the taps
 FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t *image,
-                                   const double *weights, const uint64_t *hashes,
+                                   const float *weights, const uint64_t *hashes,
                                    const fcnn_augment_settings *settings, uint64_t key,
                                    fcnn_size H, fcnn_size W, fcnn_size P) {
     // The sampling map, output -> source, is the inverse of the digit's motion: moved by
@@ -220,17 +242,18 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
     const double alpha = settings->elastic_alpha;
     const fcnn_size C = H * W, V = round_to_lanes(W);
     double *source_x = scratch, *source_y = source_x + C, *values = source_y + C;
-    double *bordered = values + C, *smooth_x = bordered + (H + 2) * (W + 2);
-    double *smooth_y = smooth_x + H * V;
+    double *bordered = values + C;
+    float *smooth_x = (float *)(bordered + (H + 2) * (W + 2)), *smooth_y = smooth_x + H * V;
     for (fcnn_size i = 0; i < H; i++) {
         for (fcnn_size j = 0; j < W; j++) bordered[(i + 1) * (W + 2) + j + 1] = image[i * W + j];
     }
     if (elastic) {
         const fcnn_size padded_size = H * (V + 2 * P), across_size = (H + 2 * P) * V;
-        double *padded = smooth_y + H * V, *across = padded + padded_size;
-        smooth_field(smooth_x, padded, across, weights, key, hashes, H, W, P);
+        float *padded = smooth_y + H * V, *across = padded + padded_size;
+        draw_fields(smooth_x, smooth_y, key, hashes, C);
+        smooth_field(smooth_x, padded, across, weights, H, W, P);
         padded = across + across_size, across = padded + padded_size;
-        smooth_field(smooth_y, padded, across, weights, key, hashes + C, H, W, P);
+        smooth_field(smooth_y, padded, across, weights, H, W, P);
     }
     // Source coordinates in loops of their own that vectorise (the same arithmetic per pixel,
     // so the same bits), then the sampling.
@@ -244,8 +267,8 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
         }
         if (elastic) {
             for (fcnn_size j = 0; j < W; j++) {
-                row_x[j] = row_x[j] + alpha * smooth_x[i * V + j];
-                row_y[j] = row_y[j] + alpha * smooth_y[i * V + j];
+                row_x[j] = row_x[j] + alpha * (double)smooth_x[i * V + j];
+                row_y[j] = row_y[j] + alpha * (double)smooth_y[i * V + j];
             }
         }
     }
@@ -266,17 +289,15 @@ void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const in
     fcnn_size P;
     const fcnn_size radius = augment_radius(&P, H, W, settings);
     const int elastic = elastic_on(settings);
-    double *weights = elastic ? workspace : NULL;
-    uint64_t *hashes = elastic ? (uint64_t *)(weights + (P + 1)) : NULL;
-    double *scratches = elastic ? (double *)(hashes + 2 * C) : workspace;
-    const fcnn_size per_thread = scratch_doubles(H, W, P, elastic);
+    uint64_t *hashes = elastic ? workspace : NULL;
+    float *weights = elastic ? (float *)(hashes + C) : NULL;
+    double *scratches = workspace;
     if (elastic) {
+        scratches = (double *)(hashes + C) + taps_doubles(P);
         gaussian_taps(weights, P, radius, settings->elastic_sigma);
-        // Every image draws its fields at the same indices: their hashes serve all streams.
-        for (fcnn_size k = 0; k < 2 * C; k++) {
-            hashes[k] = fcnn_random_index_hash(ELASTIC_FIRST + (uint64_t)k);
-        }
+        index_hashes(hashes, ELASTIC_FIRST, C);
     }
+    const fcnn_size per_thread = scratch_doubles(H, W, P, elastic);
     const int identity = settings->translate == 0 && settings->rotate == 0 &&
                          settings->scale == 0 && settings->shear == 0 && !elastic;
 #pragma omp parallel num_threads(num_threads)

@@ -37,9 +37,9 @@ static inline double fcnn_random_uniform(uint64_t key, uint64_t index) {
     return (double)(fcnn_random_bits(key, index) >> 11) * 0x1.0p-53;
 }
 
-// fcnn_random_uniform(key, index), given hash = fcnn_random_index_hash(index).
-static inline double fcnn_random_uniform_hashed(uint64_t key, uint64_t hash) {
-    return (double)(fcnn_mix64(key ^ hash) >> 11) * 0x1.0p-53;
+// fcnn_random_bits(key, index), given hash = fcnn_random_index_hash(index).
+static inline uint64_t fcnn_random_bits_hashed(uint64_t key, uint64_t hash) {
+    return fcnn_mix64(key ^ hash);
 }
 
 #endif

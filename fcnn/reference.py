@@ -508,27 +508,30 @@ def _augment_strengths(values):
 
 
 def _gaussian_taps(applied, radius, sigma):
-    """Taps 0..applied of the Gaussian of std sigma truncated at radius, normalised."""
+    """Taps 0..applied of the Gaussian of std sigma truncated at radius, normalised: float32
+    from double."""
     total = 1.0
     for t in range(1, radius + 1):
         total += 2 * math.exp(-float(t * t) / (2 * sigma * sigma))
-    return [1 / total] + [
+    taps = [1 / total] + [
         math.exp(-float(t * t) / (2 * sigma * sigma)) / total for t in range(1, applied + 1)
     ]
+    return [np.float32(tap) for tap in taps]
 
 
 def _smooth(field, taps):
-    """field (B, H, W) smoothed along rows then columns by the symmetric taps, zero outside."""
+    """field (B, H, W) float32 smoothed along rows then columns by the symmetric taps, zero
+    outside, in float32."""
     P = len(taps) - 1
     B, H, W = field.shape
-    padded = np.zeros((B, H, W + 2 * P))
+    padded = np.zeros((B, H, W + 2 * P), np.float32)
     padded[:, :, P : P + W] = field
     across = taps[0] * padded[:, :, P : P + W]
     for t in range(1, P + 1):
         across = across + taps[t] * (
             padded[:, :, P - t : P - t + W] + padded[:, :, P + t : P + t + W]
         )
-    padded = np.zeros((B, H + 2 * P, W))
+    padded = np.zeros((B, H + 2 * P, W), np.float32)
     padded[:, P : P + H] = across
     smooth = taps[0] * padded[:, P : P + H]
     for t in range(1, P + 1):
@@ -551,14 +554,16 @@ def augment(
     """images (N, H, W) uint8, indices (B) -> (B, H, W) uint8: image ``indices[b]`` warped.
 
     Image b draws from ``random_key(seed, first_stream + b)``: number 0 and 1 the
-    translation (x, y), 2 the rotation, 3 the scale, 4 the shear, from 8 on the
-    displacement fields dx then dy (H * W each). The digit is moved by ``(tx, ty)``,
+    translation (x, y), 2 the rotation, 3 the scale, 4 the shear, from 8 on one
+    number per pixel (H * W), whose bits 40-63 give the displacement field dx there
+    and bits 16-39 the field dy. The digit is moved by ``(tx, ty)``,
     rotated by ``theta``, scaled by ``s`` and sheared by ``k`` (``x += k y``) about
     the image centre ((W - 1) / 2, (H - 1) / 2); output pixel q samples the source at
     ``centre + A (q - centre - t) + elastic_alpha * (smoothed dx, dy)(q)``, A the
     inverse of the linear part, bilinearly with zeros outside, rounded half up and
-    clamped to [0, 255]. The fields are uniform in [-1, 1), smoothed by a normalised
-    Gaussian of std ``elastic_sigma`` truncated at ceil(3 sigma), zeros outside.
+    clamped to [0, 255]. The fields are float32, uniform in [-1, 1) on a grid of
+    2**-23, smoothed in float32 by a normalised Gaussian of std ``elastic_sigma``
+    truncated at ceil(3 sigma), zeros outside; the rest is double.
     """
     _require_array("images", images)
     if images.dtype != np.uint8:
@@ -598,11 +603,15 @@ def augment(
     if alpha > 0 and sigma > 0:
         radius = math.ceil(3 * sigma)
         taps = _gaussian_taps(min(radius, max(H, W) - 1), radius, sigma)
-        C = H * W
-        draws = np.arange(C, dtype=np.uint64) + np.uint64(_ELASTIC_FIRST)
-        for axis, first in ((0, 0), (1, C)):
-            field = 2 * random_uniform(keys[:, None], draws + np.uint64(first)) - 1
-            displacement = alpha * _smooth(field.reshape(B, H, W), taps)
+        draws = np.arange(H * W, dtype=np.uint64) + np.uint64(_ELASTIC_FIRST)
+        bits = random_bits(keys[:, None], draws)
+        for axis, shift in ((0, 40), (1, 16)):
+            # 24 bits a number: exact in float32, as 2 u - 1 is
+            numbers = (bits >> np.uint64(shift)) & np.uint64(0xFFFFFF)
+            field = np.float32(2) * (numbers.astype(np.float32) * np.float32(2.0**-24))
+            field = field - np.float32(1)
+            smooth = _smooth(field.reshape(B, H, W), taps)
+            displacement = alpha * smooth.astype(np.float64)
             if axis == 0:
                 xs = xs + displacement
             else:
