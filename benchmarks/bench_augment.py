@@ -1,11 +1,13 @@
 """What augmentation and dropout cost: fused epochs of `fcnn train`'s default configuration.
 
 784-1024-10 on full MNIST, batch 64, float32, Nesterov momentum 0.9, weight decay 5e-4
-(`fcnn train`'s defaults), each case trained for --epochs epochs in one run; the worst
-epoch is reported, and its ratio to the worst plain epoch. Cases:
+(`fcnn train`'s defaults), each case trained for --epochs epochs in one run, and its worst
+epoch kept. The cases take turns, --repeats rounds of them (each round in a rotated order,
+so that no case always runs first or last); reported: the median over the rounds of each
+case's worst epoch, its ratio to plain's, and the range of the per-round ratios. Cases:
 
   plain                 no augmentation, no dropout
-  affine                translate 2, rotate 10, scale 0.1, shear 0.15 (no elastic part)
+  affine                fcnn.Augmentation.recommended() without its elastic part
   recommended           fcnn.Augmentation.recommended() (affine + elastic)
   recommended, dropout  the same with dropout 0.2 after the hidden layer
 
@@ -13,13 +15,14 @@ Besides: the share of non-zero pixels in augmented images (the sparse first laye
 few), and the augmentation kernel alone, fcnn.augment on all 60,000 training images
 (microseconds per image, on the given thread count).
 
-    python benchmarks/bench_augment.py                 # 3 epochs per case
-    python benchmarks/bench_augment.py --epochs 5 --threads 1
+    python benchmarks/bench_augment.py                 # 3 rounds of 3 epochs per case
+    python benchmarks/bench_augment.py --epochs 5 --repeats 5 --threads 1
 """
 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 
 import common
@@ -65,12 +68,20 @@ def main() -> None:
         images, labels, args.epochs = images[:4096], labels[:4096], 1
     scale = common.EPOCH_SAMPLES / len(labels)
 
-    results = {}
-    for name, (augmentation, dropout) in CASES.items():
-        seconds = [s * scale for s in epochs_of(images, labels, augmentation, dropout, args.epochs)]
-        results[name] = seconds
-        print(f"  {name}: " + ", ".join(f"{s:.3f}" for s in seconds))
-    plain_worst = max(results["plain"])
+    names = list(CASES)
+    results = {name: [] for name in names}  # per round, the case's epoch times
+    for round_index in range(args.repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            augmentation, dropout = CASES[name]
+            epochs = epochs_of(images, labels, augmentation, dropout, args.epochs)
+            results[name].append([s * scale for s in epochs])
+            print(f"  round {round_index + 1}, {name}: " + ", ".join(f"{s:.3f}" for s in epochs))
+    worst = {name: [max(epochs) for epochs in runs] for name, runs in results.items()}
+    median_worst = {name: statistics.median(values) for name, values in worst.items()}
+    ratios = {
+        name: [w / p for w, p in zip(worst[name], worst["plain"], strict=True)] for name in names
+    }
 
     stack = images.reshape(-1, 28, 28)
     density = {"plain": float(np.count_nonzero(stack) / stack.size)}
@@ -82,17 +93,19 @@ def main() -> None:
         density[name] = float(np.count_nonzero(warped) / warped.size)
 
     common.print_table(
-        f"fcnn train defaults, 784-1024-10, {args.epochs} epoch(s), {threads} thread(s)",
-        ["case", "worst s/epoch", "vs plain", "non-zero pixels", "fcnn.augment us/image"],
+        f"fcnn train defaults, 784-1024-10, worst of {args.epochs} epoch(s), median of "
+        f"{args.repeats} round(s), {threads} thread(s)",
+        ["case", "worst s/epoch", "vs plain", "per round", "non-zero pixels", "augment us/image"],
         [
             [
                 name,
-                f"{max(seconds):.3f}",
-                f"{max(seconds) / plain_worst:.2f}x",
+                f"{median_worst[name]:.3f}",
+                f"{median_worst[name] / median_worst['plain']:.2f}x",
+                f"{min(ratios[name]):.2f}-{max(ratios[name]):.2f}x",
                 f"{100 * density.get(name.split(',')[0], density['plain']):.0f}%",
                 f"{kernel[name.split(',')[0]]:.1f}" if name.split(",")[0] in kernel else "-",
             ]
-            for name, seconds in results.items()
+            for name in names
         ],
     )
     common.write_results(
@@ -100,8 +113,10 @@ def main() -> None:
         "augment",
         threads,
         {
-            "epochs": {name: seconds for name, seconds in results.items()},
-            "worst_vs_plain": {name: max(s) / plain_worst for name, s in results.items()},
+            "epochs_per_round": results,
+            "median_worst": median_worst,
+            "worst_vs_plain": {name: median_worst[name] / median_worst["plain"] for name in names},
+            "worst_vs_plain_per_round": ratios,
             "nonzero_share": density,
             "augment_us_per_image": kernel,
             "recommended": dataclasses.asdict(Augmentation.recommended()),
