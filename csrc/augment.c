@@ -6,11 +6,12 @@
 //
 // Bitwise twin: fcnn/reference.py's augment gives the same bytes. The displacement fields are
 // float32 (24 random bits a number, both drawn from one 64-bit number: displacements of a few
-// pixels need no more), everything else double; all in the twin's order, without contraction into fused multiply-adds (hence the pragmas,
-// which hold in the AVX-512 and AVX2 clones too: vectorising across pixels changes no pixel's
-// arithmetic; no-trapping-math only lets GCC compute both sides of the sampling's selects, so
-// that it vectorises) and with subnormals kept (FTZ/DAZ off in the loop, as NumPy has them); sin, cos
-// and exp come from the libm Python's math module calls too.
+// pixels need no more), everything else double; all in the twin's order, without contraction
+// into fused multiply-adds (hence the pragmas, which hold in the AVX-512 and AVX2 clones too:
+// vectorising across pixels changes no pixel's arithmetic; no-trapping-math only lets GCC
+// compute both sides of the sampling's selects, so that it vectorises), with subnormals kept
+// (FTZ/DAZ off in the loop, as NumPy has them), and with the sin, cos and exp of the libm that
+// Python's math module calls too.
 //
 // Size legend: B = images warped, N = images given, H x W = pixels of an image (C = H * W),
 // P = radius of the smoothing kernel actually applied (see augment_radius), V = W rounded up
@@ -49,7 +50,15 @@ static inline __attribute__((always_inline)) lanes_t lanes_load(const float *p) 
     return v;
 }
 
-static inline __attribute__((always_inline)) void lanes_store(float *p, lanes_t v) { memcpy(p, &v, sizeof v); }
+static inline __attribute__((always_inline)) void lanes_store(float *p, lanes_t v) {
+    memcpy(p, &v, sizeof v);
+}
+
+// A cache line, in doubles, and the first line boundary at or after p
+#define LINE_DOUBLES 8
+static inline float *align_to_line(double *p) {
+    return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
 
 // W rounded up to whole vectors (fcnn_augment_workspace refuses W > PTRDIFF_MAX / 4)
 static fcnn_size round_to_lanes(fcnn_size W) { return (W + LANES - 1) / LANES * LANES; }
@@ -104,9 +113,11 @@ static fcnn_size taps_doubles(fcnn_size P) { return (P + 2) / 2; }
 
 // Doubles of one thread's scratch: the source coordinates and sampled values (3C), the image
 // with a border of one zero pixel (H + 2) x (W + 2), then with the elastic part the fields'
-// floats. (Sizes checked for overflow by fcnn_augment_workspace.)
+// floats from the next 64-byte boundary. (Sizes checked for overflow by
+// fcnn_augment_workspace.)
 static fcnn_size scratch_doubles(fcnn_size H, fcnn_size W, fcnn_size P, int elastic) {
-    return 3 * H * W + (H + 2) * (W + 2) + (elastic ? field_floats(H, W, P) / 2 : 0);
+    const fcnn_size fields = elastic ? field_floats(H, W, P) / 2 + LINE_DOUBLES : 0;
+    return 3 * H * W + (H + 2) * (W + 2) + fields;
 }
 
 fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
@@ -127,7 +138,7 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
         const fcnn_size floats = field_floats(H, W, P);
         if (floats == 0 || __builtin_add_overflow(C, taps_doubles(P), &shared) ||
             __builtin_mul_overflow(shared, (fcnn_size)sizeof(double), &shared) ||
-            __builtin_add_overflow(doubles, floats / 2, &doubles)) {
+            __builtin_add_overflow(doubles, floats / 2 + LINE_DOUBLES, &doubles)) {
             return -1;
         }
     }
@@ -218,9 +229,21 @@ FCNN_HOT static void sample_image(double *restrict values, const double *restric
     }
 }
 
-// image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P, elastic),
-// whose borders (see scratch_doubles and smooth_field) are zero; with the elastic part, hashes
-// (C): fcnn_random_index_hash of the fields' draw indices, and weights (P + 1): the taps
+// the interior of bordered (H + 2, W + 2) <- image (H, W), through staging (C): converted in
+// one flat loop (a row is shorter than the 64 bytes GCC converts at once), then copied row by
+// row. restrict, because a uint8 load could alias anything.
+static inline void border_image(double *restrict bordered, double *restrict staging,
+                                const uint8_t *restrict image, fcnn_size H, fcnn_size W) {
+    for (fcnn_size k = 0; k < H * W; k++) staging[k] = image[k];
+    for (fcnn_size i = 0; i < H; i++) {
+        memcpy(bordered + (i + 1) * (W + 2) + 1, staging + i * W, (size_t)W * sizeof(double));
+    }
+}
+
+// image (H, W) -> out (H, W) warped by the draws of key; scratch: scratch_doubles(H, W, P,
+// elastic), whose borders (see scratch_doubles and smooth_field) are zero; with the elastic
+// part, hashes (C): fcnn_random_index_hash of the fields' draw indices, and weights (P + 1):
+// the taps
 FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t *image,
                                    const float *weights, const uint64_t *hashes,
                                    const fcnn_augment_settings *settings, uint64_t key,
@@ -243,17 +266,16 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
     const fcnn_size C = H * W, V = round_to_lanes(W);
     double *source_x = scratch, *source_y = source_x + C, *values = source_y + C;
     double *bordered = values + C;
-    float *smooth_x = (float *)(bordered + (H + 2) * (W + 2)), *smooth_y = smooth_x + H * V;
-    for (fcnn_size i = 0; i < H; i++) {
-        for (fcnn_size j = 0; j < W; j++) bordered[(i + 1) * (W + 2) + j + 1] = image[i * W + j];
-    }
+    // The fields from a 64-byte boundary on, smoothed and column-padded ones first: their
+    // sizes are whole vectors, so the column pass loads and stores whole cache lines.
+    float *smooth_x = align_to_line(bordered + (H + 2) * (W + 2)), *smooth_y = smooth_x + H * V;
+    float *across_x = smooth_y + H * V, *across_y = across_x + (H + 2 * P) * V;
+    float *padded_x = across_y + (H + 2 * P) * V, *padded_y = padded_x + H * (V + 2 * P);
+    border_image(bordered, values, image, H, W);
     if (elastic) {
-        const fcnn_size padded_size = H * (V + 2 * P), across_size = (H + 2 * P) * V;
-        float *padded = smooth_y + H * V, *across = padded + padded_size;
         draw_fields(smooth_x, smooth_y, key, hashes, C);
-        smooth_field(smooth_x, padded, across, weights, H, W, P);
-        padded = across + across_size, across = padded + padded_size;
-        smooth_field(smooth_y, padded, across, weights, H, W, P);
+        smooth_field(smooth_x, padded_x, across_x, weights, H, W, P);
+        smooth_field(smooth_y, padded_y, across_y, weights, H, W, P);
     }
     // Source coordinates in loops of their own that vectorise (the same arithmetic per pixel,
     // so the same bits), then the sampling.
