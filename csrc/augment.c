@@ -56,7 +56,7 @@ static inline __attribute__((always_inline)) void lanes_store(float *p, lanes_t 
 
 // A cache line, in doubles, and the first line boundary at or after p
 #define LINE_DOUBLES 8
-static inline float *align_to_line(double *p) {
+static inline float *align_to_line(void *p) {
     return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
@@ -111,13 +111,16 @@ static fcnn_size field_floats(fcnn_size H, fcnn_size W, fcnn_size P) {
 // Doubles the taps (P + 1 floats) take in the workspace
 static fcnn_size taps_doubles(fcnn_size P) { return (P + 2) / 2; }
 
-// Doubles of one thread's scratch: the source coordinates and sampled values (3C), the image
-// with a border of one zero pixel (H + 2) x (W + 2), then with the elastic part the fields'
-// floats from the next 64-byte boundary. (Sizes checked for overflow by
+// Bytes of the image with a border of zeros, (H + 2) x (W + 2) and one more (see pack_quads)
+static fcnn_size bordered_bytes(fcnn_size H, fcnn_size W) { return (H + 2) * (W + 2) + 1; }
+
+// Doubles of one thread's scratch: the source coordinates and sampled values (3C), the quads
+// (H + 1) x (W + 2) (8 bytes each), the bordered image (bordered_bytes), then with the elastic
+// part the fields' floats from the next 64-byte boundary. (Sizes checked for overflow by
 // fcnn_augment_workspace.)
 static fcnn_size scratch_doubles(fcnn_size H, fcnn_size W, fcnn_size P, int elastic) {
     const fcnn_size fields = elastic ? field_floats(H, W, P) / 2 + LINE_DOUBLES : 0;
-    return 3 * H * W + (H + 2) * (W + 2) + fields;
+    return 3 * H * W + (H + 1) * (W + 2) + (bordered_bytes(H, W) + 7) / 8 + fields;
 }
 
 fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
@@ -125,24 +128,18 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
     fcnn_size P;
     augment_radius(&P, H, W, settings);
     const int elastic = elastic_on(settings);
-    // Shared, with the elastic part: the index hashes (C) and the taps (P + 1 floats, rounded
-    // up to whole doubles); then each thread's scratch, as scratch_doubles counts it. The
-    // sampling's indices are int.
-    fcnn_size C, doubles, per_thread, shared = 0, total;
+    // Every term of scratch_doubles bounded first (the sampling's indices into the quads are
+    // int), then: shared, with the elastic part, the index hashes (C) and the taps; then each
+    // thread's scratch.
+    fcnn_size C, bordered, floats = 0, per_thread, total;
     if (H > PTRDIFF_MAX / 4 || W > PTRDIFF_MAX / 4 || __builtin_mul_overflow(H, W, &C) ||
-        __builtin_mul_overflow(H + 2, W + 2, &doubles) || C > (INT_MAX - doubles) / 3) {
+        __builtin_mul_overflow(H + 2, W + 2, &bordered) || C > (INT_MAX - bordered) / 4 ||
+        (elastic && ((floats = field_floats(H, W, P)) == 0 || floats > PTRDIFF_MAX / 2))) {
         return -1;
     }
-    doubles += 3 * C;
-    if (elastic) {
-        const fcnn_size floats = field_floats(H, W, P);
-        if (floats == 0 || __builtin_add_overflow(C, taps_doubles(P), &shared) ||
-            __builtin_mul_overflow(shared, (fcnn_size)sizeof(double), &shared) ||
-            __builtin_add_overflow(doubles, floats / 2 + LINE_DOUBLES, &doubles)) {
-            return -1;
-        }
-    }
-    if (__builtin_mul_overflow(doubles, (fcnn_size)sizeof(double) * num_threads, &per_thread) ||
+    const fcnn_size shared = elastic ? (C + taps_doubles(P)) * (fcnn_size)sizeof(double) : 0;
+    if (__builtin_mul_overflow(scratch_doubles(H, W, P, elastic),
+                               (fcnn_size)sizeof(double) * num_threads, &per_thread) ||
         __builtin_add_overflow(per_thread, shared, &total) || total > PTRDIFF_MAX / 2) {
         return -1;
     }
@@ -203,15 +200,17 @@ FCNN_HOT static void smooth_field(float *smooth, float *padded, float *across,
     }
 }
 
-// values (C) <- the image bordered by zeros, bordered (H + 2, W + 2), sampled bilinearly at
-// (source_x, source_y) (C each), rounded half up and clamped to [0, 255]; 0 where a point is
-// not within one pixel of the image (all four neighbours are border zeros there) or is NaN.
-// One flat loop without branches, so that it vectorises: a background pixel costs what a
-// digit's does, and four zeros give floor(0 + 0.5) = 0 as the twin's formula does. Its
-// results are doubles: a uint8 store would make GCC vectorise 64 pixels at a time, more than
-// a row. Indices are int (vectorised conversions in AVX2 too): fcnn_augment_workspace refuses
-// scratch of more than INT_MAX doubles.
-FCNN_HOT static void sample_image(double *restrict values, const double *restrict bordered,
+// values (C) <- the image sampled bilinearly at (source_x, source_y) (C each), rounded half up
+// and clamped to [0, 255]; 0 where a point is not within one pixel of the image or is NaN.
+// quads ((H + 1) x (W + 2)): at (r, c), the four pixels (r - 1, c - 1), (r - 1, c), (r, c - 1)
+// and (r, c) of the image, zeros outside, one byte each, so that a point loads its four
+// neighbours at once (the load is a gather: one instead of four). One flat loop without
+// branches, so that it vectorises: a background pixel costs what a digit's does, and four
+// zeros give floor(0 + 0.5) = 0 as the twin's formula does. Its results are doubles: a uint8
+// store would make GCC vectorise 64 pixels at a time, more than a row. Indices are int
+// (vectorised conversions in AVX2 too): fcnn_augment_workspace refuses scratch of more than
+// INT_MAX doubles.
+FCNN_HOT static void sample_image(double *restrict values, const uint64_t *restrict quads,
                                   const double *restrict source_x,
                                   const double *restrict source_y, fcnn_size H, fcnn_size W) {
     const int row = (int)W + 2;
@@ -220,23 +219,29 @@ FCNN_HOT static void sample_image(double *restrict values, const double *restric
         const int inside = (xs > -1) & (xs < (double)W) & (ys > -1) & (ys < (double)H);
         const double x = inside ? xs : 0, y = inside ? ys : 0;
         const double x0 = floor(x), y0 = floor(y), fx = x - x0, fy = y - y0;
-        const int corner = ((int)y0 + 1) * row + (int)x0 + 1;
-        const double top = (1 - fx) * bordered[corner] + fx * bordered[corner + 1];
-        const double bottom = (1 - fx) * bordered[corner + row] + fx * bordered[corner + row + 1];
+        const uint64_t quad = quads[((int)y0 + 1) * row + (int)x0 + 1];
+        // through int: AVX2 converts int32, not int64, to double
+        const double p00 = (double)(int)(quad & 255), p01 = (double)(int)(quad >> 8 & 255);
+        const double p10 = (double)(int)(quad >> 16 & 255), p11 = (double)(int)(quad >> 24);
+        const double top = (1 - fx) * p00 + fx * p01;
+        const double bottom = (1 - fx) * p10 + fx * p11;
         const double rounded = floor((1 - fy) * top + fy * bottom + 0.5);
         const double low = rounded > 0 ? rounded : 0, clamped = low < 255 ? low : 255;
         values[k] = inside ? clamped : 0;
     }
 }
 
-// the interior of bordered (H + 2, W + 2) <- image (H, W), through staging (C): converted in
-// one flat loop (a row is shorter than the 64 bytes GCC converts at once), then copied row by
-// row. restrict, because a uint8 load could alias anything.
-static inline void border_image(double *restrict bordered, double *restrict staging,
-                                const uint8_t *restrict image, fcnn_size H, fcnn_size W) {
-    for (fcnn_size k = 0; k < H * W; k++) staging[k] = image[k];
-    for (fcnn_size i = 0; i < H; i++) {
-        memcpy(bordered + (i + 1) * (W + 2) + 1, staging + i * W, (size_t)W * sizeof(double));
+// quads ((H + 1) x (W + 2), see sample_image) <- image (H, W), through bordered: the image with
+// a border of zeros, (H + 2) x (W + 2) bytes and one more, whose borders are zero. Flat loops
+// (a row is shorter than the 64 bytes GCC handles at once); a quad's last column is never read.
+// restrict, because a uint8 store could alias anything.
+static inline void pack_quads(uint64_t *restrict quads, uint8_t *restrict bordered,
+                              const uint8_t *restrict image, fcnn_size H, fcnn_size W) {
+    const fcnn_size row = W + 2;
+    for (fcnn_size i = 0; i < H; i++) memcpy(bordered + (i + 1) * row + 1, image + i * W, W);
+    for (fcnn_size q = 0; q < (H + 1) * row; q++) {
+        quads[q] = (uint64_t)bordered[q] | (uint64_t)bordered[q + 1] << 8 |
+                   (uint64_t)bordered[q + row] << 16 | (uint64_t)bordered[q + row + 1] << 24;
     }
 }
 
@@ -265,13 +270,14 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
     const double alpha = settings->elastic_alpha;
     const fcnn_size C = H * W, V = round_to_lanes(W);
     double *source_x = scratch, *source_y = source_x + C, *values = source_y + C;
-    double *bordered = values + C;
+    uint64_t *quads = (uint64_t *)(values + C);
+    uint8_t *bordered = (uint8_t *)(quads + (H + 1) * (W + 2));
     // The fields from a 64-byte boundary on, smoothed and column-padded ones first: their
     // sizes are whole vectors, so the column pass loads and stores whole cache lines.
-    float *smooth_x = align_to_line(bordered + (H + 2) * (W + 2)), *smooth_y = smooth_x + H * V;
+    float *smooth_x = align_to_line(bordered + bordered_bytes(H, W)), *smooth_y = smooth_x + H * V;
     float *across_x = smooth_y + H * V, *across_y = across_x + (H + 2 * P) * V;
     float *padded_x = across_y + (H + 2 * P) * V, *padded_y = padded_x + H * (V + 2 * P);
-    border_image(bordered, values, image, H, W);
+    pack_quads(quads, bordered, image, H, W);
     if (elastic) {
         draw_fields(smooth_x, smooth_y, key, hashes, C);
         smooth_field(smooth_x, padded_x, across_x, weights, H, W, P);
@@ -294,7 +300,7 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
             }
         }
     }
-    sample_image(values, bordered, source_x, source_y, H, W);
+    sample_image(values, quads, source_x, source_y, H, W);
     for (fcnn_size k = 0; k < C; k++) out[k] = (uint8_t)values[k];
 }
 
