@@ -12,6 +12,7 @@ import math
 import numbers
 import operator
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,10 @@ except ImportError:  # scikit-learn < 1.6: the same check was a method
         return estimator._validate_data(*args, **kwargs)
 
 
-from ._checks import check_int, check_real
+from ._checks import check_dropout_rate, check_int, check_real
+from .augmentation import RECOMMENDED, Augmentation
 from .dataloader import DataLoader
+from .functional import Dropout, Linear
 from .nn import Module
 from .optim import SGD
 from .training import BestWeights, TrainConfig, build_model, build_optimizer, train
@@ -51,9 +54,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     The parameters shared with :class:`sklearn.neural_network.MLPClassifier` have
     its names and meanings (and defaults, except ``solver``); ``lr_decay``,
-    ``lr_step`` and ``dtype`` are fcnn's own. The net is ``Linear, ReLU`` per
-    hidden layer, then ``Linear, Softmax`` over the classes (also for two
-    classes), initialised as fcnn does (Kaiming normal).
+    ``lr_step``, ``dtype``, ``dropout``, ``augment`` and ``image_shape`` are
+    fcnn's own. The net is ``Linear, ReLU`` (then ``Dropout`` when ``dropout`` >
+    0) per hidden layer, then ``Linear, Softmax`` over the classes (also for two
+    classes), initialised as fcnn does (Kaiming normal): the net ``fcnn train``
+    builds, by :func:`fcnn.training.build_model`.
 
     Training goes through :func:`fcnn.train`, one epoch per call, on the fused C
     epoch: ``X`` is copied once into the net's dtype (float32 by default), or kept
@@ -86,7 +91,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     shuffle : bool, default=True
         Draw a new sample order every epoch.
     random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights, the shuffling and the validation split.
+        Seeds the initial weights, the shuffling, the validation split, the
+        dropout masks and the augmentation's warps: a fixed value makes ``fit``
+        reproducible.
     tol : float, default=1e-4
         An epoch improves when the training loss drops by more than ``tol`` (or,
         with ``early_stopping``, the validation accuracy rises by at least ``tol``).
@@ -115,6 +122,26 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Steps (batches) per stage of the schedule.
     dtype : {"float32", "float64"}, default="float32"
         Dtype of the weights and of the training copy of ``X``.
+    dropout : float, default=0.0
+        Inverted-dropout rate in [0, 1) on the output of every hidden layer's
+        ReLU, as ``fcnn train --dropout``: while training, each unit is zeroed
+        with this probability and the kept ones are scaled by ``1 / (1 - dropout)``;
+        0 builds no Dropout layers. ``predict`` and ``predict_proba`` never drop.
+        The masks are seeded from ``random_state``.
+    augment : None, fcnn.Augmentation or "recommended", default=None
+        Warp every training image at random, anew in every epoch, as
+        ``fcnn train --augment`` does (see :class:`fcnn.Augmentation`);
+        ``"recommended"`` is :data:`fcnn.augmentation.RECOMMENDED`, chosen for
+        28 x 28 MNIST digits (weaken it for smaller images, e.g.
+        ``Augmentation(translate=1)`` for 8 x 8 ones). The warp works on 8-bit
+        pixels: ``X`` must be uint8, its rows images of ``image_shape``. The
+        validation split of ``early_stopping`` and ``predict`` are never warped.
+        The warps are seeded from ``random_state``.
+    image_shape : tuple of (int, int) or None, default=None
+        ``(height, width)`` of the images that ``X``'s rows flatten (row by row),
+        for ``augment``; None means square images, ``sqrt(n_features)`` a side,
+        and is a ValueError with ``augment`` when ``n_features`` is not a
+        perfect square. When given, ``height * width`` must be ``n_features``.
 
     Attributes
     ----------
@@ -194,6 +221,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         lr_decay: float = 1.0,
         lr_step: int = 1000,
         dtype: str = "float32",
+        dropout: float = 0.0,
+        augment: Augmentation | str | None = None,
+        image_shape: tuple[int, int] | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -215,11 +245,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.lr_decay = lr_decay
         self.lr_step = lr_step
         self.dtype = dtype
+        self.dropout = dropout
+        self.augment = augment
+        self.image_shape = image_shape
 
     # ------------------------------------------------------------------ settings
 
-    def _check_settings(self) -> tuple[int, ...]:
-        """Validates every parameter (at fit time, as scikit-learn does); returns hidden sizes."""
+    def _check_settings(self) -> tuple[tuple[int, ...], float, Augmentation | None]:
+        """Validates every parameter (at fit time, as scikit-learn does); returns the hidden
+        sizes, the dropout rate and the augmentation (None: off)."""
 
         # scikit-learn's convention: a bad parameter is a ValueError, whatever its type.
         def integer(name: str, minimum: int) -> int:
@@ -270,7 +304,64 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         integer("lr_step", 1)
         if self.dtype not in ("float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        return hidden
+        try:
+            dropout = check_dropout_rate(self.dropout, "dropout")
+        except TypeError as error:
+            raise ValueError(str(error)) from None
+        return hidden, dropout, self._augmentation()
+
+    def _augmentation(self) -> Augmentation | None:
+        augment = self.augment
+        if isinstance(augment, str) and augment == "recommended":
+            return RECOMMENDED
+        if augment is None or isinstance(augment, Augmentation):
+            return augment
+        raise ValueError(
+            f"augment must be None, an fcnn.Augmentation or 'recommended', got {augment!r}"
+        )
+
+    def _image_shape(self, X: np.ndarray, given_dtype: object) -> tuple[int, int] | None:
+        """(height, width) of the images in ``X``'s rows, checked against ``X``; None when
+        neither ``augment`` nor ``image_shape`` asks for one. ``given_dtype``: ``X``'s dtype
+        before scikit-learn's validation converted it, for the message."""
+        num_features = X.shape[1]
+        if self.image_shape is not None:
+            shape = self.image_shape
+            if (
+                not isinstance(shape, (tuple, list))
+                or len(shape) != 2
+                or any(
+                    isinstance(size, (bool, np.bool_))
+                    or not hasattr(size, "__index__")
+                    or operator.index(size) < 1
+                    for size in shape
+                )
+            ):
+                raise ValueError(
+                    f"image_shape must be None or (height, width), two integers >= 1, got {shape!r}"
+                )
+            height, width = (operator.index(size) for size in shape)
+            if height * width != num_features:
+                raise ValueError(
+                    f"image_shape {shape!r} holds {height * width} pixels, but X has "
+                    f"{num_features} features"
+                )
+        elif self.augment is None:
+            return None
+        else:
+            side = math.isqrt(num_features)
+            if side * side != num_features:
+                raise ValueError(
+                    f"augment needs to know the images' height and width: X has "
+                    f"{num_features} features, not a perfect square; pass "
+                    f"image_shape=(height, width)"
+                )
+            height = width = side
+        if self.augment is not None and X.dtype != np.uint8:
+            raise ValueError(
+                f"augment warps 8-bit pixels: X must be a uint8 array, got {given_dtype}"
+            )
+        return height, width
 
     def _batch_size(self, num_samples: int) -> int:
         if isinstance(self.batch_size, str):
@@ -284,7 +375,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             )
         return int(np.clip(self.batch_size, 1, num_samples))
 
-    def _config(self, hidden: tuple[int, ...], batch_size: int, seed: int) -> TrainConfig:
+    def _config(
+        self,
+        hidden: tuple[int, ...],
+        batch_size: int,
+        seed: int,
+        dropout: float,
+        augment: Augmentation | None,
+    ) -> TrainConfig:
         """The fcnn settings these parameters mean (see ``alpha`` for the decay)."""
         return TrainConfig(
             hidden=hidden,
@@ -300,6 +398,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             seed=seed,
             dtype=np.dtype(self.dtype).name,
             init="kaiming",
+            dropout=dropout,
+            augment=augment,
         )
 
     def _input_dtypes(self) -> list[Any]:
@@ -340,11 +440,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self._fit(X, y, classes=classes, incremental=True)
 
     def _fit(self, X: Any, y: Any, classes: Any, incremental: bool) -> MLPClassifier:
-        hidden = self._check_settings()
+        hidden, dropout, augment = self._check_settings()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         reset = not ((incremental or self.warm_start) and hasattr(self, "net_"))
+        given_dtype = getattr(X, "dtype", type(X).__name__)
         X, y = validate_data(self, X, y, reset=reset, dtype=self._input_dtypes())
+        image_shape = self._image_shape(X, given_dtype)
         check_classification_targets(y)
         if reset:
             self.classes_ = np.unique(y if classes is None else classes)
@@ -378,8 +480,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             val_data = (X_val, y_val)
         batch_size = self._batch_size(X.shape[0])
         seed = int(self._random_state.randint(np.iinfo(np.int32).max))
+        config = self._config(hidden, batch_size, seed, dropout, augment)
         if reset:
-            config = self._config(hidden, batch_size, seed)
             self.net_: Module = build_model(X.shape[1], self.classes_.shape[0], config)
             self.optimizer_: SGD = build_optimizer(self.net_, config)
             self.n_outputs_ = int(self.classes_.shape[0])
@@ -395,14 +497,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             # Settings may have changed since (set_params, then warm_start or partial_fit).
             self.optimizer_.weight_decay = float(self.alpha) / batch_size
+            self._set_dropout(config)
         if early_stopping and self.validation_scores_ is None:
             self.validation_scores_, self.best_validation_score_ = [], -math.inf
+        if image_shape is not None:
+            X = X.reshape(-1, *image_shape)
         loader = DataLoader(
             (X, targets),
             batch_size=batch_size,
             shuffle=bool(self.shuffle),
-            seed=seed,
+            seed=seed,  # and the warps' seed
             dtype=self.net_.dtype,
+            augment=augment,
         )
         best = BestWeights()
         epochs = 1 if incremental else int(self.max_iter)
@@ -451,7 +557,42 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.best_loss_ = None
             if best.epoch is not None:
                 best.restore(self.net_, self.optimizer_)
+        # fcnn.train trains in training mode whatever the mode: left in evaluation mode,
+        # net_(x) on the fitted net does not drop units either.
+        self.net_.eval()
         return self
+
+    def _set_dropout(self, config: TrainConfig) -> None:
+        """Gives the net that training continues from (warm_start, partial_fit) the current
+        ``dropout``: a new rate goes into its Dropout layers; when Dropout layers must come
+        or go, its Linear layers move into the net ``build_model`` makes for ``config``,
+        taking their momentum velocities along."""
+        net = self.net_
+        dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
+        if dropouts and config.dropout > 0:
+            for layer in dropouts:
+                layer.p = config.dropout
+            return
+        if not dropouts and config.dropout == 0:
+            return
+        old_index = [i for i, layer in enumerate(net.layers) if isinstance(layer, Linear)]
+        linears = [net.layers[i] for i in old_index]
+        # The net's own sizes: hidden_layer_sizes may have changed since, to no effect.
+        hidden = tuple(layer.num_outputs for layer in linears[:-1])
+        layers = build_model(
+            linears[0].num_inputs, linears[-1].num_outputs, replace(config, hidden=hidden)
+        ).layers
+        new_index = [i for i, layer in enumerate(layers) if isinstance(layer, Linear)]
+        velocities = self.optimizer_.velocities  # keyed "layers.<index>.<name>"
+        moved = {}
+        for old, new, linear in zip(old_index, new_index, linears, strict=True):
+            layers[new] = linear
+            for name in linear.parameters():
+                if f"layers.{old}.{name}" in velocities:
+                    moved[f"layers.{new}.{name}"] = velocities[f"layers.{old}.{name}"]
+        velocities.clear()
+        velocities.update(moved)
+        net.layers = layers  # the same Module, which the optimiser steps
 
     def _no_progress(self, early_stopping: bool) -> bool:
         """scikit-learn's rule: more than ``n_iter_no_change`` epochs without a ``tol`` gain."""

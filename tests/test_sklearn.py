@@ -1,6 +1,7 @@
 """fcnn.sklearn.MLPClassifier: scikit-learn's own estimator checks, its parameter names and
-stopping rules, any labels and feature counts, uint8 pixels, the fused path, Pipeline,
-GridSearchCV(n_jobs=2); and ``import fcnn`` never importing scikit-learn."""
+stopping rules, any labels and feature counts, uint8 pixels, the fused path, dropout and
+augmentation, Pipeline, GridSearchCV(n_jobs=2); and ``import fcnn`` never importing
+scikit-learn."""
 
 import subprocess
 import sys
@@ -16,7 +17,7 @@ sklearn = pytest.importorskip(
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
-from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SklearnMLP  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -24,6 +25,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from synthetic import blobs  # noqa: E402
 
 import fcnn.training  # noqa: E402
+from fcnn import Augmentation, Dropout  # noqa: E402
+from fcnn.augmentation import RECOMMENDED  # noqa: E402
 from fcnn.sklearn import MLPClassifier  # noqa: E402
 
 # Short fits stop at max_iter on purpose; scikit-learn's checks use batches above n_samples.
@@ -64,6 +67,8 @@ SHARED = (
             lr_decay=0.9,
             lr_step=100,
         ),
+        # augment is not among them: it needs uint8 images, and the checks fit floats.
+        MLPClassifier((8,), dropout=0.3, batch_size=16, learning_rate_init=0.01),
     ]
 )
 def test_scikit_learn_estimator_checks(estimator, check):
@@ -95,8 +100,14 @@ def test_parameters_are_scikit_learns_with_its_defaults():
             assert ours[name] == theirs[name], name
     assert ours["solver"] == "sgd"
     assert {"lr_decay", "lr_step", "dtype"} <= ours.keys()
+    assert (ours["dropout"], ours["augment"], ours["image_shape"]) == (0.0, None, None)
     clf = MLPClassifier().set_params(hidden_layer_sizes=(7,), alpha=0.5)
     assert clone(clf).get_params()["hidden_layer_sizes"] == (7,)
+    warp = Augmentation(translate=1.0)
+    clf = MLPClassifier(dropout=0.25, augment=warp, image_shape=(2, 8))
+    assert clone(clf).get_params()["augment"] == warp
+    assert clone(clf).get_params()["dropout"] == 0.25
+    assert clone(clf).get_params()["image_shape"] == (2, 8)
 
 
 @pytest.mark.parametrize(
@@ -116,6 +127,16 @@ def test_parameters_are_scikit_learns_with_its_defaults():
         ({"validation_fraction": 1.0}, r"validation_fraction must be finite and > 0 and < 1"),
         ({"lr_decay": 0}, r"lr_decay must be finite and > 0 and <= 1, got 0"),
         ({"dtype": "float16"}, r"dtype must be 'float32' or 'float64'"),
+        ({"dropout": -0.1}, r"dropout must be in \[0, 1\), got -0.1"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+        ({"dropout": "x"}, r"dropout must be a real number, got str"),
+        ({"augment": "nonsense"}, r"augment must be None, an fcnn.Augmentation or 'recommended'"),
+        ({"augment": {"translate": 1}}, r"augment must be None, an fcnn.Augmentation"),
+        ({"image_shape": 16}, r"image_shape must be None or \(height, width\)"),
+        ({"image_shape": (4, 0)}, r"image_shape must be None or \(height, width\)"),
+        ({"image_shape": (True, 16)}, r"image_shape must be None or \(height, width\)"),
+        ({"image_shape": (2, 2, 4)}, r"image_shape must be None or \(height, width\)"),
+        ({"image_shape": (4, 5)}, r"image_shape \(4, 5\) holds 20 pixels, but X has 16 features"),
     ],
 )
 def test_bad_settings_are_refused_at_fit_naming_the_setting(setting, message):
@@ -289,3 +310,175 @@ def test_grid_search_with_two_processes():
     assert search.best_params_["learning_rate_init"] == 0.1  # 10 epochs at 0.001 learn little
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.score(X / 16, y) > 0.9
+
+
+# ---------------------------------------------------------------------------- dropout, augment
+
+
+def _fit(images, labels, **settings):
+    settings = {"hidden_layer_sizes": (8,), "learning_rate_init": 0.05, "max_iter": 3, **settings}
+    return MLPClassifier(**settings).fit(images, labels)
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.coefs_, b.coefs_, strict=True))
+
+
+def test_dropout_builds_the_net_fcnn_train_builds():
+    images, labels = blobs(n=100)
+    clf = _fit(images, labels, hidden_layer_sizes=(8, 4), dropout=0.5, random_state=0)
+    kinds = [type(layer).__name__ for layer in clf.net_.layers]
+    assert kinds == ["Linear", "ReLU", "Dropout"] * 2 + ["Linear", "Softmax"]
+    assert {layer.p for layer in clf.net_.layers if isinstance(layer, Dropout)} == {0.5}
+    assert clf.n_layers_ == 4 and [w.shape for w in clf.coefs_] == [(16, 8), (8, 4), (4, 3)]
+    plain = _fit(images, labels, hidden_layer_sizes=(8, 4), random_state=0)
+    assert not any(isinstance(layer, Dropout) for layer in plain.net_.layers)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"dropout": 0.5}, {"augment": Augmentation(translate=1)}, {"augment": "recommended"}],
+)
+def test_dropout_and_augment_change_the_trained_weights(change):
+    images, labels = blobs(n=100)
+    plain = _fit(images, labels, random_state=0)
+    changed = _fit(images, labels, random_state=0, **change)
+    # The same starting weights (build_model draws them before any Dropout): only training differs.
+    assert not _same(plain, changed)
+
+
+def test_recommended_means_fcnn_train_augments_strengths():
+    images, labels = blobs(n=100)
+    by_name = _fit(images, labels, augment="recommended", random_state=0)
+    assert _same(by_name, _fit(images, labels, augment=RECOMMENDED, random_state=0))
+
+
+def test_fit_is_reproducible_from_random_state():
+    images, labels = blobs(n=100)
+    settings = {"dropout": 0.3, "augment": Augmentation(translate=1, rotate=10)}
+    first = _fit(images, labels, random_state=1, **settings)
+    again = _fit(images, labels, random_state=1, **settings)
+    assert _same(first, again) and first.loss_curve_ == again.loss_curve_
+    other = _fit(images, labels, random_state=2, **settings)
+    assert not _same(first, other)
+
+
+def test_dropout_and_augment_train_on_the_fused_path(monkeypatch):
+    real, calls = fcnn.training._core, []
+
+    class CountingCore:
+        def train_epoch(self, *args, **kwargs):
+            calls.append((args[-1], kwargs))
+            return real.train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(fcnn.training, "_core", CountingCore())
+    images, labels = blobs(n=100)
+    _fit(images, labels, dropout=0.5, augment=Augmentation(translate=1), random_state=0)
+    assert len(calls) == 3
+    dropouts, keywords = calls[0]
+    assert [p for p, _, _ in dropouts] == [0.5]
+    assert keywords["image_shape"] == (4, 4) and keywords["augment"][0] == 1.0
+
+
+def test_prediction_neither_drops_nor_warps():
+    images, labels = blobs(n=100)
+    clf = _fit(images, labels, dropout=0.5, augment="recommended", random_state=0)
+    first = clf.predict_proba(images)
+    np.testing.assert_array_equal(first, clf.predict_proba(images))
+    assert not clf.net_.training  # net_(x) does not drop units either
+    np.testing.assert_allclose(clf.net_(images / np.float32(255)), first, rtol=1e-5, atol=1e-7)
+
+
+def test_early_stopping_splits_before_the_warp():
+    images, labels = blobs(n=100)
+    settings = {"augment": Augmentation(translate=1), "early_stopping": True, "max_iter": 3}
+    clf = _fit(images, labels, random_state=0, **settings)
+    assert len(clf.validation_scores_) == clf.n_iter_ == 3
+    assert _same(clf, _fit(images, labels, random_state=0, **settings))
+
+
+def test_augment_needs_uint8_images_of_a_known_shape():
+    images, labels = blobs(n=60, features=10)
+    with pytest.raises(ValueError, match=r"augment needs .* 10 features, not a perfect square"):
+        _fit(images, labels, augment="recommended")
+    with pytest.raises(ValueError, match=r"augment warps 8-bit pixels: X must be a uint8 array"):
+        _fit(images / 255.0, labels, augment="recommended", image_shape=(2, 5))
+    with pytest.raises(ValueError, match=r"X must be a uint8 array, got int64"):
+        _fit(images.astype(np.int64), labels, augment="recommended", image_shape=(2, 5))
+    # Floats are fine without augment, image_shape or no image_shape.
+    _fit(images / 255.0, labels, image_shape=(2, 5))
+    # Rows are images of image_shape, row by row: the two readings warp differently.
+    wide = _fit(images, labels, augment=Augmentation(translate=1), image_shape=(2, 5))
+    tall = _fit(images, labels, augment=Augmentation(translate=1), image_shape=(5, 2))
+    assert not _same(wide, tall)
+
+
+def test_warm_start_and_partial_fit_keep_dropout_and_augment():
+    images, labels = blobs(n=200)
+    clf = MLPClassifier(
+        (8,),
+        learning_rate_init=0.05,
+        max_iter=2,
+        warm_start=True,
+        dropout=0.2,
+        augment=Augmentation(translate=1),
+        random_state=0,
+    )
+    clf.fit(images, labels).fit(images, labels)
+    assert clf.n_iter_ == 4
+    linears = clf.net_.linear_layers()
+    assert sorted(clf.optimizer_.velocities) == [
+        "layers.0.bias",
+        "layers.0.weight",
+        "layers.3.bias",
+        "layers.3.weight",
+    ]
+
+    clf.set_params(dropout=0.4).fit(images, labels)
+    assert [layer.p for layer in clf.net_.layers if isinstance(layer, Dropout)] == [0.4]
+
+    # Dropout layers go: the same Linear layers, and their momentum, go on training.
+    clf.set_params(dropout=0.0, max_iter=1)
+    momentum = clf.optimizer_.velocities["layers.3.weight"]
+    clf.partial_fit(images, labels)
+    assert [type(layer).__name__ for layer in clf.net_.layers] == [
+        "Linear",
+        "ReLU",
+        "Linear",
+        "Softmax",
+    ]
+    assert all(a is b for a, b in zip(clf.net_.linear_layers(), linears, strict=True))
+    assert sorted(clf.optimizer_.velocities) == [
+        "layers.0.bias",
+        "layers.0.weight",
+        "layers.2.bias",
+        "layers.2.weight",
+    ]
+    assert clf.optimizer_.velocities["layers.2.weight"] is momentum and momentum.any()
+
+    # ... and come back.
+    clf.set_params(dropout=0.1).partial_fit(images, labels)
+    assert [type(layer).__name__ for layer in clf.net_.layers][2] == "Dropout"
+    assert clf.optimizer_.velocities["layers.3.weight"] is momentum
+    assert clf.n_iter_ == 8 and clf.optimizer_.step_count == 8  # one batch of 200 an epoch
+    assert np.isfinite(clf.loss_curve_).all()
+
+
+def test_augmented_digits_are_learned():
+    X, y = load_digits(return_X_y=True)
+    pixels = (X * 16).clip(0, 255).astype(np.uint8)  # digits' 0..16 as 8-bit pixels
+    train_X, test_X, train_y, test_y = train_test_split(
+        pixels, y, test_size=0.25, random_state=0, stratify=y
+    )
+    clf = MLPClassifier(
+        (64,),
+        learning_rate_init=0.05,
+        lr_decay=0.5,
+        lr_step=500,
+        batch_size=32,
+        max_iter=40,
+        tol=0,
+        augment=Augmentation(translate=1),
+        random_state=0,
+    ).fit(train_X, train_y)
+    assert clf.score(test_X, test_y) > 0.93
