@@ -131,12 +131,14 @@ ORIGINAL_BASE = TrainConfig(
 #: fcnn's stages for accuracy beyond the plain net's, run from ``fcnn train``'s defaults:
 #: how strongly to warp the training images (none, half, all and 1.5 times
 #: :data:`fcnn.augmentation.LITERATURE`'s strengths), then dropout after the hidden layer,
-#: the hidden size, and last the number of epochs, which augmentation lengthens (each warp
-#: is seen once, so a longer run does not overfit the way the plain one does).
+#: the hidden size, the schedule's factor alpha (per stage of T = 5,000 steps), and last the
+#: number of epochs, which augmentation lengthens (each warp is seen once, so a longer run
+#: does not overfit the way the plain one does).
 AUGMENT_STAGES: tuple[tuple[Field, tuple[Any, ...]], ...] = (
     ("augment", (Augmentation(), LITERATURE.scaled(0.5), LITERATURE, LITERATURE.scaled(1.5))),
     ("dropout", (0.0, 0.1, 0.25)),
     ("hidden", (1024, 2048)),
+    ("lr_decay", (0.5, 0.8, 0.9)),
     ("epochs", (30, 60, 100)),
 )
 

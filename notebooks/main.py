@@ -68,8 +68,9 @@ FURTHER, FINAL = (
 )
 
 # fcnn's stages for accuracy beyond 99% (AUGMENT_STAGES: the warp's strength, dropout, the
-# hidden size, the epochs) from fcnn train's defaults, AUGMENT_EPOCHS per candidate until
-# the epochs stage; fast: the first and last value of each, small nets and epochs.
+# hidden size, the schedule's factor, the epochs) from fcnn train's defaults,
+# AUGMENT_EPOCHS per candidate until the epochs stage; fast: the first and last value of
+# each, small nets and epochs.
 from fcnn.search import AUGMENT_STAGES
 
 AUGMENT_EPOCHS = 1 if FAST else 30
@@ -496,10 +497,10 @@ axes[0, 5].set_title(f"literature: {LITERATURE.label()}", fontsize=9)
 warps
 
 # %% [markdown]
-# How strongly to warp, whether dropout helps on top, how large a hidden layer and how
-# many epochs: chosen on the validation split, as before, stage after stage
-# (`fcnn.search.AUGMENT_STAGES`, also `fcnn search --stages augment`), starting from
-# `fcnn train`'s defaults.
+# How strongly to warp, whether dropout helps on top, how large a hidden layer, how fast the
+# learning rate decays and how many epochs: chosen on the validation split, as before,
+# stage after stage (`fcnn.search.AUGMENT_STAGES`, also `fcnn search --stages augment`),
+# starting from `fcnn train`'s defaults.
 
 # %%
 print_stages(AUGMENT)
