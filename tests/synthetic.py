@@ -23,3 +23,44 @@ def parameters(sizes, dtype, seed=0):
     ]
     biases = [(0.1 * rng.standard_normal(b)).astype(dtype) for b in sizes[1:]]
     return weights, biases
+
+
+def fused_epoch(
+    backend,
+    images,
+    labels,
+    sizes,
+    dtype,
+    batch_size=32,
+    momentum=0.0,
+    nesterov=None,
+    sparse_threshold=0.5,
+    weight_decay=1e-3,
+    order_seed=1,
+    **options,
+):
+    """One ``backend.train_epoch`` (fcnn._core or fcnn.reference) from :func:`parameters`:
+    zero velocities, the order ``permutation(order_seed)``, rates falling from 0.2 to 0.05;
+    ``nesterov`` None means ``momentum > 0``; ``options`` go to train_epoch as keywords
+    (num_threads, dropout, augment, ...). Returns (steps, loss_sum, correct) and the
+    parameters after it: weights, biases, weight velocities, bias velocities."""
+    weights, biases = parameters(sizes, dtype)
+    velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
+    order = np.random.default_rng(order_seed).permutation(len(labels))
+    lrs = np.linspace(0.2, 0.05, -(-len(order) // batch_size))
+    result = backend.train_epoch(
+        images,
+        labels,
+        order,
+        weights,
+        biases,
+        lrs,
+        batch_size,
+        weight_decay,
+        momentum,
+        *velocities,
+        momentum > 0 if nesterov is None else nesterov,
+        sparse_threshold,
+        **options,
+    )
+    return result, weights + biases + velocities[0] + velocities[1]

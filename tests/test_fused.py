@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy_openblas32
 import threadpoolctl
-from synthetic import parameters
+from synthetic import fused_epoch, parameters
 
 import fcnn
 from fcnn import _core, reference
@@ -29,40 +29,6 @@ def digits_like(n=300, features=60, density=0.2, seed=0):
     return images, rng.integers(0, CLASSES, n)
 
 
-def run(
-    backend,
-    images,
-    labels,
-    sizes,
-    dtype,
-    batch_size=32,
-    momentum=0.0,
-    nesterov=False,
-    sparse_threshold=0.5,
-    weight_decay=1e-3,
-    order_seed=1,
-):
-    weights, biases = parameters(sizes, dtype)
-    velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
-    order = np.random.default_rng(order_seed).permutation(len(labels))
-    lrs = np.linspace(0.2, 0.05, -(-len(order) // batch_size))
-    result = backend.train_epoch(
-        images,
-        labels,
-        order,
-        weights,
-        biases,
-        lrs,
-        batch_size,
-        weight_decay,
-        momentum,
-        *velocities,
-        nesterov,
-        sparse_threshold,
-    )
-    return result, weights + biases + velocities[0] + velocities[1]
-
-
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
 @pytest.mark.parametrize("hidden", [(20,), (70, 13), (130,)])
 @pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
@@ -70,7 +36,7 @@ def run(
 def test_fused_epoch_matches_twin(dtype, rtol, hidden, momentum, nesterov, sparse_threshold):
     images, labels = digits_like()
     sizes = [images.shape[1], *hidden, CLASSES]
-    (steps, loss, correct), params = run(
+    (steps, loss, correct), params = fused_epoch(
         _core,
         images,
         labels,
@@ -80,7 +46,7 @@ def test_fused_epoch_matches_twin(dtype, rtol, hidden, momentum, nesterov, spars
         nesterov=nesterov,
         sparse_threshold=sparse_threshold,
     )
-    (twin_steps, twin_loss, twin_correct), twin_params = run(
+    (twin_steps, twin_loss, twin_correct), twin_params = fused_epoch(
         reference, images, labels, sizes, dtype, momentum=momentum, nesterov=nesterov
     )
     assert steps == twin_steps == 10
@@ -97,8 +63,8 @@ def test_sparse_and_dense_first_layer_agree(density):
     # 0.0 sends uint8 batches through the BLAS layer kernels: the same sums in another order.
     images, labels = digits_like(density=density)
     sizes = [images.shape[1], 64, CLASSES]
-    _, sparse = run(_core, images, labels, sizes, np.float64, sparse_threshold=1.0)
-    _, dense = run(_core, images, labels, sizes, np.float64, sparse_threshold=0.0)
+    _, sparse = fused_epoch(_core, images, labels, sizes, np.float64, sparse_threshold=1.0)
+    _, dense = fused_epoch(_core, images, labels, sizes, np.float64, sparse_threshold=0.0)
     for a, b in zip(sparse, dense, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
 
@@ -112,7 +78,7 @@ def test_first_layer_paths_give_the_same_bits(dtype, momentum, weight_decay, den
     images, labels = digits_like(n=230, features=70, density=density)
     sizes = [images.shape[1], 90, CLASSES]
     results = [
-        run(
+        fused_epoch(
             _core,
             images,
             labels,
@@ -134,8 +100,8 @@ def test_first_layer_paths_give_the_same_bits(dtype, momentum, weight_decay, den
 def test_float_images_are_not_rescaled():
     images, labels = digits_like()
     floats = images / 255.0
-    _, from_bytes = run(_core, images, labels, [60, 16, CLASSES], np.float64)
-    _, from_floats = run(_core, floats, labels, [60, 16, CLASSES], np.float64)
+    _, from_bytes = fused_epoch(_core, images, labels, [60, 16, CLASSES], np.float64)
+    _, from_floats = fused_epoch(_core, floats, labels, [60, 16, CLASSES], np.float64)
     for a, b in zip(from_bytes, from_floats, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
@@ -202,7 +168,9 @@ def test_sparse_path_does_not_depend_on_thread_count():
             fcnn.set_num_threads(threads)
             assert _core.get_num_threads() == threads
             results.append(
-                run(_core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0)[1]
+                fused_epoch(
+                    _core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0
+                )[1]
             )
     finally:
         fcnn.set_num_threads(previous)
@@ -440,7 +408,7 @@ def test_lazy_rows_absent_all_call_are_caught_up_at_the_end():
 def test_lazy_path_is_bitwise_reproducible_across_runs():
     images, labels = mixed_density_images()
     runs = [
-        run(
+        fused_epoch(
             _core,
             images,
             labels,
@@ -465,7 +433,7 @@ def test_fcnn_calls_leave_the_callers_subnormals_alone():
     tiny = np.float32(1e-38) * np.float32(1e-3)
     assert tiny != 0  # NumPy makes subnormals before...
     images, labels = digits_like()
-    run(_core, images, labels, [60, 32, CLASSES], np.float32, momentum=0.9)
+    fused_epoch(_core, images, labels, [60, 32, CLASSES], np.float32, momentum=0.9)
     x = np.full((4, 3), 1e-39, np.float32)
     _core.linear_forward(x, np.ones((3, 300), np.float32), np.zeros(300, np.float32))
     _core.sgd_step(np.ones(3, np.float32), np.ones(3, np.float32), 0.1)
@@ -588,7 +556,7 @@ def test_set_num_threads_from_another_thread_takes_effect():
         flipper.start()
         try:
             for _ in range(3):
-                run(
+                fused_epoch(
                     _core,
                     images,
                     labels,
@@ -607,10 +575,14 @@ def test_set_num_threads_from_another_thread_takes_effect():
         setter.join()
         assert _core.get_num_threads() == 1  # set in another thread, seen in this one
         assert fcnn_blas_threads() == 1
-        one = run(_core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0)
+        one = fused_epoch(
+            _core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0
+        )
         fcnn.set_num_threads(2)
         assert _core.get_num_threads() == 2 and fcnn_blas_threads() == 2
-        two = run(_core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0)
+        two = fused_epoch(
+            _core, images, labels, [60, 256, CLASSES], np.float32, sparse_threshold=1.0
+        )
         for a, b in zip(one[1], two[1], strict=True):
             np.testing.assert_array_equal(a, b)
     finally:

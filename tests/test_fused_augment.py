@@ -4,7 +4,7 @@ DataLoader(augment=...), reproducibility, the recorded settings, bad input and l
 import numpy as np
 import pytest
 from leakcheck import assert_no_leak
-from synthetic import parameters
+from synthetic import fused_epoch, parameters
 
 import fcnn
 from fcnn import _core, reference, training
@@ -33,30 +33,20 @@ def blots(n=240, seed=0):
 def run(backend, dtype, momentum=0.0, sparse_threshold=0.5, first_stream=0, seed=9, dropout=None):
     images, labels = blots()
     sizes = [HEIGHT * WIDTH, 30, CLASSES] if dropout is None else [HEIGHT * WIDTH, 30, 20, CLASSES]
-    weights, biases = parameters(sizes, dtype)
-    velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
-    order = np.random.default_rng(1).permutation(len(labels))
-    lrs = np.linspace(0.2, 0.05, -(-len(order) // 32))
-    result = backend.train_epoch(
+    return fused_epoch(
+        backend,
         images,
         labels,
-        order,
-        weights,
-        biases,
-        lrs,
-        32,
-        1e-3,
-        momentum,
-        *velocities,
-        momentum > 0,
-        sparse_threshold,
+        sizes,
+        dtype,
+        momentum=momentum,
+        sparse_threshold=sparse_threshold,
         dropout=dropout,
         augment=STRENGTHS,
         image_shape=(HEIGHT, WIDTH),
         augment_seed=seed,
         first_stream=first_stream,
     )
-    return result, weights + biases + velocities[0] + velocities[1]
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])

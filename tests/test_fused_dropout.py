@@ -3,7 +3,7 @@ same seeds, bitwise reproducible, the same on 1 and 2 threads, and its bad input
 
 import numpy as np
 import pytest
-from synthetic import parameters
+from synthetic import fused_epoch
 from test_fused import CLASSES, digits_like
 
 import fcnn
@@ -17,27 +17,17 @@ from fcnn.training import fused_eligible, train
 
 def run(backend, sizes, dtype, dropout, momentum=0.9, sparse_threshold=0.5, num_threads=0):
     images, labels = digits_like()
-    weights, biases = parameters(sizes, dtype)
-    velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
-    order = np.random.default_rng(1).permutation(len(labels))
-    lrs = np.linspace(0.2, 0.05, -(-len(order) // 32))
-    result = backend.train_epoch(
+    return fused_epoch(
+        backend,
         images,
         labels,
-        order,
-        weights,
-        biases,
-        lrs,
-        32,
-        1e-3,
-        momentum,
-        *velocities,
-        momentum > 0,
-        sparse_threshold,
-        num_threads,
-        dropout,
+        sizes,
+        dtype,
+        momentum=momentum,
+        sparse_threshold=sparse_threshold,
+        num_threads=num_threads,
+        dropout=dropout,
     )
-    return result, weights + biases + velocities[0] + velocities[1]
 
 
 DROPOUTS = {
