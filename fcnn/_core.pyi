@@ -220,8 +220,8 @@ def augment(
     thread count or on which call it came in. The warp: a translation uniform in
     +-``translate`` pixels (x and y), a rotation uniform in +-``rotate`` degrees,
     a scale 1 + uniform +-``scale`` and a shear factor uniform in +-``shear``, all
-    about the image centre, plus an elastic distortion (Simard et al. 2003): fields
-    uniform in [-1, 1) smoothed by a normalised Gaussian of std ``elastic_sigma``
+    about the image centre, plus an elastic distortion (Simard et al. 2003): float32
+    fields uniform in [-1, 1) smoothed by a normalised Gaussian of std ``elastic_sigma``
     (truncated at ceil(3 sigma), zeros outside the image), times ``elastic_alpha``
     pixels. Pixels are sampled bilinearly (zeros outside), rounded half up and
     clamped to [0, 255]. A strength of 0 turns its transform off (the elastic one
