@@ -190,8 +190,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"hidden layer sizes (default: {' '.join(map(str, defaults.hidden))})",
     )
     train_cmd.add_argument("--lr", type=float, default=defaults.lr, help="initial learning rate")
+    # --lr-decay, --dropout and --epochs default to None, "not given": --augment then picks
+    # its own.
     train_cmd.add_argument(
-        "--lr-decay", type=float, default=defaults.lr_decay, help="schedule factor alpha per stage"
+        "--lr-decay",
+        type=float,
+        default=None,
+        help=f"schedule factor alpha per stage (default: {defaults.lr_decay:g}; "
+        f"{AUGMENTED_CONFIG.lr_decay:g} with --augment)",
     )
     train_cmd.add_argument(
         "--lr-step",
@@ -211,7 +217,6 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.nesterov,
         help="Nesterov momentum",
     )
-    # --dropout and --epochs default to None, "not given": --augment then picks its own.
     train_cmd.add_argument(
         "--dropout",
         type=float,
@@ -710,10 +715,11 @@ def _augmentation_from_args(args: argparse.Namespace) -> Augmentation | None:
 
 
 def _unset_defaults(args: argparse.Namespace) -> None:
-    """Fills --epochs and --dropout when not given: ``fcnn train --augment`` trains the
-    recommended configuration (:data:`fcnn.training.AUGMENTED_CONFIG`), else the defaults."""
+    """Fills --epochs, --dropout and --lr-decay when not given: ``fcnn train --augment``
+    trains the recommended configuration (:data:`fcnn.training.AUGMENTED_CONFIG`), else the
+    defaults."""
     recommended = AUGMENTED_CONFIG if getattr(args, "augment_recommended", False) else TrainConfig()
-    for name in ("epochs", "dropout"):
+    for name in ("epochs", "dropout", "lr_decay"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(recommended, name))
 

@@ -413,7 +413,7 @@ def test_scaled_strengths_keep_sigma_and_a_valid_scale():
 def test_labels_name_the_strengths_that_are_on():
     assert fcnn.Augmentation().label() == "off"
     assert fcnn.augmentation.LITERATURE.label() == "t2 r10 s0.1 k0.15 e20/4"
-    assert fcnn.augmentation.RECOMMENDED.label() == "t1 r5 s0.05 k0.075 e10/4"
+    assert fcnn.augmentation.LITERATURE.scaled(0.5).label() == "t1 r5 s0.05 k0.075 e10/4"
     assert fcnn.Augmentation(rotate=5, elastic_alpha=3).label() == "r5"  # sigma 0: no elastic
 
 

@@ -97,11 +97,13 @@ def test_augment_alone_trains_the_recommended_configuration():
 
     config = _config_from_args(_parser().parse_args(["train", "--augment"]))
     assert config == AUGMENTED_CONFIG
-    assert config.epochs == 100 and config.augment == RECOMMENDED
+    assert config.epochs == 100 and config.lr_decay == 0.5 and config.augment == RECOMMENDED
     # Flags given win over the recommended ones, and without --augment the defaults hold.
-    given = _config_from_args(_parser().parse_args(["train", "--augment", "--epochs", "30"]))
-    assert given.epochs == 30 and given.augment == RECOMMENDED
-    assert _config_from_args(_parser().parse_args(["train"])).epochs == 30
+    argv = ["train", "--augment", "--epochs", "30", "--lr-decay", "0.8"]
+    given = _config_from_args(_parser().parse_args(argv))
+    assert given.epochs == 30 and given.lr_decay == 0.8 and given.augment == RECOMMENDED
+    plain = _config_from_args(_parser().parse_args(["train"]))
+    assert plain.epochs == 30 and plain.lr_decay == 0.8 and plain.augment is None
 
 
 def test_search_prints_augment_for_the_recommended_warp():
