@@ -842,6 +842,13 @@ def _train(args: argparse.Namespace, run: _Run) -> int:
         set_num_threads(args.threads)
     _check_out_folder(args.out)
     quiet = args.quiet
+    if getattr(args, "augment_recommended", False) and args.dataset != "mnist" and not quiet:
+        print(
+            "note: --augment's settings were selected on MNIST's digits; on Fashion-MNIST "
+            "they lower the test accuracy (86.8% against 90.0% for --epochs 100 without "
+            "them, README: Results)",
+            file=sys.stderr,
+        )
     progress_bar = not (args.quiet or args.no_progress)
     full_train, test_data = _load_split(args.dataset, args, None, progress_bar)
     class_names = list(_DATASETS[args.dataset][1])

@@ -114,3 +114,16 @@ def test_search_prints_augment_for_the_recommended_warp():
     flags = _augmentation_flags(fcnn.Augmentation(rotate=3.0))
     config = _config_from_args(_parser().parse_args(["train", *flags]))
     assert config.augment == fcnn.Augmentation(rotate=3.0)
+
+
+@pytest.mark.parametrize("dataset, noted", [("fashion-mnist", True), ("mnist", False)])
+def test_augment_notes_where_its_settings_were_chosen(tmp_path, capsys, dataset, noted):
+    # A --data-dir that is a file fails the run before any data is read, after the note.
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    argv = ["train", "--dataset", dataset, "--augment", "--no-download"]
+    argv += ["--data-dir", str(not_a_folder), "--out", str(tmp_path / "run")]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert ("note: --augment's settings were selected on MNIST" in err) == noted
+    assert "is a file, not a folder" in err
