@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy_openblas32
 import threadpoolctl
-from synthetic import fused_epoch, parameters
+from synthetic import assert_matches_twin, assert_same_training, fused_epoch, parameters
 
 import fcnn
 from fcnn import _core, reference
@@ -36,7 +36,7 @@ def digits_like(n=300, features=60, density=0.2, seed=0):
 def test_fused_epoch_matches_twin(dtype, rtol, hidden, momentum, nesterov, sparse_threshold):
     images, labels = digits_like()
     sizes = [images.shape[1], *hidden, CLASSES]
-    (steps, loss, correct), params = fused_epoch(
+    result = fused_epoch(
         _core,
         images,
         labels,
@@ -46,16 +46,10 @@ def test_fused_epoch_matches_twin(dtype, rtol, hidden, momentum, nesterov, spars
         nesterov=nesterov,
         sparse_threshold=sparse_threshold,
     )
-    (twin_steps, twin_loss, twin_correct), twin_params = fused_epoch(
+    twin_result = fused_epoch(
         reference, images, labels, sizes, dtype, momentum=momentum, nesterov=nesterov
     )
-    assert steps == twin_steps == 10
-    assert loss == pytest.approx(twin_loss, rel=rtol)
-    assert abs(correct - twin_correct) <= (0 if dtype == np.float64 else 2)
-    for value, expected in zip(params, twin_params, strict=True):
-        assert value.dtype == dtype
-        scale = np.abs(expected).max() + 1e-30
-        np.testing.assert_allclose(value / scale, expected / scale, rtol=0, atol=rtol)
+    assert_matches_twin(result, twin_result, 10, dtype, rtol)
 
 
 @pytest.mark.parametrize("density", [0.05, 0.2, 0.6, 1.0])
@@ -132,12 +126,7 @@ def test_train_fused_equals_module_path_in_float64(momentum):
         finals.append((net.state_dict(), history, optimizer.step_count))
     (fused_state, fused_history, fused_steps), (module_state, module_history, module_steps) = finals
     assert fused_steps == module_steps == 2 * 13
-    np.testing.assert_allclose(
-        fused_history["train_loss"], module_history["train_loss"], rtol=1e-12
-    )
-    assert fused_history["train_accuracy"] == module_history["train_accuracy"]
-    for key, value in fused_state.items():
-        np.testing.assert_allclose(value, module_state[key], rtol=1e-10, atol=1e-12)
+    assert_same_training((fused_state, fused_history), (module_state, module_history))
 
 
 def test_fused_training_is_bitwise_reproducible():
@@ -360,28 +349,23 @@ def test_lazy_first_layer_matches_eager_twin(momentum, nesterov, weight_decay, s
     # form agree with the twin's step-by-step rule to rounding.
     images, labels = mixed_density_images()
     sizes = [images.shape[1], 40, CLASSES]
-    results = []
-    for backend in (_core, reference):
-        weights, biases = parameters(sizes, np.float64)
-        velocities = ([np.zeros_like(w) for w in weights], [np.zeros_like(b) for b in biases])
-        order = np.arange(len(labels))
-        lrs = np.linspace(0.3, 0.02, -(-len(order) // 16))
-        outcome = backend.train_epoch(
+    (outcome, params), (twin_outcome, twin_params) = [
+        fused_epoch(
+            backend,
             images,
             labels,
-            order,
-            weights,
-            biases,
-            lrs,
-            16,
-            weight_decay,
-            momentum,
-            *velocities,
-            nesterov,
-            sparse_threshold,
+            sizes,
+            np.float64,
+            batch_size=16,
+            momentum=momentum,
+            nesterov=nesterov,
+            sparse_threshold=sparse_threshold,
+            weight_decay=weight_decay,
+            order_seed=None,
+            lr_range=(0.3, 0.02),
         )
-        results.append((outcome, weights + biases + velocities[0] + velocities[1]))
-    (outcome, params), (twin_outcome, twin_params) = results
+        for backend in (_core, reference)
+    ]
     assert outcome[0] == twin_outcome[0] == 20
     assert outcome[1] == pytest.approx(twin_outcome[1], rel=1e-10)
     for value, expected in zip(params, twin_params, strict=True):

@@ -4,7 +4,7 @@ DataLoader(augment=...), reproducibility, the recorded settings, bad input and l
 import numpy as np
 import pytest
 from leakcheck import assert_no_leak
-from synthetic import fused_epoch, parameters
+from synthetic import assert_matches_twin, assert_same_training, fused_epoch, parameters
 
 import fcnn
 from fcnn import _core, reference, training
@@ -53,14 +53,9 @@ def run(backend, dtype, momentum=0.0, sparse_threshold=0.5, first_stream=0, seed
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("sparse_threshold", [0.0, 1.0, None])
 def test_augmented_fused_epoch_matches_twin(dtype, rtol, momentum, sparse_threshold):
-    (steps, loss, correct), params = run(_core, dtype, momentum, sparse_threshold, 1000)
-    (twin_steps, twin_loss, twin_correct), twin_params = run(reference, dtype, momentum, None, 1000)
-    assert steps == twin_steps == 8
-    assert loss == pytest.approx(twin_loss, rel=rtol)
-    assert abs(correct - twin_correct) <= (0 if dtype == np.float64 else 2)
-    for value, expected in zip(params, twin_params, strict=True):
-        scale = np.abs(expected).max() + 1e-30
-        np.testing.assert_allclose(value / scale, expected / scale, rtol=0, atol=rtol)
+    result = run(_core, dtype, momentum, sparse_threshold, 1000)
+    twin_result = run(reference, dtype, momentum, None, 1000)
+    assert_matches_twin(result, twin_result, 8, dtype, rtol)
 
 
 def test_augmentation_changes_the_epoch():
@@ -109,12 +104,7 @@ def test_fused_equals_module_path_over_an_augmenting_loader(monkeypatch, chunk):
     fused_state, fused_history, fused_steps = train_augmented(True)
     module_state, module_history, module_steps = train_augmented(False)
     assert fused_steps == module_steps == 2 * 8
-    np.testing.assert_allclose(
-        fused_history["train_loss"], module_history["train_loss"], rtol=1e-12
-    )
-    assert fused_history["train_accuracy"] == module_history["train_accuracy"]
-    for key, value in fused_state.items():
-        np.testing.assert_allclose(value, module_state[key], rtol=1e-10, atol=1e-12)
+    assert_same_training((fused_state, fused_history), (module_state, module_history))
 
 
 @pytest.mark.parametrize("threads", [1, 2])

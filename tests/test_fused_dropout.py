@@ -3,7 +3,7 @@ same seeds, bitwise reproducible, the same on 1 and 2 threads, and its bad input
 
 import numpy as np
 import pytest
-from synthetic import fused_epoch
+from synthetic import assert_matches_twin, assert_same_training, fused_epoch
 from test_fused import CLASSES, digits_like
 
 import fcnn
@@ -43,16 +43,9 @@ DROPOUTS = {
 @pytest.mark.parametrize("sparse_threshold", [0.0, 1.0])
 def test_fused_epoch_with_dropout_matches_twin(dtype, rtol, case, sparse_threshold):
     sizes, dropout = DROPOUTS[case]
-    (steps, loss, correct), params = run(
-        _core, sizes, dtype, dropout, sparse_threshold=sparse_threshold
-    )
-    (twin_steps, twin_loss, twin_correct), twin_params = run(reference, sizes, dtype, dropout)
-    assert steps == twin_steps == 10
-    assert loss == pytest.approx(twin_loss, rel=rtol)
-    assert abs(correct - twin_correct) <= (0 if dtype == np.float64 else 2)
-    for value, expected in zip(params, twin_params, strict=True):
-        scale = np.abs(expected).max() + 1e-30
-        np.testing.assert_allclose(value / scale, expected / scale, rtol=0, atol=rtol)
+    result = run(_core, sizes, dtype, dropout, sparse_threshold=sparse_threshold)
+    twin_result = run(reference, sizes, dtype, dropout)
+    assert_matches_twin(result, twin_result, 10, dtype, rtol)
 
 
 def test_dropout_changes_the_fused_epoch():
@@ -122,12 +115,7 @@ def test_train_fused_equals_module_path_with_dropout(momentum, p):
         finals.append((net.state_dict(), history, steps))
     (fused_state, fused_history, fused_steps), (module_state, module_history, module_steps) = finals
     assert fused_steps == module_steps == [2 * 13] * len(fused_steps)
-    np.testing.assert_allclose(
-        fused_history["train_loss"], module_history["train_loss"], rtol=1e-12
-    )
-    assert fused_history["train_accuracy"] == module_history["train_accuracy"]
-    for key, value in fused_state.items():
-        np.testing.assert_allclose(value, module_state[key], rtol=1e-10, atol=1e-12)
+    assert_same_training((fused_state, fused_history), (module_state, module_history))
 
 
 def test_fused_training_with_dropout_is_bitwise_reproducible():
