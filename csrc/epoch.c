@@ -241,21 +241,35 @@ static void compose_steps(double *map, fcnn_size from, fcnn_size to, const doubl
 }
 
 // Which build of a first-layer kernel runs (first_layer.h): AVX-512 wherever the CPU has it,
-// except the update kernel on sparse batches on AMD. Zen 4 runs 512-bit multiply-adds as two
-// 256-bit halves; there (benchmarks/bench_kernel.py, min of many runs) the AVX-512 build was
-// faster for the forward kernel (11% sparse, 13% dense) and for the dense update (12%), but the
-// AVX2 build 7% faster for the sparse update. Both builds give the same bits.
+// except the update kernel on sparse batches on AMD family 19h (Zen 4, the only one of that
+// family with AVX-512). Zen 4 runs 512-bit multiply-adds as two 256-bit halves; there
+// (benchmarks/bench_kernel.py, min of many runs) the AVX-512 build was faster for the forward
+// kernel (11% sparse, 13% dense) and for the dense update (12%), but the AVX2 build 7% faster
+// for the sparse update. Zen 5 (family 1Ah) has full 512-bit units: there the AVX-512 build is
+// faster for both kernels (forward 16%, sparse update 11%). Both builds give the same bits.
 typedef enum { FORWARD_KERNEL, UPDATE_KERNEL } first_layer_kernel;
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <cpuid.h>
+
+// The CPU's display family (base family, plus the extended family when the base is 0Fh)
+static unsigned cpu_family(void) {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    unsigned family = (eax >> 8) & 0xF;
+    return family == 0xF ? family + ((eax >> 20) & 0xFF) : family;
+}
+#endif
 
 static int wide_vectors(first_layer_kernel kernel, int sparse) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-    static int avx512 = -1, amd = -1;  // a benign race: every thread computes the same answer
+    static int avx512 = -1, zen4 = -1;  // a benign race: every thread computes the same answer
     if (avx512 < 0) {
         __builtin_cpu_init();
-        amd = __builtin_cpu_is("amd") != 0;
+        zen4 = __builtin_cpu_is("amd") != 0 && cpu_family() == 0x19;
         avx512 = __builtin_cpu_supports("avx512f") != 0;
     }
-    return avx512 && !(kernel == UPDATE_KERNEL && sparse && amd);
+    return avx512 && !(kernel == UPDATE_KERNEL && sparse && zen4);
 #else
     (void)kernel, (void)sparse;
     return 0;
