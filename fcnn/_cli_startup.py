@@ -6,7 +6,8 @@ printed a traceback, sometimes as ``ImportError: numpy._core.multiarray failed
 to import``, which reads like a broken install. When (and only when) this
 process is the ``fcnn`` command (its console script or ``python -m fcnn``),
 a SIGINT handler that exits at once is installed here; :func:`fcnn.cli.main`
-replaces it by Python's usual one as its first step. Importing fcnn in any
+replaces it as its first step by one that raises KeyboardInterrupt, as Python's
+usual one does. Importing fcnn in any
 other program changes nothing.
 """
 

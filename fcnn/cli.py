@@ -599,6 +599,46 @@ def _interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+class _InterruptHandler:
+    """The SIGINT handler while a command runs: raises KeyboardInterrupt, as Python's own
+    does, and remembers that it did.
+
+    A KeyboardInterrupt raised where C code clears errors is lost: one raised inside an
+    ``isinstance`` check while the command started up once let ``fcnn train`` run to the
+    end. ``fcnn.train`` (see ``_StopOnInterrupt``) and :func:`main` also look at
+    ``received``, so such a Ctrl-C still stops the command.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupt_handler() -> Iterator[_InterruptHandler | None]:
+    """Installs an :class:`_InterruptHandler` for the command and restores the handler before
+    (Python's own after fcnn's start-up one); yields None, changing nothing, off the main thread
+    or when the caller has a handler of its own or ignores SIGINT."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous not in (
+        exit_interrupted,
+        signal.default_int_handler,
+    ):
+        yield None
+        return
+    handler = _InterruptHandler()
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield handler
+    finally:
+        # Past the command, Ctrl-C is Python's usual KeyboardInterrupt again.
+        restored = signal.default_int_handler if previous is exit_interrupted else previous
+        signal.signal(signal.SIGINT, restored)
+
+
 class _Run:
     """What ``fcnn train`` has done so far, for the message when it is interrupted."""
 
@@ -1497,11 +1537,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     Bad flags raise ``SystemExit(2)`` from argparse, ``--help`` and ``--version``
     ``SystemExit(0)``; everything else returns its status.
     """
+    # From here on Ctrl-C is a KeyboardInterrupt, handled in _main and by fcnn.train.
+    with _interrupt_handler() as interrupts:
+        return _main(argv, interrupts)
+
+
+def _main(argv: Sequence[str] | None, interrupts: _InterruptHandler | None) -> int:
     command = "fcnn"
     run = _Run()
-    if signal.getsignal(signal.SIGINT) is exit_interrupted:
-        # From here on Ctrl-C is a KeyboardInterrupt, handled below and by fcnn.train.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         parser = _parser()
         args = parser.parse_args(argv)
@@ -1513,7 +1556,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "export": _export,
             "search": _search,
         }
-        return handlers[args.command](args, run)
+        status = handlers[args.command](args, run)
+        if interrupts is not None and interrupts.received and status == 0:
+            raise KeyboardInterrupt  # raised earlier, and lost in code that clears errors
+        return status
     except UsageError as error:
         print(f"{command}: error: {_one_line(error)}", file=sys.stderr)
         return 2

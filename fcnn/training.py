@@ -307,6 +307,9 @@ class _StopOnInterrupt:
             and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
         ):
             self._previous = signal.signal(signal.SIGINT, self._handle)
+            # fcnn's command-line handler remembers a Ctrl-C whose KeyboardInterrupt was lost
+            # (raised where C code clears errors): that one stops training before it starts.
+            self.requested = bool(getattr(self._previous, "received", False))
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -633,6 +636,8 @@ def train(
     stop_reason = "completed"
     with _StopOnInterrupt() as interrupt, _mode(net, training=True):
         for epoch in range(1, epochs + 1):
+            if interrupt.requested:  # before the first epoch (see _StopOnInterrupt)
+                break
             started = time.perf_counter()
             steps_before = optimizer.step_count
             with tqdm(

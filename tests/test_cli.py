@@ -6,6 +6,7 @@ Exit status: 0 done, 1 runtime error, 2 usage error, 130 interrupted (see fcnn/c
 import argparse
 import errno
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -342,6 +343,55 @@ def test_failed_final_save_rescues_the_model(mnist_dir, tmp_path, monkeypatch, c
 
 
 # ---------------------------------------------------------------------------- evaluate
+
+
+def swallowed_ctrl_c(function):
+    """``function`` after a SIGINT whose KeyboardInterrupt is lost, as in C code that clears
+    errors (seen: one raised inside an isinstance() check while ``fcnn train`` started)."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def test_lost_ctrl_c_before_training_stops_train(mnist_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_load_split", swallowed_ctrl_c(cli._load_split))
+    out = tmp_path / "run"
+    status = main(["train", *data_args(mnist_dir), *SMALL, "--out", str(out), "--no-progress"])
+    assert status == 130
+    assert (
+        capsys.readouterr().err == "fcnn train: interrupted before the first step; nothing saved\n"
+    )
+    assert not (out / "model.npz").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_lost_ctrl_c_still_ends_evaluate_with_130(trained, mnist_dir, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "evaluate", swallowed_ctrl_c(cli.evaluate))
+    status = main(["evaluate", "--model", str(trained / "model.npz"), *data_args(mnist_dir)])
+    assert status == 130
+    assert capsys.readouterr().err == "fcnn evaluate: interrupted\n"
+
+
+def test_a_callers_own_sigint_handler_is_kept(trained, mnist_dir, capsys):
+    calls = []
+
+    def own(signum, frame):
+        calls.append(signum)
+
+    previous = signal.signal(signal.SIGINT, own)
+    try:
+        assert main(["evaluate", "--model", str(trained / "model.npz"), *data_args(mnist_dir)]) == 0
+        assert signal.getsignal(signal.SIGINT) is own
+        signal.raise_signal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert calls == [signal.SIGINT]
 
 
 def test_evaluate_json_matches_training_history(trained, mnist_dir, capsys):
