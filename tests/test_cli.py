@@ -803,3 +803,24 @@ def test_importing_fcnn_elsewhere_leaves_sigint_alone(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert done.stdout.strip() == "True"
+
+
+def test_python_dash_m_fcnn_interrupted_exits_130_after_exec(tmp_path):
+    """Under ``python -m``, CPython turns any exit into SIGINT (-2) once a KeyboardInterrupt
+    has passed through exec() of a string, caught or not; fcnn still exits with 130."""
+    (tmp_path / "probe.py").write_text(
+        "import runpy\n"
+        "import fcnn.cli\n"
+        "def parser():\n"
+        "    exec('raise KeyboardInterrupt')  # as a Ctrl-C while a dataclass is created\n"
+        "fcnn.cli._parser = parser\n"
+        "runpy.run_module('fcnn', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "probe", "train"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stderr) == (130, "fcnn: interrupted\n")
