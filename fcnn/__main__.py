@@ -2,7 +2,7 @@
 
 import sys
 
-_INTERRUPTED = 130
+from ._cli_startup import INTERRUPTED
 
 
 def _exit_interrupted() -> None:
@@ -22,7 +22,7 @@ def _exit_interrupted() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(_INTERRUPTED)
+    os._exit(INTERRUPTED)
 
 
 try:
@@ -32,6 +32,6 @@ except KeyboardInterrupt:  # Ctrl-C while starting up: no traceback, the usual s
     _exit_interrupted()
 
 status = main()
-if status == _INTERRUPTED:
+if status == INTERRUPTED:
     _exit_interrupted()
 sys.exit(status)

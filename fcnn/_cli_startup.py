@@ -37,10 +37,14 @@ def _is_fcnn_command(argv: list[str]) -> bool:
     return False
 
 
+#: The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as shells report it.
+INTERRUPTED = 130
+
+
 def exit_interrupted(signum: int, frame: object) -> None:
     """The start-up SIGINT handler: nothing has been written yet, so leave at once."""
     os.write(2, b"fcnn: interrupted\n")
-    os._exit(130)
+    os._exit(INTERRUPTED)
 
 
 # A SIGINT the parent made this process ignore (a background job, nohup) stays ignored.

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import __version__
 from ._checks import check_dropout_rate
+from ._cli_startup import INTERRUPTED as _INTERRUPTED
 from ._cli_startup import exit_interrupted
 from ._core import set_num_threads
 from ._io import write_text_atomically
@@ -64,7 +65,6 @@ _DATASETS = {
     "mnist": (load_mnist, MNIST_CLASSES),
     "fashion-mnist": (load_fashion_mnist, FASHION_MNIST_CLASSES),
 }
-_INTERRUPTED = 130
 
 
 class UsageError(Exception):
