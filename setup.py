@@ -16,6 +16,8 @@ sources = sorted(str(path) for path in Path("csrc").glob("*.c"))
 core = Extension(
     "fcnn._core",
     sources=sources,
+    # The headers hold kernels too (first_layer.h, sgd_rule.h): a change to one rebuilds.
+    depends=sorted(str(path) for path in Path("csrc").glob("*.h")),
     include_dirs=[numpy.get_include(), scipy_openblas32.get_include_dir(), "csrc"],
     library_dirs=[scipy_openblas32.get_lib_dir()],
     # No rpath: the build environment is temporary. fcnn/__init__.py imports

@@ -37,10 +37,12 @@ static inline __attribute__((always_inline)) void FIRST_LAYER(store_row)(
     for (fcnn_size j = 0; j < width; j++) o[j] = relu && result[j] < 0 ? 0 : result[j];
 }
 
-// Rows (or inputs) per register tile of the dense kernels, and vectors per tile row: 6 x 2
-// accumulators, two loads and six broadcasts per step (fifteen of the sixteen AVX2 registers).
+// Rows (or inputs) per register tile of the dense kernels, and vectors per tile row. AVX2:
+// 6 x 2 accumulators, two loads and six broadcasts per step (fifteen of the sixteen ymm
+// registers). AVX-512: 6 x 4, the whole block, twenty-eight of the thirty-two zmm registers;
+// a broadcast then feeds four multiply-adds, not two, and x is read once per block, not twice.
 #define TILE_ROWS 6
-#define TILE_VECTORS (VECTORS < 2 ? VECTORS : 2)
+#define TILE_VECTORS (VECTOR_BYTES == 64 ? VECTORS : VECTORS < 2 ? VECTORS : 2)
 #define TILE_COLUMNS (TILE_VECTORS * LANES)
 
 // out rows [b0, b0 + R) x columns [c0, c0 + TILE_COLUMNS) of a block = start + x @ panel,
@@ -101,6 +103,19 @@ static inline __attribute__((always_inline)) void FIRST_LAYER(gradient_tile)(
         }
     }
 }
+
+// The tiles above on min(count, TILE_ROWS) rows (or inputs), the count a constant in each
+// call so that the accumulators stay in registers: a batch's last B % TILE_ROWS rows make one
+// tile of their own size, not as many single-row chains, each bound by the latency of its adds.
+#define FIRST_LAYER_TILE_CASES(count, call) \
+    switch ((count) < TILE_ROWS ? (count) : TILE_ROWS) { \
+        case 1: call(1); break; \
+        case 2: call(2); break; \
+        case 3: call(3); break; \
+        case 4: call(4); break; \
+        case 5: call(5); break; \
+        default: call(TILE_ROWS); break; \
+    }
 
 // batch (sparse: CSR row_start (B+1), cols, vals; dense: x (B, C)) x panels + bias
 // -> out (B, H), ReLU'd if relu; first, the rows of the catch-up list are brought up to date.
@@ -173,14 +188,11 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_forward)(
                 }
             } else {
                 for (fcnn_size c0 = 0; c0 < width; c0 += TILE_COLUMNS) {
-                    fcnn_size b = 0;
-                    for (; b + TILE_ROWS <= B; b += TILE_ROWS) {
-                        FIRST_LAYER(forward_tile)(out + j0, panel, start, x, b, TILE_ROWS, c0,
-                                                  width, C, H, relu);
-                    }
-                    for (; b < B; b++) {
-                        FIRST_LAYER(forward_tile)(out + j0, panel, start, x, b, 1, c0, width, C,
-                                                  H, relu);
+                    for (fcnn_size b = 0; b < B; b += TILE_ROWS) {
+#define FORWARD_TILE(R) \
+    FIRST_LAYER(forward_tile)(out + j0, panel, start, x, b, R, c0, width, C, H, relu)
+                        FIRST_LAYER_TILE_CASES(B - b, FORWARD_TILE)
+#undef FORWARD_TILE
                     }
                 }
             }
@@ -239,14 +251,9 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_update)(
                     fcnn_size columns = width - c0 < TILE_COLUMNS ? width - c0 : TILE_COLUMNS;
                     for (fcnn_size k0 = 0; k0 < C; k0 += TILE_ROWS) {
                         int tile = C - k0 < TILE_ROWS ? (int)(C - k0) : TILE_ROWS;
-                        if (tile == TILE_ROWS) {
-                            FIRST_LAYER(gradient_tile)(g, mine, x, k0, TILE_ROWS, c0, B, C);
-                        } else {
-                            for (int r = 0; r < tile; r++) {
-                                FIRST_LAYER(gradient_tile)(g + r * TILE_COLUMNS, mine, x,
-                                                           k0 + r, 1, c0, B, C);
-                            }
-                        }
+#define GRADIENT_TILE(R) FIRST_LAYER(gradient_tile)(g, mine, x, k0, R, c0, B, C)
+                        FIRST_LAYER_TILE_CASES(tile, GRADIENT_TILE)
+#undef GRADIENT_TILE
                         for (int r = 0; r < tile; r++) {
                             fcnn_size k = k0 + r;
                             if (counts[k] == 0) continue;
@@ -264,6 +271,7 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_update)(
     }
 }
 
+#undef FIRST_LAYER_TILE_CASES
 #undef TILE_COLUMNS
 #undef TILE_VECTORS
 #undef TILE_ROWS

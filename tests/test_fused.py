@@ -91,6 +91,23 @@ def test_first_layer_paths_give_the_same_bits(dtype, momentum, weight_decay, den
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("batch_size", [7, 8, 9, 10, 11, 12])
+@pytest.mark.parametrize("features", [61, 64, 65])
+def test_dense_tiles_of_every_remainder_match_sparse_and_twin(batch_size, features):
+    # The dense kernels tile 6 batch rows (forward) or 6 inputs (gradient) at a time, and the
+    # last 1 to 5 get a tile of their own size: each must sum as the sparse path and the twin.
+    images, labels = digits_like(n=3 * batch_size + 5, features=features, density=0.9)
+    sizes = [features, 70, CLASSES]
+    settings = dict(batch_size=batch_size, momentum=0.9, weight_decay=5e-4)
+    dense = fused_epoch(_core, images, labels, sizes, np.float64, sparse_threshold=1e-9, **settings)
+    sparse = fused_epoch(_core, images, labels, sizes, np.float64, sparse_threshold=1.0, **settings)
+    twin = fused_epoch(reference, images, labels, sizes, np.float64, **settings)
+    assert dense[0] == sparse[0]
+    for a, b in zip(dense[1], sparse[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert_matches_twin(dense, twin, -(-len(labels) // batch_size), np.float64, 1e-10)
+
+
 def test_float_images_are_not_rescaled():
     images, labels = digits_like()
     floats = images / 255.0
