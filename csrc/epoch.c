@@ -401,12 +401,31 @@ static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
 
 // pixels (N, C) uint8, indices (rows) -> counts[k] = non-zeros of input k in the batch;
 // returns the non-zeros, *present = inputs with at least one.
-static fcnn_size S(count_nonzeros)(fcnn_size *counts, fcnn_size *present, const uint8_t *pixels,
-                                   const int64_t *indices, fcnn_size rows, fcnn_size C) {
-    for (fcnn_size k = 0; k < C; k++) counts[k] = 0;
+FCNN_HOT static fcnn_size S(count_nonzeros)(fcnn_size *counts, fcnn_size *present,
+                                            const uint8_t *pixels, const int64_t *indices,
+                                            fcnn_size rows, fcnn_size C) {
+    // Shuffled images come from anywhere in the data set: all their lines asked for at once,
+    // the misses overlap instead of following each other.
     for (fcnn_size b = 0; b < rows; b++) {
         const uint8_t *image = pixels + indices[b] * C;
-        for (fcnn_size k = 0; k < C; k++) counts[k] += image[k] != 0;
+        for (fcnn_size k = 0; k < C; k += 64) __builtin_prefetch(image + k, 0, 2);
+    }
+    for (fcnn_size k = 0; k < C; k++) counts[k] = 0;
+    // Tallied in 16-bit lanes, TALLY inputs and up to 65535 rows at a time: a compared byte
+    // widens to 16 bits in one step, where adding it to the 64-bit counts took eight per 16
+    // bytes (half the serial time of an MNIST batch).
+    enum { TALLY = 512 };
+    for (fcnn_size k0 = 0; k0 < C; k0 += TALLY) {
+        fcnn_size width = C - k0 < TALLY ? C - k0 : TALLY;
+        for (fcnn_size b0 = 0; b0 < rows; b0 += 65535) {
+            fcnn_size b1 = rows - b0 < 65535 ? rows : b0 + 65535;
+            uint16_t tally[TALLY] = {0};
+            for (fcnn_size b = b0; b < b1; b++) {
+                const uint8_t *image = pixels + indices[b] * C + k0;
+                for (fcnn_size k = 0; k < width; k++) tally[k] += image[k] != 0;
+            }
+            for (fcnn_size k = 0; k < width; k++) counts[k0 + k] += tally[k];
+        }
     }
     fcnn_size nonzeros = 0, columns = 0;
     for (fcnn_size k = 0; k < C; k++) {
@@ -425,16 +444,20 @@ static void S(gather_sparse)(fcnn_size *row_start, int32_t *cols, real *csr_vals
                              const int64_t *indices, fcnn_size rows, fcnn_size C) {
     col_start[0] = 0;
     for (fcnn_size k = 0; k < C; k++) col_start[k + 1] = col_start[k] + counts[k];
+    // Divided, not multiplied by 1/255: the same rounding as the DataLoader.
+    real scaled[256];
+    for (int value = 0; value < 256; value++) scaled[value] = (real)value / (real)255;
     fcnn_size p = 0;
     for (fcnn_size b = 0; b < rows; b++) {
         const uint8_t *image = pixels + indices[b] * C;
         row_start[b] = p;
+        // Without a branch, which would mispredict at every edge of a digit: each pixel is
+        // written at p, and p moves on past the non-zero ones. p never passes the pixel's own
+        // index b * C + k, so a zero's write stays within the (B * C) parts.
         for (fcnn_size k = 0; k < C; k++) {
-            if (image[k] != 0) {
-                cols[p] = (int32_t)k;
-                // Divided, not multiplied by 1/255: the same rounding as the DataLoader.
-                csr_vals[p++] = (real)image[k] / (real)255;
-            }
+            cols[p] = (int32_t)k;
+            csr_vals[p] = scaled[image[k]];
+            p += image[k] != 0;
         }
     }
     row_start[rows] = p;
