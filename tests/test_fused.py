@@ -108,6 +108,19 @@ def test_dense_tiles_of_every_remainder_match_sparse_and_twin(batch_size, featur
     assert_matches_twin(dense, twin, -(-len(labels) // batch_size), np.float64, 1e-10)
 
 
+def test_fused_chunk_shrinks_with_the_work_per_batch():
+    # Per-call costs (repacking, the lazy rows' catch-up) want long calls; Ctrl-C wants short
+    # ones: the batches per call follow the multiply-adds per batch, never the clock.
+    def shaped(*shapes):
+        return [np.broadcast_to(np.float32(0), shape) for shape in shapes]
+
+    mnist = shaped((784, 1024), (1024, 10))
+    assert fcnn.training.fused_chunk(mnist, 64) == fcnn.training.FUSED_CHUNK == 256
+    assert fcnn.training.fused_chunk(mnist, 1024) == 16
+    assert fcnn.training.fused_chunk(shaped((784, 4096), (4096, 10)), 256) == 16
+    assert fcnn.training.fused_chunk(shaped((100_000, 100_000)), 1) == 1
+
+
 def test_float_images_are_not_rescaled():
     images, labels = digits_like()
     floats = images / 255.0
