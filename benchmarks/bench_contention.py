@@ -1,8 +1,9 @@
 """The fused epoch on 1 and 2 threads, alone and beside a process that keeps one core busy.
 
 Each configuration runs in its own Python process (libgomp reads its wait policy when it
-loads): fcnn's default (GOMP_SPINCOUNT=1000, set by fcnn/__init__.py), libgomp's own default
-(GOMP_SPINCOUNT=300000) and OMP_WAIT_POLICY=passive; each on 1 and 2 threads, with and
+loads): fcnn's default (GOMP_SPINCOUNT=1000, set by fcnn/__init__.py), spin counts of 10000
+and 30000, libgomp's own default (GOMP_SPINCOUNT=300000) and OMP_WAIT_POLICY=passive; each on 1
+and 2 threads, with and
 without a competing busy-loop process. Prints the fastest of --repeats epochs of plain SGD on
 the first --samples MNIST images, scaled to 60,000, and the 2-thread speed-up.
 
@@ -74,6 +75,8 @@ def main() -> None:
     }
     policies = {
         "fcnn default (GOMP_SPINCOUNT=1000)": {},
+        "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+        "GOMP_SPINCOUNT=30000": {"GOMP_SPINCOUNT": "30000"},
         "libgomp default (GOMP_SPINCOUNT=300000)": {"GOMP_SPINCOUNT": "300000"},
         "OMP_WAIT_POLICY=passive": {"OMP_WAIT_POLICY": "passive"},
     }

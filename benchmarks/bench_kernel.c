@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
                 case 1:
                     first_update_avx512_f32(panels, velocity, scratch, col_start, counts, csc_rows,
                                             csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f,
-                                            1, 1);
+                                            1, 1, NULL);
                     break;
                 case 2:
                     first_forward_avx2_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
                 default:
                     first_update_avx2_f32(panels, velocity, scratch, col_start, counts, csc_rows,
                                           csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1,
-                                          1);
+                                          1, NULL);
                     break;
             }
             unsigned long long cycles = __rdtsc() - c0;

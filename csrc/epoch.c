@@ -42,6 +42,8 @@
 // workspace layout, shared by both dtypes: one table sizes it and carves it
 
 typedef enum {
+    // A gathered batch (a "slot"); a second slot follows when the next batch is gathered
+    // during this one's update (batch_slots).
     PART_BATCH,            // dense batch (B, C0), or the CSR values
     PART_CSC_VALUES,       // (B * C0)
     PART_CSR_COLUMNS,      // int32 (B * C0)
@@ -50,7 +52,8 @@ typedef enum {
     PART_COLUMN_START,     // fcnn_size (C0 + 1)
     PART_COLUMN_COUNTS,    // fcnn_size (C0): non-zeros of each input in the batch
     PART_BATCH_LABELS,     // int64 (B)
-    PART_ACTIVATIONS,      // sum over layers of (B, sizes[l]), l = 1..L
+    SLOT_PARTS,            // the parts of the second slot, in the same order, start here
+    PART_ACTIVATIONS = 2 * SLOT_PARTS,  // sum over layers of (B, sizes[l]), l = 1..L
     PART_GRAD_A,           // gradient ping-pong (B, widest)
     PART_GRAD_B,
     PART_DWEIGHT,          // the largest dense weight gradient
@@ -78,6 +81,14 @@ static fcnn_size checked_product(fcnn_size a, fcnn_size b, fcnn_size c) {
         return -1;
     }
     return abc;
+}
+
+// Batch slots of the epoch: two, so that the next batch is gathered during this one's
+// update, unless the batch is warped first (fcnn_augment runs threads of its own) or a slot
+// is large (batches of many samples are few: the overlap would save little and cost memory).
+static int batch_slots(fcnn_size B, fcnn_size C0, fcnn_size item,
+                       const fcnn_epoch_augment *augment) {
+    return augment == NULL && B <= (1 << 22) / C0 / item ? 2 : 1;
 }
 
 // Bytes of each part for net, batches of B, item = sizeof(real), num_threads threads;
@@ -108,6 +119,10 @@ static fcnn_size epoch_layout(fcnn_size bytes[NUM_PARTS], const fcnn_mlp *net, f
     bytes[PART_COLUMN_START] = checked_product(C0 + 1, sizeof(fcnn_size), 1);
     bytes[PART_COLUMN_COUNTS] = checked_product(C0, sizeof(fcnn_size), 1);
     bytes[PART_BATCH_LABELS] = checked_product(B, sizeof(int64_t), 1);
+    const int second_slot = batch_slots(B, C0, item, augment) == 2;
+    for (int part = 0; part < SLOT_PARTS; part++) {
+        bytes[SLOT_PARTS + part] = second_slot ? bytes[part] : 0;
+    }
     bytes[PART_ACTIVATIONS] = activations;
     bytes[PART_GRAD_A] = checked_product(B, widest, item);
     bytes[PART_GRAD_B] = checked_product(B, widest, item);
@@ -260,6 +275,12 @@ static void compose_steps(double *map, fcnn_size from, fcnn_size to, const doubl
 // faster for both kernels (forward 16%, sparse update 11%). Both builds give the same bits.
 typedef enum { FORWARD_KERNEL, UPDATE_KERNEL } first_layer_kernel;
 
+// Work handed to one thread of a parallel kernel, beside the kernel's own.
+typedef struct {
+    void (*run)(void *arg);
+    void *arg;
+} side_job;
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #include <cpuid.h>
 
@@ -385,15 +406,17 @@ static void S(first_forward)(real *out, real *panels, real *velocity_panels, con
         vals, x, sparse, B, C, H, relu, num_threads);
 }
 
-// panels (and velocity panels) updated with batch^T dout and the SGD rule; see first_layer.h
+// panels (and velocity panels) updated with batch^T dout and the SGD rule, while one thread
+// does the side job first (or NULL); see first_layer.h
 static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
                             const fcnn_size *col_start, const fcnn_size *counts,
                             const int32_t *rows, const real *vals, const real *x, int sparse,
                             const real *dout, fcnn_size B, fcnn_size C, fcnn_size H, real lr,
-                            real weight_decay, real momentum, int nesterov, int num_threads) {
+                            real weight_decay, real momentum, int nesterov, int num_threads,
+                            const side_job *side) {
     (wide_vectors(UPDATE_KERNEL, sparse) ? S(first_update_avx512) : S(first_update_avx2))(
         panels, velocity_panels, scratch, col_start, counts, rows, vals, x, sparse, dout, B, C,
-        H, lr, weight_decay, momentum, nesterov, num_threads);
+        H, lr, weight_decay, momentum, nesterov, num_threads, side);
 }
 
 // ----------------------------------------------------------------------------
@@ -487,6 +510,71 @@ static void S(gather_dense)(real *x, const void *images, int images_are_bytes,
     }
 }
 
+// A gathered batch: its labels and its input, as CSR and CSC when sparse, else dense x.
+typedef struct {
+    real *x, *csr_vals;  // one part, one of the two per batch
+    real *csc_vals;
+    int32_t *cols, *csc_rows;
+    fcnn_size *row_start, *col_start, *counts;
+    int64_t *labels;
+    int sparse;
+} S(batch_slot);
+
+// The slot of the workspace parts from `first` on (0, or SLOT_PARTS for the second slot).
+static S(batch_slot) S(slot_of)(void *parts[NUM_PARTS], int first) {
+    S(batch_slot) slot = {
+        parts[first + PART_BATCH], parts[first + PART_BATCH], parts[first + PART_CSC_VALUES],
+        parts[first + PART_CSR_COLUMNS], parts[first + PART_CSC_ROWS],
+        parts[first + PART_ROW_START], parts[first + PART_COLUMN_START],
+        parts[first + PART_COLUMN_COUNTS], parts[first + PART_BATCH_LABELS], 0};
+    return slot;
+}
+
+// One batch to gather into a slot: its rows of data->order, the images to read them from
+// (image_rows of images: the data set's, or the warped batch's own), and how to choose
+// sparse or dense (packed: sparse is possible; the cost model, or a fixed threshold >= 0).
+typedef struct {
+    S(batch_slot) *slot;
+    const fcnn_epoch_data *data;
+    const int64_t *indices;
+    const void *images;
+    const int64_t *image_rows;
+    fcnn_size rows, C;
+    int packed;
+    double sparse_threshold;
+    const first_layer_costs *costs;
+} S(batch_job);
+
+// job -> its slot filled: labels, then the non-zero counts, the choice and the gathered input.
+// Touches nothing but the slot: it may run beside the previous batch's update.
+static void S(gather_batch)(void *arg) {
+    const S(batch_job) *job = arg;
+    S(batch_slot) *slot = job->slot;
+    const fcnn_size rows = job->rows, C = job->C;
+    for (fcnn_size b = 0; b < rows; b++) slot->labels[b] = job->data->labels[job->indices[b]];
+    slot->sparse = 0;
+    if (job->packed) {
+        fcnn_size present;
+        fcnn_size nonzeros =
+            S(count_nonzeros)(slot->counts, &present, job->images, job->image_rows, rows, C);
+        if (job->sparse_threshold < 0) {
+            double sparse_cost = job->costs->per_nonzero * (double)nonzeros +
+                                 job->costs->per_row * (double)present;
+            slot->sparse = sparse_cost < job->costs->dense_batch;
+        } else {
+            slot->sparse = (double)nonzeros < job->sparse_threshold * (double)(rows * C);
+        }
+    }
+    if (slot->sparse) {
+        S(gather_sparse)(slot->row_start, slot->cols, slot->csr_vals, slot->col_start,
+                         slot->csc_rows, slot->csc_vals, slot->counts, job->images,
+                         job->image_rows, rows, C);
+    } else {
+        S(gather_dense)(slot->x, job->images, job->data->images_are_bytes, job->image_rows,
+                        rows, C);
+    }
+}
+
 // ----------------------------------------------------------------------------
 // calibration of the cost model
 
@@ -575,7 +663,7 @@ static int S(calibrate)(first_layer_costs *costs, fcnn_size C, fcnn_size H, fcnn
                 S(first_update)(panels, velocity_panels, scratch, col_start, counts,
                                 indices + (2 * i + 1) * B * C, vals + (2 * i + 1) * B * C, x,
                                 sparse, dout, B, C, H, (real)1e-6, (real)1e-4, (real)0.5, 0,
-                                num_threads);
+                                num_threads, NULL);
                 double elapsed = seconds_now() - start;
                 best[path] = elapsed < best[path] ? elapsed : best[path];
             }
@@ -621,14 +709,10 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
     }
     void *parts[NUM_PARTS];
     carve_workspace(parts, workspace, net, B, sizeof(real), num_threads, data->augment);
-    real *x = parts[PART_BATCH], *csr_vals = parts[PART_BATCH];  // one of the two per batch
-    real *csc_vals = parts[PART_CSC_VALUES];
-    int32_t *cols = parts[PART_CSR_COLUMNS], *csc_rows = parts[PART_CSC_ROWS];
-    fcnn_size *row_start = parts[PART_ROW_START], *col_start = parts[PART_COLUMN_START];
-    fcnn_size *counts = parts[PART_COLUMN_COUNTS];
-    int64_t *batch_labels = parts[PART_BATCH_LABELS];
+    // Two slots: batch step + 1 is gathered into one while batch step's update runs.
+    const int num_slots = batch_slots(B, C0, sizeof(real), data->augment);
+    S(batch_slot) slots[2] = {S(slot_of)(parts, 0), S(slot_of)(parts, SLOT_PARTS)};
     real *acts[FCNN_MAX_LAYERS + 1];
-    acts[0] = x;
     char *cursor = parts[PART_ACTIVATIONS];
     for (fcnn_size l = 1; l <= L; l++) {
         acts[l] = (real *)cursor;
@@ -673,40 +757,31 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
     fcnn_size num_batches = (M + B - 1) / B, step;
     double total_loss = 0;
     int64_t total_correct = 0;
+    S(batch_job) jobs[2];
     for (step = 0; step < num_batches; step++) {
         fcnn_size first = step * B, rows = M - first < B ? M - first : B;
-        const int64_t *indices = data->order + first;
         const real lr = (real)sgd->lrs[step];
-        for (fcnn_size b = 0; b < rows; b++) batch_labels[b] = data->labels[indices[b]];
-        // Augmenting: the batch is warped into its own images, gathered from there in order.
-        const void *images = data->images;
-        const int64_t *image_rows = indices;
-        if (augment != NULL) {
-            fcnn_augment(augmented, parts[PART_AUGMENT_SCRATCH], data->images, indices, rows,
-                         augment->height, augment->width, &augment->settings, augment->seed,
-                         augment->first_stream + (int64_t)first, num_threads);
-            images = augmented;
-            image_rows = augmented_rows;
-        }
-        int sparse = 0;
-        if (packed) {
-            fcnn_size present;
-            fcnn_size nonzeros = S(count_nonzeros)(counts, &present, images, image_rows, rows,
-                                                   C0);
-            if (sparse_threshold < 0) {
-                double sparse_cost = costs.per_nonzero * (double)nonzeros +
-                                     costs.per_row * (double)present;
-                sparse = sparse_cost < costs.dense_batch;
-            } else {
-                sparse = (double)nonzeros < sparse_threshold * (double)(rows * C0);
+        S(batch_slot) *batch = &slots[num_slots == 2 ? step % 2 : 0];
+        S(batch_job) *job = &jobs[step % 2];
+        if (step == 0 || num_slots == 1) {  // else gathered during the previous update
+            *job = (S(batch_job)){batch, data, data->order + first, data->images,
+                                  data->order + first, rows, C0, packed, sparse_threshold,
+                                  &costs};
+            // Augmenting: the batch is warped into its own images, gathered from there.
+            if (augment != NULL) {
+                fcnn_augment(augmented, parts[PART_AUGMENT_SCRATCH], data->images, job->indices,
+                             rows, augment->height, augment->width, &augment->settings,
+                             augment->seed, augment->first_stream + (int64_t)first,
+                             num_threads);
+                job->images = augmented;
+                job->image_rows = augmented_rows;
             }
+            S(gather_batch)(job);
         }
-        if (sparse) {
-            S(gather_sparse)(row_start, cols, csr_vals, col_start, csc_rows, csc_vals, counts,
-                             images, image_rows, rows, C0);
-        } else {
-            S(gather_dense)(x, images, data->images_are_bytes, image_rows, rows, C0);
-        }
+        const int sparse = batch->sparse;
+        const fcnn_size *counts = batch->counts;
+        real *x = batch->x;
+        acts[0] = x;
         // the first-layer rows of the batch's pixels, the only ones read or updated, caught up
         fcnn_size num_catch_up = 0;
         if (lazy) {
@@ -723,8 +798,8 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         // forward
         if (packed) {
             S(first_forward)(acts[1], panels, velocity_panels, biases[0], catch_up_rows, maps,
-                             num_catch_up, row_start, cols, csr_vals, x, sparse, rows, C0, H,
-                             L > 1, num_threads);
+                             num_catch_up, batch->row_start, batch->cols, batch->csr_vals, x,
+                             sparse, rows, C0, H, L > 1, num_threads);
         } else {
             S(fcnn_linear_forward)(acts[1], x, weights[0], biases[0], rows, C0, H, num_threads);
             if (L > 1) S(fcnn_relu_forward)(acts[1], acts[1], rows * H);
@@ -746,6 +821,7 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         // loss and accuracy
         real *logits = acts[L];
         double mean_loss;
+        const int64_t *batch_labels = batch->labels;
         S(fcnn_softmax_cross_entropy_forward)(&mean_loss, logits, batch_labels, rows, K);
         double batch_loss = mean_loss * (double)rows;
         if (!isfinite(batch_loss)) break;  // stop before this batch's update
@@ -776,16 +852,28 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
                              sgd->nesterov, out);
             dout = din;
         }
+        // the next batch, gathered by one thread of the update while the others start on it
+        side_job gather_next = {S(gather_batch), &jobs[(step + 1) % 2]};
+        const int overlap = num_slots == 2 && step + 1 < num_batches;
+        if (overlap) {
+            fcnn_size next = first + B;
+            jobs[(step + 1) % 2] = (S(batch_job)){
+                &slots[(step + 1) % 2], data, data->order + next, data->images,
+                data->order + next, M - next < B ? M - next : B, C0, packed, sparse_threshold,
+                &costs};
+        }
         if (packed) {
             S(fcnn_bias_backward)(dbias, dout, rows, H);
-            S(first_update)(panels, velocity_panels, scratch, col_start, counts, csc_rows,
-                            csc_vals, x, sparse, dout, rows, C0, H, lr, lr_decay, momentum,
-                            sgd->nesterov, num_threads);
+            S(first_update)(panels, velocity_panels, scratch, batch->col_start, counts,
+                            batch->csc_rows, batch->csc_vals, x, sparse, dout, rows, C0, H, lr,
+                            lr_decay, momentum, sgd->nesterov, num_threads,
+                            overlap ? &gather_next : NULL);
         } else {
             S(fcnn_linear_backward)(NULL, dweight, dbias, dout, x, weights[0], rows, C0, H,
                                     num_threads);
             S(fcnn_sgd_step)(weights[0], weight_velocities[0], dweight, lr, lr_decay, momentum,
                              sgd->nesterov, C0 * H);
+            if (overlap) S(gather_batch)(gather_next.arg);
         }
         S(fcnn_sgd_step)(biases[0], bias_velocities[0], dbias, lr, lr_decay, momentum,
                          sgd->nesterov, H);

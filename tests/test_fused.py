@@ -108,6 +108,20 @@ def test_dense_tiles_of_every_remainder_match_sparse_and_twin(batch_size, featur
     assert_matches_twin(dense, twin, -(-len(labels) // batch_size), np.float64, 1e-10)
 
 
+@pytest.mark.parametrize("batch_size", [600, 700])
+def test_large_batches_gathered_one_at_a_time_match_twin(batch_size):
+    # The next batch is gathered during this one's update into a second slot, unless a slot
+    # would pass 4 MB: 600 x 784 float64 inputs take two slots, 700 x 784 one.
+    images, labels = digits_like(n=2 * batch_size + 50, features=784, density=0.3)
+    sizes = [784, 12, CLASSES]
+    settings = dict(batch_size=batch_size, momentum=0.9, weight_decay=5e-4)
+    result = fused_epoch(
+        _core, images, labels, sizes, np.float64, sparse_threshold=None, **settings
+    )
+    twin = fused_epoch(reference, images, labels, sizes, np.float64, **settings)
+    assert_matches_twin(result, twin, 3, np.float64, 1e-10)
+
+
 def test_fused_chunk_shrinks_with_the_work_per_batch():
     # Per-call costs (repacking, the lazy rows' catch-up) want long calls; Ctrl-C wants short
     # ones: the batches per call follow the multiply-adds per batch, never the clock.
