@@ -2,10 +2,10 @@
 
 Each configuration runs in its own Python process (libgomp reads its wait policy when it
 loads): fcnn's default (GOMP_SPINCOUNT=1000, set by fcnn/__init__.py), spin counts of 10000
-and 30000, libgomp's own default (GOMP_SPINCOUNT=300000) and OMP_WAIT_POLICY=passive; each on 1
-and 2 threads, with and
-without a competing busy-loop process. Prints the fastest of --repeats epochs of plain SGD on
-the first --samples MNIST images, scaled to 60,000, and the 2-thread speed-up.
+and 30000, libgomp's own default (GOMP_SPINCOUNT=300000) and OMP_WAIT_POLICY=passive; each on
+1 and 2 threads, with and without a competing busy-loop process. Prints the fastest of
+--repeats epochs of plain SGD on the first --samples MNIST images, scaled to 60,000, and the
+2-thread speed-up.
 
     python benchmarks/bench_contention.py
     python benchmarks/bench_contention.py --samples 60000 --repeats 3
