@@ -25,6 +25,10 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "kernels.h"
 #include "random.h"
 #if defined(__x86_64__) || defined(_M_X64)
@@ -307,49 +311,86 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
 // ----------------------------------------------------------------------------
 // a batch
 
+// The workspace's layout: the parts shared by every image (with the elastic part, the index
+// hashes and the Gaussian taps) and each thread's scratch.
+typedef struct {
+    uint64_t *hashes;
+    float *weights;
+    double *scratches;
+    fcnn_size per_thread, radius, P;
+    int identity;
+} augment_layout;
+
+static augment_layout layout_of(void *workspace, fcnn_size H, fcnn_size W,
+                                const fcnn_augment_settings *settings) {
+    augment_layout layout;
+    layout.radius = augment_radius(&layout.P, H, W, settings);
+    const int elastic = elastic_on(settings);
+    layout.hashes = elastic ? workspace : NULL;
+    layout.weights = elastic ? (float *)(layout.hashes + H * W) : NULL;
+    layout.scratches = elastic ? (double *)(layout.hashes + H * W) + taps_doubles(layout.P)
+                               : workspace;
+    layout.per_thread = scratch_doubles(H, W, layout.P, elastic);
+    layout.identity = settings->translate == 0 && settings->rotate == 0 &&
+                      settings->scale == 0 && settings->shear == 0 && !elastic;
+    return layout;
+}
+
+void fcnn_augment_prepare(void *workspace, fcnn_size H, fcnn_size W,
+                          const fcnn_augment_settings *settings) {
+    augment_layout layout = layout_of(workspace, H, W, settings);
+    if (layout.hashes != NULL) {
+        gaussian_taps(layout.weights, layout.P, layout.radius, settings->elastic_sigma);
+        index_hashes(layout.hashes, ELASTIC_FIRST, H * W);
+    }
+}
+
+void fcnn_augment_rows(uint8_t *out, void *workspace, int thread, const uint8_t *images,
+                       const int64_t *indices, fcnn_size b0, fcnn_size b1, fcnn_size H,
+                       fcnn_size W, const fcnn_augment_settings *settings, uint64_t seed,
+                       int64_t first_stream) {
+    const fcnn_size C = H * W;
+    augment_layout layout = layout_of(workspace, H, W, settings);
+#ifdef AUGMENT_HAVE_MXCSR
+    // NumPy keeps subnormals: so does the warp, whatever mode the caller runs in.
+    const unsigned saved_mode = _mm_getcsr();
+    _mm_setcsr(saved_mode & ~0x8040u);
+#endif
+    double *scratch = layout.identity ? NULL : layout.scratches + thread * layout.per_thread;
+    if (scratch != NULL) memset(scratch, 0, (size_t)layout.per_thread * sizeof(double));
+    for (fcnn_size b = b0; b < b1; b++) {
+        const uint8_t *image = images + indices[b] * C;
+        if (layout.identity) {
+            memcpy(out + b * C, image, (size_t)C);
+        } else {
+            uint64_t key = fcnn_random_key(seed, (uint64_t)first_stream + (uint64_t)b);
+            augment_image(out + b * C, scratch, image, layout.weights, layout.hashes, settings,
+                          key, H, W, layout.P);
+        }
+    }
+#ifdef AUGMENT_HAVE_MXCSR
+    _mm_setcsr(saved_mode);
+#endif
+}
+
 // images (N, H, W) uint8, indices (B) -> out (B, H, W): image indices[b] warped with the
 // stream first_stream + b of seed; workspace of fcnn_augment_workspace(H, W, settings,
 // num_threads) bytes (NULL when that is 0).
 void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const int64_t *indices,
                   fcnn_size B, fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
                   uint64_t seed, int64_t first_stream, int num_threads) {
-    const fcnn_size C = H * W;
-    fcnn_size P;
-    const fcnn_size radius = augment_radius(&P, H, W, settings);
-    const int elastic = elastic_on(settings);
-    uint64_t *hashes = elastic ? workspace : NULL;
-    float *weights = elastic ? (float *)(hashes + C) : NULL;
-    double *scratches = workspace;
-    if (elastic) {
-        scratches = (double *)(hashes + C) + taps_doubles(P);
-        gaussian_taps(weights, P, radius, settings->elastic_sigma);
-        index_hashes(hashes, ELASTIC_FIRST, C);
-    }
-    const fcnn_size per_thread = scratch_doubles(H, W, P, elastic);
-    const int identity = settings->translate == 0 && settings->rotate == 0 &&
-                         settings->scale == 0 && settings->shear == 0 && !elastic;
+    fcnn_augment_prepare(workspace, H, W, settings);
 #pragma omp parallel num_threads(num_threads)
     {
-#ifdef AUGMENT_HAVE_MXCSR
-        // NumPy keeps subnormals: so does the warp, whatever mode the caller runs in.
-        const unsigned saved_mode = _mm_getcsr();
-        _mm_setcsr(saved_mode & ~0x8040u);
+        // each thread's share of the images, in one piece: its scratch is cleared once
+#ifdef _OPENMP
+        const int threads = omp_get_num_threads();
+#else
+        const int threads = 1;
 #endif
-        double *scratch = identity ? NULL : scratches + fcnn_thread_index() * per_thread;
-        if (scratch != NULL) memset(scratch, 0, (size_t)per_thread * sizeof(double));
-#pragma omp for schedule(static)
-        for (fcnn_size b = 0; b < B; b++) {
-            const uint8_t *image = images + indices[b] * C;
-            if (identity) {
-                memcpy(out + b * C, image, (size_t)C);
-            } else {
-                uint64_t key = fcnn_random_key(seed, (uint64_t)first_stream + (uint64_t)b);
-                augment_image(out + b * C, scratch, image, weights, hashes, settings, key, H, W,
-                              P);
-            }
-        }
-#ifdef AUGMENT_HAVE_MXCSR
-        _mm_setcsr(saved_mode);
-#endif
+        const int thread = fcnn_thread_index();
+        const fcnn_size b0 = B * thread / threads, b1 = B * (thread + 1) / threads;
+        fcnn_augment_rows(out, workspace, thread, images, indices, b0, b1, H, W, settings, seed,
+                          first_stream);
     }
 }

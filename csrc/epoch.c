@@ -83,13 +83,15 @@ static fcnn_size checked_product(fcnn_size a, fcnn_size b, fcnn_size c) {
     return abc;
 }
 
-// Batch slots of the epoch: two, so that the next batch is gathered during this one's
-// update, unless the batch is warped first (fcnn_augment runs threads of its own) or a slot
-// is large (batches of many samples are few: the overlap would save little and cost memory).
-static int batch_slots(fcnn_size B, fcnn_size C0, fcnn_size item,
-                       const fcnn_epoch_augment *augment) {
-    return augment == NULL && B <= (1 << 22) / C0 / item ? 2 : 1;
+// Batch slots of the epoch: two, so that the next batch is warped and gathered during this
+// one's update, unless a slot is large (batches of many samples are few: the overlap would
+// save little and cost memory).
+static int batch_slots(fcnn_size B, fcnn_size C0, fcnn_size item) {
+    return B <= (1 << 22) / C0 / item ? 2 : 1;
 }
+
+// Images per item of the side job that warps the next batch (run_side_job).
+#define AUGMENT_ITEM 4
 
 // Bytes of each part for net, batches of B, item = sizeof(real), num_threads threads;
 // returns the total (parts rounded to cache lines), or -1 on overflow.
@@ -119,7 +121,7 @@ static fcnn_size epoch_layout(fcnn_size bytes[NUM_PARTS], const fcnn_mlp *net, f
     bytes[PART_COLUMN_START] = checked_product(C0 + 1, sizeof(fcnn_size), 1);
     bytes[PART_COLUMN_COUNTS] = checked_product(C0, sizeof(fcnn_size), 1);
     bytes[PART_BATCH_LABELS] = checked_product(B, sizeof(int64_t), 1);
-    const int second_slot = batch_slots(B, C0, item, augment) == 2;
+    const int second_slot = batch_slots(B, C0, item) == 2;
     for (int part = 0; part < SLOT_PARTS; part++) {
         bytes[SLOT_PARTS + part] = second_slot ? bytes[part] : 0;
     }
@@ -275,11 +277,35 @@ static void compose_steps(double *map, fcnn_size from, fcnn_size to, const doubl
 // faster for both kernels (forward 16%, sparse update 11%). Both builds give the same bits.
 typedef enum { FORWARD_KERNEL, UPDATE_KERNEL } first_layer_kernel;
 
-// Work handed to one thread of a parallel kernel, beside the kernel's own.
+// Work done beside a parallel kernel's own: num_items items, shared out among its threads
+// (item(arg, i, thread)), then finish(arg), once, by the thread that ends the last item (by
+// any one thread when there are none). done counts the items ended; it starts at 0.
 typedef struct {
-    void (*run)(void *arg);
+    fcnn_size num_items;
+    void (*item)(void *arg, fcnn_size i, int thread);
+    void (*finish)(void *arg);
     void *arg;
+    fcnn_size done;
 } side_job;
+
+// side's items and finish on the calling thread of a parallel region, beside the kernel's own
+// work that follows (its `omp for` takes what the others leave); side may be NULL.
+static inline void run_side_job(side_job *side, int thread) {
+    if (side == NULL) return;
+    if (side->num_items == 0) {
+#pragma omp single nowait
+        side->finish(side->arg);
+        return;
+    }
+#pragma omp for schedule(dynamic, 1) nowait
+    for (fcnn_size i = 0; i < side->num_items; i++) {
+        side->item(side->arg, i, thread);
+        // the last to end an item sees every item's writes (release, then acquire)
+        if (__atomic_add_fetch(&side->done, 1, __ATOMIC_ACQ_REL) == side->num_items) {
+            side->finish(side->arg);
+        }
+    }
+}
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #include <cpuid.h>
@@ -406,14 +432,14 @@ static void S(first_forward)(real *out, real *panels, real *velocity_panels, con
         vals, x, sparse, B, C, H, relu, num_threads);
 }
 
-// panels (and velocity panels) updated with batch^T dout and the SGD rule, while one thread
-// does the side job first (or NULL); see first_layer.h
+// panels (and velocity panels) updated with batch^T dout and the SGD rule, the side job's
+// work (or NULL) done first by the threads that come to it; see first_layer.h
 static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
                             const fcnn_size *col_start, const fcnn_size *counts,
                             const int32_t *rows, const real *vals, const real *x, int sparse,
                             const real *dout, fcnn_size B, fcnn_size C, fcnn_size H, real lr,
                             real weight_decay, real momentum, int nesterov, int num_threads,
-                            const side_job *side) {
+                            side_job *side) {
     (wide_vectors(UPDATE_KERNEL, sparse) ? S(first_update_avx512) : S(first_update_avx2))(
         panels, velocity_panels, scratch, col_start, counts, rows, vals, x, sparse, dout, B, C,
         H, lr, weight_decay, momentum, nesterov, num_threads, side);
@@ -533,6 +559,8 @@ static S(batch_slot) S(slot_of)(void *parts[NUM_PARTS], int first) {
 // One batch to gather into a slot: its rows of data->order, the images to read them from
 // (image_rows of images: the data set's, or the warped batch's own), and how to choose
 // sparse or dense (packed: sparse is possible; the cost model, or a fixed threshold >= 0).
+// When augmenting, the batch is first warped into `augmented` (augment_item) with the
+// streams from `first` on, the workspace prepared by fcnn_augment_prepare.
 typedef struct {
     S(batch_slot) *slot;
     const fcnn_epoch_data *data;
@@ -543,7 +571,40 @@ typedef struct {
     int packed;
     double sparse_threshold;
     const first_layer_costs *costs;
+    uint8_t *augmented;
+    void *augment_workspace;
+    fcnn_size first;
 } S(batch_job);
+
+// Images [i * AUGMENT_ITEM, ...) of the job's batch warped into job->augmented, on the
+// calling thread with its scratch.
+static void S(augment_item)(void *arg, fcnn_size i, int thread) {
+    const S(batch_job) *job = arg;
+    const fcnn_epoch_augment *augment = job->data->augment;
+    fcnn_size b0 = i * AUGMENT_ITEM;
+    fcnn_size b1 = job->rows - b0 < AUGMENT_ITEM ? job->rows : b0 + AUGMENT_ITEM;
+    fcnn_augment_rows(job->augmented, job->augment_workspace, thread, job->data->images,
+                      job->indices, b0, b1, augment->height, augment->width,
+                      &augment->settings, augment->seed,
+                      augment->first_stream + (int64_t)job->first);
+}
+
+// The job of the batch of samples [first, first + B) of data->order (fewer at the end) into
+// slot; when augmenting, read from the warped images.
+static S(batch_job) S(job_for)(S(batch_slot) *slot, const fcnn_epoch_data *data,
+                               fcnn_size first, fcnn_size B, fcnn_size C, int packed,
+                               double sparse_threshold, const first_layer_costs *costs,
+                               uint8_t *augmented, const int64_t *augmented_rows,
+                               void *augment_workspace) {
+    fcnn_size rows = data->num_samples - first < B ? data->num_samples - first : B;
+    const int64_t *indices = data->order + first;
+    const int warped = data->augment != NULL;
+    S(batch_job) job = {slot, data, indices,
+                        warped ? (const void *)augmented : data->images,
+                        warped ? augmented_rows : indices, rows, C, packed, sparse_threshold,
+                        costs, augmented, augment_workspace, first};
+    return job;
+}
 
 // job -> its slot filled: labels, then the non-zero counts, the choice and the gathered input.
 // Touches nothing but the slot: it may run beside the previous batch's update.
@@ -710,7 +771,7 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
     void *parts[NUM_PARTS];
     carve_workspace(parts, workspace, net, B, sizeof(real), num_threads, data->augment);
     // Two slots: batch step + 1 is gathered into one while batch step's update runs.
-    const int num_slots = batch_slots(B, C0, sizeof(real), data->augment);
+    const int num_slots = batch_slots(B, C0, sizeof(real));
     S(batch_slot) slots[2] = {S(slot_of)(parts, 0), S(slot_of)(parts, SLOT_PARTS)};
     real *acts[FCNN_MAX_LAYERS + 1];
     char *cursor = parts[PART_ACTIVATIONS];
@@ -763,18 +824,14 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         const real lr = (real)sgd->lrs[step];
         S(batch_slot) *batch = &slots[num_slots == 2 ? step % 2 : 0];
         S(batch_job) *job = &jobs[step % 2];
-        if (step == 0 || num_slots == 1) {  // else gathered during the previous update
-            *job = (S(batch_job)){batch, data, data->order + first, data->images,
-                                  data->order + first, rows, C0, packed, sparse_threshold,
-                                  &costs};
-            // Augmenting: the batch is warped into its own images, gathered from there.
+        if (step == 0 || num_slots == 1) {  // else warped and gathered during the last update
+            *job = S(job_for)(batch, data, first, B, C0, packed, sparse_threshold, &costs,
+                              augmented, augmented_rows, parts[PART_AUGMENT_SCRATCH]);
             if (augment != NULL) {
                 fcnn_augment(augmented, parts[PART_AUGMENT_SCRATCH], data->images, job->indices,
                              rows, augment->height, augment->width, &augment->settings,
                              augment->seed, augment->first_stream + (int64_t)first,
                              num_threads);
-                job->images = augmented;
-                job->image_rows = augmented_rows;
             }
             S(gather_batch)(job);
         }
@@ -852,16 +909,17 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
                              sgd->nesterov, out);
             dout = din;
         }
-        // the next batch, gathered by one thread of the update while the others start on it
-        side_job gather_next = {S(gather_batch), &jobs[(step + 1) % 2]};
+        // the next batch, warped and gathered by the update's threads as they come to it
+        S(batch_job) *next = &jobs[(step + 1) % 2];
         const int overlap = num_slots == 2 && step + 1 < num_batches;
         if (overlap) {
-            fcnn_size next = first + B;
-            jobs[(step + 1) % 2] = (S(batch_job)){
-                &slots[(step + 1) % 2], data, data->order + next, data->images,
-                data->order + next, M - next < B ? M - next : B, C0, packed, sparse_threshold,
-                &costs};
+            *next = S(job_for)(&slots[(step + 1) % 2], data, first + B, B, C0, packed,
+                               sparse_threshold, &costs, augmented, augmented_rows,
+                               parts[PART_AUGMENT_SCRATCH]);
         }
+        fcnn_size warp_items =
+            overlap && augment != NULL ? (next->rows + AUGMENT_ITEM - 1) / AUGMENT_ITEM : 0;
+        side_job gather_next = {warp_items, S(augment_item), S(gather_batch), next, 0};
         if (packed) {
             S(fcnn_bias_backward)(dbias, dout, rows, H);
             S(first_update)(panels, velocity_panels, scratch, batch->col_start, counts,
@@ -873,7 +931,10 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
                                     num_threads);
             S(fcnn_sgd_step)(weights[0], weight_velocities[0], dweight, lr, lr_decay, momentum,
                              sgd->nesterov, C0 * H);
-            if (overlap) S(gather_batch)(gather_next.arg);
+            if (overlap) {
+                for (fcnn_size i = 0; i < warp_items; i++) S(augment_item)(next, i, 0);
+                S(gather_batch)(next);
+            }
         }
         S(fcnn_sgd_step)(biases[0], bias_velocities[0], dbias, lr, lr_decay, momentum,
                          sgd->nesterov, H);

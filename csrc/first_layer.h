@@ -206,23 +206,20 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_forward)(
 // row g; sparse: the sum over the non-zeros x_bk of column k (CSC col_start, rows, vals) of
 // x_bk * dout[b]; dense: the same sum over every b, in tiles of TILE_ROWS inputs. Rows of
 // absent inputs are left to the lazy catch-up. scratch holds B * BLOCK reals per thread.
-// side: NULL, or work independent of this (the next batch's gathering) that one thread does
-// first, while the others start on the blocks; it then takes the blocks still left.
+// side: NULL, or work independent of this (warping and gathering the next batch) that the
+// threads do first as they arrive (run_side_job); each then takes the blocks still left.
 FIRST_LAYER_TARGETS static void FIRST_LAYER(first_update)(
     real *panels, real *velocity_panels, real *scratch, const fcnn_size *col_start,
     const fcnn_size *counts, const int32_t *rows, const real *vals, const real *x, int sparse,
     const real *dout, fcnn_size B, fcnn_size C, fcnn_size H, real lr, real weight_decay,
-    real momentum, int nesterov, int num_threads, const side_job *side) {
+    real momentum, int nesterov, int num_threads, side_job *side) {
     fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
     fcnn_size scratch_size = B * BLOCK;
 #pragma omp parallel num_threads(num_threads)
     {
         unsigned saved_fp = fcnn_fp_enter();
         real *mine = scratch + fcnn_thread_index() * scratch_size;
-        if (side != NULL) {
-#pragma omp single nowait
-            side->run(side->arg);
-        }
+        run_side_job(side, fcnn_thread_index());
 #pragma omp for schedule(dynamic, 1)
         for (fcnn_size block = 0; block < num_blocks; block++) {
             fcnn_size j0 = block * BLOCK, width = H - j0 < BLOCK ? H - j0 : BLOCK;
