@@ -337,11 +337,17 @@ static augment_layout layout_of(void *workspace, fcnn_size H, fcnn_size W,
 }
 
 void fcnn_augment_prepare(void *workspace, fcnn_size H, fcnn_size W,
-                          const fcnn_augment_settings *settings) {
+                          const fcnn_augment_settings *settings, int num_threads) {
     augment_layout layout = layout_of(workspace, H, W, settings);
     if (layout.hashes != NULL) {
         gaussian_taps(layout.weights, layout.P, layout.radius, settings->elastic_sigma);
         index_hashes(layout.hashes, ELASTIC_FIRST, H * W);
+    }
+    // The scratch's borders are read as zeros and never written: cleared once here, not per
+    // image or per call of fcnn_augment_rows.
+    if (!layout.identity) {
+        memset(layout.scratches, 0,
+               (size_t)num_threads * (size_t)layout.per_thread * sizeof(double));
     }
 }
 
@@ -357,7 +363,6 @@ void fcnn_augment_rows(uint8_t *out, void *workspace, int thread, const uint8_t 
     _mm_setcsr(saved_mode & ~0x8040u);
 #endif
     double *scratch = layout.identity ? NULL : layout.scratches + thread * layout.per_thread;
-    if (scratch != NULL) memset(scratch, 0, (size_t)layout.per_thread * sizeof(double));
     for (fcnn_size b = b0; b < b1; b++) {
         const uint8_t *image = images + indices[b] * C;
         if (layout.identity) {
@@ -379,10 +384,10 @@ void fcnn_augment_rows(uint8_t *out, void *workspace, int thread, const uint8_t 
 void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const int64_t *indices,
                   fcnn_size B, fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
                   uint64_t seed, int64_t first_stream, int num_threads) {
-    fcnn_augment_prepare(workspace, H, W, settings);
+    fcnn_augment_prepare(workspace, H, W, settings, num_threads);
 #pragma omp parallel num_threads(num_threads)
     {
-        // each thread's share of the images, in one piece: its scratch is cleared once
+        // each thread's share of the images, in one piece
 #ifdef _OPENMP
         const int threads = omp_get_num_threads();
 #else

@@ -561,7 +561,7 @@ static S(batch_slot) S(slot_of)(void *parts[NUM_PARTS], int first) {
 // (image_rows of images: the data set's, or the warped batch's own), and how to choose
 // sparse or dense (packed: sparse is possible; the cost model, or a fixed threshold >= 0).
 // When augmenting, the batch is first warped into `augmented` (augment_item) with the
-// streams from `first` on, the workspace prepared by fcnn_augment_prepare.
+// streams from `first` on, in the workspace that the first batch's fcnn_augment prepared.
 typedef struct {
     S(batch_slot) *slot;
     const fcnn_epoch_data *data;

@@ -194,10 +194,11 @@ void fcnn_augment(uint8_t *out, void *workspace, const uint8_t *images, const in
                   fcnn_size B, fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
                   uint64_t seed, int64_t first_stream, int num_threads);
 // fcnn_augment in pieces, for a caller that shares the images out among its own threads:
-// _prepare sets up the workspace's shared part once; then _rows warps images [b0, b1) of the
-// batch on the calling thread, with the scratch of thread `thread` (< the workspace's count).
+// _prepare sets up the workspace (sized for num_threads) once; then _rows warps images
+// [b0, b1) of the batch on the calling thread, with the scratch of thread `thread`
+// (< num_threads), as often as needed.
 void fcnn_augment_prepare(void *workspace, fcnn_size H, fcnn_size W,
-                          const fcnn_augment_settings *settings);
+                          const fcnn_augment_settings *settings, int num_threads);
 void fcnn_augment_rows(uint8_t *out, void *workspace, int thread, const uint8_t *images,
                        const int64_t *indices, fcnn_size b0, fcnn_size b1, fcnn_size H,
                        fcnn_size W, const fcnn_augment_settings *settings, uint64_t seed,
