@@ -107,6 +107,7 @@ static inline __attribute__((always_inline)) void FIRST_LAYER(gradient_tile)(
 // The tiles above on min(count, TILE_ROWS) rows (or inputs), the count a constant in each
 // call so that the accumulators stay in registers: a batch's last B % TILE_ROWS rows make one
 // tile of their own size, not as many single-row chains, each bound by the latency of its adds.
+_Static_assert(TILE_ROWS == 6, "FIRST_LAYER_TILE_CASES lists the counts 1 to TILE_ROWS - 1");
 #define FIRST_LAYER_TILE_CASES(count, call) \
     switch ((count) < TILE_ROWS ? (count) : TILE_ROWS) { \
         case 1: call(1); break; \
