@@ -42,21 +42,9 @@
 enum { DRAW_TRANSLATE_X, DRAW_TRANSLATE_Y, DRAW_ROTATE, DRAW_SCALE, DRAW_SHEAR };
 #define ELASTIC_FIRST 8
 
-// Sixteen floats: one AVX-512 register, two AVX2 ones, four SSE2 ones in the other clones. The
-// smoothing keeps its sums in such vectors, so each lane (pixel) does the twin's arithmetic
-// in the twin's order, with no store between taps.
-typedef float lanes_t __attribute__((vector_size(64)));
-#define LANES ((fcnn_size)(sizeof(lanes_t) / sizeof(float)))
-
-static inline __attribute__((always_inline)) lanes_t lanes_load(const float *p) {
-    lanes_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline __attribute__((always_inline)) void lanes_store(float *p, lanes_t v) {
-    memcpy(p, &v, sizeof v);
-}
+// Floats per unit of the fields' row stride: a cache line, and whole vectors of either width
+// that the smoothing uses (smooth_field.h).
+#define LANES ((fcnn_size)16)
 
 // A cache line, in doubles, and the first line boundary at or after p
 #define LINE_DOUBLES 8
@@ -170,38 +158,37 @@ FCNN_HOT static void draw_fields(float *restrict field_x, float *restrict field_
     }
 }
 
-// smooth (H, V), whose first C floats hold a field (H, W), <- the field smoothed separably by
-// the taps weights (P + 1), zeros outside: through padded (H, V + 2P), whose columns outside
-// [P, P + W) are zero, and across (H + 2P, V), whose first and last P rows are zero. Columns
-// [W, V) of smooth and of across's other rows get numbers that nothing reads.
-FCNN_HOT static void smooth_field(float *smooth, float *padded, float *across,
-                                  const float *weights, fcnn_size H, fcnn_size W, fcnn_size P) {
-    const fcnn_size V = round_to_lanes(W), row = V + 2 * P;
-    for (fcnn_size i = 0; i < H; i++) {
-        memcpy(padded + i * row + P, smooth + i * W, (size_t)W * sizeof(float));
+// The smoothing in 64-byte vectors (AVX-512) and in 32-byte ones (smooth_field.h); the width
+// is picked at run time, since one width compiled for every clone was slow in the others.
+#define SMOOTH(name) name##_wide
+#define SMOOTH_TARGETS FCNN_HOT
+#define SMOOTH_VECTOR_BYTES 64
+#include "smooth_field.h"
+#undef SMOOTH
+#undef SMOOTH_TARGETS
+#undef SMOOTH_VECTOR_BYTES
+#define SMOOTH(name) name##_narrow
+#define SMOOTH_TARGETS FCNN_HOT_AVX2
+#define SMOOTH_VECTOR_BYTES 32
+#include "smooth_field.h"
+#undef SMOOTH
+#undef SMOOTH_TARGETS
+#undef SMOOTH_VECTOR_BYTES
+
+static void smooth_field(float *smooth, float *padded, float *across, const float *weights,
+                         fcnn_size H, fcnn_size W, fcnn_size P) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    static int wide = -1;  // a benign race: every thread computes the same answer
+    if (wide < 0) {
+        __builtin_cpu_init();
+        wide = __builtin_cpu_supports("avx512f") != 0;
     }
-    // Along rows, then along columns; a pixel's sum starts from the centre tap and adds the
-    // pairs of taps t = 1..P, each pair summed first (the kernel is symmetric).
-    for (fcnn_size i = 0; i < H; i++) {
-        const float *in = padded + i * row + P;
-        float *out = across + (i + P) * V;
-        for (fcnn_size j = 0; j < V; j += LANES) {
-            lanes_t sum = weights[0] * lanes_load(in + j);
-            for (fcnn_size t = 1; t <= P; t++) {
-                sum = sum + weights[t] * (lanes_load(in + j - t) + lanes_load(in + j + t));
-            }
-            lanes_store(out + j, sum);
-        }
+    if (wide) {
+        smooth_field_wide(smooth, padded, across, weights, H, W, P);
+        return;
     }
-    // Along columns the rows are contiguous: one flat pass over the H x V sums.
-    const float *in = across + P * V;
-    for (fcnn_size k = 0; k < H * V; k += LANES) {
-        lanes_t sum = weights[0] * lanes_load(in + k);
-        for (fcnn_size t = 1; t <= P; t++) {
-            sum = sum + weights[t] * (lanes_load(in + k - t * V) + lanes_load(in + k + t * V));
-        }
-        lanes_store(smooth + k, sum);
-    }
+#endif
+    smooth_field_narrow(smooth, padded, across, weights, H, W, P);
 }
 
 // values (C) <- the image sampled bilinearly at (source_x, source_y) (C each), rounded half up
@@ -293,7 +280,7 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
         const double ry = (double)i - cy - ty;
         double *row_x = source_x + i * W, *row_y = source_y + i * W;
         for (fcnn_size j = 0; j < W; j++) {
-            const double rx = (double)j - cx - tx;
+            const double rx = (double)(int)j - cx - tx;  // int: AVX2 converts no int64
             row_x[j] = cx + (a00 * rx + a01 * ry);
             row_y[j] = cy + (a10 * rx + a11 * ry);
         }
