@@ -873,7 +873,8 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
             // in place: the next layer reads, and the backward sees, the units it kept
             if (l + 1 < L && net->dropout_rates[l] > 0) {
                 S(fcnn_dropout_forward)(acts[l + 1], acts[l + 1], rows, sizes[l + 1],
-                                        net->dropout_rates[l], dropout_key(net, l, step));
+                                        net->dropout_rates[l], dropout_key(net, l, step),
+                                        num_threads);
             }
         }
         // loss and accuracy
@@ -900,7 +901,7 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
                                     out, num_threads);
             if (net->dropout_rates[l - 1] > 0) {
                 S(fcnn_dropout_backward)(din, din, rows, in, net->dropout_rates[l - 1],
-                                         dropout_key(net, l - 1, step));
+                                         dropout_key(net, l - 1, step), num_threads);
             }
             // acts[l] > 0 where the ReLU passed and dropout kept: where the gradient flows
             S(fcnn_relu_backward)(din, din, acts[l], rows * in);

@@ -122,9 +122,9 @@ FCNN_DECLARE_KERNELS(double, FCNN_SUFFIX_F64)
 // dropout.c: inverted dropout of rate p in [0, 1), mask drawn from the stream key (random.h).
 #define FCNN_DECLARE_DROPOUT(real, S)                                                        \
     void S(fcnn_dropout_forward)(real *out, const real *inp, fcnn_size B, fcnn_size H,       \
-                                 double p, uint64_t key);                                    \
+                                 double p, uint64_t key, int num_threads);                   \
     void S(fcnn_dropout_backward)(real *dinp, const real *dout, fcnn_size B, fcnn_size H,    \
-                                  double p, uint64_t key);
+                                  double p, uint64_t key, int num_threads);
 FCNN_DECLARE_DROPOUT(float, FCNN_SUFFIX_F32)
 FCNN_DECLARE_DROPOUT(double, FCNN_SUFFIX_F64)
 

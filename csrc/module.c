@@ -744,11 +744,12 @@ static PyObject *dropout(PyObject *args, PyObject *kwargs, int backward) {
     }
     uint64_t key = fcnn_random_key(seed, (uint64_t)step);
     void *out_data = PyArray_DATA(out), *input_data = PyArray_DATA(input);
+    int threads = fcnn_get_threads();
     FCNN_BEGIN_KERNEL;
     if (backward) {
-        DISPATCH(typenum, fcnn_dropout_backward, out_data, input_data, B, H, p, key);
+        DISPATCH(typenum, fcnn_dropout_backward, out_data, input_data, B, H, p, key, threads);
     } else {
-        DISPATCH(typenum, fcnn_dropout_forward, out_data, input_data, B, H, p, key);
+        DISPATCH(typenum, fcnn_dropout_forward, out_data, input_data, B, H, p, key, threads);
     }
     FCNN_END_KERNEL;
     Py_DECREF(input);

@@ -46,6 +46,23 @@ def test_core_equals_reference_bitwise(kernel, dtype, p):
         assert actual.tobytes() == desired.tobytes()
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("p", [0.2, 0.5 + 2.0**-53, 2.0**-60])
+def test_large_masks_split_across_threads_equal_reference(threads, p):
+    # From 2^14 units on, the kernel splits the mask across threads and tests m >= ceil(p 2^53)
+    # in integers: the same bits as the twin's u >= p on any thread count, p off the grid too.
+    x = batch(np.float32, shape=(64, 1024))
+    before = fcnn.get_num_threads()
+    fcnn.set_num_threads(threads)
+    try:
+        for kernel in ("dropout_forward", "dropout_backward"):
+            actual = getattr(core, kernel)(x, p, 3, 11)
+            desired = getattr(reference, kernel)(x, p, 3, 11)
+            assert actual.tobytes() == desired.tobytes()
+    finally:
+        fcnn.set_num_threads(before)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_mask_rule_by_hand(backend, dtype):
