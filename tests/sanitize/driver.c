@@ -16,6 +16,7 @@
 #define B 7
 #define C 13
 #define OC 5
+#define DROPOUT_UNITS (1 << 15)  // above dropout.c's DROPOUT_SPLIT_UNITS
 #define N 37
 #define L 3
 static const fcnn_size SIZES[L + 1] = {20, 16, 9, OC};
@@ -75,9 +76,14 @@ static void expect_finite(const char *what, double value) {
         S(fcnn_tanh_backward)(dlogits, dout, probs, B * OC);                                   \
         S(fcnn_softmax_forward)(probs, out, B, OC);                                            \
         S(fcnn_softmax_backward)(dlogits, dout, probs, B, OC);                                 \
-        S(fcnn_dropout_forward)(probs, out, B, OC, 0.5, 12345u);                               \
-        S(fcnn_dropout_forward)(probs, probs, B, OC, 0.0, 7u); /* in place */                  \
-        S(fcnn_dropout_backward)(dlogits, dout, B, OC, 0.5, 12345u);                           \
+        S(fcnn_dropout_forward)(probs, out, B, OC, 0.5, 12345u, 1);                            \
+        S(fcnn_dropout_forward)(probs, probs, B, OC, 0.0, 7u, 2); /* in place */               \
+        S(fcnn_dropout_backward)(dlogits, dout, B, OC, 0.5, 12345u, 2);                        \
+        /* a mask large enough to be split across threads, in place */                       \
+        real *units = filled(DROPOUT_UNITS, sizeof(real), IS_DOUBLE, 5);                       \
+        S(fcnn_dropout_forward)(units, units, 2, DROPOUT_UNITS / 2, 0.25, 99u, 2);             \
+        for (int i = 0; i < DROPOUT_UNITS; i++) expect_finite("dropout", units[i]);            \
+        free(units);                                                                           \
         double loss = 0;                                                                       \
         S(fcnn_softmax_cross_entropy_forward)(&loss, out, labels, B, OC);                      \
         expect_finite("cross-entropy", loss);                                                  \
