@@ -177,18 +177,8 @@ FCNN_HOT static void draw_fields(float *restrict field_x, float *restrict field_
 
 static void smooth_field(float *smooth, float *padded, float *across, const float *weights,
                          fcnn_size H, fcnn_size W, fcnn_size P) {
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-    static int wide = -1;  // a benign race: every thread computes the same answer
-    if (wide < 0) {
-        __builtin_cpu_init();
-        wide = __builtin_cpu_supports("avx512f") != 0;
-    }
-    if (wide) {
-        smooth_field_wide(smooth, padded, across, weights, H, W, P);
-        return;
-    }
-#endif
-    smooth_field_narrow(smooth, padded, across, weights, H, W, P);
+    (fcnn_cpu_has_avx512() ? smooth_field_wide : smooth_field_narrow)(smooth, padded, across,
+                                                                      weights, H, W, P);
 }
 
 // values (C) <- the image sampled bilinearly at (source_x, source_y) (C each), rounded half up

@@ -4,12 +4,6 @@
 // any number of threads, bit for bit. Kept units are scaled by 1 / (1 - p), so that the
 // expected activation is unchanged and inference needs no rescaling.
 #ifndef FCNN_TEMPLATE
-#ifdef _OPENMP
-#include <omp.h>
-#else
-static int omp_get_num_threads(void) { return 1; }
-static int omp_get_thread_num(void) { return 0; }
-#endif
 // Units below which a mask is drawn on one thread: a fork costs more than it saves there.
 #define DROPOUT_SPLIT_UNITS ((fcnn_size)1 << 14)
 #define FCNN_TEMPLATE "dropout.c"
@@ -48,9 +42,11 @@ void S(fcnn_dropout_forward)(real *out, const real *inp, fcnn_size B, fcnn_size 
 #pragma omp parallel num_threads(num_threads)
     {
         unsigned saved_fp = fcnn_fp_enter();
-        fcnn_size parts = omp_get_num_threads(), part = omp_get_thread_num();
-        S(dropout_units)(out, inp, N * part / parts, N * (part + 1) / parts, threshold, scale,
-                         key);
+#pragma omp for schedule(static)
+        for (int part = 0; part < num_threads; part++) {
+            S(dropout_units)(out, inp, N * part / num_threads, N * (part + 1) / num_threads,
+                             threshold, scale, key);
+        }
         fcnn_fp_leave(saved_fp);
     }
 }

@@ -322,13 +322,12 @@ static unsigned cpu_family(void) {
 
 static int wide_vectors(first_layer_kernel kernel, int sparse) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-    static int avx512 = -1, zen4 = -1;  // a benign race: every thread computes the same answer
-    if (avx512 < 0) {
+    static int zen4 = -1;  // a benign race: every thread computes the same answer
+    if (zen4 < 0) {
         __builtin_cpu_init();
         zen4 = __builtin_cpu_is("amd") != 0 && cpu_family() == 0x19;
-        avx512 = __builtin_cpu_supports("avx512f") != 0;
     }
-    return avx512 && !(kernel == UPDATE_KERNEL && sparse && zen4);
+    return fcnn_cpu_has_avx512() && !(kernel == UPDATE_KERNEL && sparse && zen4);
 #else
     (void)kernel, (void)sparse;
     return 0;

@@ -156,6 +156,10 @@ int fcnn_blas_threads(void);
 // The calling thread's index within its OpenMP team (0 outside one).
 int fcnn_thread_index(void);
 
+// Non-zero when the CPU has AVX-512F (and fcnn was built by GCC for x86-64): the kernels that
+// come in two vector widths pick the wider by it.
+int fcnn_cpu_has_avx512(void);
+
 // Flush-to-zero and denormals-are-zero on for the calling thread; returns the mode to restore.
 unsigned fcnn_fp_enter(void);
 

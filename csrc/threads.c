@@ -91,6 +91,19 @@ int fcnn_thread_index(void) {
 #endif
 }
 
+int fcnn_cpu_has_avx512(void) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    static int avx512 = -1;  // a benign race: every thread computes the same answer
+    if (avx512 < 0) {
+        __builtin_cpu_init();
+        avx512 = __builtin_cpu_supports("avx512f") != 0;
+    }
+    return avx512;
+#else
+    return 0;
+#endif
+}
+
 // ----------------------------------------------------------------------------
 // flush-to-zero and denormals-are-zero
 
