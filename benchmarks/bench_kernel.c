@@ -82,21 +82,21 @@ int main(int argc, char **argv) {
             switch (kernel) {
                 case 0:
                     first_forward_avx512_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
-                                             cols, csr_vals, x, sparse, B, C, H, 1, 1);
+                                             cols, csr_vals, x, sparse, B, C, H, 1, 1, NULL);
                     break;
                 case 1:
                     first_update_avx512_f32(panels, velocity, scratch, col_start, counts, csc_rows,
                                             csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f,
-                                            1, 1, NULL);
+                                            1, 1, NULL, NULL);
                     break;
                 case 2:
                     first_forward_avx2_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
-                                             cols, csr_vals, x, sparse, B, C, H, 1, 1);
+                                             cols, csr_vals, x, sparse, B, C, H, 1, 1, NULL);
                     break;
                 default:
                     first_update_avx2_f32(panels, velocity, scratch, col_start, counts, csc_rows,
                                           csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1,
-                                          1, NULL);
+                                          1, NULL, NULL);
                     break;
             }
             unsigned long long cycles = __rdtsc() - c0;

@@ -23,16 +23,20 @@ FCNN_HOT static void S(dropout_units)(real *out, const real *inp, fcnn_size from
     }
 }
 
+// The scale rounded once to the dtype, as the twin does, so both multiply alike.
+static real S(dropout_scale)(double p) { return (real)(1.0 / (1.0 - p)); }
+
+// The uniform is m 2^-53 for the integer m = bits >> 11 (fcnn_random_uniform), and m 2^-53 >= p
+// exactly when m >= ceil(p 2^53), a product by a power of two and so exact: the same test in
+// integers, without the int64-to-double conversion AVX2 lacks.
+static int64_t S(dropout_threshold)(double p) { return (int64_t)ceil(p * 0x1.0p53); }
+
 // inp (B, H) -> out (B, H) = inp / (1 - p) where kept, else 0; p in [0, 1); out may be inp.
 // Split across num_threads threads when the batch is large; the mask is the same on any number.
 void S(fcnn_dropout_forward)(real *out, const real *inp, fcnn_size B, fcnn_size H, double p,
                              uint64_t key, int num_threads) {
-    // The scale rounded once to the dtype, as the twin does, so both multiply alike.
-    const real scale = (real)(1.0 / (1.0 - p));
-    // The uniform is m 2^-53 for the integer m = bits >> 11 (fcnn_random_uniform), and
-    // m 2^-53 >= p exactly when m >= ceil(p 2^53), a product by a power of two and so exact:
-    // the same test in integers, without the int64-to-double conversion AVX2 lacks.
-    const int64_t threshold = (int64_t)ceil(p * 0x1.0p53);
+    const real scale = S(dropout_scale)(p);
+    const int64_t threshold = S(dropout_threshold)(p);
     const fcnn_size N = B * H;
     // A 64 x 1024 batch draws its mask in about 0.4 ms on one Zen 1 core: worth a fork.
     if (num_threads <= 1 || N < DROPOUT_SPLIT_UNITS) {
@@ -48,6 +52,17 @@ void S(fcnn_dropout_forward)(real *out, const real *inp, fcnn_size B, fcnn_size 
                              threshold, scale, key);
         }
         fcnn_fp_leave(saved_fp);
+    }
+}
+
+// Columns [j0, j0 + width) of every row of out and inp (B, H), as fcnn_dropout_forward treats
+// them: the mask of a block of units, for a kernel that owns that block.
+void S(fcnn_dropout_columns)(real *out, const real *inp, fcnn_size B, fcnn_size H, fcnn_size j0,
+                             fcnn_size width, double p, uint64_t key) {
+    const real scale = S(dropout_scale)(p);
+    const int64_t threshold = S(dropout_threshold)(p);
+    for (fcnn_size b = 0; b < B; b++) {
+        S(dropout_units)(out, inp, b * H + j0, b * H + j0 + width, threshold, scale, key);
     }
 }
 

@@ -135,11 +135,13 @@ _Static_assert(TILE_ROWS == 6, "FIRST_LAYER_TILE_CASES lists the counts 1 to TIL
 
 // batch (sparse: CSR row_start (B+1), cols, vals; dense: x (B, C)) x panels + bias
 // -> out (B, H), ReLU'd if relu; first, the rows of the catch-up list are brought up to date.
+// after_block: NULL, or work on each block's columns of out, run by their thread once written.
 FIRST_LAYER_TARGETS static void FIRST_LAYER(first_forward)(
     real *out, real *panels, real *velocity_panels, const real *bias,
     const int32_t *catch_up_rows, const double *maps, fcnn_size num_catch_up,
     const fcnn_size *row_start, const int32_t *cols, const real *vals, const real *x,
-    int sparse, fcnn_size B, fcnn_size C, fcnn_size H, int relu, int num_threads) {
+    int sparse, fcnn_size B, fcnn_size C, fcnn_size H, int relu, int num_threads,
+    const block_hook *after_block) {
     fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
 #pragma omp parallel num_threads(num_threads)
     {
@@ -214,6 +216,7 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_forward)(
                     }
                 }
             }
+            if (after_block != NULL) after_block->run(after_block->arg, j0, width);
         }
         fcnn_fp_leave(saved_fp);
     }
@@ -226,11 +229,13 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_forward)(
 // absent inputs are left to the lazy catch-up. scratch holds B * BLOCK reals per thread.
 // side: NULL, or work independent of this (warping and gathering the next batch) that the
 // threads do first as they arrive (run_side_job); each then takes the blocks still left.
+// before_block: NULL, or the work that makes a block's columns of dout, run before it reads them.
 FIRST_LAYER_TARGETS static void FIRST_LAYER(first_update)(
     real *panels, real *velocity_panels, real *scratch, const fcnn_size *col_start,
     const fcnn_size *counts, const int32_t *rows, const real *vals, const real *x, int sparse,
     const real *dout, fcnn_size B, fcnn_size C, fcnn_size H, real lr, real weight_decay,
-    real momentum, int nesterov, int num_threads, side_job *side) {
+    real momentum, int nesterov, int num_threads, side_job *side,
+    const block_hook *before_block) {
     fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
     fcnn_size scratch_size = B * BLOCK;
 #pragma omp parallel num_threads(num_threads)
@@ -243,6 +248,7 @@ FIRST_LAYER_TARGETS static void FIRST_LAYER(first_update)(
             fcnn_size j0 = block * BLOCK, width = H - j0 < BLOCK ? H - j0 : BLOCK;
             real *panel = panels + block * C * BLOCK;
             real *velocity = velocity_panels == NULL ? NULL : velocity_panels + block * C * BLOCK;
+            if (before_block != NULL) before_block->run(before_block->arg, j0, width);
             // This block of dout, contiguous and zero-padded: (B, BLOCK), in L1.
             for (fcnn_size b = 0; b < B; b++) {
                 memcpy(mine + b * BLOCK, dout + b * H + j0, width * sizeof(real));

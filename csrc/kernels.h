@@ -88,6 +88,8 @@ typedef struct {
                                 const real *bias, fcnn_size B, fcnn_size C, fcnn_size OC,    \
                                 int num_threads);                                            \
     void S(fcnn_bias_backward)(real *dbias, const real *dout, fcnn_size B, fcnn_size OC);   \
+    void S(fcnn_column_sums)(real *sums, const real *x, fcnn_size B, fcnn_size N,            \
+                             fcnn_size ld);                                                  \
     void S(fcnn_linear_backward)(real *dinp, real *dweight, real *dbias, const real *dout,   \
                                  const real *inp, const real *weight, fcnn_size B,           \
                                  fcnn_size C, fcnn_size OC, int num_threads);                \
@@ -124,7 +126,9 @@ FCNN_DECLARE_KERNELS(double, FCNN_SUFFIX_F64)
     void S(fcnn_dropout_forward)(real *out, const real *inp, fcnn_size B, fcnn_size H,       \
                                  double p, uint64_t key, int num_threads);                   \
     void S(fcnn_dropout_backward)(real *dinp, const real *dout, fcnn_size B, fcnn_size H,    \
-                                  double p, uint64_t key, int num_threads);
+                                  double p, uint64_t key, int num_threads);                  \
+    void S(fcnn_dropout_columns)(real *out, const real *inp, fcnn_size B, fcnn_size H,       \
+                                 fcnn_size j0, fcnn_size width, double p, uint64_t key);
 FCNN_DECLARE_DROPOUT(float, FCNN_SUFFIX_F32)
 FCNN_DECLARE_DROPOUT(double, FCNN_SUFFIX_F64)
 

@@ -53,13 +53,18 @@ void S(fcnn_linear_forward)(real *out, const real *inp, const real *weight, cons
 }
 
 // ----------------------------------------------------------------------------
+// x (B, N) with rows ld apart -> sums (N) = column sums of x, over the rows ascending
+void S(fcnn_column_sums)(real *sums, const real *x, fcnn_size B, fcnn_size N, fcnn_size ld) {
+    for (fcnn_size j = 0; j < N; j++) sums[j] = 0;
+    for (fcnn_size b = 0; b < B; b++) {
+        const real *row = x + b * ld;
+        for (fcnn_size j = 0; j < N; j++) sums[j] += row[j];
+    }
+}
+
 // dout (B, OC) -> dbias (OC) = column sums of dout
 void S(fcnn_bias_backward)(real *dbias, const real *dout, fcnn_size B, fcnn_size OC) {
-    for (fcnn_size o = 0; o < OC; o++) dbias[o] = 0;
-    for (fcnn_size b = 0; b < B; b++) {
-        const real *dout_row = dout + b * OC;
-        for (fcnn_size o = 0; o < OC; o++) dbias[o] += dout_row[o];
-    }
+    S(fcnn_column_sums)(dbias, dout, B, OC, OC);
 }
 
 // dout (B, OC), inp (B, C), weight (C, OC) -> dweight (C, OC), dbias (OC), dinp (B, C) or NULL
