@@ -586,10 +586,22 @@ static void S(gather_sparse)(fcnn_size *row_start, int32_t *cols, real *csr_vals
     for (fcnn_size b = 0; b < rows; b++) {
         const uint8_t *image = pixels + indices[b] * C;
         row_start[b] = p;
-        // Without a branch, which would mispredict at every edge of a digit: each pixel is
-        // written at p, and p moves on past the non-zero ones. p never passes the pixel's own
-        // index b * C + k, so a zero's write stays within the (B * C) parts.
-        for (fcnn_size k = 0; k < C; k++) {
+        // Within eight pixels, without a branch, which would mispredict at every edge of a
+        // digit: each pixel is written at p, and p moves on past the non-zero ones. p never
+        // passes the pixel's own index b * C + k, so a zero's write stays within the (B * C)
+        // parts. Eight zeros (most of a digit's margin) are passed over in one test.
+        fcnn_size k = 0;
+        for (; k + 8 <= C; k += 8) {
+            uint64_t eight;
+            memcpy(&eight, image + k, sizeof eight);
+            if (eight == 0) continue;
+            for (fcnn_size j = k; j < k + 8; j++) {
+                cols[p] = (int32_t)j;
+                csr_vals[p] = scaled[image[j]];
+                p += image[j] != 0;
+            }
+        }
+        for (; k < C; k++) {
             cols[p] = (int32_t)k;
             csr_vals[p] = scaled[image[k]];
             p += image[k] != 0;
