@@ -20,6 +20,9 @@
 #define N 37
 #define L 3
 static const fcnn_size SIZES[L + 1] = {20, 16, 9, OC};
+// One hidden layer, as the fused epoch runs its output layer inside the first layer's column
+// blocks: 70 units, a partial last block in both dtypes.
+static const fcnn_size ONE_HIDDEN[L + 1] = {20, 70, OC, 0};
 
 static int failures = 0;
 
@@ -79,7 +82,7 @@ static void expect_finite(const char *what, double value) {
         S(fcnn_dropout_forward)(probs, out, B, OC, 0.5, 12345u, 1);                            \
         S(fcnn_dropout_forward)(probs, probs, B, OC, 0.0, 7u, 2); /* in place */               \
         S(fcnn_dropout_backward)(dlogits, dout, B, OC, 0.5, 12345u, 2);                        \
-        /* a mask large enough to be split across threads, in place */                       \
+        /* a mask large enough to be split across threads, in place */                         \
         real *units = filled(DROPOUT_UNITS, sizeof(real), IS_DOUBLE, 5);                       \
         S(fcnn_dropout_forward)(units, units, 2, DROPOUT_UNITS / 2, 0.25, 99u, 2);             \
         for (int i = 0; i < DROPOUT_UNITS; i++) expect_finite("dropout", units[i]);            \
@@ -96,20 +99,23 @@ static void expect_finite(const char *what, double value) {
         free(dbias), free(probs), free(dlogits), free(velocity);                               \
                                                                                                \
         /* The fused epoch: uint8 images (sparse path) and real images (dense path), with */   \
-        /* and without momentum, on 1 and 2 threads, uint8 ones also augmented. */            \
-        for (int variant = 0; variant < 16; variant++) {                                       \
+        /* and without momentum, on 1 and 2 threads, uint8 ones also augmented; with two */    \
+        /* hidden layers and with one. */                                                      \
+        for (int variant = 0; variant < 32; variant++) {                                       \
             int bytes = variant & 1, with_momentum = (variant >> 1) & 1;                       \
             int threads = 1 + ((variant >> 2) & 1), augmented = bytes && (variant & 8);        \
             if (!bytes && (variant & 8)) continue;                                             \
+            const int layers = variant & 16 ? 2 : L;                                           \
+            const fcnn_size *sizes = variant & 16 ? ONE_HIDDEN : SIZES;                        \
             real *weights[L], *biases[L], *weight_velocities[L], *bias_velocities[L];          \
-            for (int l = 0; l < L; l++) {                                                      \
-                size_t rows = (size_t)SIZES[l], cols = (size_t)SIZES[l + 1];                   \
+            for (int l = 0; l < layers; l++) {                                                 \
+                size_t rows = (size_t)sizes[l], cols = (size_t)sizes[l + 1];                   \
                 weights[l] = filled(rows * cols, sizeof(real), IS_DOUBLE, 10 + l);             \
                 biases[l] = calloc(cols, sizeof(real));                                        \
                 weight_velocities[l] = with_momentum ? calloc(rows * cols, sizeof(real)) : 0;  \
                 bias_velocities[l] = with_momentum ? calloc(cols, sizeof(real)) : 0;           \
             }                                                                                  \
-            size_t pixels = (size_t)N * (size_t)SIZES[0];                                      \
+            size_t pixels = (size_t)N * (size_t)sizes[0];                                      \
             void *images;                                                                      \
             if (bytes) {                                                                       \
                 uint8_t *image_bytes = malloc(pixels);                                         \
@@ -125,15 +131,16 @@ static void expect_finite(const char *what, double value) {
             fcnn_size batches = (N + B - 1) / B;                                               \
             double *lrs = malloc((size_t)batches * sizeof(double));                            \
             for (fcnn_size s = 0; s < batches; s++) lrs[s] = 0.05;                             \
-            fcnn_mlp net = {.num_layers = L};                                                  \
-            for (int l = 0; l <= L; l++) net.sizes[l] = SIZES[l];                              \
-            for (int l = 0; l < L; l++) {                                                      \
+            fcnn_mlp net = {.num_layers = layers};                                             \
+            for (int l = 0; l <= layers; l++) net.sizes[l] = sizes[l];                         \
+            for (int l = 0; l < layers; l++) {                                                 \
                 net.weights[l] = weights[l], net.biases[l] = biases[l];                        \
                 net.weight_velocities[l] = weight_velocities[l];                               \
                 net.bias_velocities[l] = bias_velocities[l];                                   \
             }                                                                                  \
-            /* dropout after the first hidden ReLU in half the variants, the second in all */ \
-            net.dropout_rates[0] = variant & 1 ? 0.5 : 0.0, net.dropout_rates[1] = 0.25;      \
+            /* dropout after the first hidden ReLU in half the variants, the second in all */  \
+            net.dropout_rates[0] = variant & 1 ? 0.5 : 0.0;                                    \
+            net.dropout_rates[1] = layers > 2 ? 0.25 : 0.0;                                    \
             net.dropout_seeds[1] = UINT64_MAX, net.dropout_steps[1] = 1000;                    \
             fcnn_epoch_augment augment = {EPOCH_AUGMENT_SETTINGS, 7, 100, 4, 5};               \
             fcnn_epoch_data data = {images, bytes, sample_labels, order, N, B,                 \
@@ -143,15 +150,15 @@ static void expect_finite(const char *what, double value) {
                 &net, B, sizeof(real), threads, data.augment));                                \
             double loss_sum = 0;                                                               \
             int64_t correct = 0;                                                               \
-            /* sparse_threshold -1: the cost model, calibrated at the first call. */          \
+            /* sparse_threshold -1: the cost model, calibrated at the first call. */           \
             fcnn_size steps = S(fcnn_train_epoch)(&loss_sum, &correct, &net, workspace, &data, \
-                                                  &sgd, variant & 2 ? -1.0 : 0.65, threads);  \
+                                                  &sgd, variant & 2 ? -1.0 : 0.65, threads);   \
             if (steps != batches) {                                                            \
                 fprintf(stderr, "train_epoch did %td of %td steps\n", steps, batches);         \
                 failures++;                                                                    \
             }                                                                                  \
             expect_finite("epoch loss", loss_sum);                                             \
-            for (int l = 0; l < L; l++) {                                                      \
+            for (int l = 0; l < layers; l++) {                                                 \
                 free(weights[l]), free(biases[l]);                                             \
                 free(weight_velocities[l]), free(bias_velocities[l]);                          \
             }                                                                                  \
