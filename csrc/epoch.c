@@ -380,9 +380,10 @@ static void S(repack)(real *panels, real *weight, fcnn_size C, fcnn_size H, int 
     }
 }
 
-// panel, velocity panel or NULL: rows[i] (num_rows of them) <- maps[i] (compose_steps)
-static void S(catch_up_block)(real *panel, real *velocity, const int32_t *rows,
-                              const double *maps, fcnn_size num_rows) {
+// panel, velocity panel or NULL: rows[i] (num_rows of them) <- maps[i] (compose_steps).
+// Inlined, so that it is compiled for the vector width of the kernel that calls it.
+static inline __attribute__((always_inline)) void S(catch_up_block)(
+    real *panel, real *velocity, const int32_t *rows, const double *maps, fcnn_size num_rows) {
     for (fcnn_size i = 0; i < num_rows; i++) {
         real *w = panel + (fcnn_size)rows[i] * BLOCK;
         const real a = (real)maps[3 * i], b = (real)maps[3 * i + 1], c = (real)maps[3 * i + 2];
@@ -399,9 +400,9 @@ static void S(catch_up_block)(real *panel, real *velocity, const int32_t *rows,
 }
 
 // panels and velocity panels (or NULL) with the rows of a catch-up list brought up to date
-static void S(catch_up)(real *panels, real *velocity_panels, const int32_t *rows,
-                        const double *maps, fcnn_size num_rows, fcnn_size C, fcnn_size H,
-                        int num_threads) {
+FCNN_HOT static void S(catch_up)(real *panels, real *velocity_panels, const int32_t *rows,
+                                 const double *maps, fcnn_size num_rows, fcnn_size C,
+                                 fcnn_size H, int num_threads) {
     fcnn_size num_blocks = (H + BLOCK - 1) / BLOCK;
 #pragma omp parallel num_threads(num_threads)
     {
