@@ -35,6 +35,9 @@ DROPOUTS = {
     "two-layers": ([60, 70, 13, CLASSES], [(0.3, 1, 5), (0.6, 2**64 - 1, 2**40)]),
     "second-only": ([60, 70, 13, CLASSES], [None, (0.25, 9, 3)]),
     "rate-zero": ([60, 40, CLASSES], [(0.0, 7, 0)]),
+    # one hidden layer over several column blocks, the last partial (64 float32 columns a
+    # block, 32 float64): the output layer runs inside the first layer's blocks
+    "one-layer-wide": ([60, 150, CLASSES], [(0.4, 3, 11)]),
 }
 
 
@@ -63,12 +66,13 @@ def test_dropout_changes_the_fused_epoch():
 
 
 @pytest.mark.parametrize("sparse_threshold", [1.0, None])
-def test_fused_dropout_is_the_same_on_1_and_2_threads(sparse_threshold):
-    sizes, dropout = DROPOUTS["two-layers"]
+@pytest.mark.parametrize("case", ["two-layers", "one-layer-wide"])
+def test_fused_dropout_is_the_same_on_1_and_2_threads(sparse_threshold, case):
+    sizes, dropout = DROPOUTS[case]
     results = []
     previous = _core.get_num_threads()
     try:
-        for threads in (1, 2, 2):
+        for threads in (1, 2, 2, 3):
             fcnn.set_num_threads(threads)
             results.append(
                 run(_core, sizes, np.float32, dropout, sparse_threshold=sparse_threshold)
