@@ -17,9 +17,11 @@
 // inp[i] * scale where the i-th number of key, shifted right by 11, is >= threshold, else 0.
 FCNN_HOT static void S(dropout_units)(real *out, const real *inp, fcnn_size from, fcnn_size to,
                                       int64_t threshold, real scale, uint64_t key) {
+    // Selected, then scaled (0 scaled is 0): a product under a condition does not vectorize.
     for (fcnn_size i = from; i < to; i++) {
         const int64_t m = (int64_t)(fcnn_random_bits(key, (uint64_t)i) >> 11);
-        out[i] = m >= threshold ? inp[i] * scale : 0;
+        const real value = inp[i];
+        out[i] = (m >= threshold ? value : 0) * scale;
     }
 }
 
@@ -63,6 +65,20 @@ void S(fcnn_dropout_columns)(real *out, const real *inp, fcnn_size B, fcnn_size 
     const int64_t threshold = S(dropout_threshold)(p);
     for (fcnn_size b = 0; b < B; b++) {
         S(dropout_units)(out, inp, b * H + j0, b * H + j0 + width, threshold, scale, key);
+    }
+}
+
+// The backward through a ReLU and the dropout after it, from the dropout's output out (N):
+// dinp (N) = dout / (1 - p) where out > 0, else 0; dinp may be dout. A dropped unit's output
+// is exactly 0, so out > 0 only where the mask kept the unit and the ReLU passed it: the same
+// bits as fcnn_dropout_backward then fcnn_relu_backward on out, without drawing the mask again.
+FCNN_HOT void S(fcnn_relu_dropout_backward)(real *dinp, const real *dout, const real *out,
+                                            fcnn_size N, double p) {
+    const real scale = S(dropout_scale)(p);
+    // Selected, then scaled (0 scaled is 0): a product under a condition does not vectorize.
+    for (fcnn_size i = 0; i < N; i++) {
+        real gradient = dout[i];
+        dinp[i] = (out[i] > 0 ? gradient : 0) * scale;
     }
 }
 

@@ -6,8 +6,9 @@
 // (MNIST: ~19% of pixels are non-zero) its forward product runs over CSR rows and its weight
 // gradient over CSC columns, on dense ones over register tiles, in the same summation order;
 // the gradient is folded straight into the SGD update so that of the largest weight matrix is
-// never stored. Dropout (dropout.c) works in place on the hidden activations: it needs no
-// workspace, since its mask is drawn again from its key in the backward pass.
+// never stored. Dropout (dropout.c) works in place on the hidden activations and needs no
+// workspace: a dropped unit's output is 0, so the backward of the ReLU read from the dropout's
+// output stops the gradient where the mask did (fcnn_relu_dropout_backward), undrawn.
 //
 // Augmentation: with data->augment, each batch's images are first warped (augment.c) into a
 // workspace part of their own, then gathered from there in order: the sparse first layer
@@ -519,12 +520,9 @@ static void S(output_backward_block)(void *arg, fcnn_size j0, fcnn_size width) {
     real *velocity = o->weight_velocity == NULL ? NULL : o->weight_velocity + j0 * K;
     S(fcnn_sgd_step)(weight, velocity, o->dweight + j0 * K, o->lr, o->weight_decay, o->momentum,
                      o->nesterov, width * K);
-    if (o->dropout > 0) {
-        S(fcnn_dropout_columns)(o->dhidden, o->dhidden, B, H, j0, width, o->dropout, o->key);
-    }
-    // hidden > 0 where the ReLU passed and dropout kept: where the gradient flows
     for (fcnn_size b = 0; b < B; b++) {
-        S(fcnn_relu_backward)(dhidden + b * H, dhidden + b * H, hidden + b * H, width);
+        S(fcnn_relu_dropout_backward)(dhidden + b * H, dhidden + b * H, hidden + b * H, width,
+                                      o->dropout);
     }
     S(fcnn_column_sums)(o->dbias + j0, dhidden, B, width, H);
     real *bias_velocity = o->bias_velocity == NULL ? NULL : o->bias_velocity + j0;
@@ -1034,12 +1032,9 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
             real *din = dout == grad_a ? grad_b : grad_a;
             S(fcnn_linear_backward)(din, dweight, dbias, dout, acts[l], weights[l], rows, in,
                                     out, num_threads);
-            if (net->dropout_rates[l - 1] > 0) {
-                S(fcnn_dropout_backward)(din, din, rows, in, net->dropout_rates[l - 1],
-                                         dropout_key(net, l - 1, step), num_threads);
-            }
             // acts[l] > 0 where the ReLU passed and dropout kept: where the gradient flows
-            S(fcnn_relu_backward)(din, din, acts[l], rows * in);
+            S(fcnn_relu_dropout_backward)(din, din, acts[l], rows * in,
+                                          net->dropout_rates[l - 1]);
             S(fcnn_sgd_step)(weights[l], weight_velocities[l], dweight, lr, lr_decay, momentum,
                              sgd->nesterov, in * out);
             S(fcnn_sgd_step)(biases[l], bias_velocities[l], dbias, lr, lr_decay, momentum,

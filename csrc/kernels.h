@@ -128,7 +128,9 @@ FCNN_DECLARE_KERNELS(double, FCNN_SUFFIX_F64)
     void S(fcnn_dropout_backward)(real *dinp, const real *dout, fcnn_size B, fcnn_size H,    \
                                   double p, uint64_t key, int num_threads);                  \
     void S(fcnn_dropout_columns)(real *out, const real *inp, fcnn_size B, fcnn_size H,       \
-                                 fcnn_size j0, fcnn_size width, double p, uint64_t key);
+                                 fcnn_size j0, fcnn_size width, double p, uint64_t key);     \
+    void S(fcnn_relu_dropout_backward)(real *dinp, const real *dout, const real *out,        \
+                                       fcnn_size N, double p);
 FCNN_DECLARE_DROPOUT(float, FCNN_SUFFIX_F32)
 FCNN_DECLARE_DROPOUT(double, FCNN_SUFFIX_F64)
 
