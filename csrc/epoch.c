@@ -502,9 +502,7 @@ static void S(output_logits)(real *logits, const real *shares, const real *bias,
         const real *share = shares + block * B * K;
         for (fcnn_size i = 0; i < B * K; i++) logits[i] += share[i];
     }
-    for (fcnn_size b = 0; b < B; b++) {
-        for (fcnn_size k = 0; k < K; k++) logits[b * K + k] += bias[k];
-    }
+    S(fcnn_add_bias)(logits, bias, B, K);
 }
 
 // before the update reads dhidden[:, j0:j0 + width]: that block of the hidden gradient, taken
@@ -987,20 +985,21 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
         if (output_in_blocks) {
             S(output_logits)(acts[2], output.logit_shares, biases[1], (H + BLOCK - 1) / BLOCK,
                              rows, K);
-        }
-        for (fcnn_size l = 0; l < L && !output_in_blocks; l++) {
-            if (l > 0) {
-                S(fcnn_linear_forward)(acts[l + 1], acts[l], weights[l], biases[l], rows,
-                                       sizes[l], sizes[l + 1], num_threads);
-                if (l + 1 < L) {
-                    S(fcnn_relu_forward)(acts[l + 1], acts[l + 1], rows * sizes[l + 1]);
+        } else {
+            for (fcnn_size l = 0; l < L; l++) {
+                if (l > 0) {
+                    S(fcnn_linear_forward)(acts[l + 1], acts[l], weights[l], biases[l], rows,
+                                           sizes[l], sizes[l + 1], num_threads);
+                    if (l + 1 < L) {
+                        S(fcnn_relu_forward)(acts[l + 1], acts[l + 1], rows * sizes[l + 1]);
+                    }
                 }
-            }
-            // in place: the next layer reads, and the backward sees, the units it kept
-            if (l + 1 < L && net->dropout_rates[l] > 0) {
-                S(fcnn_dropout_forward)(acts[l + 1], acts[l + 1], rows, sizes[l + 1],
-                                        net->dropout_rates[l], dropout_key(net, l, step),
-                                        num_threads);
+                // in place: the next layer reads, and the backward sees, the units it kept
+                if (l + 1 < L && net->dropout_rates[l] > 0) {
+                    S(fcnn_dropout_forward)(acts[l + 1], acts[l + 1], rows, sizes[l + 1],
+                                            net->dropout_rates[l], dropout_key(net, l, step),
+                                            num_threads);
+                }
             }
         }
         // loss and accuracy
@@ -1026,20 +1025,21 @@ fcnn_size S(fcnn_train_epoch)(double *loss_sum, int64_t *correct, const fcnn_mlp
             S(fcnn_sgd_step)(biases[1], bias_velocities[1], dbias, lr, lr_decay, momentum,
                              sgd->nesterov, K);
             dout = grad_b;
-        }
-        for (fcnn_size l = L - 1; l >= 1 && !output_in_blocks; l--) {
-            fcnn_size in = sizes[l], out = sizes[l + 1];
-            real *din = dout == grad_a ? grad_b : grad_a;
-            S(fcnn_linear_backward)(din, dweight, dbias, dout, acts[l], weights[l], rows, in,
-                                    out, num_threads);
-            // acts[l] > 0 where the ReLU passed and dropout kept: where the gradient flows
-            S(fcnn_relu_dropout_backward)(din, din, acts[l], rows * in,
-                                          net->dropout_rates[l - 1]);
-            S(fcnn_sgd_step)(weights[l], weight_velocities[l], dweight, lr, lr_decay, momentum,
-                             sgd->nesterov, in * out);
-            S(fcnn_sgd_step)(biases[l], bias_velocities[l], dbias, lr, lr_decay, momentum,
-                             sgd->nesterov, out);
-            dout = din;
+        } else {
+            for (fcnn_size l = L - 1; l >= 1; l--) {
+                fcnn_size in = sizes[l], out = sizes[l + 1];
+                real *din = dout == grad_a ? grad_b : grad_a;
+                S(fcnn_linear_backward)(din, dweight, dbias, dout, acts[l], weights[l], rows, in,
+                                        out, num_threads);
+                // acts[l] > 0 where the ReLU passed and dropout kept: where the gradient flows
+                S(fcnn_relu_dropout_backward)(din, din, acts[l], rows * in,
+                                              net->dropout_rates[l - 1]);
+                S(fcnn_sgd_step)(weights[l], weight_velocities[l], dweight, lr, lr_decay, momentum,
+                                 sgd->nesterov, in * out);
+                S(fcnn_sgd_step)(biases[l], bias_velocities[l], dbias, lr, lr_decay, momentum,
+                                 sgd->nesterov, out);
+                dout = din;
+            }
         }
         // the next batch, warped and gathered by the update's threads as they come to it
         S(batch_job) *next = &jobs[(step + 1) % 2];

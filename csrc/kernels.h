@@ -87,6 +87,7 @@ typedef struct {
     void S(fcnn_linear_forward)(real *out, const real *inp, const real *weight,              \
                                 const real *bias, fcnn_size B, fcnn_size C, fcnn_size OC,    \
                                 int num_threads);                                            \
+    void S(fcnn_add_bias)(real *out, const real *bias, fcnn_size B, fcnn_size OC);           \
     void S(fcnn_bias_backward)(real *dbias, const real *dout, fcnn_size B, fcnn_size OC);   \
     void S(fcnn_column_sums)(real *sums, const real *x, fcnn_size B, fcnn_size N,            \
                              fcnn_size ld);                                                  \

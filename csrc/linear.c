@@ -46,6 +46,11 @@ void S(fcnn_gemm)(real *C, const real *A, const real *B, int trans_a, int trans_
 void S(fcnn_linear_forward)(real *out, const real *inp, const real *weight, const real *bias,
                             fcnn_size B, fcnn_size C, fcnn_size OC, int num_threads) {
     S(fcnn_gemm)(out, inp, weight, 0, 0, B, OC, C, C, OC, OC, num_threads);
+    S(fcnn_add_bias)(out, bias, B, OC);
+}
+
+// out (B, OC), bias (OC) -> out + bias in every row
+void S(fcnn_add_bias)(real *out, const real *bias, fcnn_size B, fcnn_size OC) {
     for (fcnn_size b = 0; b < B; b++) {
         real *out_row = out + b * OC;
         for (fcnn_size o = 0; o < OC; o++) out_row[o] += bias[o];
