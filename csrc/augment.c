@@ -4,9 +4,12 @@
 // counter-based stream fcnn_random_key(seed, first_stream + b) (random.h), so its result
 // depends on (seed, stream) only: not on the batch it is in, the thread or the thread count.
 //
-// Bitwise twin: fcnn/reference.py's augment gives the same bytes. The displacement fields are
-// float32 (24 random bits a number, both drawn from one 64-bit number: displacements of a few
-// pixels need no more), everything else double; all in the twin's order, without contraction
+// Bitwise twin: fcnn/reference.py's augment gives the same bytes. The affine map's numbers are
+// drawn and composed in double, then rounded to float; the displacement fields (24 random bits
+// a number, both drawn from one 64-bit number), the source coordinates and the bilinear
+// sampling are float, which holds a coordinate to 2^-24 of its size (1/4000 of a pixel up to
+// 4096 pixels across) and a sampled value to well under the 1/2 that rounding to a byte
+// discards, at half the vector work of double; all in the twin's order, without contraction
 // into fused multiply-adds (hence the pragmas, which hold in the AVX-512 and AVX2 clones too:
 // vectorising across pixels changes no pixel's arithmetic; no-trapping-math only lets GCC
 // compute both sides of the sampling's selects, so that it vectorises), with subnormals kept
@@ -106,13 +109,13 @@ static fcnn_size taps_doubles(fcnn_size P) { return (P + 2) / 2; }
 // Bytes of the image with a border of zeros, (H + 2) x (W + 2) and one more (see pack_quads)
 static fcnn_size bordered_bytes(fcnn_size H, fcnn_size W) { return (H + 2) * (W + 2) + 1; }
 
-// Doubles of one thread's scratch: the source coordinates and sampled values (3C), the quads
-// (H + 1) x (W + 2) (8 bytes each), the bordered image (bordered_bytes), then with the elastic
-// part the fields' floats from the next 64-byte boundary. (Sizes checked for overflow by
-// fcnn_augment_workspace.)
+// Doubles of one thread's scratch: the source coordinates and sampled values (3C floats), the
+// quads (H + 1) x (W + 2) (4 bytes each), the bordered image (bordered_bytes), then with the
+// elastic part the fields' floats from the next 64-byte boundary. (Sizes checked for overflow
+// by fcnn_augment_workspace.)
 static fcnn_size scratch_doubles(fcnn_size H, fcnn_size W, fcnn_size P, int elastic) {
     const fcnn_size fields = elastic ? field_floats(H, W, P) / 2 + LINE_DOUBLES : 0;
-    return 3 * H * W + (H + 1) * (W + 2) + (bordered_bytes(H, W) + 7) / 8 + fields;
+    return (3 * H * W + (H + 1) * (W + 2) + 1) / 2 + (bordered_bytes(H, W) + 7) / 8 + fields;
 }
 
 fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_settings *settings,
@@ -187,27 +190,27 @@ static void smooth_field(float *smooth, float *padded, float *across, const floa
 // and (r, c) of the image, zeros outside, one byte each, so that a point loads its four
 // neighbours at once (the load is a gather: one instead of four). One flat loop without
 // branches, so that it vectorises: a background pixel costs what a digit's does, and four
-// zeros give floor(0 + 0.5) = 0 as the twin's formula does. Its results are doubles: a uint8
+// zeros give floor(0 + 0.5) = 0 as the twin's formula does. Its results are floats: a uint8
 // store would make GCC vectorise 64 pixels at a time, more than a row. Indices are int
 // (vectorised conversions in AVX2 too): fcnn_augment_workspace refuses scratch of more than
 // INT_MAX doubles.
-FCNN_HOT static void sample_image(double *restrict values, const uint64_t *restrict quads,
-                                  const double *restrict source_x,
-                                  const double *restrict source_y, fcnn_size H, fcnn_size W) {
+FCNN_HOT static void sample_image(float *restrict values, const uint32_t *restrict quads,
+                                  const float *restrict source_x, const float *restrict source_y,
+                                  fcnn_size H, fcnn_size W) {
     const int row = (int)W + 2;
+    const float width = (float)W, height = (float)H;
     for (fcnn_size k = 0; k < H * W; k++) {
-        const double xs = source_x[k], ys = source_y[k];
-        const int inside = (xs > -1) & (xs < (double)W) & (ys > -1) & (ys < (double)H);
-        const double x = inside ? xs : 0, y = inside ? ys : 0;
-        const double x0 = floor(x), y0 = floor(y), fx = x - x0, fy = y - y0;
-        const uint64_t quad = quads[((int)y0 + 1) * row + (int)x0 + 1];
-        // through int: AVX2 converts int32, not int64, to double
-        const double p00 = (double)(int)(quad & 255), p01 = (double)(int)(quad >> 8 & 255);
-        const double p10 = (double)(int)(quad >> 16 & 255), p11 = (double)(int)(quad >> 24);
-        const double top = (1 - fx) * p00 + fx * p01;
-        const double bottom = (1 - fx) * p10 + fx * p11;
-        const double rounded = floor((1 - fy) * top + fy * bottom + 0.5);
-        const double low = rounded > 0 ? rounded : 0, clamped = low < 255 ? low : 255;
+        const float xs = source_x[k], ys = source_y[k];
+        const int inside = (xs > -1) & (xs < width) & (ys > -1) & (ys < height);
+        const float x = inside ? xs : 0, y = inside ? ys : 0;
+        const float x0 = floorf(x), y0 = floorf(y), fx = x - x0, fy = y - y0;
+        const uint32_t quad = quads[((int)y0 + 1) * row + (int)x0 + 1];
+        const float p00 = (float)(int)(quad & 255), p01 = (float)(int)(quad >> 8 & 255);
+        const float p10 = (float)(int)(quad >> 16 & 255), p11 = (float)(int)(quad >> 24);
+        const float top = (1 - fx) * p00 + fx * p01;
+        const float bottom = (1 - fx) * p10 + fx * p11;
+        const float rounded = floorf((1 - fy) * top + fy * bottom + 0.5f);
+        const float low = rounded > 0 ? rounded : 0, clamped = low < 255 ? low : 255;
         values[k] = inside ? clamped : 0;
     }
 }
@@ -216,13 +219,13 @@ FCNN_HOT static void sample_image(double *restrict values, const uint64_t *restr
 // a border of zeros, (H + 2) x (W + 2) bytes and one more, whose borders are zero. Flat loops
 // (a row is shorter than the 64 bytes GCC handles at once); a quad's last column is never read.
 // restrict, because a uint8 store could alias anything.
-static inline void pack_quads(uint64_t *restrict quads, uint8_t *restrict bordered,
+static inline void pack_quads(uint32_t *restrict quads, uint8_t *restrict bordered,
                               const uint8_t *restrict image, fcnn_size H, fcnn_size W) {
     const fcnn_size row = W + 2;
     for (fcnn_size i = 0; i < H; i++) memcpy(bordered + (i + 1) * row + 1, image + i * W, W);
     for (fcnn_size q = 0; q < (H + 1) * row; q++) {
-        quads[q] = (uint64_t)bordered[q] | (uint64_t)bordered[q + 1] << 8 |
-                   (uint64_t)bordered[q + row] << 16 | (uint64_t)bordered[q + row + 1] << 24;
+        quads[q] = (uint32_t)bordered[q] | (uint32_t)bordered[q + 1] << 8 |
+                   (uint32_t)bordered[q + row] << 16 | (uint32_t)bordered[q + row + 1] << 24;
     }
 }
 
@@ -243,15 +246,16 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
     const double s = 1 + settings->scale * (2 * fcnn_random_uniform(key, DRAW_SCALE) - 1);
     const double k = settings->shear * (2 * fcnn_random_uniform(key, DRAW_SHEAR) - 1);
     const double cosine = cos(theta), sine = sin(theta);
-    // (1/s) [[1, -k], [0, 1]] [[cos, sin], [-sin, cos]]
-    const double a00 = (cosine + k * sine) / s, a01 = (sine - k * cosine) / s;
-    const double a10 = -sine / s, a11 = cosine / s;
-    const double cx = (double)(W - 1) / 2, cy = (double)(H - 1) / 2;
+    // (1/s) [[1, -k], [0, 1]] [[cos, sin], [-sin, cos]], and the rest, rounded to float
+    const float a00 = (float)((cosine + k * sine) / s), a01 = (float)((sine - k * cosine) / s);
+    const float a10 = (float)(-sine / s), a11 = (float)(cosine / s);
+    const float shift_x = (float)tx, shift_y = (float)ty;
+    const float cx = (float)((double)(W - 1) / 2), cy = (float)((double)(H - 1) / 2);
     const int elastic = elastic_on(settings);
-    const double alpha = settings->elastic_alpha;
+    const float alpha = (float)settings->elastic_alpha;
     const fcnn_size C = H * W, V = round_to_lanes(W);
-    double *source_x = scratch, *source_y = source_x + C, *values = source_y + C;
-    uint64_t *quads = (uint64_t *)(values + C);
+    float *source_x = (float *)scratch, *source_y = source_x + C, *values = source_y + C;
+    uint32_t *quads = (uint32_t *)(values + C);
     uint8_t *bordered = (uint8_t *)(quads + (H + 1) * (W + 2));
     // The fields from a 64-byte boundary on, smoothed and column-padded ones first: their
     // sizes are whole vectors, so the column pass loads and stores whole cache lines.
@@ -267,17 +271,17 @@ FCNN_HOT static void augment_image(uint8_t *out, double *scratch, const uint8_t 
     // Source coordinates in loops of their own that vectorise (the same arithmetic per pixel,
     // so the same bits), then the sampling.
     for (fcnn_size i = 0; i < H; i++) {
-        const double ry = (double)i - cy - ty;
-        double *row_x = source_x + i * W, *row_y = source_y + i * W;
+        const float ry = (float)i - cy - shift_y;
+        float *row_x = source_x + i * W, *row_y = source_y + i * W;
         for (fcnn_size j = 0; j < W; j++) {
-            const double rx = (double)(int)j - cx - tx;  // int: AVX2 converts no int64
+            const float rx = (float)(int)j - cx - shift_x;  // int: AVX2 converts no int64
             row_x[j] = cx + (a00 * rx + a01 * ry);
             row_y[j] = cy + (a10 * rx + a11 * ry);
         }
         if (elastic) {
             for (fcnn_size j = 0; j < W; j++) {
-                row_x[j] = row_x[j] + alpha * (double)smooth_x[i * V + j];
-                row_y[j] = row_y[j] + alpha * (double)smooth_y[i * V + j];
+                row_x[j] = row_x[j] + alpha * smooth_x[i * V + j];
+                row_y[j] = row_y[j] + alpha * smooth_y[i * V + j];
             }
         }
     }

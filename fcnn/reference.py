@@ -484,7 +484,7 @@ def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True
 
 
 # ----------------------------------------------------------------------------
-# data augmentation (csrc/augment.c): the same doubles in the same order, so the same bytes
+# data augmentation (csrc/augment.c): the same numbers in the same order, so the same bytes
 
 #: Largest elastic_sigma accepted (csrc/kernels.h FCNN_MAX_ELASTIC_SIGMA).
 MAX_ELASTIC_SIGMA = 1000.0
@@ -539,6 +539,7 @@ def _smooth(field, taps):
     return smooth
 
 
+@_ieee
 def augment(
     images,
     indices,
@@ -563,7 +564,9 @@ def augment(
     inverse of the linear part, bilinearly with zeros outside, rounded half up and
     clamped to [0, 255]. The fields are float32, uniform in [-1, 1) on a grid of
     2**-23, smoothed in float32 by a normalised Gaussian of std ``elastic_sigma``
-    truncated at ceil(3 sigma), zeros outside; the rest is double.
+    truncated at ceil(3 sigma), zeros outside. The affine numbers are drawn and
+    composed in double, then rounded to float32; the coordinates and the sampling
+    are float32.
     """
     _require_array("images", images)
     if images.dtype != np.uint8:
@@ -592,14 +595,17 @@ def augment(
     # Python's math calls the C library's sin and cos, as the kernel does.
     cosine = np.array([math.cos(value) for value in theta.ravel()]).reshape(B, 1, 1)
     sine = np.array([math.sin(value) for value in theta.ravel()]).reshape(B, 1, 1)
-    a00, a01 = (cosine + k * sine) / s, (sine - k * cosine) / s
-    a10, a11 = -sine / s, cosine / s
-    cx, cy = (W - 1) / 2, (H - 1) / 2
-    ry = (np.arange(H, dtype=np.float64).reshape(1, H, 1) - cy) - ty
-    rx = (np.arange(W, dtype=np.float64).reshape(1, 1, W) - cx) - tx
+    # float32 from here on (a strength beyond float's range gives inf, as in C)
+    f32 = np.float32
+    a00, a01 = ((cosine + k * sine) / s).astype(f32), ((sine - k * cosine) / s).astype(f32)
+    a10, a11 = (-sine / s).astype(f32), (cosine / s).astype(f32)
+    tx, ty = tx.astype(f32), ty.astype(f32)
+    alpha, sigma = f32(strengths["elastic_alpha"]), strengths["elastic_sigma"]
+    cx, cy = f32((W - 1) / 2), f32((H - 1) / 2)
+    ry = (np.arange(H, dtype=f32).reshape(1, H, 1) - cy) - ty
+    rx = (np.arange(W, dtype=f32).reshape(1, 1, W) - cx) - tx
     xs = cx + (a00 * rx + a01 * ry)
     ys = cy + (a10 * rx + a11 * ry)
-    alpha, sigma = strengths["elastic_alpha"], strengths["elastic_sigma"]
     if alpha > 0 and sigma > 0:
         radius = math.ceil(3 * sigma)
         taps = _gaussian_taps(min(radius, max(H, W) - 1), radius, sigma)
@@ -608,26 +614,26 @@ def augment(
         for axis, shift in ((0, 40), (1, 16)):
             # 24 bits a number: exact in float32, as 2 u - 1 is
             numbers = (bits >> np.uint64(shift)) & np.uint64(0xFFFFFF)
-            field = np.float32(2) * (numbers.astype(np.float32) * np.float32(2.0**-24))
-            field = field - np.float32(1)
+            field = f32(2) * (numbers.astype(f32) * f32(2.0**-24))
+            field = field - f32(1)
             smooth = _smooth(field.reshape(B, H, W), taps)
-            displacement = alpha * smooth.astype(np.float64)
+            displacement = alpha * smooth
             if axis == 0:
                 xs = xs + displacement
             else:
                 ys = ys + displacement
-    inside = (xs > -1) & (xs < W) & (ys > -1) & (ys < H)
-    xs, ys = np.where(inside, xs, 0.0), np.where(inside, ys, 0.0)
+    inside = (xs > -1) & (xs < f32(W)) & (ys > -1) & (ys < f32(H))
+    xs, ys = np.where(inside, xs, f32(0)), np.where(inside, ys, f32(0))
     x0, y0 = np.floor(xs), np.floor(ys)
     fx, fy = xs - x0, ys - y0
     # Indices into the images padded by one zero pixel on every side.
     ix, iy = x0.astype(np.int64) + 1, y0.astype(np.int64) + 1
-    padded = np.zeros((B, H + 2, W + 2))
+    padded = np.zeros((B, H + 2, W + 2), f32)
     padded[:, 1 : H + 1, 1 : W + 1] = images[indices]
     b = np.arange(B).reshape(B, 1, 1)
     top = (1 - fx) * padded[b, iy, ix] + fx * padded[b, iy, ix + 1]
     bottom = (1 - fx) * padded[b, iy + 1, ix] + fx * padded[b, iy + 1, ix + 1]
-    rounded = np.floor((1 - fy) * top + fy * bottom + 0.5)
+    rounded = np.floor((1 - fy) * top + fy * bottom + f32(0.5))
     return np.where(inside, np.clip(rounded, 0, 255), 0).astype(np.uint8)
 
 
