@@ -180,8 +180,9 @@ FCNN_HOT static void draw_fields(float *restrict field_x, float *restrict field_
 
 static void smooth_field(float *smooth, float *padded, float *across, const float *weights,
                          fcnn_size H, fcnn_size W, fcnn_size P) {
-    (fcnn_cpu_has_avx512() ? smooth_field_wide : smooth_field_narrow)(smooth, padded, across,
-                                                                      weights, H, W, P);
+    const int forced = fcnn_forced_vector_bytes();
+    const int wide = forced != 0 ? forced == 64 : fcnn_cpu_has_avx512();
+    (wide ? smooth_field_wide : smooth_field_narrow)(smooth, padded, across, weights, H, W, P);
 }
 
 // values (C) <- the image sampled bilinearly at (source_x, source_y) (C each), rounded half up

@@ -333,6 +333,8 @@ static unsigned cpu_family(void) {
 #endif
 
 static int wide_vectors(first_layer_kernel kernel, int sparse) {
+    const int forced = fcnn_forced_vector_bytes();
+    if (forced != 0) return forced == 64;
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
     static int zen4 = -1;  // a benign race: every thread computes the same answer
     if (zen4 < 0) {

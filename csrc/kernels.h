@@ -164,8 +164,18 @@ int fcnn_blas_threads(void);
 int fcnn_thread_index(void);
 
 // Non-zero when the CPU has AVX-512F (and fcnn was built by GCC for x86-64): the kernels that
-// come in two vector widths pick the wider by it.
+// come in two vector widths pick the wider by it, unless fcnn_force_vector_bytes says which.
 int fcnn_cpu_has_avx512(void);
+
+// For tests: the kernels that come in two vector widths (the first layer's, the elastic
+// smoothing) use 32- or 64-byte vectors whatever the CPU, or (0) pick by the CPU again.
+// Either width runs on any CPU: each is compiled for several instruction sets and the CPU's
+// own is called, so a 64-byte kernel on an AVX2 CPU runs on pairs of 32-byte registers.
+// Returns the previous setting.
+int fcnn_force_vector_bytes(int bytes);
+
+// The forced width (fcnn_force_vector_bytes), or 0
+int fcnn_forced_vector_bytes(void);
 
 // Flush-to-zero and denormals-are-zero on for the calling thread; returns the mode to restore.
 unsigned fcnn_fp_enter(void);

@@ -1249,6 +1249,16 @@ static PyObject *get_num_threads(PyObject *self, PyObject *unused) {
     return PyLong_FromLong(fcnn_get_threads());
 }
 
+static PyObject *force_vector_bytes(PyObject *self, PyObject *arg) {
+    long long bytes;
+    if (index_arg(arg, "vector_bytes", 0, &bytes) < 0) return NULL;
+    if (bytes != 0 && bytes != 32 && bytes != 64) {
+        PyErr_Format(PyExc_ValueError, "vector_bytes must be 0, 32 or 64, got %lld", bytes);
+        return NULL;
+    }
+    return PyLong_FromLong(fcnn_force_vector_bytes((int)bytes));
+}
+
 // ----------------------------------------------------------------------------
 // module
 
@@ -1293,6 +1303,10 @@ static PyMethodDef core_methods[] = {
      "set_num_threads(n): threads of every fcnn kernel, process-wide (clamped to [1, 256])"},
     {"get_num_threads", (PyCFunction)get_num_threads, METH_NOARGS,
      "get_num_threads() -> threads fcnn kernels use"},
+    {"_force_vector_bytes", (PyCFunction)force_vector_bytes, METH_O,
+     "_force_vector_bytes(n) -> previous n: for tests, the kernels that come in two vector "
+     "widths use n = 32 or 64 bytes whatever the CPU (both run on any CPU), or pick by the "
+     "CPU (n = 0, the default)"},
     {NULL, NULL, 0, NULL},
 };
 

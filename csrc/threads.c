@@ -91,6 +91,12 @@ int fcnn_thread_index(void) {
 #endif
 }
 
+static atomic_int forced_vector_bytes = 0;
+
+int fcnn_force_vector_bytes(int bytes) { return atomic_exchange(&forced_vector_bytes, bytes); }
+
+int fcnn_forced_vector_bytes(void) { return atomic_load(&forced_vector_bytes); }
+
 int fcnn_cpu_has_avx512(void) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
     static int avx512 = -1;  // a benign race: every thread computes the same answer
