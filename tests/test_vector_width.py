@@ -5,10 +5,10 @@ any x86-64 CPU, so one machine checks both, not only the one its CPU picks."""
 import numpy as np
 import pytest
 from synthetic import assert_matches_twin, fused_epoch
+from test_fused import CLASSES, digits_like
 
 from fcnn import _core, reference
 
-CLASSES = 7
 WIDTHS = (32, 64)
 
 
@@ -23,14 +23,6 @@ def force_width():
     yield force
     if previous:
         _core._force_vector_bytes(previous[0])
-
-
-def digits_like(n=230, features=70, density=0.2, seed=0):
-    """uint8 images with the given share of non-zero pixels, and labels."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(1, 256, (n, features)).astype(np.uint8)
-    images[rng.random((n, features)) >= density] = 0
-    return images, rng.integers(0, CLASSES, n)
 
 
 def epoch_in_each_width(force_width, images, labels, sizes, dtype, **options):
@@ -59,7 +51,7 @@ def test_both_widths_give_the_same_bits(
     # Each output element is a lane of one summation order in either width: the same bits,
     # sparse or dense, with the lazy updates, on 2 threads (130 and 300 hidden units: whole
     # and partial panels of either width).
-    images, labels = digits_like(density=density)
+    images, labels = digits_like(n=230, features=70, density=density)
     sizes = [images.shape[1], *hidden, CLASSES]
     results = epoch_in_each_width(
         force_width,
