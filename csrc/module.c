@@ -229,6 +229,25 @@ static int real_arg(PyObject *obj, const char *name, double *value) {
     return 0;
 }
 
+// The SGD rule's settings, each optional (NULL: left as it is): weight_decay a real_arg,
+// momentum a real_arg below 1, and nesterov only with momentum > 0.
+static int sgd_settings_args(PyObject *weight_decay_obj, PyObject *momentum_obj, int nesterov,
+                             double *weight_decay, double *momentum) {
+    if (weight_decay_obj != NULL && real_arg(weight_decay_obj, "weight_decay", weight_decay) < 0) {
+        return -1;
+    }
+    if (momentum_obj != NULL && real_arg(momentum_obj, "momentum", momentum) < 0) return -1;
+    if (*momentum >= 1) {
+        PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1), got %R", momentum_obj);
+        return -1;
+    }
+    if (nesterov && *momentum == 0) {
+        PyErr_SetString(PyExc_ValueError, "nesterov needs momentum > 0, got momentum 0");
+        return -1;
+    }
+    return 0;
+}
+
 // An integer >= minimum (step, stage_length).
 static int index_arg(PyObject *obj, const char *name, long long minimum, long long *value) {
     PyObject *index = PyNumber_Index(obj);
@@ -547,16 +566,7 @@ static PyObject *sgd_step(PyObject *self, PyObject *args, PyObject *kwargs) {
         goto fail;
     }
     if (real_arg(lr_obj, "lr", &lr) < 0) goto fail;
-    if (weight_decay_obj != NULL && real_arg(weight_decay_obj, "weight_decay", &weight_decay) < 0) {
-        goto fail;
-    }
-    if (momentum_obj != NULL && real_arg(momentum_obj, "momentum", &momentum) < 0) goto fail;
-    if (momentum >= 1) {
-        PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1), got %R", momentum_obj);
-        goto fail;
-    }
-    if (nesterov && momentum == 0) {
-        PyErr_SetString(PyExc_ValueError, "nesterov needs momentum > 0, got momentum 0");
+    if (sgd_settings_args(weight_decay_obj, momentum_obj, nesterov, &weight_decay, &momentum) < 0) {
         goto fail;
     }
     if (velocity_obj != Py_None) {
@@ -1087,16 +1097,7 @@ static PyObject *train_epoch(PyObject *self, PyObject *args, PyObject *kwargs) {
     net.sizes[L] = cols[L - 1];
     // settings
     if (index_arg(batch_obj, "batch_size", 1, &batch_size) < 0) goto fail;
-    if (weight_decay_obj != NULL && real_arg(weight_decay_obj, "weight_decay", &weight_decay) < 0) {
-        goto fail;
-    }
-    if (momentum_obj != NULL && real_arg(momentum_obj, "momentum", &momentum) < 0) goto fail;
-    if (momentum >= 1) {
-        PyErr_Format(PyExc_ValueError, "momentum must be in [0, 1), got %R", momentum_obj);
-        goto fail;
-    }
-    if (nesterov && momentum == 0) {
-        PyErr_SetString(PyExc_ValueError, "nesterov needs momentum > 0, got momentum 0");
+    if (sgd_settings_args(weight_decay_obj, momentum_obj, nesterov, &weight_decay, &momentum) < 0) {
         goto fail;
     }
     // None: the cost model picks sparse or dense per batch
