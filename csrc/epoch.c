@@ -570,6 +570,23 @@ FCNN_HOT static fcnn_size S(count_nonzeros)(fcnn_size *counts, fcnn_size *presen
     return nonzeros;
 }
 
+// The CSR (row_start, cols, csr_vals) of `rows` rows -> CSC (csc_rows, csc_vals), rows
+// ascending within a column, by a counting sort: col_start (C + 1) holds each column's start on
+// entry, serves as its cursor, and is shifted back to the starts at the end.
+static void S(csr_to_csc)(int32_t *csc_rows, real *csc_vals, fcnn_size *col_start,
+                          const fcnn_size *row_start, const int32_t *cols, const real *csr_vals,
+                          fcnn_size rows, fcnn_size C) {
+    for (fcnn_size b = 0; b < rows; b++) {
+        for (fcnn_size q = row_start[b]; q < row_start[b + 1]; q++) {
+            fcnn_size slot = col_start[cols[q]]++;
+            csc_rows[slot] = (int32_t)b;
+            csc_vals[slot] = csr_vals[q];
+        }
+    }
+    for (fcnn_size k = C; k > 0; k--) col_start[k] = col_start[k - 1];
+    col_start[0] = 0;
+}
+
 // The counts of count_nonzeros -> CSR (row_start, cols, csr_vals) and CSC (col_start, csc_rows,
 // csc_vals) of the batch's scaled non-zeros, rows ascending within a column.
 static void S(gather_sparse)(fcnn_size *row_start, int32_t *cols, real *csr_vals,
@@ -607,17 +624,7 @@ static void S(gather_sparse)(fcnn_size *row_start, int32_t *cols, real *csr_vals
         }
     }
     row_start[rows] = p;
-    // Counting sort of the CSR entries by column: col_start[k] serves as column k's cursor,
-    // then is shifted back.
-    for (fcnn_size b = 0; b < rows; b++) {
-        for (fcnn_size q = row_start[b]; q < row_start[b + 1]; q++) {
-            fcnn_size slot = col_start[cols[q]]++;
-            csc_rows[slot] = (int32_t)b;
-            csc_vals[slot] = csr_vals[q];
-        }
-    }
-    for (fcnn_size k = C; k > 0; k--) col_start[k] = col_start[k - 1];
-    col_start[0] = 0;
+    S(csr_to_csc)(csc_rows, csc_vals, col_start, row_start, cols, csr_vals, rows, C);
 }
 
 // images (N, C) uint8 or real, indices (rows) -> x (rows, C), bytes scaled by 1/255
@@ -755,15 +762,7 @@ static fcnn_size S(synthetic_batch)(fcnn_size *row_start, int32_t *cols, real *c
     }
     row_start[B] = p;
     for (fcnn_size k = 0; k < C; k++) col_start[k + 1] += col_start[k];
-    for (fcnn_size b = 0; b < B; b++) {
-        for (fcnn_size q = row_start[b]; q < row_start[b + 1]; q++) {
-            fcnn_size slot = col_start[cols[q]]++;
-            csc_rows[slot] = (int32_t)b;
-            csc_vals[slot] = csr_vals[q];
-        }
-    }
-    for (fcnn_size k = C; k > 0; k--) col_start[k] = col_start[k - 1];
-    col_start[0] = 0;
+    S(csr_to_csc)(csc_rows, csc_vals, col_start, row_start, cols, csr_vals, B, C);
     return p;
 }
 
