@@ -36,6 +36,7 @@ def build(csrc: Path, out_dir: Path) -> Path:
         "-std=gnu11",
         "-fopenmp",
         "-w",
+        "-Wno-psabi",  # as setup.py: no notes on the 32-byte vector ABI of GCC 4.6
         f"-I{csrc}",
         f"-I{scipy_openblas32.get_include_dir()}",
         "-DBLAS_SYMBOL_PREFIX=scipy_",
