@@ -21,6 +21,11 @@ static double now(void) {
 }
 
 // Bytes past a cache line at which every buffer starts: 0, as in the epoch's workspace.
+// The build of a first-layer kernel with vectors of this many bytes
+static const char *build_name(int bytes) {
+    return bytes == 64 ? "AVX-512" : bytes == 32 ? "AVX2" : "16-byte";
+}
+
 static size_t misalign = 0;
 
 // zeroed bytes at `misalign` past a 64-byte boundary; never freed
@@ -71,12 +76,18 @@ int main(int argc, char **argv) {
                       indices, B, C);
     double units = (double)nonzeros * (double)H / 64.0;  // (non-zero x 64 columns) of work
     // kernel 2 * variant + pass: variant 0 AVX-512 (64-byte vectors), 1 AVX2 (32-byte, the
-    // vector width of the kernels before the AVX-512 variant); pass 0 forward, 1 update
-    double best[4] = {1e300, 1e300, 1e300, 1e300};
-    unsigned long long best_cycles[4] = {~0ull, ~0ull, ~0ull, ~0ull};
+    // vector width of the kernels before the AVX-512 variant), 2 plain x86-64 (16-byte);
+    // pass 0 forward, 1 update
+    enum { KERNELS = 6 };
+    double best[KERNELS];
+    unsigned long long best_cycles[KERNELS];
+    for (int kernel = 0; kernel < KERNELS; kernel++) {
+        best[kernel] = 1e300;
+        best_cycles[kernel] = ~0ull;
+    }
     unsigned saved = fcnn_fp_enter();
     for (int r = 0; r < repeats; r++) {
-        for (int kernel = 0; kernel < 4; kernel++) {
+        for (int kernel = 0; kernel < KERNELS; kernel++) {
             double t0 = now();
             unsigned long long c0 = __rdtsc();
             switch (kernel) {
@@ -93,8 +104,17 @@ int main(int argc, char **argv) {
                     first_forward_avx2_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
                                              cols, csr_vals, x, sparse, B, C, H, 1, 1, NULL);
                     break;
-                default:
+                case 3:
                     first_update_avx2_f32(panels, velocity, scratch, col_start, counts, csc_rows,
+                                          csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1,
+                                          1, NULL, NULL);
+                    break;
+                case 4:
+                    first_forward_sse2_f32(out, panels, NULL, bias, NULL, NULL, 0, row_start,
+                                           cols, csr_vals, x, sparse, B, C, H, 1, 1, NULL);
+                    break;
+                default:
+                    first_update_sse2_f32(panels, velocity, scratch, col_start, counts, csc_rows,
                                           csc_vals, x, sparse, dout, B, C, H, 1e-4f, 0.0f, 0.9f, 1,
                                           1, NULL, NULL);
                     break;
@@ -109,11 +129,12 @@ int main(int argc, char **argv) {
     printf("B %td C %td H %td: %td non-zeros (%.1f%%), %td rows present, %d repeats; the epoch "
            "uses the %s forward and the %s update on this CPU\n", B, C, H, nonzeros,
            100.0 * nonzeros / (B * C), present, repeats,
-           wide_vectors(FORWARD_KERNEL, sparse) ? "AVX-512" : "AVX2",
-           wide_vectors(UPDATE_KERNEL, sparse) ? "AVX-512" : "AVX2");
-    const char *names[4] = {"AVX-512 forward (CSR)", "AVX-512 gradient+update (CSC)",
-                            "AVX2 forward (CSR)", "AVX2 gradient+update (CSC)"};
-    for (int kernel = 0; kernel < 4; kernel++) {
+           build_name(first_layer_vector_bytes(FORWARD_KERNEL, sparse)),
+           build_name(first_layer_vector_bytes(UPDATE_KERNEL, sparse)));
+    const char *names[KERNELS] = {"AVX-512 forward (CSR)", "AVX-512 gradient+update (CSC)",
+                                  "AVX2 forward (CSR)",    "AVX2 gradient+update (CSC)",
+                                  "16-byte forward (CSR)", "16-byte gradient+update (CSC)"};
+    for (int kernel = 0; kernel < KERNELS; kernel++) {
         printf("%-30s %9.1f us  %6.2f ns  %6.2f TSC cycles per (non-zero x 64 columns)\n",
                names[kernel], 1e6 * best[kernel], 1e9 * best[kernel] / units,
                (double)best_cycles[kernel] / units);

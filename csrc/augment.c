@@ -161,8 +161,9 @@ FCNN_HOT static void draw_fields(float *restrict field_x, float *restrict field_
     }
 }
 
-// The smoothing in 64-byte vectors (AVX-512) and in 32-byte ones (smooth_field.h); the width
-// is picked at run time, since one width compiled for every clone was slow in the others.
+// The smoothing in 64-byte vectors (AVX-512), 32-byte ones (AVX2) and 16-byte ones (CPUs
+// without; smooth_field.h); the width is picked at run time (fcnn_vector_bytes), since one
+// width compiled for every clone was slow in the others.
 #define SMOOTH(name) name##_wide
 #define SMOOTH_TARGETS FCNN_HOT
 #define SMOOTH_VECTOR_BYTES 64
@@ -177,12 +178,20 @@ FCNN_HOT static void draw_fields(float *restrict field_x, float *restrict field_
 #undef SMOOTH
 #undef SMOOTH_TARGETS
 #undef SMOOTH_VECTOR_BYTES
+#define SMOOTH(name) name##_plain
+#define SMOOTH_TARGETS
+#define SMOOTH_VECTOR_BYTES 16
+#include "smooth_field.h"
+#undef SMOOTH
+#undef SMOOTH_TARGETS
+#undef SMOOTH_VECTOR_BYTES
 
 static void smooth_field(float *smooth, float *padded, float *across, const float *weights,
                          fcnn_size H, fcnn_size W, fcnn_size P) {
-    const int forced = fcnn_forced_vector_bytes();
-    const int wide = forced != 0 ? forced == 64 : fcnn_cpu_has_avx512();
-    (wide ? smooth_field_wide : smooth_field_narrow)(smooth, padded, across, weights, H, W, P);
+    const int bytes = fcnn_vector_bytes();
+    (bytes == 64   ? smooth_field_wide
+     : bytes == 32 ? smooth_field_narrow
+                   : smooth_field_plain)(smooth, padded, across, weights, H, W, P);
 }
 
 // values (C) <- the image sampled bilinearly at (source_x, source_y) (C each), rounded half up

@@ -274,8 +274,9 @@ static void compose_steps(double *map, fcnn_size from, fcnn_size to, const doubl
     map[0] = a, map[1] = b, map[2] = c;
 }
 
-// Which build of a first-layer kernel runs (first_layer.h): AVX-512 wherever the CPU has it,
-// except the update kernel on sparse batches on AMD family 19h (Zen 4, the only one of that
+// Which build of a first-layer kernel runs (first_layer.h), by its vector bytes: the CPU's
+// (fcnn_vector_bytes: 64 with AVX-512, 32 with AVX2, 16 without), and 32 for the update
+// kernel on sparse batches on AMD family 19h (Zen 4, the only one of that
 // family with AVX-512). Zen 4 runs 512-bit multiply-adds as two 256-bit halves; there
 // (benchmarks/bench_kernel.py, min of many runs) the AVX-512 build was faster for the forward
 // kernel (11% sparse, 13% dense) and for the dense update (12%), but the AVX2 build 7% faster
@@ -332,19 +333,19 @@ static unsigned cpu_family(void) {
 }
 #endif
 
-static int wide_vectors(first_layer_kernel kernel, int sparse) {
-    const int forced = fcnn_forced_vector_bytes();
-    if (forced != 0) return forced == 64;
+static int first_layer_vector_bytes(first_layer_kernel kernel, int sparse) {
+    const int bytes = fcnn_vector_bytes();
+    if (fcnn_forced_vector_bytes() != 0) return bytes;
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
     static int zen4 = -1;  // a benign race: every thread computes the same answer
     if (zen4 < 0) {
         __builtin_cpu_init();
         zen4 = __builtin_cpu_is("amd") != 0 && cpu_family() == 0x19;
     }
-    return fcnn_cpu_has_avx512() && !(kernel == UPDATE_KERNEL && sparse && zen4);
+    return bytes == 64 && kernel == UPDATE_KERNEL && sparse && zen4 ? 32 : bytes;
 #else
     (void)kernel, (void)sparse;
-    return 0;
+    return bytes;
 #endif
 }
 
@@ -419,7 +420,13 @@ FCNN_HOT static void S(catch_up)(real *panels, real *velocity_panels, const int3
     }
 }
 
-// The hot kernels, once with AVX-512 and once with AVX2 (first_layer.h); wide_vectors picks.
+// The hot kernels, in 64-byte vectors for AVX-512, 32-byte ones for AVX2 and 16-byte ones for
+// CPUs without it (first_layer.h); first_layer_vector_bytes picks. Each is compiled for
+// several instruction sets, and a build runs outside its own only when a test forces its
+// width: the wider ones are slow in plain x86-64 (GCC moves their vectors through memory: the
+// 32-byte forward took 3.8 times the 16-byte one's time there, bench_kernel.py on Zen 1 with
+// the clones turned off), and the 16-byte one's AVX2 clone contracts into multiply-adds as
+// the others' do, so that a CPU with AVX2 checks that all three give the same bits.
 #define FIRST_LAYER(name) S(name##_avx512)
 #define FIRST_LAYER_TARGETS FCNN_HOT
 #define VECTOR_BYTES 64
@@ -434,6 +441,17 @@ FCNN_HOT static void S(catch_up)(real *panels, real *velocity_panels, const int3
 #undef FIRST_LAYER
 #undef FIRST_LAYER_TARGETS
 #undef VECTOR_BYTES
+#define FIRST_LAYER(name) S(name##_sse2)
+#define FIRST_LAYER_TARGETS FCNN_HOT_AVX2  // the AVX2 clone for tests: FMA, the same bits
+#define VECTOR_BYTES 16
+#include "first_layer.h"
+#undef FIRST_LAYER
+#undef FIRST_LAYER_TARGETS
+#undef VECTOR_BYTES
+
+// The build of a first-layer kernel for bytes = 64, 32 or 16
+#define FIRST_LAYER_BUILD(name, bytes) \
+    ((bytes) == 64 ? S(name##_avx512) : (bytes) == 32 ? S(name##_avx2) : S(name##_sse2))
 
 // batch (sparse: CSR row_start (B+1), cols, vals; dense: x (B, C)) x panels + bias
 // -> out (B, H), ReLU'd if relu; first, the rows of the catch-up list are brought up to date.
@@ -443,7 +461,7 @@ static void S(first_forward)(real *out, real *panels, real *velocity_panels, con
                              const int32_t *cols, const real *vals, const real *x, int sparse,
                              fcnn_size B, fcnn_size C, fcnn_size H, int relu, int num_threads,
                              const block_hook *after_block) {
-    (wide_vectors(FORWARD_KERNEL, sparse) ? S(first_forward_avx512) : S(first_forward_avx2))(
+    FIRST_LAYER_BUILD(first_forward, first_layer_vector_bytes(FORWARD_KERNEL, sparse))(
         out, panels, velocity_panels, bias, catch_up_rows, maps, num_catch_up, row_start, cols,
         vals, x, sparse, B, C, H, relu, num_threads, after_block);
 }
@@ -456,7 +474,7 @@ static void S(first_update)(real *panels, real *velocity_panels, real *scratch,
                             const real *dout, fcnn_size B, fcnn_size C, fcnn_size H, real lr,
                             real weight_decay, real momentum, int nesterov, int num_threads,
                             side_job *side, const block_hook *before_block) {
-    (wide_vectors(UPDATE_KERNEL, sparse) ? S(first_update_avx512) : S(first_update_avx2))(
+    FIRST_LAYER_BUILD(first_update, first_layer_vector_bytes(UPDATE_KERNEL, sparse))(
         panels, velocity_panels, scratch, col_start, counts, rows, vals, x, sparse, dout, B, C,
         H, lr, weight_decay, momentum, nesterov, num_threads, side, before_block);
 }

@@ -1,8 +1,9 @@
 // The first layer's two hot kernels, included by epoch.c once per instruction set (an
 // AVX-512 build with 64-byte vectors, an AVX2 one with 32-byte vectors, each with a portable
-// fallback clone), inside its dtype template. Defined by the includer: FIRST_LAYER(name), the
-// variant's name; FIRST_LAYER_TARGETS, its target_clones attribute; VECTOR_BYTES; BLOCK.
-// No include guard: included several times.
+// fallback clone, and a plain x86-64 one with 16-byte vectors), inside its dtype template.
+// Defined by the includer: FIRST_LAYER(name), the variant's name; FIRST_LAYER_TARGETS, its
+// target_clones attribute (or nothing); VECTOR_BYTES; BLOCK. No include guard: included
+// several times.
 //
 // The dense kernels sum every output in the order of the sparse ones (ascending input index
 // for the forward, ascending batch row for the gradient, one multiply-add chain per element),
@@ -11,8 +12,8 @@
 // the rows of pixels present in the batch; the others are left to the lazy catch-up.
 
 // Columns per block: FCNN_PANEL_BYTES of accumulators as VECTORS vectors (four zmm registers
-// in the AVX-512 build, eight ymm in the AVX2 one, sixteen xmm in the portable clones: GCC
-// splits wide vectors). The vector extension makes the register blocking explicit.
+// in the AVX-512 build, eight ymm in the AVX2 one, sixteen xmm in the 16-byte one). The vector
+// extension makes the register blocking explicit.
 typedef real FIRST_LAYER(vector) __attribute__((vector_size(VECTOR_BYTES)));
 #define VECTOR FIRST_LAYER(vector)
 #define LANES ((fcnn_size)(VECTOR_BYTES / sizeof(real)))

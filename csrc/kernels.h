@@ -163,14 +163,14 @@ int fcnn_blas_threads(void);
 // The calling thread's index within its OpenMP team (0 outside one).
 int fcnn_thread_index(void);
 
-// Non-zero when the CPU has AVX-512F (and fcnn was built by GCC for x86-64): the kernels that
-// come in two vector widths pick the wider by it, unless fcnn_force_vector_bytes says which.
-int fcnn_cpu_has_avx512(void);
+// The vector width, in bytes, of the kernels that come in three (the first layer's, the
+// elastic smoothing): the one fcnn_force_vector_bytes set, else the CPU's (built by GCC for
+// x86-64): 64 with AVX-512F, 32 with AVX2 and FMA (x86-64-v3), 16 without; 32 elsewhere.
+int fcnn_vector_bytes(void);
 
-// For tests: the kernels that come in two vector widths (the first layer's, the elastic
-// smoothing) use 32- or 64-byte vectors whatever the CPU, or (0) pick by the CPU again.
-// Either width runs on any CPU: each is compiled for several instruction sets and the CPU's
-// own is called, so a 64-byte kernel on an AVX2 CPU runs on pairs of 32-byte registers.
+// For tests: those kernels use 16-, 32- or 64-byte vectors whatever the CPU, or (0) the
+// CPU's again. Every width runs on any CPU (each is compiled for several instruction sets
+// and the CPU's own is called), if slowly where it is wider than the registers.
 // Returns the previous setting.
 int fcnn_force_vector_bytes(int bytes);
 

@@ -1253,11 +1253,15 @@ static PyObject *get_num_threads(PyObject *self, PyObject *unused) {
 static PyObject *force_vector_bytes(PyObject *self, PyObject *arg) {
     long long bytes;
     if (index_arg(arg, "vector_bytes", 0, &bytes) < 0) return NULL;
-    if (bytes != 0 && bytes != 32 && bytes != 64) {
-        PyErr_Format(PyExc_ValueError, "vector_bytes must be 0, 32 or 64, got %lld", bytes);
+    if (bytes != 0 && bytes != 16 && bytes != 32 && bytes != 64) {
+        PyErr_Format(PyExc_ValueError, "vector_bytes must be 0, 16, 32 or 64, got %lld", bytes);
         return NULL;
     }
     return PyLong_FromLong(fcnn_force_vector_bytes((int)bytes));
+}
+
+static PyObject *vector_bytes(PyObject *self, PyObject *unused) {
+    return PyLong_FromLong(fcnn_vector_bytes());
 }
 
 // ----------------------------------------------------------------------------
@@ -1305,9 +1309,12 @@ static PyMethodDef core_methods[] = {
     {"get_num_threads", (PyCFunction)get_num_threads, METH_NOARGS,
      "get_num_threads() -> threads fcnn kernels use"},
     {"_force_vector_bytes", (PyCFunction)force_vector_bytes, METH_O,
-     "_force_vector_bytes(n) -> previous n: for tests, the kernels that come in two vector "
-     "widths use n = 32 or 64 bytes whatever the CPU (both run on any CPU), or pick by the "
-     "CPU (n = 0, the default)"},
+     "_force_vector_bytes(n) -> previous n: for tests, the kernels that come in three vector "
+     "widths use n = 16, 32 or 64 bytes whatever the CPU (each runs on any CPU), or pick by "
+     "the CPU (n = 0, the default)"},
+    {"_vector_bytes", (PyCFunction)vector_bytes, METH_NOARGS,
+     "_vector_bytes() -> the vector width, in bytes, of the kernels that come in three: the "
+     "forced one, else the CPU's (64 with AVX-512, 32 with AVX2, 16 without)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,7 +1,8 @@
 // The elastic field's Gaussian smoothing, included by augment.c once per vector width: 64-byte
-// vectors where the CPU has AVX-512, 32-byte ones elsewhere. Defined by the includer:
-// SMOOTH(name), the variant's name; SMOOTH_TARGETS, its target_clones attribute;
-// SMOOTH_VECTOR_BYTES, a divisor of LANES floats. No include guard: included twice.
+// vectors where the CPU has AVX-512, 32-byte ones where it has AVX2, 16-byte ones elsewhere.
+// Defined by the includer: SMOOTH(name), the variant's name; SMOOTH_TARGETS, its
+// target_clones attribute (or nothing); SMOOTH_VECTOR_BYTES, a divisor of LANES floats. No
+// include guard: included three times.
 //
 // One width for every clone was slow in the others: where registers hold 32 bytes, GCC kept a
 // 64-byte sum carried across the taps on the stack and moved it through general registers,

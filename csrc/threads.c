@@ -97,16 +97,20 @@ int fcnn_force_vector_bytes(int bytes) { return atomic_exchange(&forced_vector_b
 
 int fcnn_forced_vector_bytes(void) { return atomic_load(&forced_vector_bytes); }
 
-int fcnn_cpu_has_avx512(void) {
+int fcnn_vector_bytes(void) {
+    const int forced = fcnn_forced_vector_bytes();
+    if (forced != 0) return forced;
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-    static int avx512 = -1;  // a benign race: every thread computes the same answer
-    if (avx512 < 0) {
+    static int bytes = 0;  // a benign race: every thread computes the same answer
+    if (bytes == 0) {
         __builtin_cpu_init();
-        avx512 = __builtin_cpu_supports("avx512f") != 0;
+        bytes = __builtin_cpu_supports("avx512f")     ? 64
+                : __builtin_cpu_supports("x86-64-v3") ? 32
+                                                      : 16;
     }
-    return avx512;
+    return bytes;
 #else
-    return 0;
+    return 32;
 #endif
 }
 

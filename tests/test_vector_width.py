@@ -1,15 +1,17 @@
-"""The kernels that come in two vector widths (the first layer's panel kernels, 64- and
-32-byte; the elastic warp's smoothing), each forced whatever the CPU: either width runs on
-any x86-64 CPU, so one machine checks both, not only the one its CPU picks."""
+"""The kernels that come in three vector widths (the first layer's panel kernels and the
+elastic warp's smoothing, in 64-, 32- and 16-byte vectors), each forced whatever the CPU:
+every width runs on any x86-64 CPU, so one machine checks all three, not only the one its
+CPU picks."""
 
 import numpy as np
 import pytest
+from numpy._core._multiarray_umath import __cpu_features__
 from synthetic import assert_matches_twin, fused_epoch
 from test_fused import CLASSES, digits_like
 
 from fcnn import _core, reference
 
-WIDTHS = (32, 64)
+WIDTHS = (16, 32, 64)
 
 
 @pytest.fixture
@@ -48,9 +50,9 @@ def assert_same_bits(results):
 def test_both_widths_give_the_same_bits(
     force_width, dtype, hidden, momentum, weight_decay, density, sparse_threshold
 ):
-    # Each output element is a lane of one summation order in either width: the same bits,
+    # Each output element is a lane of one summation order in every width: the same bits,
     # sparse or dense, with the lazy updates, on 2 threads (130 and 300 hidden units: whole
-    # and partial panels of either width).
+    # and partial panels).
     images, labels = digits_like(n=230, features=70, density=density)
     sizes = [images.shape[1], *hidden, CLASSES]
     results = epoch_in_each_width(
@@ -126,7 +128,7 @@ def test_each_width_warps_as_the_twin(force_width, vector_bytes, shape, sigma):
 @pytest.mark.parametrize(
     "value, error, message",
     [
-        (16, ValueError, "vector_bytes must be 0, 32 or 64, got 16"),
+        (8, ValueError, "vector_bytes must be 0, 16, 32 or 64, got 8"),
         (-1, ValueError, "vector_bytes must be an integer >= 0"),
         ("64", TypeError, "vector_bytes must be an integer, got str"),
         (64.0, TypeError, "vector_bytes must be an integer, got float"),
@@ -137,9 +139,24 @@ def test_force_vector_bytes_refuses_other_values(value, error, message):
         _core._force_vector_bytes(value)
 
 
+def test_the_cpu_picks_its_own_width():
+    # numpy's own reading of the CPU: AVX-512F, else AVX2 with FMA, else neither (as under
+    # QEMU's Nehalem in .ci/run)
+    features = __cpu_features__
+    if features["AVX512F"]:
+        expected = 64
+    elif features["AVX2"] and features["FMA3"]:
+        expected = 32
+    else:
+        expected = 16
+    assert _core._vector_bytes() == expected
+
+
 def test_force_vector_bytes_returns_the_previous_setting():
     assert _core._force_vector_bytes(64) == 0
     try:
-        assert _core._force_vector_bytes(32) == 64
+        assert _core._vector_bytes() == 64
+        assert _core._force_vector_bytes(16) == 64
+        assert _core._vector_bytes() == 16
     finally:
-        assert _core._force_vector_bytes(0) == 32
+        assert _core._force_vector_bytes(0) == 16
