@@ -8,6 +8,7 @@ TSC cycles tick at the nominal clock, not the core's: compare them on one machin
     python benchmarks/bench_kernel.py                       # this tree
     python benchmarks/bench_kernel.py --csrc /tmp/old/csrc  # another tree's kernels
     python benchmarks/bench_kernel.py --callgrind           # instruction counts, stable
+    python benchmarks/bench_kernel.py --plain               # as a CPU without AVX2 runs
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import scipy_openblas32
 HERE = Path(__file__).resolve().parent
 
 
-def build(csrc: Path, out_dir: Path) -> Path:
+def build(csrc: Path, out_dir: Path, plain: bool = False) -> Path:
     sources = [
         str(path) for path in sorted(csrc.glob("*.c")) if path.name not in ("module.c", "epoch.c")
     ]
@@ -37,6 +38,7 @@ def build(csrc: Path, out_dir: Path) -> Path:
         "-fopenmp",
         "-w",
         "-Wno-psabi",  # as setup.py: no notes on the 32-byte vector ABI of GCC 4.6
+        *(["-DFCNN_NO_CLONES"] if plain else []),
         f"-I{csrc}",
         f"-I{scipy_openblas32.get_include_dir()}",
         "-DBLAS_SYMBOL_PREFIX=scipy_",
@@ -76,6 +78,12 @@ def main() -> None:
         "epoch's workspace; 16 is where glibc's malloc puts large blocks)",
     )
     parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="build without the AVX-512 and AVX2 clones (-DFCNN_NO_CLONES): every kernel as "
+        "plain x86-64 code, what a CPU without AVX2 runs",
+    )
+    parser.add_argument(
         "--callgrind",
         action="store_true",
         help="run under valgrind --tool=callgrind (10 repeats) and print the "
@@ -83,7 +91,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        binary = build(args.csrc.resolve(), Path(folder))
+        binary = build(args.csrc.resolve(), Path(folder), args.plain)
         env = {"OMP_NUM_THREADS": "1"}
         command = [
             str(binary),

@@ -165,7 +165,8 @@ int fcnn_thread_index(void);
 
 // The vector width, in bytes, of the kernels that come in three (the first layer's, the
 // elastic smoothing): the one fcnn_force_vector_bytes set, else the CPU's (built by GCC for
-// x86-64): 64 with AVX-512F, 32 with AVX2 and FMA (x86-64-v3), 16 without; 32 elsewhere.
+// x86-64): 64 with AVX-512F, 32 with AVX2 and FMA (x86-64-v3), 16 without; built with
+// FCNN_NO_CLONES, the build's instruction set's, the same way; 32 elsewhere.
 int fcnn_vector_bytes(void);
 
 // For tests: those kernels use 16-, 32- or 64-byte vectors whatever the CPU, or (0) the
@@ -185,7 +186,9 @@ void fcnn_fp_leave(unsigned saved);
 
 // Hot loops get AVX-512 and AVX2+FMA clones picked at load time, so a portable build still
 // runs fast. FCNN_HOT_AVX2 leaves AVX-512 out, for kernels that pick their width themselves.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+// -DFCNN_NO_CLONES compiles every loop for the build's own instruction set alone: what a CPU
+// without AVX2 runs, measured on any (benchmarks/bench_kernel.py --plain).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FCNN_NO_CLONES)
 #define FCNN_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define FCNN_HOT_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else

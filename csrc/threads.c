@@ -100,7 +100,13 @@ int fcnn_forced_vector_bytes(void) { return atomic_load(&forced_vector_bytes); }
 int fcnn_vector_bytes(void) {
     const int forced = fcnn_forced_vector_bytes();
     if (forced != 0) return forced;
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#if defined(FCNN_NO_CLONES) && defined(__AVX512F__)
+    return 64;
+#elif defined(FCNN_NO_CLONES) && defined(__AVX2__) && defined(__FMA__)
+    return 32;
+#elif defined(FCNN_NO_CLONES)
+    return 16;
+#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
     static int bytes = 0;  // a benign race: every thread computes the same answer
     if (bytes == 0) {
         __builtin_cpu_init();
