@@ -47,6 +47,9 @@ class Augmentation:
         std in pixels of the normalised Gaussian that smooths the fields,
         truncated at ``ceil(3 * elastic_sigma)``, with zeros outside the image;
         at most 1000. The elastic distortion is off when either of the two is 0.
+        From 4 on, the fields are drawn and smoothed on cells of 2 x 2 pixels and
+        blended bilinearly to the pixels (a quarter of the draws, an eighth of the
+        smoothing's work; the same spread to 2%, see ``fcnn.reference.augment``).
 
     Raises
     ------

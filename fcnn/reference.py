@@ -488,9 +488,11 @@ def exponential_lr(initial_lr, step, stage_length=500, decay=0.5, staircase=True
 
 #: Largest elastic_sigma accepted (csrc/kernels.h FCNN_MAX_ELASTIC_SIGMA).
 MAX_ELASTIC_SIGMA = 1000.0
-# Draw indices of an image's stream: five affine numbers, then the fields dx, dy (C each).
+# Draw indices of an image's stream: five affine numbers, then the fields dx, dy (a cell each).
 _DRAW_TRANSLATE_X, _DRAW_TRANSLATE_Y, _DRAW_ROTATE, _DRAW_SCALE, _DRAW_SHEAR = range(5)
 _ELASTIC_FIRST = 8
+#: Smallest elastic_sigma whose fields are drawn on cells of 2 x 2 pixels (augment.c).
+COARSE_SIGMA = 4.0
 _STRENGTHS = ("translate", "rotate", "scale", "shear", "elastic_alpha", "elastic_sigma")
 
 
@@ -519,6 +521,25 @@ def _gaussian_taps(applied, radius, sigma):
     return [np.float32(tap) for tap in taps]
 
 
+def _field_step(sigma):
+    """Pixels a cell of the elastic fields' grid spans along each axis."""
+    return 2 if sigma >= COARSE_SIGMA else 1
+
+
+def _blend_table(n, m, step):
+    """For n pixels along an axis of m cells: the cells that bracket each pixel and the second
+    one's float32 weight (augment.c blend_table)."""
+    first, second, weight = [], [], []
+    for i in range(n):
+        u = (i - (step - 1) / 2) / step
+        low = min(max(math.floor(u), 0), m - 1)
+        inner = low + 1 < m and u > low
+        first.append(low)
+        second.append(low + 1 if inner else low)
+        weight.append(u - low if inner else 0.0)
+    return np.array(first), np.array(second), np.array(weight, np.float32)
+
+
 def _smooth(field, taps):
     """field (B, H, W) float32 smoothed along rows then columns by the symmetric taps, zero
     outside, in float32."""
@@ -537,6 +558,36 @@ def _smooth(field, taps):
     for t in range(1, P + 1):
         smooth = smooth + taps[t] * (padded[:, P - t : P - t + H] + padded[:, P + t : P + t + H])
     return smooth
+
+
+def _elastic_displacements(keys, H, W, alpha, sigma):
+    """The elastic displacements (dx, dy), float32 (B, H, W) each, of the streams keys (B);
+    alpha, sigma > 0 (see augment)."""
+    f32 = np.float32
+    B = keys.shape[0]
+    step = _field_step(sigma)
+    Hc, Wc = -(-H // step), -(-W // step)
+    radius = math.ceil(3 * sigma / step)
+    taps = _gaussian_taps(min(radius, max(Hc, Wc) - 1), radius, sigma / step)
+    row_first, row_second, row_weight = _blend_table(H, Hc, step)
+    column_first, column_second, column_weight = _blend_table(W, Wc, step)
+    row_weight = row_weight.reshape(1, H, 1)
+    draws = np.arange(Hc * Wc, dtype=np.uint64) + np.uint64(_ELASTIC_FIRST)
+    bits = random_bits(keys[:, None], draws)
+    displacements = []
+    for shift in (40, 16):
+        # 24 bits a number: exact in float32, as 2 u - 1 is
+        numbers = (bits >> np.uint64(shift)) & np.uint64(0xFFFFFF)
+        field = f32(2) * (numbers.astype(f32) * f32(2.0**-24))
+        field = field - f32(1)
+        smooth = _smooth(field.reshape(B, Hc, Wc), taps)
+        wide = (f32(1) - column_weight) * smooth[:, :, column_first]
+        wide = wide + column_weight * smooth[:, :, column_second]
+        blended = (f32(1) - row_weight) * wide[:, row_first]
+        blended = blended + row_weight * wide[:, row_second]
+        # a cell's draw stands for the mean of step x step pixels' draws
+        displacements.append(f32(alpha / step) * blended)
+    return displacements
 
 
 @_ieee
@@ -564,9 +615,15 @@ def augment(
     inverse of the linear part, bilinearly with zeros outside, rounded half up and
     clamped to [0, 255]. The fields are float32, uniform in [-1, 1) on a grid of
     2**-23, smoothed in float32 by a normalised Gaussian of std ``elastic_sigma``
-    truncated at ceil(3 sigma), zeros outside. The affine numbers are drawn and
-    composed in double, then rounded to float32; the coordinates and the sampling
-    are float32.
+    truncated at ceil(3 sigma), zeros outside. From ``elastic_sigma`` =
+    ``COARSE_SIGMA`` on, the fields are drawn at cells of 2 x 2 pixels instead (draw
+    8 + the cell's index, row-major over ceil(H / 2) x ceil(W / 2) cells), smoothed
+    there by the Gaussian of std sigma / 2 (truncated at ceil(3 sigma / 2) cells),
+    blended bilinearly to the pixels, first along rows, then along columns (cell c's
+    centre at pixel 2 c + 1/2, the end cells beyond), and scaled by
+    ``elastic_alpha / 2``: a cell's draw stands for the mean of its four pixels'.
+    The affine numbers are drawn and composed in double, then rounded to float32;
+    the coordinates and the sampling are float32.
     """
     _require_array("images", images)
     if images.dtype != np.uint8:
@@ -600,28 +657,15 @@ def augment(
     a00, a01 = ((cosine + k * sine) / s).astype(f32), ((sine - k * cosine) / s).astype(f32)
     a10, a11 = (-sine / s).astype(f32), (cosine / s).astype(f32)
     tx, ty = tx.astype(f32), ty.astype(f32)
-    alpha, sigma = f32(strengths["elastic_alpha"]), strengths["elastic_sigma"]
     cx, cy = f32((W - 1) / 2), f32((H - 1) / 2)
     ry = (np.arange(H, dtype=f32).reshape(1, H, 1) - cy) - ty
     rx = (np.arange(W, dtype=f32).reshape(1, 1, W) - cx) - tx
     xs = cx + (a00 * rx + a01 * ry)
     ys = cy + (a10 * rx + a11 * ry)
+    alpha, sigma = strengths["elastic_alpha"], strengths["elastic_sigma"]
     if alpha > 0 and sigma > 0:
-        radius = math.ceil(3 * sigma)
-        taps = _gaussian_taps(min(radius, max(H, W) - 1), radius, sigma)
-        draws = np.arange(H * W, dtype=np.uint64) + np.uint64(_ELASTIC_FIRST)
-        bits = random_bits(keys[:, None], draws)
-        for axis, shift in ((0, 40), (1, 16)):
-            # 24 bits a number: exact in float32, as 2 u - 1 is
-            numbers = (bits >> np.uint64(shift)) & np.uint64(0xFFFFFF)
-            field = f32(2) * (numbers.astype(f32) * f32(2.0**-24))
-            field = field - f32(1)
-            smooth = _smooth(field.reshape(B, H, W), taps)
-            displacement = alpha * smooth
-            if axis == 0:
-                xs = xs + displacement
-            else:
-                ys = ys + displacement
+        dx, dy = _elastic_displacements(keys, H, W, alpha, sigma)
+        xs, ys = xs + dx, ys + dy
     inside = (xs > -1) & (xs < f32(W)) & (ys > -1) & (ys < f32(H))
     xs, ys = np.where(inside, xs, f32(0)), np.where(inside, ys, f32(0))
     x0, y0 = np.floor(xs), np.floor(ys)

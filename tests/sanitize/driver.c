@@ -169,16 +169,18 @@ static void expect_finite(const char *what, double value) {
 // The warp of the augmented epochs: every transform on, images (N, 4, 5) = SIZES[0] pixels.
 #define EPOCH_AUGMENT_SETTINGS {1.5, 20.0, 0.2, 0.3, 3.0, 1.5}
 
-// fcnn_augment alone, on 1 and 2 threads, with and without the elastic part's workspace.
+// fcnn_augment alone, on 1 and 2 threads, with and without the elastic part's workspace, its
+// fields on pixels (sigma 1.5) and on cells of 2 x 2 pixels (sigma 4 and 50).
 static void run_augment(void) {
-    enum { HEIGHT = 6, WIDTH = 9, IMAGES = 5, WARPED = 7 };
+    enum { HEIGHT = 6, WIDTH = 9, IMAGES = 5, WARPED = 7, SETTINGS = 4 };
     uint8_t *images = malloc(IMAGES * HEIGHT * WIDTH), *out = malloc(WARPED * HEIGHT * WIDTH);
     for (int i = 0; i < IMAGES * HEIGHT * WIDTH; i++) images[i] = (uint8_t)(i * 37 % 256);
     int64_t indices[WARPED] = {4, 0, 3, 3, 1, 2, 0};
-    const fcnn_augment_settings settings[3] = {
-        {2.0, 30.0, 0.3, 0.4, 0.0, 0.0}, EPOCH_AUGMENT_SETTINGS, {0.0, 0.0, 0.0, 0.0, 5.0, 50.0}};
+    const fcnn_augment_settings settings[SETTINGS] = {
+        {2.0, 30.0, 0.3, 0.4, 0.0, 0.0}, EPOCH_AUGMENT_SETTINGS, {0.0, 0.0, 0.0, 0.0, 5.0, 50.0},
+        {1.0, 5.0, 0.1, 0.1, 8.0, 4.0}};
     for (int threads = 1; threads <= 2; threads++) {
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < SETTINGS; i++) {
             fcnn_size bytes = fcnn_augment_workspace(HEIGHT, WIDTH, &settings[i], threads);
             void *workspace = bytes > 0 ? malloc((size_t)bytes) : NULL;
             fcnn_augment(out, workspace, images, indices, WARPED, HEIGHT, WIDTH, &settings[i], 3,
