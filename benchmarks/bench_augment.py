@@ -5,7 +5,10 @@
 epoch kept. After an untimed warm-up epoch, the cases take turns, --repeats rounds of them
 (each round in a rotated order, so that no case always runs first or last); reported: the
 median over the rounds of each case's worst epoch, its ratio to plain's, and the range of
-the per-round ratios. Cases:
+the per-round ratios. With --interleave, each case keeps one model that trains on from turn
+to turn, after one untimed epoch each, and the cases take turns of --epochs epochs: a turn is
+a round, and with --epochs 1 the cases' epochs stand side by side, so that a host whose
+speed drifts within seconds moves them alike. Cases:
 
   plain                 no augmentation, no dropout
   affine                fcnn.Augmentation.recommended() without its elastic part
@@ -18,6 +21,7 @@ few), and the augmentation kernel alone, fcnn.augment on all 60,000 training ima
 
     python benchmarks/bench_augment.py                 # 3 rounds of 3 epochs per case
     python benchmarks/bench_augment.py --epochs 5 --repeats 5 --threads 1
+    python benchmarks/bench_augment.py --interleave --epochs 1 --repeats 8
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ CASES = {
 }
 
 
-def epochs_of(images, labels, augmentation, dropout, epochs):
-    """Seconds of each epoch of fcnn.train on the default configuration."""
+def training_of(images, labels, augmentation, dropout):
+    """A fresh net, optimizer and loader of the default configuration."""
     config = TrainConfig(dropout=dropout, augment=augmentation, seed=0)
     net = build_model(images.shape[1], common.NUM_CLASSES, config)
     optimizer = build_optimizer(net, config)
@@ -54,13 +58,25 @@ def epochs_of(images, labels, augmentation, dropout, epochs):
         seed=0,
         augment=augmentation,
     )
-    history = fcnn.train(net, optimizer, loader, epochs=epochs, progress=False, fused=True)
+    return net, optimizer, loader
+
+
+def epochs_of(training, epochs):
+    """Seconds of each of the next `epochs` epochs of fcnn.train on training (net, optimizer,
+    loader)."""
+    history = fcnn.train(*training, epochs=epochs, progress=False, fused=True)
     return history["epoch_time"]
 
 
 def main() -> None:
     parser = common.make_parser(__doc__, uses_torch=False)
     parser.add_argument("--epochs", type=common.positive_int, default=3)
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="one model per case, trained on across rounds; a round is one turn of --epochs "
+        "epochs per case",
+    )
     args = common.parse_args(parser)
     threads = common.set_threads(args.threads)
     mnist = common.load_data(args)
@@ -69,15 +85,21 @@ def main() -> None:
         images, labels, args.epochs = images[:4096], labels[:4096], 1
     scale = common.EPOCH_SAMPLES / len(labels)
 
-    # Untimed: the first fused epoch of a process calibrates the first layer's cost model.
-    epochs_of(images[:4096], labels[:4096], None, 0.0, 1)
+    # Untimed: the first fused epoch of a process calibrates the first layer's cost model;
+    # with --interleave, each case's model trains one epoch first.
+    epochs_of(training_of(images[:4096], labels[:4096], None, 0.0), 1)
     names = list(CASES)
+    kept = {}
+    if args.interleave:
+        kept = {name: training_of(images, labels, *CASES[name]) for name in names}
+        for training in kept.values():
+            epochs_of(training, 1)
     results = {name: [] for name in names}  # per round, the case's epoch times
     for round_index in range(args.repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            augmentation, dropout = CASES[name]
-            epochs = epochs_of(images, labels, augmentation, dropout, args.epochs)
+            training = kept.get(name) or training_of(images, labels, *CASES[name])
+            epochs = epochs_of(training, args.epochs)
             results[name].append([s * scale for s in epochs])
             print(f"  round {round_index + 1}, {name}: " + ", ".join(f"{s:.3f}" for s in epochs))
     worst = {name: [max(epochs) for epochs in runs] for name, runs in results.items()}
@@ -97,7 +119,8 @@ def main() -> None:
 
     common.print_table(
         f"fcnn train defaults, 784-1024-10, worst of {args.epochs} epoch(s), median of "
-        f"{args.repeats} round(s), {threads} thread(s)",
+        f"{args.repeats} round(s){', interleaved' if args.interleave else ''}, "
+        f"{threads} thread(s)",
         ["case", "worst s/epoch", "vs plain", "per round", "non-zero pixels", "augment us/image"],
         [
             [
