@@ -455,6 +455,14 @@ def _search_options(
         f"file's, else {ORIGINAL_BASE.seed})",
     )
     search.add_argument(
+        "--repeats",
+        type=_positive,
+        default=1,
+        metavar="R",
+        help="train each candidate R times, with seeds SEED, SEED+1, ... on the same "
+        "split, and compare the means (default: %(default)s)",
+    )
+    search.add_argument(
         "--val-size",
         type=_positive,
         default=10_000,
@@ -1451,6 +1459,7 @@ def _search(args: argparse.Namespace, run: _Run) -> int:
                 n_jobs=args.n_jobs,
                 backend=args.backend,
                 progress=not args.no_progress,
+                repeats=args.repeats,
             )
     except (ValueError, TypeError, ImportError, SearchError) as error:
         raise UsageError(str(error)) from None

@@ -16,7 +16,13 @@ A *record* is one trained candidate::
     {"name": "lr=0.1", "stage": "lr", "params": {... every TrainConfig field ...},
      "history": {... as fcnn.training.train returns it ...},
      "val_accuracy": 0.97, "val_loss": 0.1, "seconds": 12.3,
-     "reused": False, "error": None}
+     "reused": False, "error": None,
+     "seeds": [0], "val_accuracies": [0.97], "val_losses": [0.1]}
+
+With ``repeats=R`` a candidate trains R times, with seeds ``seed``, ``seed + 1``,
+..., on the same split: ``val_accuracy`` and ``val_loss`` are then the means over
+the seeds (each seed's figures are in ``val_accuracies`` and ``val_losses``),
+``seconds`` is the sum, and ``history`` is the first seed's.
 
 ``reused`` marks a candidate whose settings equal an earlier one's in the same
 search: it is not trained again (training is seeded, so it would give the same
@@ -162,7 +168,8 @@ class SearchError(RuntimeError):
 
 
 def _select(records: Sequence[Mapping[str, Any]]) -> int | None:
-    """Index of the best record: highest val accuracy, then lowest val loss, then first."""
+    """Index of the best record: highest val accuracy, then lowest val loss, then first
+    (with repeats, the means over the seeds)."""
     best = None
     for index, record in enumerate(records):
         accuracy, loss = record["val_accuracy"], record["val_loss"]
@@ -306,6 +313,9 @@ class SearchResult:
             for key in ("val_accuracy", "val_loss"):
                 if record.get(key) is None:
                     record[key] = math.nan
+            for key in ("val_accuracies", "val_losses"):
+                if key in record:
+                    record[key] = [math.nan if v is None else v for v in record[key]]
         return cls(records=records, best_index=best_index, kind=kind)
 
     def to_csv(self, path: PathLike) -> Path:
@@ -313,7 +323,9 @@ class SearchResult:
 
         Columns: ``name, stage``, every TrainConfig field (``hidden`` as
         ``"256x128"``), ``val_accuracy, val_loss, train_accuracy, train_loss``
-        of the last epoch, ``seconds, reused, error, best`` (1 on the chosen row).
+        of the last epoch (the first seed's), ``seconds, reused, error``, ``seeds``
+        (space-separated), ``val_accuracies, val_losses`` (one per seed, space-separated)
+        and ``best`` (1 on the chosen row).
 
         Returns
         -------
@@ -332,6 +344,9 @@ class SearchResult:
             "seconds",
             "reused",
             "error",
+            "seeds",
+            "val_accuracies",
+            "val_losses",
             "best",
         ]
         buffer = io.StringIO()
@@ -349,6 +364,9 @@ class SearchResult:
                 seconds=f"{record['seconds']:.3f}",
                 reused=int(record.get("reused", False)),
                 error=record.get("error") or "",
+                seeds=" ".join(str(seed) for seed in record.get("seeds", ())),
+                val_accuracies=" ".join(repr(float(v)) for v in record.get("val_accuracies", ())),
+                val_losses=" ".join(repr(float(v)) for v in record.get("val_losses", ())),
                 best=int(index == self.best_index),
             )
             writer.writerow(row)
@@ -458,6 +476,7 @@ class _Runner:
     backend: str | None
     threads_per_worker: int | Literal["auto"] | None
     progress: bool
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         self.finished: dict[str, dict[str, Any]] = {}  # settings as JSON -> record
@@ -494,31 +513,36 @@ class _Runner:
                 # index, so the order does not matter, but a stage's records (and progress
                 # lines) then come when the whole stage is done.
                 parallel = Parallel(n_jobs=self.n_jobs, return_as="list")
+            runs = [(index, repeat) for index in pending for repeat in range(self.repeats)]
             threads = self.threads_per_worker
             if threads == "auto":
-                threads = worker_threads(
-                    min(effective_n_jobs(parallel.n_jobs), max(1, len(pending)))
-                )
+                threads = worker_threads(min(effective_n_jobs(parallel.n_jobs), max(1, len(runs))))
             jobs = (
                 delayed(_tagged)(
-                    index,
+                    (index, repeat),
                     self.train_fn,
-                    candidates[index][1].to_dict(),
+                    {**candidates[index][1].to_dict(), "seed": candidates[index][1].seed + repeat},
                     *self.train_data,
                     *self.val_data,
                     self.num_classes,
                     threads,
                 )
-                for index in pending
+                for index, repeat in runs
             )
+            # A candidate's seeds may finish in any order and among other candidates' runs.
+            results: dict[int, dict[int, tuple[History, float, str | None]]] = {}
             # The same limit here too: workers that are threads of this process (n_jobs=1,
             # the threading backend) share its thread pools, and one that finishes restores
             # the limit it found, which must be this one.
             with _thread_limit(threads):
-                for index, (history, seconds, error) in parallel(jobs) if pending else ():
+                for (index, repeat), result in parallel(jobs) if runs else ():
+                    results.setdefault(index, {})[repeat] = result
+                    if len(results[index]) < self.repeats:
+                        continue
                     name, config = candidates[index]
+                    by_seed = [run for _, run in sorted(results.pop(index).items())]
                     records[index] = self.finished[keys[index]] = _record(
-                        name, stage, config, history, seconds, error
+                        name, stage, config, by_seed
                     )
                     report(records[index])
         for index, key in enumerate(keys):
@@ -539,44 +563,74 @@ def _thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if threads is None else threadpool_limits(limits=threads)
 
 
-def _tagged(index: int, *args: Any) -> tuple[int, tuple[History, float, str | None]]:
-    """Runs :func:`_train_candidate` and returns its result with the candidate's index."""
-    return index, _train_candidate(*args)
+def _tagged(tag: Any, *args: Any) -> tuple[Any, tuple[History, float, str | None]]:
+    """Runs :func:`_train_candidate` and returns its result with ``tag`` (candidate, seed)."""
+    return tag, _train_candidate(*args)
+
+
+def _final_figures(name: str, history: History) -> tuple[float, float]:
+    """``(val accuracy, val loss)`` of the net a run ends with."""
+    if not history.get("val_accuracy") or not history.get("val_loss"):
+        raise ValueError(
+            f"candidate {name}: the trainer returned a history without "
+            f"val_accuracy/val_loss; got keys {sorted(history)}"
+        )
+    # With early stopping the net ends at its best epoch, not its last.
+    at = history["epoch"].index(history["best_epoch"]) if history.get("best_epoch") else -1
+    return float(history["val_accuracy"][at]), float(history["val_loss"][at])
 
 
 def _record(
-    name: str, stage: str, config: TrainConfig, history: History, seconds: float, error: str | None
+    name: str,
+    stage: str,
+    config: TrainConfig,
+    runs: Sequence[tuple[History, float, str | None]],
 ) -> dict[str, Any]:
-    if error is None:
-        if not history.get("val_accuracy") or not history.get("val_loss"):
-            raise ValueError(
-                f"candidate {name}: the trainer returned a history without "
-                f"val_accuracy/val_loss; got keys {sorted(history)}"
-            )
-        # With early stopping the net ends at its best epoch, not its last.
-        at = history["epoch"].index(history["best_epoch"]) if history.get("best_epoch") else -1
-        val_accuracy = float(history["val_accuracy"][at])
-        val_loss = float(history["val_loss"][at])
-    else:
+    """One candidate's record from its runs, one per seed (``config.seed``, + 1, ...)."""
+    seeds = [config.seed + repeat for repeat in range(len(runs))]
+    failed = [
+        (seed, error) for seed, (_, _, error) in zip(seeds, runs, strict=True) if error is not None
+    ]
+    figures = [
+        (math.nan, math.nan) if error is not None else _final_figures(name, history)
+        for history, _, error in runs
+    ]
+    if failed:
+        # One diverged seed rules the candidate out: its settings are not safe.
+        seed, message = failed[0]
+        error = message if len(runs) == 1 else f"seed {seed}: {message}"
         val_accuracy = val_loss = math.nan
+    else:
+        error = None
+        val_accuracy = math.fsum(a for a, _ in figures) / len(runs)
+        val_loss = math.fsum(loss for _, loss in figures) / len(runs)
     return {
         "name": name,
         "stage": stage,
         "params": config.to_dict(),
-        "history": history,
+        "history": runs[0][0],
         "val_accuracy": val_accuracy,
         "val_loss": val_loss,
-        "seconds": seconds,
+        "seconds": math.fsum(seconds for _, seconds, _ in runs),
         "reused": False,
         "error": error,
+        "seeds": seeds,
+        "val_accuracies": [a for a, _ in figures],
+        "val_losses": [loss for _, loss in figures],
     }
 
 
 def _describe(record: Mapping[str, Any]) -> str:
     if record["error"] is not None:
         return f"{record['name']}: diverged ({record['error']})"
+    accuracies = record.get("val_accuracies", ())
+    spread = (
+        f" (mean of {len(accuracies)} seeds, {min(accuracies):.2%} to {max(accuracies):.2%})"
+        if len(accuracies) > 1
+        else ""
+    )
     text = (
-        f"{record['name']}: val accuracy {record['val_accuracy']:.2%}, "
+        f"{record['name']}: val accuracy {record['val_accuracy']:.2%}{spread}, "
         f"val loss {record['val_loss']:.4f}, {record['seconds']:.1f}s"
     )
     return text + " (reused)" if record["reused"] else text
@@ -768,12 +822,14 @@ def sequential_search(
     threads_per_worker: int | Literal["auto"] | None = 1,
     progress: bool = True,
     train_fn: TrainFn | None = None,
+    repeats: int = 1,
 ) -> SearchResult:
     """The original project's search: one setting at a time, each from the best so far.
 
     Stage by stage, every value of the stage's setting is trained on top of the
     best settings so far, and the value with the highest final-epoch validation
-    accuracy (ties: the lower validation loss, then the earlier value) is kept
+    accuracy (ties: the lower validation loss, then the earlier value; with
+    ``repeats``, the means over the seeds) is kept
     for the later stages. A stage with a single value fixes that setting from
     the start. Candidates whose settings were already trained are not trained
     again (their records are marked ``"reused"``).
@@ -823,6 +879,13 @@ def sequential_search(
         val_data=..., num_classes=..., progress=False)`` and returning
         ``(net, optimizer, history)``; default :func:`fcnn.training.fit`.
         Must be picklable (a module-level function) for parallel backends.
+    repeats : int
+        runs per candidate (default 1), with seeds ``base.seed``,
+        ``base.seed + 1``, ... (the initial weights, the batch order, the
+        warps and the dropout masks; the split stays). Candidates are then
+        compared by their mean validation accuracy (ties: mean loss): a
+        margin of a few images between two single runs is often the seed's,
+        not the setting's. Each seed is a job of its own for ``n_jobs``.
 
     Returns
     -------
@@ -855,7 +918,15 @@ def sequential_search(
             config = replace(config, **_settings(field, values[0]))
     num_classes = _check_data(train_data, val_data, num_classes)
     runner = _runner(
-        train_data, val_data, num_classes, train_fn, n_jobs, backend, threads_per_worker, progress
+        train_data,
+        val_data,
+        num_classes,
+        train_fn,
+        n_jobs,
+        backend,
+        threads_per_worker,
+        progress,
+        repeats,
     )
     # Every value is checked on the base settings before the first stage trains.
     for field, values in stage_list:
@@ -907,6 +978,7 @@ def grid_search(
     threads_per_worker: int | Literal["auto"] | None = 1,
     progress: bool = True,
     train_fn: TrainFn | None = None,
+    repeats: int = 1,
 ) -> SearchResult:
     """Trains every combination of the given values and keeps the best on validation.
 
@@ -918,7 +990,7 @@ def grid_search(
         ``{field: values}`` or ``[(field, values), ...]``; the candidates
         are their product, the first field varying slowest.
         base, epochs, num_classes, n_jobs, backend, threads_per_worker,
-        progress, train_fn: as :func:`sequential_search`.
+        progress, train_fn, repeats: as :func:`sequential_search`.
 
     Returns
     -------
@@ -952,7 +1024,15 @@ def grid_search(
     config = _base_config(base, epochs)
     num_classes = _check_data(train_data, val_data, num_classes)
     runner = _runner(
-        train_data, val_data, num_classes, train_fn, n_jobs, backend, threads_per_worker, progress
+        train_data,
+        val_data,
+        num_classes,
+        train_fn,
+        n_jobs,
+        backend,
+        threads_per_worker,
+        progress,
+        repeats,
     )
     candidates = []
     for values in itertools.product(*(values for _, values in grid_list)):
@@ -982,9 +1062,11 @@ def _runner(
     backend: str | None,
     threads_per_worker: int | Literal["auto"] | None,
     progress: bool,
+    repeats: int,
 ) -> _Runner:
     check_n_jobs(n_jobs)
     check_threads(threads_per_worker)
+    repeats = check_int(repeats, "repeats", minimum=1)
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend must be a joblib backend name or None, got {backend!r}")
     return _Runner(
@@ -996,6 +1078,7 @@ def _runner(
         backend,
         threads_per_worker,
         progress,
+        repeats,
     )
 
 

@@ -213,6 +213,21 @@ def test_library_stages_run_by_name_from_a_base_file(searched, mnist_dir, tmp_pa
     assert "--lr-decay" in out
 
 
+def test_repeats_train_each_candidate_with_consecutive_seeds(mnist_dir, tmp_path, capsys):
+    flags = ["--stages", "original.lr", "--seed", "3", "--repeats", "2", "--n-jobs", "2"]
+    assert main(search_args(mnist_dir, tmp_path, *flags)) == 0
+    result = SearchResult.from_json(tmp_path / "search.json")
+    for record in result.records:
+        assert record["seeds"] == [3, 4] and record["params"]["seed"] == 3
+        accuracies = record["val_accuracies"]
+        assert len(set(accuracies)) == 2 and record["val_accuracy"] == sum(accuracies) / 2
+    out = capsys.readouterr().out
+    # A line per candidate and the stage's winner.
+    assert out.count("(mean of 2 seeds, ") == len(result.records) + 1 == 5
+    # The split is the seed's, so the command to train the winner keeps --seed 3.
+    assert "--seed 3" in next(line for line in out.splitlines() if line.startswith("train them"))
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -243,6 +258,7 @@ def test_a_base_file_with_unknown_settings_exits_2(tmp_path, capsys):
         ["--hidden", "16x0"],
         ["--lr"],
         ["--n-jobs", "two"],
+        ["--repeats", "0"],
         ["--no-such-flag"],
     ],
 )

@@ -191,6 +191,100 @@ def test_ties_go_to_lower_val_loss_then_to_the_earlier_value():
     )
 
 
+# (lr, seed) -> val accuracy: one lucky seed makes lr=0.1 look best, the mean picks lr=0.2.
+SEEDED_SCORES = {(0.1, 5): 0.90, (0.1, 6): 0.80, (0.2, 5): 0.86, (0.2, 6): 0.87}
+
+
+def seeded_fit(config, train_data, val_data=None, num_classes=None, progress=True):
+    """A trainer whose val figures depend on the learning rate and the seed."""
+    CALLS.append({"lr": config.lr, "seed": config.seed})
+    if (config.lr, config.seed) == (0.3, 6):
+        raise DivergenceError("training diverged at epoch 1, step 2: the loss is inf")
+    accuracy = SEEDED_SCORES.get((config.lr, config.seed), 0.5)
+    history = {
+        "epoch": [1],
+        "train_loss": [1.0],
+        "train_accuracy": [accuracy],
+        "val_loss": [1.0 - accuracy],
+        "val_accuracy": [accuracy],
+        "lr": [config.lr],
+        "epoch_time": [0.0],
+        "seed": config.seed,
+    }
+    return None, None, history
+
+
+def test_repeats_compare_the_means_over_consecutive_seeds(calls):
+    stages = [("lr", [0.1, 0.2])]
+    once = sequential_search(TRAIN, VAL, stages, {"seed": 5}, train_fn=seeded_fit, progress=False)
+    assert once.best_params["lr"] == 0.1 and [c["seed"] for c in calls] == [5, 5]
+    assert once.records[0]["seeds"] == [5] and once.records[0]["val_accuracies"] == [0.9]
+    calls.clear()
+    twice = sequential_search(
+        TRAIN, VAL, stages, {"seed": 5}, train_fn=seeded_fit, progress=False, repeats=2
+    )
+    assert sorted((c["lr"], c["seed"]) for c in calls) == [(0.1, 5), (0.1, 6), (0.2, 5), (0.2, 6)]
+    assert twice.best_params["lr"] == 0.2
+    first, second = twice.records
+    assert first["seeds"] == [5, 6] and first["val_accuracies"] == [0.90, 0.80]
+    assert first["val_accuracy"] == pytest.approx(0.85, abs=1e-15)
+    assert second["val_accuracy"] == pytest.approx(0.865, abs=1e-15)
+    assert second["val_loss"] == pytest.approx(0.135, abs=1e-15)
+    # The record keeps the first seed's history and the seed the settings start from.
+    assert first["history"]["seed"] == 5 and first["params"]["seed"] == 5
+
+
+def test_one_diverged_seed_rules_its_candidate_out(calls):
+    result = grid_search(
+        TRAIN,
+        VAL,
+        {"lr": [0.3, 0.1]},
+        {"seed": 5},
+        train_fn=seeded_fit,
+        progress=False,
+        repeats=2,
+    )
+    diverged = result.records[0]
+    assert diverged["error"].startswith("seed 6: training diverged")
+    assert math.isnan(diverged["val_accuracy"]) and diverged["val_accuracies"][0] == 0.5
+    assert math.isnan(diverged["val_accuracies"][1])
+    assert result.best_params["lr"] == 0.1
+
+
+@pytest.mark.parametrize(
+    "repeats, error, match",
+    [
+        (0, ValueError, "repeats must be an integer >= 1, got 0"),
+        (1.5, TypeError, "repeats"),
+        (True, TypeError, "repeats"),
+    ],
+)
+def test_repeats_must_be_a_positive_int(repeats, error, match):
+    with pytest.raises(error, match=match):
+        sequential_search(TRAIN, VAL, TINY_STAGES, train_fn=scored_fit, repeats=repeats)
+
+
+def test_repeated_records_survive_json_and_csv(calls, tmp_path):
+    result = grid_search(
+        TRAIN, VAL, {"lr": [0.3, 0.2]}, {"seed": 5}, train_fn=seeded_fit, progress=False, repeats=2
+    )
+    again = SearchResult.from_json(result.to_json(tmp_path / "search.json"))
+    assert again.records[1]["val_accuracies"] == [0.86, 0.87]
+    assert math.isnan(again.records[0]["val_accuracies"][1])
+    with open(result.to_csv(tmp_path / "search.csv"), newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert rows[1]["seeds"] == "5 6" and rows[1]["val_accuracies"] == "0.86 0.87"
+    assert [float(v) for v in rows[1]["val_losses"].split()] == [1 - 0.86, 1 - 0.87]
+    assert rows[0]["val_accuracies"] == "0.5 nan" and rows[1]["best"] == "1"
+
+
+def test_progress_lines_give_the_spread_over_the_seeds(calls, capsys):
+    grid_search(TRAIN, VAL, {"lr": [0.1]}, {"seed": 5}, train_fn=seeded_fit, repeats=2)
+    assert "lr=0.1: val accuracy 85.00% (mean of 2 seeds, 80.00% to 90.00%)" in (
+        capsys.readouterr().out
+    )
+
+
 def test_a_single_value_stage_fixes_the_setting_from_the_start(calls):
     result = sequential_search(
         TRAIN, VAL, [("lr", [0.01, 0.1]), ("hidden", [512])], train_fn=scored_fit, progress=False
@@ -337,6 +431,15 @@ def test_two_workers_give_the_same_records(serial_result):
     parallel = sequential_search(TRAIN, VAL, TINY_STAGES, epochs=2, n_jobs=2, progress=False)
     assert without_timings(parallel.records) == without_timings(serial_result.records)
     assert parallel.best_index == serial_result.best_index
+
+
+def test_two_workers_give_the_same_repeated_records():
+    stages = [("lr", [0.1, 0.5])]
+    serial = grid_search(TRAIN, VAL, stages, epochs=1, n_jobs=1, progress=False, repeats=2)
+    parallel = grid_search(TRAIN, VAL, stages, epochs=1, n_jobs=2, progress=False, repeats=2)
+    assert without_timings(parallel.records) == without_timings(serial.records)
+    # The seeds train different nets.
+    assert all(len(set(record["val_losses"])) == 2 for record in serial.records)
 
 
 def test_worker_threads_keep_workers_times_threads_within_the_cores():
