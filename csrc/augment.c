@@ -159,6 +159,12 @@ static fcnn_size taps_doubles(fcnn_size P) { return (P + 2) / 2; }
 // Doubles the blend tables of the rows (H) and the columns (W) take: three 4-byte numbers each
 static fcnn_size blend_doubles(fcnn_size H, fcnn_size W) { return (3 * (H + W) + 1) / 2; }
 
+// Doubles of the part all threads share, with the elastic part: the cells' index hashes (one
+// each), the taps, then the blend tables. fcnn_augment_workspace sizes it, layout_of carves it.
+static fcnn_size shared_doubles(fcnn_size H, fcnn_size W, field_grid grid) {
+    return grid.Hc * grid.Wc + taps_doubles(grid.P) + blend_doubles(H, W);
+}
+
 // Bytes of the image with a border of zeros, (H + 2) x (W + 2) and one more (see pack_quads)
 static fcnn_size bordered_bytes(fcnn_size H, fcnn_size W) { return (H + 2) * (W + 2) + 1; }
 
@@ -175,8 +181,7 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
                                  int num_threads) {
     const int elastic = elastic_on(settings);
     // Every term of scratch_doubles bounded first (the sampling's indices into the quads are
-    // int), then: shared, with the elastic part, the cells' index hashes (Cc), the taps and
-    // the blend tables; then each thread's scratch.
+    // int), then the shared part (shared_doubles) and each thread's scratch.
     fcnn_size C, bordered, floats = 0, per_thread, total;
     if (H > PTRDIFF_MAX / 4 || W > PTRDIFF_MAX / 4 || __builtin_mul_overflow(H, W, &C) ||
         __builtin_mul_overflow(H + 2, W + 2, &bordered) || C > (INT_MAX - bordered) / 4) {
@@ -186,10 +191,7 @@ fcnn_size fcnn_augment_workspace(fcnn_size H, fcnn_size W, const fcnn_augment_se
     if (elastic && ((floats = field_floats(grid, W)) == 0 || floats > PTRDIFF_MAX / 2)) {
         return -1;
     }
-    const fcnn_size shared =
-        elastic ? (grid.Hc * grid.Wc + taps_doubles(grid.P) + blend_doubles(H, W)) *
-                      (fcnn_size)sizeof(double)
-                : 0;
+    const fcnn_size shared = elastic ? shared_doubles(H, W, grid) * (fcnn_size)sizeof(double) : 0;
     if (__builtin_mul_overflow(scratch_doubles(H, W, grid, elastic),
                                (fcnn_size)sizeof(double) * num_threads, &per_thread) ||
         __builtin_add_overflow(per_thread, shared, &total) || total > PTRDIFF_MAX / 2) {
@@ -402,16 +404,16 @@ static augment_layout layout_of(void *workspace, fcnn_size H, fcnn_size W,
     augment_layout layout = {.grid = field_grid_of(H, W, settings)};
     const int elastic = elastic_on(settings);
     const fcnn_size Cc = layout.grid.Hc * layout.grid.Wc;
-    layout.scratches = workspace;
+    double *shared = workspace;
+    layout.scratches = shared;
     if (elastic) {
         layout.hashes = workspace;
-        layout.weights = (float *)(layout.hashes + Cc);
-        int32_t *tables = (int32_t *)((double *)(layout.hashes + Cc) + taps_doubles(layout.grid.P));
+        layout.weights = (float *)(shared + Cc);
+        int32_t *tables = (int32_t *)(shared + Cc + taps_doubles(layout.grid.P));
         layout.rows = (cell_blend){tables, tables + H, (float *)(tables + 2 * H)};
         tables += 3 * H;
         layout.columns = (cell_blend){tables, tables + W, (float *)(tables + 2 * W)};
-        layout.scratches =
-            (double *)(layout.hashes + Cc) + taps_doubles(layout.grid.P) + blend_doubles(H, W);
+        layout.scratches = shared + shared_doubles(H, W, layout.grid);
     }
     layout.per_thread = scratch_doubles(H, W, layout.grid, elastic);
     layout.identity = settings->translate == 0 && settings->rotate == 0 &&

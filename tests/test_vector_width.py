@@ -47,7 +47,7 @@ def assert_same_bits(results):
 @pytest.mark.parametrize("hidden", [(130,), (70, 13), (300,)])
 @pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.9, 5e-4)])
 @pytest.mark.parametrize("density, sparse_threshold", [(0.2, 1.0), (0.2, 1e-9), (0.9, None)])
-def test_both_widths_give_the_same_bits(
+def test_every_width_gives_the_same_bits(
     force_width, dtype, hidden, momentum, weight_decay, density, sparse_threshold
 ):
     # Each output element is a lane of one summation order in every width: the same bits,
